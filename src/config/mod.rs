@@ -1,0 +1,170 @@
+//! Loading the configuration: read -> parse YAML -> validate against the JSON schema ->
+//! deserialize into `raw` types -> `resolve` into the `model` for one OS.
+//!
+//! Every stage reports all the problems it finds, each located by file, line and column and
+//! by key path, so an operator fixes a config in one round. A later stage runs only when the
+//! earlier ones found nothing.
+
+pub mod duration;
+pub mod expand;
+pub mod model;
+pub mod position;
+pub mod raw;
+pub mod resolve;
+pub mod schema;
+
+use std::fmt;
+use std::path::Path;
+
+pub use model::{Backoff, CommandLine, Config, Os, Target};
+use position::PositionMap;
+
+/// Largest config file read; far above any real config (10,000 targets take about 1.5 MB).
+const MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
+
+/// One thing wrong with a config, located by JSON pointer (`/targets/0/timeout`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub pointer: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(pointer: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            pointer: pointer.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything wrong with one config file.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: String,
+    /// Each problem with its place in the file, where known.
+    pub problems: Vec<(Problem, Option<position::Position>)>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "{}: {n} problem{} found",
+            self.file,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for (problem, pos) in &self.problems {
+            write!(f, "{}", self.file)?;
+            if let Some(p) = pos {
+                write!(f, ":{}:{}", p.line, p.column)?;
+            }
+            if !problem.pointer.is_empty() {
+                write!(f, ": {}", key_path(&problem.pointer))?;
+            }
+            writeln!(f, ": {}", problem.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// `/targets/0/os/windows/stop` -> `targets[0].os.windows.stop`
+pub fn key_path(pointer: &str) -> String {
+    let mut out = String::new();
+    for part in pointer.split('/').skip(1) {
+        let part = part.replace("~1", "/").replace("~0", "~");
+        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&part);
+        }
+    }
+    out
+}
+
+/// Reads and resolves the config file at `path` for `os`. Variables are expanded from this
+/// process's environment when `os` is the host OS; for another OS they are left as written.
+pub fn load(path: &Path, os: Os) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let single = |message: String| ConfigError {
+        file: file.clone(),
+        problems: vec![(Problem::new("", message), None)],
+    };
+    let meta = std::fs::metadata(path).map_err(|e| single(format!("cannot read config file: {e}")))?;
+    if !meta.is_file() {
+        return Err(single("cannot read config file: not a regular file".into()));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(single(format!(
+            "config file is too large ({} bytes, at most {MAX_CONFIG_BYTES})",
+            meta.len()
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| single(format!("cannot read config file: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        single(format!(
+            "config file is not valid UTF-8 (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
+    let env = |name: &str| std::env::var(name).ok();
+    let lookup: resolve::EnvLookup<'_> = if os == Os::host() { Some(&env) } else { None };
+    parse_str(&text, &file, os, lookup)
+}
+
+/// The whole pipeline on a document already in memory (used by `load`, tests and fuzzing).
+pub fn parse_str(
+    text: &str,
+    file: &str,
+    os: Os,
+    env: resolve::EnvLookup<'_>,
+) -> Result<Config, ConfigError> {
+    let fail = |problems: Vec<Problem>| {
+        let positions = PositionMap::build(text);
+        ConfigError {
+            file: file.to_string(),
+            problems: problems
+                .into_iter()
+                .map(|p| {
+                    let pos = positions.find(&p.pointer);
+                    (p, pos)
+                })
+                .collect(),
+        }
+    };
+
+    let document: serde_json::Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            let pos = e.location().map(|l| position::Position {
+                line: l.line(),
+                column: l.column(),
+            });
+            return Err(ConfigError {
+                file: file.to_string(),
+                problems: vec![(Problem::new("", format!("invalid YAML: {e}")), pos)],
+            });
+        }
+    };
+    if document.is_null() {
+        return Err(fail(vec![Problem::new(
+            "",
+            "the file is empty; it needs a `targets` list",
+        )]));
+    }
+
+    let problems = schema::validate(&document);
+    if !problems.is_empty() {
+        return Err(fail(problems));
+    }
+
+    let raw: raw::RawConfig = serde_json::from_value(document)
+        .map_err(|e| fail(vec![Problem::new("", e.to_string())]))?;
+    resolve::resolve(&raw, os, env).map_err(fail)
+}

@@ -1,0 +1,162 @@
+//! The configuration file as written: serde types that mirror the YAML one to one.
+//!
+//! These types are the single source of truth for the JSON schema (`protector schema`,
+//! schema/protector.schema.json). Nothing here is interpreted: durations stay as written,
+//! paths are not expanded and per-OS overrides are not applied. `resolve` turns them into
+//! the model the rest of the program uses.
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::Deserialize;
+
+/// A protector configuration: shared defaults and the list of targets to watch.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "protector configuration")]
+pub struct RawConfig {
+    /// Settings every target inherits unless it sets them itself.
+    #[serde(default)]
+    pub defaults: Option<RawDefaults>,
+    /// The services to watch, each with its own heartbeat file.
+    #[schemars(length(min = 1))]
+    pub targets: Vec<RawTarget>,
+}
+
+/// Settings shared by all targets, with optional per-OS overrides of their own.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    #[serde(flatten)]
+    pub settings: Settings,
+    /// Per-OS overrides of the defaults.
+    #[serde(default)]
+    pub os: Option<OsOverrides>,
+}
+
+/// One watched service.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    /// Unique name, used in logs and in the commands' environment (PROTECTOR_TARGET).
+    #[schemars(length(min = 1))]
+    pub name: String,
+    #[serde(flatten)]
+    pub settings: Settings,
+    /// Per-OS overrides; the specific OS wins over `unix`, which wins over the target's own
+    /// settings, which win over `defaults`.
+    #[serde(default)]
+    pub os: Option<OsOverrides>,
+}
+
+/// Overrides keyed by operating system.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OsOverrides {
+    /// Applies on Linux.
+    pub linux: Option<Settings>,
+    /// Applies on macOS.
+    pub macos: Option<Settings>,
+    /// Applies on Windows.
+    pub windows: Option<Settings>,
+    /// Applies on every Unix (Linux and macOS); the specific OS wins over it.
+    pub unix: Option<Settings>,
+}
+
+/// Every setting a target can have; each may also come from `defaults` or an `os` override.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Path of the heartbeat file. `~`, `$VAR` and `${VAR}` are expanded (and `%VAR%` on
+    /// Windows); an unset variable is an error. Required (here, in an override or in defaults).
+    pub heartbeat: Option<String>,
+    /// How long the heartbeat may stay unchanged before the service is restarted.
+    /// Required (here, in an override or in defaults).
+    pub timeout: Option<DurationSpec>,
+    /// Command that starts the service. Required (here, in an override or in defaults).
+    pub start: Option<CommandSpec>,
+    /// Command that stops the service; run before `start` when the heartbeat is stale.
+    pub stop: Option<CommandSpec>,
+    /// Run `stop` and `start` through the platform shell (`/bin/sh -c`, `cmd /C`) instead of
+    /// splitting them into words and executing them directly. Default false.
+    pub shell: Option<bool>,
+    /// Upper bound for each command; on expiry its whole process tree is killed. Default 60s.
+    pub command_timeout: Option<DurationSpec>,
+    /// After a restart the target is not judged again before this. Default: the timeout.
+    pub restart_grace: Option<DurationSpec>,
+    /// At start-up, a missing or old heartbeat gets this long before it is judged.
+    /// Default: the timeout.
+    pub startup_grace: Option<DurationSpec>,
+    /// Growing waits between consecutive restarts that did not bring a heartbeat back.
+    pub backoff: Option<BackoffSpec>,
+    /// Give up after this many consecutive restarts without a heartbeat; watching resumes
+    /// when a heartbeat appears. Default: never give up.
+    #[schemars(range(min = 1))]
+    pub max_restarts: Option<u32>,
+    /// Watch this target. Default true.
+    pub enabled: Option<bool>,
+}
+
+/// Backoff between consecutive restarts.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackoffSpec {
+    /// Consecutive restarts that wait only `restart_grace`; each further wait doubles.
+    /// Default 3.
+    pub after: Option<u32>,
+    /// Longest wait between consecutive restarts. Default 1h.
+    pub max: Option<DurationSpec>,
+}
+
+/// A duration as written: seconds as a number, or a string such as `90s`, `5m`, `1500ms`,
+/// `1h30m`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum DurationSpec {
+    Seconds(f64),
+    Text(String),
+}
+
+/// Pattern for duration strings; kept in sync with `super::duration::parse`.
+pub const DURATION_PATTERN: &str =
+    r"^\s*([0-9]+(\.[0-9]+)?\s*(ms|s|m|h|d)\s*)+$|^\s*[0-9]+(\.[0-9]+)?\s*$";
+
+impl JsonSchema for DurationSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "Seconds as a number, or a string of numbers with units ms, s, m, h, d \
+                            (`90s`, `5m`, `1500ms`, `1h30m`). Must be greater than zero.",
+            "type": ["number", "string"],
+            "exclusiveMinimum": 0,
+            "pattern": DURATION_PATTERN
+        })
+    }
+}
+
+/// A command as written: one string (split into words like a shell would, or run through the
+/// shell with `shell: true`), or a list of arguments used as they are.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum CommandSpec {
+    Line(String),
+    Argv(Vec<String>),
+}
+
+impl JsonSchema for CommandSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Command".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A command line (split into words as a shell would, without running \
+                            a shell unless `shell: true`), or a list of arguments.",
+            "type": ["string", "array"],
+            "minLength": 1,
+            "minItems": 1,
+            "items": { "type": "string" }
+        })
+    }
+}

@@ -1,0 +1,236 @@
+//! From the raw document to the model for one OS: layering of overrides, expansion of paths,
+//! splitting of commands, parsing of durations, and the checks a schema cannot express
+//! (duplicate names, settings missing after layering, unparsable commands, unset variables).
+//! Every problem is collected, each with the JSON pointer of the value that caused it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::Problem;
+use super::duration;
+use super::expand::expand;
+use super::model::{Backoff, CommandLine, Config, Os, Target};
+use super::position::escape;
+use super::raw::{CommandSpec, DurationSpec, OsOverrides, RawConfig, Settings};
+
+/// Looks up an environment variable. `None` as the whole lookup means "do not expand":
+/// used when checking a config for another OS, whose environment is not this one.
+pub type EnvLookup<'a> = Option<&'a dyn Fn(&str) -> Option<String>>;
+
+pub fn resolve(raw: &RawConfig, os: Os, env: EnvLookup<'_>) -> Result<Config, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut first_by_name: HashMap<&str, usize> = HashMap::new();
+    let mut targets = Vec::with_capacity(raw.targets.len());
+
+    for (i, target) in raw.targets.iter().enumerate() {
+        if let Some(first) = first_by_name.insert(&target.name, i) {
+            // Keep pointing duplicates at the first occurrence.
+            first_by_name.insert(&target.name, first);
+            problems.push(Problem::new(
+                format!("/targets/{i}/name"),
+                format!(
+                    "duplicate target name {:?} (also used by targets[{first}])",
+                    target.name
+                ),
+            ));
+        }
+        let mut layers = Vec::with_capacity(6);
+        push_os_layers(&mut layers, format!("/targets/{i}"), target.os.as_ref(), os);
+        layers.push((format!("/targets/{i}"), &target.settings));
+        if let Some(defaults) = &raw.defaults {
+            push_os_layers(&mut layers, "/defaults".into(), defaults.os.as_ref(), os);
+            layers.push(("/defaults".into(), &defaults.settings));
+        }
+        let layered = Layered {
+            layers,
+            target_ptr: format!("/targets/{i}"),
+            name: &target.name,
+            os,
+        };
+        if let Some(t) = layered.resolve(env, &mut problems) {
+            targets.push(t);
+        }
+    }
+
+    if problems.is_empty() {
+        Ok(Config { os, targets })
+    } else {
+        Err(problems)
+    }
+}
+
+fn push_os_layers<'a>(
+    layers: &mut Vec<(String, &'a Settings)>,
+    base: String,
+    os_overrides: Option<&'a OsOverrides>,
+    os: Os,
+) {
+    let Some(o) = os_overrides else { return };
+    let specific = match os {
+        Os::Linux => &o.linux,
+        Os::Macos => &o.macos,
+        Os::Windows => &o.windows,
+    };
+    if let Some(s) = specific {
+        layers.push((format!("{base}/os/{}", os.key()), s));
+    }
+    if os.is_unix()
+        && let Some(s) = &o.unix
+    {
+        layers.push((format!("{base}/os/unix"), s));
+    }
+}
+
+/// One target's settings as a stack of layers, most specific first.
+struct Layered<'a> {
+    layers: Vec<(String, &'a Settings)>,
+    target_ptr: String,
+    name: &'a str,
+    os: Os,
+}
+
+impl<'a> Layered<'a> {
+    /// The first layer that sets a value, with the pointer to where it was set.
+    fn pick<T: ?Sized>(
+        &self,
+        key: &str,
+        get: impl Fn(&'a Settings) -> Option<&'a T>,
+    ) -> Option<(&'a T, String)> {
+        self.layers
+            .iter()
+            .find_map(|(ptr, s)| get(s).map(|v| (v, format!("{ptr}/{}", escape(key)))))
+    }
+
+    fn required<T: ?Sized>(
+        &self,
+        key: &str,
+        get: impl Fn(&'a Settings) -> Option<&'a T>,
+        problems: &mut Vec<Problem>,
+    ) -> Option<(&'a T, String)> {
+        let found = self.pick(key, get);
+        if found.is_none() {
+            problems.push(Problem::new(
+                self.target_ptr.clone(),
+                format!(
+                    "target {:?} has no `{key}` for {} (set it on the target, under `os`, or in `defaults`)",
+                    self.name, self.os
+                ),
+            ));
+        }
+        found
+    }
+
+    fn duration(
+        &self,
+        key: &str,
+        get: impl Fn(&'a Settings) -> Option<&'a DurationSpec>,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Option<Duration>> {
+        match self.pick(key, get) {
+            None => Some(None),
+            Some((spec, ptr)) => match duration::parse(spec) {
+                Ok(d) => Some(Some(d)),
+                Err(msg) => {
+                    problems.push(Problem::new(ptr, msg));
+                    None
+                }
+            },
+        }
+    }
+
+    fn resolve(&self, env: EnvLookup<'_>, problems: &mut Vec<Problem>) -> Option<Target> {
+        let before = problems.len();
+        let shell = self
+            .pick("shell", |s| s.shell.as_ref())
+            .is_some_and(|(v, _)| *v);
+
+        let heartbeat = self
+            .required("heartbeat", |s| s.heartbeat.as_deref(), problems)
+            .and_then(|(text, ptr)| match env {
+                None => Some(PathBuf::from(text)),
+                Some(lookup) => match expand(text, self.os == Os::Windows, lookup) {
+                    Ok(p) => Some(PathBuf::from(p)),
+                    Err(msg) => {
+                        problems.push(Problem::new(ptr, msg));
+                        None
+                    }
+                },
+            });
+        let timeout = self
+            .required("timeout", |s| s.timeout.as_ref(), problems)
+            .and_then(|(spec, ptr)| {
+                duration::parse(spec)
+                    .map_err(|msg| problems.push(Problem::new(ptr, msg)))
+                    .ok()
+            });
+        let start = self
+            .required("start", |s| s.start.as_ref(), problems)
+            .and_then(|(spec, ptr)| self.command(spec, ptr, shell, problems));
+        let stop = self
+            .pick("stop", |s| s.stop.as_ref())
+            .map(|(spec, ptr)| self.command(spec, ptr, shell, problems));
+        let command_timeout = self.duration("command_timeout", |s| s.command_timeout.as_ref(), problems);
+        let restart_grace = self.duration("restart_grace", |s| s.restart_grace.as_ref(), problems);
+        let startup_grace = self.duration("startup_grace", |s| s.startup_grace.as_ref(), problems);
+        let backoff_after = self.pick("backoff", |s| s.backoff.as_ref().and_then(|b| b.after.as_ref()));
+        let backoff_max = self.duration(
+            "backoff",
+            |s| s.backoff.as_ref().and_then(|b| b.max.as_ref()),
+            problems,
+        );
+        let max_restarts = self.pick("max_restarts", |s| s.max_restarts.as_ref());
+        let enabled = self.pick("enabled", |s| s.enabled.as_ref());
+
+        if problems.len() > before {
+            return None;
+        }
+        let timeout = timeout?;
+        let defaults = Backoff::default();
+        Some(Target {
+            name: self.name.to_string(),
+            heartbeat: heartbeat?,
+            timeout,
+            stop: stop.flatten(),
+            start: start?,
+            command_timeout: command_timeout?.unwrap_or(Duration::from_secs(60)),
+            restart_grace: restart_grace?.unwrap_or(timeout),
+            startup_grace: startup_grace?.unwrap_or(timeout),
+            backoff: Backoff {
+                after: backoff_after.map_or(defaults.after, |(v, _)| *v),
+                max: backoff_max?.unwrap_or(defaults.max),
+            },
+            max_restarts: max_restarts.map(|(v, _)| *v),
+            enabled: enabled.is_none_or(|(v, _)| *v),
+        })
+    }
+
+    fn command(
+        &self,
+        spec: &CommandSpec,
+        ptr: String,
+        shell: bool,
+        problems: &mut Vec<Problem>,
+    ) -> Option<CommandLine> {
+        let result = match (spec, shell) {
+            (CommandSpec::Line(line), true) if line.trim().is_empty() => Err("command is empty".into()),
+            (CommandSpec::Line(line), true) => Ok(CommandLine::Shell {
+                line: line.clone(),
+                os: self.os,
+            }),
+            (CommandSpec::Argv(_), true) => {
+                Err("with `shell: true` write the command as one string, not a list".to_string())
+            }
+            (CommandSpec::Line(line), false) => match shell_words::split(line) {
+                Ok(argv) if argv.is_empty() => Err("command is empty".into()),
+                Ok(argv) => Ok(CommandLine::Exec(argv)),
+                Err(e) => Err(format!("cannot split command {line:?} into words: {e}")),
+            },
+            (CommandSpec::Argv(argv), false) if argv.first().is_none_or(|p| p.is_empty()) => {
+                Err("the program (first item) is empty".into())
+            }
+            (CommandSpec::Argv(argv), false) => Ok(CommandLine::Exec(argv.clone())),
+        };
+        result.map_err(|msg| problems.push(Problem::new(ptr, msg))).ok()
+    }
+}

@@ -1,0 +1,3 @@
+fn main() {
+    println!("{}", protector::config::schema::schema_text());
+}
