@@ -5,3 +5,4 @@
 //! files) and `command` (running stop/start with timeouts). Per-OS code lives in `platform`.
 
 pub mod config;
+pub mod schedule;

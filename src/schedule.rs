@@ -1,0 +1,516 @@
+//! The decision core: given one target's state, what its heartbeat looks like now, and the
+//! time, decide what happens next. Pure: no clock, no files, no processes, so every rule is
+//! tested with made-up instants (see the tests below) and the daemon only carries out the
+//! decisions.
+//!
+//! Theory of operation. Each target has one deadline on the monotonic clock. When it is
+//! reached the daemon observes the heartbeat file and calls [`TargetState::on_due`]:
+//! - the fingerprint changed since the last observation: a heartbeat. It is dated by the
+//!   file's mtime when that is plausible (not in the future, not before the previous
+//!   observation), otherwise "now"; the next deadline is that date + timeout.
+//! - unchanged (or missing) and the deadline is a heartbeat deadline: stale. The target is
+//!   restarted (stop, then start) unless `max_restarts` consecutive restarts already failed,
+//!   in which case it gives up and only keeps looking for a heartbeat.
+//! While a command runs the target has no deadline, so it can never have two actions in
+//! flight. After the start command finishes the next judgement waits `restart_grace`, doubled
+//! for each consecutive restart beyond `backoff.after`, capped at `backoff.max`.
+//! Wall-clock time only dates a change of the file; it never decides when something is due,
+//! so stepping the system clock neither causes nor hides a restart.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::Target;
+
+/// The moment of a decision, on both clocks.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub mono: Instant,
+    pub wall: SystemTime,
+}
+
+impl Now {
+    pub fn now() -> Now {
+        Now {
+            mono: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+}
+
+/// What identifies one version of a heartbeat file: a touch, a write, or a replacement by a
+/// new file all change it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub mtime: Option<SystemTime>,
+    pub len: u64,
+    /// Device and inode on Unix, creation time on Windows.
+    pub identity: (u64, u64),
+}
+
+/// A look at the heartbeat file. Missing and unreadable files are both "no heartbeat";
+/// the daemon logs the reason of the latter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observation {
+    Present(Fingerprint),
+    Absent,
+}
+
+impl Observation {
+    fn fingerprint(&self) -> Option<Fingerprint> {
+        match self {
+            Observation::Present(f) => Some(*f),
+            Observation::Absent => None,
+        }
+    }
+}
+
+/// The per-target timing rules, taken from the resolved config.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rules {
+    pub timeout: Duration,
+    pub restart_grace: Duration,
+    pub startup_grace: Duration,
+    pub backoff_after: u32,
+    pub backoff_max: Duration,
+    pub max_restarts: Option<u32>,
+    pub has_stop: bool,
+}
+
+impl Rules {
+    pub fn of(target: &Target) -> Rules {
+        Rules {
+            timeout: target.timeout,
+            restart_grace: target.restart_grace,
+            startup_grace: target.startup_grace,
+            backoff_after: target.backoff.after,
+            backoff_max: target.backoff.max,
+            max_restarts: target.max_restarts,
+            has_stop: target.stop.is_some(),
+        }
+    }
+
+    /// How long to wait before judging again after the `n`th consecutive restart.
+    pub fn wait_after_restart(&self, n: u32) -> Duration {
+        let grace = self.restart_grace;
+        if n <= self.backoff_after {
+            return grace;
+        }
+        let doublings = (n - self.backoff_after).min(40);
+        let grown = grace
+            .checked_mul(1u32 << doublings.min(31))
+            .unwrap_or(Duration::MAX);
+        grown.min(self.backoff_max).max(grace)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for the deadline; a heartbeat moves it.
+    Watching,
+    /// A stop or start command is running; no deadline.
+    Running(Cmd),
+    /// Too many consecutive restarts; only a heartbeat brings the target back.
+    GivenUp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmd {
+    Stop,
+    Start,
+}
+
+impl Cmd {
+    pub fn name(self) -> &'static str {
+        match self {
+            Cmd::Stop => "stop",
+            Cmd::Start => "start",
+        }
+    }
+}
+
+/// What the daemon must do after a due check.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Restart: run this command first (stop, or start when there is no stop).
+    Restart { age: Duration, run: Cmd },
+    /// `max_restarts` reached: stop restarting.
+    GiveUp { age: Duration, restarts: u32 },
+}
+
+/// A heartbeat was seen; what it ended, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Beat {
+    /// Consecutive restarts it ends (0 when all was well).
+    pub after_restarts: u32,
+    /// The target had given up and is watched again.
+    pub resumed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DueOutcome {
+    pub beat: Option<Beat>,
+    pub action: Option<Action>,
+}
+
+/// After a command finished: what comes next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Run(Cmd),
+    /// The restart is done; the target is judged again after this wait.
+    Judge { wait: Duration },
+}
+
+#[derive(Debug, Clone)]
+pub struct TargetState {
+    pub phase: Phase,
+    /// When the target is next due (meaningless while a command runs).
+    pub deadline: Instant,
+    /// The last heartbeat (or start-up, when none was seen), for ages.
+    pub last_beat: Instant,
+    last_seen: Option<Fingerprint>,
+    last_look: Now,
+    /// Restarts since the last heartbeat.
+    pub consecutive: u32,
+    pub restarts_total: u64,
+}
+
+impl TargetState {
+    /// The state at start-up: a file changed less than `timeout` ago is fresh; a missing or
+    /// older file gets `startup_grace` before it is judged.
+    pub fn start(rules: &Rules, obs: &Observation, now: Now) -> TargetState {
+        let age = obs
+            .fingerprint()
+            .and_then(|f| f.mtime)
+            .and_then(|m| now.wall.duration_since(m).ok());
+        let (last_beat, deadline) = match age {
+            Some(age) if age < rules.timeout => {
+                let beat = now.mono.checked_sub(age).unwrap_or(now.mono);
+                (beat, beat + rules.timeout)
+            }
+            _ => {
+                let beat = age
+                    .and_then(|a| now.mono.checked_sub(a))
+                    .unwrap_or(now.mono);
+                (beat, now.mono + rules.startup_grace)
+            }
+        };
+        TargetState {
+            phase: Phase::Watching,
+            deadline,
+            last_beat,
+            last_seen: obs.fingerprint(),
+            last_look: now,
+            consecutive: 0,
+            restarts_total: 0,
+        }
+    }
+
+    /// Is the target waiting for a deadline (rather than running a command)?
+    pub fn is_due_at(&self, at: Instant) -> bool {
+        !matches!(self.phase, Phase::Running(_)) && self.deadline <= at
+    }
+
+    /// The deadline was reached and the file observed.
+    pub fn on_due(&mut self, rules: &Rules, obs: &Observation, now: Now) -> DueOutcome {
+        debug_assert!(!matches!(self.phase, Phase::Running(_)));
+        let mut out = DueOutcome::default();
+        let seen = obs.fingerprint();
+        if seen.is_some() && seen != self.last_seen {
+            let dated = seen
+                .and_then(|f| f.mtime)
+                .filter(|m| *m <= now.wall && *m > self.last_look.wall)
+                .and_then(|m| now.wall.duration_since(m).ok())
+                .and_then(|ago| now.mono.checked_sub(ago))
+                .map_or(now.mono, |at| at.max(self.last_look.mono));
+            out.beat = Some(Beat {
+                after_restarts: self.consecutive,
+                resumed: self.phase == Phase::GivenUp,
+            });
+            self.phase = Phase::Watching;
+            self.consecutive = 0;
+            self.last_beat = dated;
+            self.deadline = dated + rules.timeout;
+        }
+        self.last_seen = seen;
+        self.last_look = now;
+
+        if self.deadline > now.mono {
+            return out;
+        }
+        let age = now.mono.saturating_duration_since(self.last_beat);
+        if self.phase == Phase::GivenUp {
+            self.deadline = now.mono + rules.timeout;
+            return out;
+        }
+        if rules.max_restarts.is_some_and(|max| self.consecutive >= max) {
+            self.phase = Phase::GivenUp;
+            self.deadline = now.mono + rules.timeout;
+            out.action = Some(Action::GiveUp {
+                age,
+                restarts: self.consecutive,
+            });
+            return out;
+        }
+        self.consecutive += 1;
+        self.restarts_total += 1;
+        let run = if rules.has_stop { Cmd::Stop } else { Cmd::Start };
+        self.phase = Phase::Running(run);
+        out.action = Some(Action::Restart { age, run });
+        out
+    }
+
+    /// A command of the running restart finished (whatever its outcome: a failed stop still
+    /// leads to start, a failed start still waits before judging again).
+    pub fn on_command_done(&mut self, rules: &Rules, cmd: Cmd, now: Instant) -> Next {
+        match cmd {
+            Cmd::Stop => {
+                self.phase = Phase::Running(Cmd::Start);
+                Next::Run(Cmd::Start)
+            }
+            Cmd::Start => {
+                let wait = rules.wait_after_restart(self.consecutive);
+                self.phase = Phase::Watching;
+                self.deadline = now + wait;
+                Next::Judge { wait }
+            }
+        }
+    }
+
+    /// Age of the heartbeat at `now`.
+    pub fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.last_beat)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn rules() -> Rules {
+        Rules {
+            timeout: 10 * S,
+            restart_grace: 5 * S,
+            startup_grace: 20 * S,
+            backoff_after: 2,
+            backoff_max: 30 * S,
+            max_restarts: None,
+            has_stop: true,
+        }
+    }
+
+    /// A test clock: both clocks start together; `at(secs)` is the moment `secs` in.
+    struct Clock {
+        mono0: Instant,
+        wall0: SystemTime,
+    }
+
+    impl Clock {
+        fn new() -> Clock {
+            Clock {
+                mono0: Instant::now(),
+                wall0: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            }
+        }
+        fn at(&self, secs: f64) -> Now {
+            let d = Duration::from_secs_f64(secs);
+            Now {
+                mono: self.mono0 + d,
+                wall: self.wall0 + d,
+            }
+        }
+        /// A file last modified at wall time `secs` in (may be negative), version `v`.
+        fn file(&self, mtime_secs: f64, v: u64) -> Observation {
+            let mtime = if mtime_secs >= 0.0 {
+                self.wall0 + Duration::from_secs_f64(mtime_secs)
+            } else {
+                self.wall0 - Duration::from_secs_f64(-mtime_secs)
+            };
+            Observation::Present(Fingerprint {
+                mtime: Some(mtime),
+                len: v,
+                identity: (1, 1),
+            })
+        }
+        fn secs(&self, at: Instant) -> f64 {
+            at.duration_since(self.mono0).as_secs_f64()
+        }
+    }
+
+    /// Runs a full restart (stop and start, both finishing at once) at `secs`.
+    fn finish_restart(st: &mut TargetState, r: &Rules, c: &Clock, secs: f64) -> Duration {
+        assert_eq!(st.on_command_done(r, Cmd::Stop, c.at(secs).mono), Next::Run(Cmd::Start));
+        match st.on_command_done(r, Cmd::Start, c.at(secs).mono) {
+            Next::Judge { wait } => wait,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn fresh_file_at_start_is_judged_at_mtime_plus_timeout() {
+        let c = Clock::new();
+        let st = TargetState::start(&rules(), &c.file(-4.0, 1), c.at(0.0));
+        assert_eq!(c.secs(st.deadline), 6.0);
+        assert_eq!(st.age(c.at(0.0).mono), 4 * S);
+    }
+
+    #[test]
+    fn missing_or_old_file_at_start_gets_startup_grace() {
+        let c = Clock::new();
+        let st = TargetState::start(&rules(), &Observation::Absent, c.at(0.0));
+        assert_eq!(c.secs(st.deadline), 20.0);
+        let st = TargetState::start(&rules(), &c.file(-3600.0, 1), c.at(3700.0));
+        assert_eq!(c.secs(st.deadline), 3720.0);
+        // A file dated in the future is not fresh either.
+        let st = TargetState::start(&rules(), &c.file(50.0, 1), c.at(0.0));
+        assert_eq!(c.secs(st.deadline), 20.0);
+    }
+
+    #[test]
+    fn heartbeat_moves_the_deadline_by_its_mtime() {
+        let c = Clock::new();
+        let r = rules();
+        let mut st = TargetState::start(&r, &c.file(0.0, 1), c.at(0.0));
+        let out = st.on_due(&r, &c.file(7.0, 2), c.at(10.0));
+        assert_eq!(out.beat, Some(Beat { after_restarts: 0, resumed: false }));
+        assert_eq!(out.action, None);
+        assert_eq!(c.secs(st.deadline), 17.0);
+    }
+
+    #[test]
+    fn implausible_mtime_counts_as_now() {
+        let c = Clock::new();
+        let r = rules();
+        let mut st = TargetState::start(&r, &c.file(0.0, 1), c.at(0.0));
+        // In the future.
+        st.on_due(&r, &c.file(500.0, 2), c.at(10.0));
+        assert_eq!(c.secs(st.deadline), 20.0);
+        // Before the previous observation (touch -d, or a clock stepped back).
+        st.on_due(&r, &c.file(-100.0, 3), c.at(20.0));
+        assert_eq!(c.secs(st.deadline), 30.0);
+    }
+
+    #[test]
+    fn stale_file_restarts_with_stop_then_start() {
+        let c = Clock::new();
+        let r = rules();
+        let mut st = TargetState::start(&r, &c.file(0.0, 1), c.at(0.0));
+        let out = st.on_due(&r, &c.file(0.0, 1), c.at(10.0));
+        assert_eq!(out.action, Some(Action::Restart { age: 10 * S, run: Cmd::Stop }));
+        assert_eq!(st.phase, Phase::Running(Cmd::Stop));
+        assert!(!st.is_due_at(c.at(1000.0).mono), "no second action while one runs");
+        let wait = finish_restart(&mut st, &r, &c, 11.0);
+        assert_eq!(wait, 5 * S);
+        assert_eq!(c.secs(st.deadline), 16.0);
+    }
+
+    #[test]
+    fn without_stop_the_restart_runs_start_only() {
+        let c = Clock::new();
+        let r = Rules { has_stop: false, ..rules() };
+        let mut st = TargetState::start(&r, &Observation::Absent, c.at(0.0));
+        let out = st.on_due(&r, &Observation::Absent, c.at(20.0));
+        assert_eq!(out.action, Some(Action::Restart { age: 20 * S, run: Cmd::Start }));
+    }
+
+    #[test]
+    fn backoff_doubles_after_the_threshold_and_is_capped() {
+        let r = rules();
+        let waits: Vec<u64> = (1..=7).map(|n| r.wait_after_restart(n).as_secs()).collect();
+        assert_eq!(waits, [5, 5, 10, 20, 30, 30, 30]);
+        assert_eq!(r.wait_after_restart(u32::MAX), 30 * S);
+    }
+
+    #[test]
+    fn consecutive_restarts_back_off_and_a_heartbeat_resets_them() {
+        let c = Clock::new();
+        let r = rules();
+        let mut st = TargetState::start(&r, &Observation::Absent, c.at(0.0));
+        let mut t = 20.0;
+        let mut waits = vec![];
+        for _ in 0..4 {
+            let out = st.on_due(&r, &Observation::Absent, c.at(t));
+            assert!(matches!(out.action, Some(Action::Restart { .. })));
+            let wait = finish_restart(&mut st, &r, &c, t);
+            waits.push(wait.as_secs());
+            t += wait.as_secs_f64();
+        }
+        assert_eq!(waits, [5, 5, 10, 20]);
+        assert_eq!(st.consecutive, 4);
+        let out = st.on_due(&r, &c.file(t - 1.0, 9), c.at(t));
+        assert_eq!(out.beat, Some(Beat { after_restarts: 4, resumed: false }));
+        assert_eq!(st.consecutive, 0);
+        assert_eq!(st.restarts_total, 4);
+    }
+
+    #[test]
+    fn max_restarts_gives_up_and_a_heartbeat_resumes() {
+        let c = Clock::new();
+        let r = Rules { max_restarts: Some(2), ..rules() };
+        let mut st = TargetState::start(&r, &Observation::Absent, c.at(0.0));
+        let mut t = 20.0;
+        for _ in 0..2 {
+            let out = st.on_due(&r, &Observation::Absent, c.at(t));
+            assert!(matches!(out.action, Some(Action::Restart { .. })));
+            t += finish_restart(&mut st, &r, &c, t).as_secs_f64();
+        }
+        let out = st.on_due(&r, &Observation::Absent, c.at(t));
+        assert!(matches!(out.action, Some(Action::GiveUp { restarts: 2, .. })));
+        assert_eq!(st.phase, Phase::GivenUp);
+        // Given up: later checks do nothing.
+        for _ in 0..3 {
+            t = c.secs(st.deadline);
+            assert_eq!(st.on_due(&r, &Observation::Absent, c.at(t)), DueOutcome::default());
+        }
+        t = c.secs(st.deadline);
+        let out = st.on_due(&r, &c.file(t - 0.5, 1), c.at(t));
+        assert_eq!(out.beat, Some(Beat { after_restarts: 2, resumed: true }));
+        assert_eq!(st.phase, Phase::Watching);
+        assert_eq!(c.secs(st.deadline), t - 0.5 + 10.0);
+    }
+
+    #[test]
+    fn a_heartbeat_older_than_the_timeout_is_stale_at_once() {
+        // After a long grace the file shows one change, long ago: that beat is already stale.
+        let c = Clock::new();
+        let r = Rules { restart_grace: 60 * S, ..rules() };
+        let mut st = TargetState::start(&r, &c.file(0.0, 1), c.at(0.0));
+        st.on_due(&r, &c.file(0.0, 1), c.at(10.0));
+        finish_restart(&mut st, &r, &c, 10.0);
+        let out = st.on_due(&r, &c.file(12.0, 2), c.at(70.0));
+        assert_eq!(out.beat, Some(Beat { after_restarts: 1, resumed: false }));
+        assert_eq!(out.action, Some(Action::Restart { age: 58 * S, run: Cmd::Stop }));
+        assert_eq!(st.consecutive, 1, "the beat reset the count, this is a first restart");
+    }
+
+    #[test]
+    fn a_replaced_file_with_the_same_mtime_is_a_heartbeat() {
+        let c = Clock::new();
+        let r = rules();
+        let mut st = TargetState::start(&r, &c.file(0.0, 1), c.at(0.0));
+        let Observation::Present(mut f) = c.file(0.0, 1) else { unreachable!() };
+        f.identity = (1, 2);
+        let out = st.on_due(&r, &Observation::Present(f), c.at(10.0));
+        assert!(out.beat.is_some() && out.action.is_none());
+        assert_eq!(c.secs(st.deadline), 20.0, "dated now: its mtime is before the last look");
+    }
+
+    #[test]
+    fn wall_clock_steps_neither_cause_nor_hide_restarts() {
+        let c = Clock::new();
+        let r = rules();
+        let mut st = TargetState::start(&r, &c.file(0.0, 1), c.at(0.0));
+        // The wall clock jumps a day ahead; the file is touched at (new) wall time.
+        let jump = Duration::from_secs(86400);
+        let now = Now { mono: c.at(8.0).mono, wall: c.at(8.0).wall + jump };
+        let Observation::Present(mut f) = c.file(7.0, 2) else { unreachable!() };
+        f.mtime = Some(f.mtime.unwrap() + jump);
+        // Not due yet on the monotonic clock: the daemon would not even look.
+        assert!(!st.is_due_at(now.mono));
+        let out = st.on_due(&r, &Observation::Present(f), Now { mono: c.at(10.0).mono, wall: now.wall + 2 * S });
+        assert!(out.action.is_none());
+        assert_eq!(c.secs(st.deadline), 17.0);
+    }
+}
