@@ -4,5 +4,11 @@
 //! `daemon` (the loop) which drives `schedule` (pure decisions), `heartbeat` (observing
 //! files) and `command` (running stop/start with timeouts). Per-OS code lives in `platform`.
 
+pub mod cli;
+pub mod command;
 pub mod config;
+pub mod daemon;
+pub mod heartbeat;
+pub mod logging;
+pub mod platform;
 pub mod schedule;

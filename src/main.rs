@@ -1,3 +1,5 @@
-fn main() {
-    println!("{}", protector::config::schema::schema_text());
+//! protector's entry point: everything happens in `cli`.
+
+fn main() -> std::process::ExitCode {
+    protector::cli::main()
 }

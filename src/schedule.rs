@@ -11,6 +11,7 @@
 //! - unchanged (or missing) and the deadline is a heartbeat deadline: stale. The target is
 //!   restarted (stop, then start) unless `max_restarts` consecutive restarts already failed,
 //!   in which case it gives up and only keeps looking for a heartbeat.
+//!
 //! While a command runs the target has no deadline, so it can never have two actions in
 //! flight. After the start command finishes the next judgement waits `restart_grace`, doubled
 //! for each consecutive restart beyond `backoff.after`, capped at `backoff.max`.
@@ -29,7 +30,7 @@ pub struct Now {
 }
 
 impl Now {
-    pub fn now() -> Now {
+    pub fn read() -> Now {
         Now {
             mono: Instant::now(),
             wall: SystemTime::now(),
@@ -157,7 +158,9 @@ pub struct DueOutcome {
 pub enum Next {
     Run(Cmd),
     /// The restart is done; the target is judged again after this wait.
-    Judge { wait: Duration },
+    Judge {
+        wait: Duration,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -242,7 +245,10 @@ impl TargetState {
             self.deadline = now.mono + rules.timeout;
             return out;
         }
-        if rules.max_restarts.is_some_and(|max| self.consecutive >= max) {
+        if rules
+            .max_restarts
+            .is_some_and(|max| self.consecutive >= max)
+        {
             self.phase = Phase::GivenUp;
             self.deadline = now.mono + rules.timeout;
             out.action = Some(Action::GiveUp {
@@ -253,7 +259,11 @@ impl TargetState {
         }
         self.consecutive += 1;
         self.restarts_total += 1;
-        let run = if rules.has_stop { Cmd::Stop } else { Cmd::Start };
+        let run = if rules.has_stop {
+            Cmd::Stop
+        } else {
+            Cmd::Start
+        };
         self.phase = Phase::Running(run);
         out.action = Some(Action::Restart { age, run });
         out
@@ -341,7 +351,10 @@ mod tests {
 
     /// Runs a full restart (stop and start, both finishing at once) at `secs`.
     fn finish_restart(st: &mut TargetState, r: &Rules, c: &Clock, secs: f64) -> Duration {
-        assert_eq!(st.on_command_done(r, Cmd::Stop, c.at(secs).mono), Next::Run(Cmd::Start));
+        assert_eq!(
+            st.on_command_done(r, Cmd::Stop, c.at(secs).mono),
+            Next::Run(Cmd::Start)
+        );
         match st.on_command_done(r, Cmd::Start, c.at(secs).mono) {
             Next::Judge { wait } => wait,
             other => panic!("{other:?}"),
@@ -374,7 +387,13 @@ mod tests {
         let r = rules();
         let mut st = TargetState::start(&r, &c.file(0.0, 1), c.at(0.0));
         let out = st.on_due(&r, &c.file(7.0, 2), c.at(10.0));
-        assert_eq!(out.beat, Some(Beat { after_restarts: 0, resumed: false }));
+        assert_eq!(
+            out.beat,
+            Some(Beat {
+                after_restarts: 0,
+                resumed: false
+            })
+        );
         assert_eq!(out.action, None);
         assert_eq!(c.secs(st.deadline), 17.0);
     }
@@ -398,9 +417,18 @@ mod tests {
         let r = rules();
         let mut st = TargetState::start(&r, &c.file(0.0, 1), c.at(0.0));
         let out = st.on_due(&r, &c.file(0.0, 1), c.at(10.0));
-        assert_eq!(out.action, Some(Action::Restart { age: 10 * S, run: Cmd::Stop }));
+        assert_eq!(
+            out.action,
+            Some(Action::Restart {
+                age: 10 * S,
+                run: Cmd::Stop
+            })
+        );
         assert_eq!(st.phase, Phase::Running(Cmd::Stop));
-        assert!(!st.is_due_at(c.at(1000.0).mono), "no second action while one runs");
+        assert!(
+            !st.is_due_at(c.at(1000.0).mono),
+            "no second action while one runs"
+        );
         let wait = finish_restart(&mut st, &r, &c, 11.0);
         assert_eq!(wait, 5 * S);
         assert_eq!(c.secs(st.deadline), 16.0);
@@ -409,10 +437,19 @@ mod tests {
     #[test]
     fn without_stop_the_restart_runs_start_only() {
         let c = Clock::new();
-        let r = Rules { has_stop: false, ..rules() };
+        let r = Rules {
+            has_stop: false,
+            ..rules()
+        };
         let mut st = TargetState::start(&r, &Observation::Absent, c.at(0.0));
         let out = st.on_due(&r, &Observation::Absent, c.at(20.0));
-        assert_eq!(out.action, Some(Action::Restart { age: 20 * S, run: Cmd::Start }));
+        assert_eq!(
+            out.action,
+            Some(Action::Restart {
+                age: 20 * S,
+                run: Cmd::Start
+            })
+        );
     }
 
     #[test]
@@ -440,7 +477,13 @@ mod tests {
         assert_eq!(waits, [5, 5, 10, 20]);
         assert_eq!(st.consecutive, 4);
         let out = st.on_due(&r, &c.file(t - 1.0, 9), c.at(t));
-        assert_eq!(out.beat, Some(Beat { after_restarts: 4, resumed: false }));
+        assert_eq!(
+            out.beat,
+            Some(Beat {
+                after_restarts: 4,
+                resumed: false
+            })
+        );
         assert_eq!(st.consecutive, 0);
         assert_eq!(st.restarts_total, 4);
     }
@@ -448,7 +491,10 @@ mod tests {
     #[test]
     fn max_restarts_gives_up_and_a_heartbeat_resumes() {
         let c = Clock::new();
-        let r = Rules { max_restarts: Some(2), ..rules() };
+        let r = Rules {
+            max_restarts: Some(2),
+            ..rules()
+        };
         let mut st = TargetState::start(&r, &Observation::Absent, c.at(0.0));
         let mut t = 20.0;
         for _ in 0..2 {
@@ -457,16 +503,28 @@ mod tests {
             t += finish_restart(&mut st, &r, &c, t).as_secs_f64();
         }
         let out = st.on_due(&r, &Observation::Absent, c.at(t));
-        assert!(matches!(out.action, Some(Action::GiveUp { restarts: 2, .. })));
+        assert!(matches!(
+            out.action,
+            Some(Action::GiveUp { restarts: 2, .. })
+        ));
         assert_eq!(st.phase, Phase::GivenUp);
         // Given up: later checks do nothing.
         for _ in 0..3 {
             t = c.secs(st.deadline);
-            assert_eq!(st.on_due(&r, &Observation::Absent, c.at(t)), DueOutcome::default());
+            assert_eq!(
+                st.on_due(&r, &Observation::Absent, c.at(t)),
+                DueOutcome::default()
+            );
         }
         t = c.secs(st.deadline);
         let out = st.on_due(&r, &c.file(t - 0.5, 1), c.at(t));
-        assert_eq!(out.beat, Some(Beat { after_restarts: 2, resumed: true }));
+        assert_eq!(
+            out.beat,
+            Some(Beat {
+                after_restarts: 2,
+                resumed: true
+            })
+        );
         assert_eq!(st.phase, Phase::Watching);
         assert_eq!(c.secs(st.deadline), t - 0.5 + 10.0);
     }
@@ -475,14 +533,32 @@ mod tests {
     fn a_heartbeat_older_than_the_timeout_is_stale_at_once() {
         // After a long grace the file shows one change, long ago: that beat is already stale.
         let c = Clock::new();
-        let r = Rules { restart_grace: 60 * S, ..rules() };
+        let r = Rules {
+            restart_grace: 60 * S,
+            ..rules()
+        };
         let mut st = TargetState::start(&r, &c.file(0.0, 1), c.at(0.0));
         st.on_due(&r, &c.file(0.0, 1), c.at(10.0));
         finish_restart(&mut st, &r, &c, 10.0);
         let out = st.on_due(&r, &c.file(12.0, 2), c.at(70.0));
-        assert_eq!(out.beat, Some(Beat { after_restarts: 1, resumed: false }));
-        assert_eq!(out.action, Some(Action::Restart { age: 58 * S, run: Cmd::Stop }));
-        assert_eq!(st.consecutive, 1, "the beat reset the count, this is a first restart");
+        assert_eq!(
+            out.beat,
+            Some(Beat {
+                after_restarts: 1,
+                resumed: false
+            })
+        );
+        assert_eq!(
+            out.action,
+            Some(Action::Restart {
+                age: 58 * S,
+                run: Cmd::Stop
+            })
+        );
+        assert_eq!(
+            st.consecutive, 1,
+            "the beat reset the count, this is a first restart"
+        );
     }
 
     #[test]
@@ -490,11 +566,17 @@ mod tests {
         let c = Clock::new();
         let r = rules();
         let mut st = TargetState::start(&r, &c.file(0.0, 1), c.at(0.0));
-        let Observation::Present(mut f) = c.file(0.0, 1) else { unreachable!() };
+        let Observation::Present(mut f) = c.file(0.0, 1) else {
+            unreachable!()
+        };
         f.identity = (1, 2);
         let out = st.on_due(&r, &Observation::Present(f), c.at(10.0));
         assert!(out.beat.is_some() && out.action.is_none());
-        assert_eq!(c.secs(st.deadline), 20.0, "dated now: its mtime is before the last look");
+        assert_eq!(
+            c.secs(st.deadline),
+            20.0,
+            "dated now: its mtime is before the last look"
+        );
     }
 
     #[test]
@@ -504,12 +586,24 @@ mod tests {
         let mut st = TargetState::start(&r, &c.file(0.0, 1), c.at(0.0));
         // The wall clock jumps a day ahead; the file is touched at (new) wall time.
         let jump = Duration::from_secs(86400);
-        let now = Now { mono: c.at(8.0).mono, wall: c.at(8.0).wall + jump };
-        let Observation::Present(mut f) = c.file(7.0, 2) else { unreachable!() };
+        let now = Now {
+            mono: c.at(8.0).mono,
+            wall: c.at(8.0).wall + jump,
+        };
+        let Observation::Present(mut f) = c.file(7.0, 2) else {
+            unreachable!()
+        };
         f.mtime = Some(f.mtime.unwrap() + jump);
         // Not due yet on the monotonic clock: the daemon would not even look.
         assert!(!st.is_due_at(now.mono));
-        let out = st.on_due(&r, &Observation::Present(f), Now { mono: c.at(10.0).mono, wall: now.wall + 2 * S });
+        let out = st.on_due(
+            &r,
+            &Observation::Present(f),
+            Now {
+                mono: c.at(10.0).mono,
+                wall: now.wall + 2 * S,
+            },
+        );
         assert!(out.action.is_none());
         assert_eq!(c.secs(st.deadline), 17.0);
     }

@@ -17,12 +17,15 @@ pub fn parse(spec: &DurationSpec) -> Result<Duration, String> {
 }
 
 fn from_secs(secs: f64) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("{secs} is not a usable number of seconds"))
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("{secs} is not a usable number of seconds"))
 }
 
 fn parse_text(text: &str) -> Result<Duration, String> {
     let bad = || {
-        format!("{text:?} is not a duration (use seconds, or a string such as 90s, 5m, 1500ms, 1h30m)")
+        format!(
+            "{text:?} is not a duration (use seconds, or a string such as 90s, 5m, 1500ms, 1h30m)"
+        )
     };
     let s = text.trim();
     if s.is_empty() {
@@ -68,17 +71,17 @@ fn parse_text(text: &str) -> Result<Duration, String> {
 /// Formats a duration the way it would be written in the config (`300s`, `1500ms`, `1h`).
 pub fn format(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms == 0 || d.subsec_nanos() % 1_000_000 != 0 {
+    if ms == 0 || !d.subsec_nanos().is_multiple_of(1_000_000) {
         return format!("{:?}", d);
     }
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let secs = d.as_secs();
     match secs {
-        s if s % 86400 == 0 => format!("{}d", s / 86400),
-        s if s % 3600 == 0 => format!("{}h", s / 3600),
-        s if s % 60 == 0 && s >= 120 => format!("{}m", s / 60),
+        s if s.is_multiple_of(86400) => format!("{}d", s / 86400),
+        s if s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        s if s.is_multiple_of(60) && s >= 120 => format!("{}m", s / 60),
         s => format!("{s}s"),
     }
 }
@@ -93,8 +96,14 @@ mod tests {
 
     #[test]
     fn accepts_numbers_and_units() {
-        assert_eq!(parse(&DurationSpec::Seconds(300.0)), Ok(Duration::from_secs(300)));
-        assert_eq!(parse(&DurationSpec::Seconds(0.5)), Ok(Duration::from_millis(500)));
+        assert_eq!(
+            parse(&DurationSpec::Seconds(300.0)),
+            Ok(Duration::from_secs(300))
+        );
+        assert_eq!(
+            parse(&DurationSpec::Seconds(0.5)),
+            Ok(Duration::from_millis(500))
+        );
         assert_eq!(text("90s"), Ok(Duration::from_secs(90)));
         assert_eq!(text("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(text("1500ms"), Ok(Duration::from_millis(1500)));
@@ -109,7 +118,17 @@ mod tests {
         assert!(parse(&DurationSpec::Seconds(0.0)).is_err());
         assert!(parse(&DurationSpec::Seconds(-1.0)).is_err());
         assert!(text("0s").is_err());
-        for bad in ["", "s", "5 minutes", "5x", "-5s", "1e3", "inf", "NaN", "5m3"] {
+        for bad in [
+            "",
+            "s",
+            "5 minutes",
+            "5x",
+            "-5s",
+            "1e3",
+            "inf",
+            "NaN",
+            "5m3",
+        ] {
             assert!(text(bad).is_err(), "{bad:?} should be rejected");
         }
     }
@@ -137,7 +156,8 @@ mod tests {
     }
 
     fn regex_lite_match(s: &str) -> bool {
-        let schema = serde_json::json!({ "type": "string", "pattern": super::super::raw::DURATION_PATTERN });
+        let schema =
+            serde_json::json!({ "type": "string", "pattern": super::super::raw::DURATION_PATTERN });
         jsonschema::validator_for(&schema)
             .unwrap()
             .is_valid(&serde_json::json!(s))

@@ -70,7 +70,9 @@ pub fn expand(
 }
 
 fn is_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '(' || c == ')')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '(' || c == ')')
 }
 
 #[cfg(test)]
@@ -93,7 +95,10 @@ mod tests {
         assert_eq!(expand("~", false, &env).unwrap(), "/home/op");
         assert_eq!(expand("$RUN/beat", false, &env).unwrap(), "/run/beat");
         assert_eq!(expand("${RUN}x/beat", false, &env).unwrap(), "/runx/beat");
-        assert_eq!(expand("/a/~b/$$/100%", false, &env).unwrap(), "/a/~b/$/100%");
+        assert_eq!(
+            expand("/a/~b/$$/100%", false, &env).unwrap(),
+            "/a/~b/$/100%"
+        );
         assert_eq!(expand("/cost/$", false, &env).unwrap(), "/cost/$");
         assert_eq!(expand("%TEMP%/x", false, &env).unwrap(), "%TEMP%/x");
     }

@@ -96,7 +96,8 @@ pub fn load(path: &Path, os: Os) -> Result<Config, ConfigError> {
         file: file.clone(),
         problems: vec![(Problem::new("", message), None)],
     };
-    let meta = std::fs::metadata(path).map_err(|e| single(format!("cannot read config file: {e}")))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| single(format!("cannot read config file: {e}")))?;
     if !meta.is_file() {
         return Err(single("cannot read config file: not a regular file".into()));
     }
@@ -127,15 +128,17 @@ pub fn parse_str(
 ) -> Result<Config, ConfigError> {
     let fail = |problems: Vec<Problem>| {
         let positions = PositionMap::build(text);
+        let mut located: Vec<_> = problems
+            .into_iter()
+            .map(|p| {
+                let pos = positions.find(&p.pointer);
+                (p, pos)
+            })
+            .collect();
+        located.sort_by_key(|(_, pos)| pos.map(|p| (p.line, p.column)));
         ConfigError {
             file: file.to_string(),
-            problems: problems
-                .into_iter()
-                .map(|p| {
-                    let pos = positions.find(&p.pointer);
-                    (p, pos)
-                })
-                .collect(),
+            problems: located,
         }
     };
 

@@ -98,7 +98,10 @@ impl CommandLine {
     pub fn argv(&self) -> Vec<String> {
         match self {
             CommandLine::Exec(argv) => argv.clone(),
-            CommandLine::Shell { line, os: Os::Windows } => {
+            CommandLine::Shell {
+                line,
+                os: Os::Windows,
+            } => {
                 vec!["cmd".into(), "/C".into(), line.clone()]
             }
             CommandLine::Shell { line, .. } => vec!["/bin/sh".into(), "-c".into(), line.clone()],

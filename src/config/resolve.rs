@@ -170,10 +170,13 @@ impl<'a> Layered<'a> {
         let stop = self
             .pick("stop", |s| s.stop.as_ref())
             .map(|(spec, ptr)| self.command(spec, ptr, shell, problems));
-        let command_timeout = self.duration("command_timeout", |s| s.command_timeout.as_ref(), problems);
+        let command_timeout =
+            self.duration("command_timeout", |s| s.command_timeout.as_ref(), problems);
         let restart_grace = self.duration("restart_grace", |s| s.restart_grace.as_ref(), problems);
         let startup_grace = self.duration("startup_grace", |s| s.startup_grace.as_ref(), problems);
-        let backoff_after = self.pick("backoff", |s| s.backoff.as_ref().and_then(|b| b.after.as_ref()));
+        let backoff_after = self.pick("backoff", |s| {
+            s.backoff.as_ref().and_then(|b| b.after.as_ref())
+        });
         let backoff_max = self.duration(
             "backoff",
             |s| s.backoff.as_ref().and_then(|b| b.max.as_ref()),
@@ -213,7 +216,9 @@ impl<'a> Layered<'a> {
         problems: &mut Vec<Problem>,
     ) -> Option<CommandLine> {
         let result = match (spec, shell) {
-            (CommandSpec::Line(line), true) if line.trim().is_empty() => Err("command is empty".into()),
+            (CommandSpec::Line(line), true) if line.trim().is_empty() => {
+                Err("command is empty".into())
+            }
             (CommandSpec::Line(line), true) => Ok(CommandLine::Shell {
                 line: line.clone(),
                 os: self.os,
@@ -231,6 +236,8 @@ impl<'a> Layered<'a> {
             }
             (CommandSpec::Argv(argv), false) => Ok(CommandLine::Exec(argv.clone())),
         };
-        result.map_err(|msg| problems.push(Problem::new(ptr, msg))).ok()
+        result
+            .map_err(|msg| problems.push(Problem::new(ptr, msg)))
+            .ok()
     }
 }

@@ -18,8 +18,41 @@ pub fn schema() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
     SCHEMA.get_or_init(|| {
         let schema = schemars::schema_for!(RawConfig);
-        serde_json::to_value(schema).expect("a generated schema is valid JSON")
+        let mut value = serde_json::to_value(schema).expect("a generated schema is valid JSON");
+        drop_null(&mut value);
+        value
     })
+}
+
+/// An unset setting is written by leaving its key out; `null` is not a value of any setting.
+/// schemars describes `Option<T>` as "T or null"; this rewrites that to plain T, which also
+/// lets validation report why a value is wrong instead of "not valid under any of anyOf".
+fn drop_null(value: &mut Value) {
+    let is_null = |v: &Value| v.get("type").and_then(Value::as_str) == Some("null");
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::Array(types)) = map.get_mut("type") {
+                types.retain(|t| t != "null");
+                if types.len() == 1 {
+                    let only = types.remove(0);
+                    map.insert("type".into(), only);
+                }
+            }
+            let any_of = map.get("anyOf").and_then(Value::as_array);
+            if let Some([a, b]) = any_of.map(Vec::as_slice)
+                && (is_null(a) || is_null(b))
+            {
+                let kept = if is_null(a) { b.clone() } else { a.clone() };
+                map.remove("anyOf");
+                if let Value::Object(kept) = kept {
+                    map.extend(kept);
+                }
+            }
+            map.values_mut().for_each(drop_null);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_null),
+        _ => {}
+    }
 }
 
 /// The schema as `protector schema` prints it (and as it is committed).
@@ -37,6 +70,15 @@ pub fn validate(document: &Value) -> Vec<Problem> {
     });
     let mut problems = Vec::new();
     for error in validator.iter_errors(document) {
+        if let ValidationErrorKind::Type { .. } = error.kind()
+            && error.instance().is_null()
+        {
+            problems.push(Problem::new(
+                error.instance_path().as_str(),
+                "has no value; give it one or leave the key out",
+            ));
+            continue;
+        }
         let at = error.instance_path().as_str().to_string();
         let instance = error.instance();
         match error.kind() {
@@ -61,7 +103,10 @@ pub fn validate(document: &Value) -> Vec<Problem> {
                 ));
             }
             ValidationErrorKind::ExclusiveMinimum { .. } => {
-                problems.push(Problem::new(at, format!("{instance} must be greater than zero")));
+                problems.push(Problem::new(
+                    at,
+                    format!("{instance} must be greater than zero"),
+                ));
             }
             ValidationErrorKind::MinItems { .. } => {
                 problems.push(Problem::new(at, "must not be empty"));

@@ -1,0 +1,281 @@
+//! Command line: `run` (default), `check`, `schema`, and the original positional form
+//! `protector FILE STOP_CMD START_CMD TIMEOUT_SECS`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Backoff, CommandLine, Config, Os, Target, duration::format as fmt_dur};
+use crate::logging::{self, LogFormat};
+
+const ABOUT: &str = "Restarts services whose heartbeat file has gone stale.";
+
+const LONG_ABOUT: &str = "\
+Restarts services whose heartbeat file has gone stale.
+
+Something outside the service (a Salt master, a cron job, the service itself) touches a \
+heartbeat file while all is well. When a file has not changed for its timeout, protector runs \
+the target's stop command, then its start command, each bounded by a timeout that kills the \
+command's whole process tree.";
+
+const EXAMPLES: &str = "\
+Examples:
+  Watch the targets of a config file (runs until stopped):
+    protector --config /etc/protector/protector.yaml
+
+  Validate a config offline and show the effective targets for Windows:
+    protector check --config protector.yaml --os windows
+
+  The original single-target form (commands run through /bin/sh -c or cmd /C):
+    protector /tmp/htrd_minion_alived \"service salt-minion stop\" \"service salt-minion start\" 300
+
+  Print the JSON schema of the config file:
+    protector schema > protector.schema.json
+
+Exit status: 0 success; 1 invalid config or runtime failure; 2 wrong usage.";
+
+const LEGACY_USAGE: &str = "\
+usage: protector FILE STOP_CMD START_CMD TIMEOUT_SECS
+   or: protector --config FILE
+   or: protector check --config FILE [--os linux|windows|macos]
+Run 'protector --help' for more.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "protector",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+
+    /// Config file to run (same as `protector run --config FILE`).
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// The original form: FILE STOP_CMD START_CMD TIMEOUT_SECS. STOP_CMD and START_CMD run
+    /// through the platform shell; TIMEOUT_SECS is a whole number of seconds.
+    #[arg(value_name = "FILE STOP_CMD START_CMD TIMEOUT_SECS", num_args = 0.., allow_hyphen_values = false)]
+    legacy: Vec<String>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Less log output (-q warnings and errors only, -qq errors only).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    quiet: u8,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t, global = true)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Watch the targets of a config file until stopped.
+    Run {
+        /// Config file (YAML).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Validate a config file offline (never runs a command) and print the effective targets.
+    Check {
+        /// Config file (YAML).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Resolve for this OS instead of the one protector runs on. Variables in paths are
+        /// only expanded for the OS protector runs on.
+        #[arg(long, value_enum)]
+        os: Option<Os>,
+    },
+    /// Print the JSON schema of the config file.
+    Schema,
+}
+
+/// Parses the command line and does what it says.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let verbosity = cli.global.verbose as i8 - cli.global.quiet as i8;
+    let format = cli.global.log_format;
+    match cli.command {
+        Some(Command::Schema) => {
+            print_stdout(&config::schema::schema_text());
+            ExitCode::SUCCESS
+        }
+        Some(Command::Check { config, os }) => check(&config, os.unwrap_or(Os::host())),
+        Some(Command::Run { config }) => run_config(&config, verbosity, format),
+        None => match (cli.config, cli.legacy.is_empty()) {
+            (Some(config), true) => run_config(&config, verbosity, format),
+            (Some(_), false) => {
+                usage_error("give either --config FILE or the four positional arguments, not both")
+            }
+            (None, true) => usage_error("nothing to do"),
+            (None, false) => match legacy_target(&cli.legacy) {
+                Ok(target) => {
+                    logging::init(verbosity, format);
+                    run_watchdog(Config {
+                        os: Os::host(),
+                        targets: vec![target],
+                    })
+                }
+                Err(msg) => usage_error(&msg),
+            },
+        },
+    }
+}
+
+fn usage_error(msg: &str) -> ExitCode {
+    eprintln!("protector: {msg}\n{LEGACY_USAGE}");
+    ExitCode::from(2)
+}
+
+/// The single target of the original form.
+pub fn legacy_target(args: &[String]) -> Result<Target, String> {
+    let [file, stop, start, timeout] = args else {
+        return Err(format!(
+            "expected 4 arguments (FILE STOP_CMD START_CMD TIMEOUT_SECS), got {}",
+            args.len()
+        ));
+    };
+    let secs: u64 = timeout
+        .trim()
+        .parse()
+        .map_err(|_| format!("TIMEOUT_SECS must be a whole number of seconds, not {timeout:?}"))?;
+    if secs == 0 {
+        return Err("TIMEOUT_SECS must be greater than zero".into());
+    }
+    for (what, cmd) in [("STOP_CMD", stop), ("START_CMD", start)] {
+        if cmd.trim().is_empty() {
+            return Err(format!("{what} is empty"));
+        }
+    }
+    let timeout = Duration::from_secs(secs);
+    let shell = |line: &String| CommandLine::Shell {
+        line: line.clone(),
+        os: Os::host(),
+    };
+    let heartbeat = PathBuf::from(file);
+    let name = heartbeat
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| file.clone());
+    Ok(Target {
+        name,
+        heartbeat,
+        timeout,
+        stop: Some(shell(stop)),
+        start: shell(start),
+        command_timeout: Duration::from_secs(60),
+        restart_grace: timeout,
+        startup_grace: timeout,
+        backoff: Backoff::default(),
+        max_restarts: None,
+        enabled: true,
+    })
+}
+
+fn run_config(path: &Path, verbosity: i8, format: LogFormat) -> ExitCode {
+    match config::load(path, Os::host()) {
+        Ok(config) => {
+            logging::init(verbosity, format);
+            run_watchdog(config)
+        }
+        Err(e) => {
+            eprint!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_watchdog(config: Config) -> ExitCode {
+    match crate::daemon::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn check(path: &Path, os: Os) -> ExitCode {
+    match config::load(path, os) {
+        Ok(config) => {
+            print_stdout(&describe(&path.display().to_string(), &config));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprint!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The effective targets, as `check` prints them.
+pub fn describe(file: &str, config: &Config) -> String {
+    use std::fmt::Write;
+    let n = config.targets.len();
+    let mut out = format!(
+        "{file}: valid for {}; {n} target{}\n",
+        config.os,
+        if n == 1 { "" } else { "s" }
+    );
+    if config.os != Os::host() {
+        let _ = writeln!(
+            out,
+            "(paths are shown as written: variables are expanded only on {} itself)",
+            config.os
+        );
+    }
+    for t in &config.targets {
+        let argv = |c: &CommandLine| serde_json::to_string(&c.argv()).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "\ntarget {}{}",
+            t.name,
+            if t.enabled { "" } else { " (disabled)" }
+        );
+        let _ = writeln!(out, "  heartbeat:       {}", t.heartbeat.display());
+        let _ = writeln!(out, "  timeout:         {}", fmt_dur(t.timeout));
+        let _ = writeln!(
+            out,
+            "  stop:            {}",
+            t.stop.as_ref().map_or("(none)".into(), argv)
+        );
+        let _ = writeln!(out, "  start:           {}", argv(&t.start));
+        let _ = writeln!(out, "  command_timeout: {}", fmt_dur(t.command_timeout));
+        let _ = writeln!(out, "  restart_grace:   {}", fmt_dur(t.restart_grace));
+        let _ = writeln!(out, "  startup_grace:   {}", fmt_dur(t.startup_grace));
+        let _ = writeln!(
+            out,
+            "  backoff:         doubles after {} consecutive restarts, up to {}",
+            t.backoff.after,
+            fmt_dur(t.backoff.max)
+        );
+        let _ = writeln!(
+            out,
+            "  max_restarts:    {}",
+            t.max_restarts
+                .map_or("none (never give up)".into(), |m| m.to_string())
+        );
+    }
+    out
+}
+
+/// Prints to stdout; a closed pipe (`protector schema | head`) is not an error.
+fn print_stdout(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}

@@ -1,0 +1,175 @@
+//! Running one stop or start command: spawn it contained (process group / Job Object), bound
+//! it by a timeout that kills the whole tree, and keep a bounded tail of its output.
+//!
+//! Output is read on two small threads so a chatty command never blocks on a full pipe. A
+//! command that starts a daemon and exits counts as finished when *it* exits: the daemon may
+//! keep the pipes open for ever, so after the exit the readers get a short grace and are then
+//! left to finish on their own (they end when the daemon closes its copies). The daemon is
+//! not killed: the timeout only applies while the command itself runs.
+
+use std::io::Read;
+use std::process::{ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::config::CommandLine;
+use crate::platform;
+
+/// Bytes of each stream kept for the log.
+pub const TAIL_BYTES: usize = 4096;
+/// How long to wait for output after the command exited.
+const DRAIN_GRACE: Duration = Duration::from_millis(200);
+
+#[derive(Debug)]
+pub struct Outcome {
+    /// The exit status, or why the command could not be spawned or waited for.
+    pub status: Result<ExitStatus, String>,
+    /// The command outlived its timeout and its process tree was killed.
+    pub timed_out: bool,
+    pub duration: Duration,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Outcome {
+    pub fn success(&self) -> bool {
+        !self.timed_out && self.status.as_ref().is_ok_and(|s| s.success())
+    }
+}
+
+/// Runs `line` with extra environment `env`, killing its tree after `timeout`.
+pub fn run(line: &CommandLine, env: &[(&str, String)], timeout: Duration) -> Outcome {
+    let started = Instant::now();
+    let mut cmd = match line {
+        CommandLine::Exec(argv) => {
+            let mut c = std::process::Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c
+        }
+        CommandLine::Shell { line, .. } => platform::shell_command(line),
+    };
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let failed = |status: String| Outcome {
+        status: Err(status),
+        timed_out: false,
+        duration: started.elapsed(),
+        stdout: String::new(),
+        stderr: String::new(),
+    };
+
+    let mut child = match platform::contain(cmd).spawn() {
+        Ok(c) => c,
+        Err(e) => return failed(format!("cannot start {:?}: {e}", line.argv()[0])),
+    };
+    let (done_tx, done_rx) = mpsc::channel();
+    let stdout = child
+        .stdout()
+        .take()
+        .map(|r| Tail::spawn_reader(r, done_tx.clone()));
+    let stderr = child
+        .stderr()
+        .take()
+        .map(|r| Tail::spawn_reader(r, done_tx.clone()));
+    drop(done_tx);
+
+    let deadline = started + timeout;
+    let mut pause = Duration::from_millis(1);
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) => {}
+            Err(e) => break Err(format!("cannot wait for the command: {e}")),
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            timed_out = true;
+            let _ = child.start_kill();
+            break child
+                .wait()
+                .map_err(|e| format!("cannot wait for the killed command: {e}"));
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(20));
+    };
+    let duration = started.elapsed();
+
+    // Give the readers a moment to collect the last output, but never wait for a daemon
+    // that inherited the pipes.
+    let drain_until = Instant::now() + DRAIN_GRACE;
+    while let Some(left) = drain_until.checked_duration_since(Instant::now()) {
+        if done_rx.recv_timeout(left).is_err() {
+            break;
+        }
+    }
+    Outcome {
+        status,
+        timed_out,
+        duration,
+        stdout: stdout.map(|t| t.text()).unwrap_or_default(),
+        stderr: stderr.map(|t| t.text()).unwrap_or_default(),
+    }
+}
+
+/// The last `TAIL_BYTES` of a stream.
+#[derive(Default)]
+struct TailBuf {
+    bytes: Vec<u8>,
+    dropped: bool,
+}
+
+#[derive(Clone, Default)]
+struct Tail(Arc<Mutex<TailBuf>>);
+
+impl Tail {
+    fn spawn_reader(mut reader: impl Read + Send + 'static, done: mpsc::Sender<()>) -> Tail {
+        let tail = Tail::default();
+        let shared = tail.clone();
+        let spawned = std::thread::Builder::new()
+            .name("protector-output".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let mut buf = vec![0u8; 8192];
+                loop {
+                    match reader.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => shared.push(&buf[..n]),
+                    }
+                }
+                let _ = done.send(());
+            });
+        if spawned.is_err() {
+            tail.push(b"(output not captured: cannot start a reader thread)");
+        }
+        tail
+    }
+
+    fn push(&self, data: &[u8]) {
+        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        t.bytes.extend_from_slice(data);
+        if t.bytes.len() > 2 * TAIL_BYTES {
+            let cut = t.bytes.len() - TAIL_BYTES;
+            t.bytes.drain(..cut);
+            t.dropped = true;
+        }
+    }
+
+    fn text(&self) -> String {
+        let t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let start = t.bytes.len().saturating_sub(TAIL_BYTES);
+        let dropped = t.dropped || start > 0;
+        let text = String::from_utf8_lossy(&t.bytes[start..]);
+        let text = text.trim();
+        if dropped {
+            format!("...{text}")
+        } else {
+            text.to_string()
+        }
+    }
+}
