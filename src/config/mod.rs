@@ -115,8 +115,19 @@ pub fn load(path: &Path, os: Os) -> Result<Config, ConfigError> {
         ))
     })?;
     let env = |name: &str| std::env::var(name).ok();
-    let lookup: resolve::EnvLookup<'_> = if os == Os::host() { Some(&env) } else { None };
-    parse_str(&text, &file, os, lookup)
+    let on_host = os == Os::host();
+    let lookup: resolve::EnvLookup<'_> = if on_host { Some(&env) } else { None };
+    let mut config = parse_str(&text, &file, os, lookup)?;
+    // Relative heartbeat paths are relative to the config file, not to wherever protector
+    // happened to be started from.
+    if on_host && let Some(dir) = path.parent() {
+        for t in &mut config.targets {
+            if t.heartbeat.is_relative() {
+                t.heartbeat = dir.join(&t.heartbeat);
+            }
+        }
+    }
+    Ok(config)
 }
 
 /// The whole pipeline on a document already in memory (used by `load`, tests and fuzzing).
