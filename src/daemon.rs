@@ -20,7 +20,7 @@ use crate::command::{self, Outcome};
 use crate::config::duration::format as fmt_dur;
 use crate::config::{Config, Target};
 use crate::heartbeat;
-use crate::schedule::{Action, Cmd, Next, Now, Observation, Rules, TargetState};
+use crate::schedule::{Action, Cmd, Next, Now, Observation, Phase, Rules, TargetState};
 
 /// Below this many due targets, observe them on the scheduler thread: a single stat is
 /// cheaper than waking the pool.
@@ -179,8 +179,12 @@ impl Slot {
 
     /// Applies a due check; returns the command to start, if any.
     fn on_due(&mut self, obs: &Observation, now: Now) -> Option<Cmd> {
+        let was_given_up = self.state.phase == Phase::GivenUp;
         let out = self.state.on_due(&self.rules, obs, now);
         let name = &self.target.name;
+        if was_given_up && out.beat.is_none() {
+            debug!(target = %name, age = %fmt_secs(self.state.age(now.mono)), "still no heartbeat; given up");
+        }
         if let Some(beat) = out.beat {
             if beat.resumed {
                 info!(target = %name, "heartbeat is back; watching again after giving up");

@@ -1,0 +1,292 @@
+//! The command line: check, schema, usage errors, examples.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use predicates::prelude::*;
+
+fn repo(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+#[test]
+fn committed_schema_matches_the_config_types() {
+    let out = protector_cmd(&repo(".")).arg("schema").assert().success();
+    let printed = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let committed = std::fs::read_to_string(repo("schema/protector.schema.json")).unwrap();
+    assert!(
+        printed == committed,
+        "schema/protector.schema.json is out of date: run `cargo run -- schema > schema/protector.schema.json`"
+    );
+}
+
+#[test]
+fn every_example_points_at_the_schema_and_passes_check() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(repo("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        seen += 1;
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("# yaml-language-server: $schema=../schema/protector.schema.json\n"),
+            "{} lacks the schema line",
+            path.display()
+        );
+        for os in ["linux", "macos", "windows"] {
+            protector_cmd(&repo("."))
+                .env("HOME", "/home/op")
+                .args(["check", "--config", path.to_str().unwrap(), "--os", os])
+                .assert()
+                .success()
+                .stdout(predicate::str::contains(format!("valid for {os}")));
+        }
+    }
+    assert!(
+        seen >= 3,
+        "examples/ should hold protector.yaml, multi.yaml and demo.yaml"
+    );
+}
+
+#[test]
+fn check_shows_effective_targets_with_overrides_applied() {
+    let cfg = repo("examples/protector.yaml");
+    let linux = protector_cmd(&repo("."))
+        .args(["check", "--config", cfg.to_str().unwrap(), "--os", "linux"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&linux.get_output().stdout).to_string();
+    assert!(
+        text.contains("heartbeat:       /tmp/htrd_minion_alived"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"stop:            ["/bin/sh","-c","service salt-minion stop"]"#),
+        "{text}"
+    );
+    assert!(text.contains("timeout:         5m"), "{text}");
+
+    let windows = protector_cmd(&repo("."))
+        .args([
+            "check",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--os",
+            "windows",
+        ])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&windows.get_output().stdout).to_string();
+    assert!(
+        text.contains(r"heartbeat:       %TEMP%\htrd_minion_alived"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"start:           ["cmd","/C","net start salt-minion"]"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_expands_home_and_environment_variables() {
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "c.yaml",
+        "targets:
+  - {name: a, heartbeat: ~/beat, timeout: 90s, start: x}
+  - {name: b, heartbeat: $PROT_TEST_DIR/beat, timeout: 1500ms, start: x}
+  - {name: c, heartbeat: '${PROT_TEST_DIR}/c/beat', timeout: 1h30m, start: x}
+",
+    );
+    let out = protector_cmd(sb.dir.path())
+        .env("HOME", "/home/op")
+        .env("PROT_TEST_DIR", "/srv/beats")
+        .args([
+            "check",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--os",
+            host_os(),
+        ])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(text.contains("heartbeat:       /home/op/beat"), "{text}");
+    assert!(text.contains("heartbeat:       /srv/beats/beat"), "{text}");
+    assert!(
+        text.contains("heartbeat:       /srv/beats/c/beat"),
+        "{text}"
+    );
+    assert!(
+        text.contains("timeout:         1500ms") && text.contains("timeout:         90m"),
+        "{text}"
+    );
+
+    protector_cmd(sb.dir.path())
+        .env_remove("PROT_TEST_DIR")
+        .args([
+            "check",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--os",
+            host_os(),
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "c.yaml:3:15: targets[1].heartbeat: environment variable PROT_TEST_DIR is not set",
+        ));
+}
+
+fn host_os() -> &'static str {
+    if cfg!(windows) {
+        "windows"
+    } else if cfg!(target_os = "macos") {
+        "macos"
+    } else {
+        "linux"
+    }
+}
+
+#[test]
+fn check_reports_every_problem_with_its_line() {
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "bad.yaml",
+        "defaults:
+  timout: 5m
+targets:
+  - name: a
+    heartbeat: /tmp/a
+    timeout: soon
+    start: \"echo 'unbalanced\"
+  - name: a
+    heartbeat: /tmp/b
+    timeout: 0
+    start: ok
+    os:
+      linux: {colour: blue}
+",
+    );
+    let out = protector_cmd(sb.dir.path())
+        .args(["check", "--config", "bad.yaml"])
+        .assert()
+        .code(1);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    for expected in [
+        "bad.yaml:2:3: defaults.timout: unknown key `timout`",
+        "bad.yaml:6:5: targets[0].timeout: \"soon\" is not a duration",
+        "bad.yaml:10:5: targets[1].timeout: 0 must be greater than zero",
+        "bad.yaml:13:15: targets[1].os.linux.colour: unknown key `colour`",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    // Semantic problems are reported once the schema is satisfied.
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("timout", "timeout")
+            .replace("soon", "5s")
+            .replace("timeout: 0", "timeout: 1")
+            .replace("colour: blue", "stop: x"),
+    )
+    .unwrap();
+    let out = protector_cmd(sb.dir.path())
+        .args(["check", "--config", "bad.yaml"])
+        .assert()
+        .code(1);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(
+        err.contains("bad.yaml:7:5: targets[0].start: cannot split command"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.yaml:8:5: targets[1].name: duplicate target name \"a\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn yaml_syntax_errors_and_missing_files_are_reported() {
+    let sb = Sandbox::new();
+    sb.write("broken.yaml", "targets:\n  - name: a\n   heartbeat: x\n");
+    protector_cmd(sb.dir.path())
+        .args(["check", "--config", "broken.yaml"])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("broken.yaml:3:")
+                .and(predicate::str::contains("invalid YAML")),
+        );
+    protector_cmd(sb.dir.path())
+        .args(["check", "--config", "absent.yaml"])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("absent.yaml")
+                .and(predicate::str::contains("cannot read config file")),
+        );
+    sb.write("empty.yaml", "");
+    protector_cmd(sb.dir.path())
+        .args(["check", "--config", "empty.yaml"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("empty.yaml: the file is empty"));
+}
+
+#[test]
+fn run_with_an_invalid_config_exits_1_and_runs_nothing() {
+    let sb = Sandbox::new();
+    sb.write(
+        "c.yaml",
+        "targets:\n  - {name: a, heartbeat: a.beat, timeout: 500ms, start: [sh, -c, 'touch ran'], bogus: 1}\n",
+    );
+    protector_cmd(sb.dir.path())
+        .args(["--config", "c.yaml"])
+        .timeout(std::time::Duration::from_secs(20))
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("c.yaml:2:")
+                .and(predicate::str::contains("unknown key `bogus`")),
+        );
+    assert!(!sb.path("ran").exists());
+}
+
+#[test]
+fn legacy_form_usage_errors_exit_2() {
+    let sb = Sandbox::new();
+    for args in [
+        vec!["/tmp/beat", "stop", "start"],
+        vec!["/tmp/beat", "stop", "start", "300", "extra"],
+        vec!["/tmp/beat", "stop", "start", "five"],
+        vec!["/tmp/beat", "stop", "start", "0"],
+        vec![],
+    ] {
+        protector_cmd(sb.dir.path())
+            .args(&args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(
+                "usage: protector FILE STOP_CMD START_CMD TIMEOUT_SECS",
+            ));
+    }
+}
+
+#[test]
+fn help_explains_with_examples() {
+    protector_cmd(Path::new("."))
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("protector check --config")
+                .and(predicate::str::contains("htrd_minion_alived"))
+                .and(predicate::str::contains("--log-format")),
+        );
+}

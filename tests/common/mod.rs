@@ -1,0 +1,213 @@
+//! Test harness: runs the real protector binary in a temp dir with real files and real child
+//! processes, and waits for what it does with deadlines (never a bare sleep).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// Generous bound for anything that should happen within a couple of seconds, so tests hold
+/// on a loaded 2-core machine.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_protector"))
+}
+
+/// `protector ARGS` in `dir`, run to completion.
+pub fn protector_cmd(dir: &Path) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::new(bin());
+    cmd.current_dir(dir);
+    cmd
+}
+
+/// Polls `cond` until it holds; panics with `what` after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while !cond() {
+        assert!(
+            Instant::now() < end,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub struct Sandbox {
+    pub dir: TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox {
+            dir: tempfile::Builder::new()
+                .prefix("protector-test")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Changes the file as a heartbeat would (content and mtime).
+    pub fn touch(&self, name: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path(name))
+            .unwrap();
+        f.write_all(b".").unwrap();
+    }
+
+    /// Lines of a file the test's commands append to (empty when it does not exist yet).
+    pub fn lines(&self, name: &str) -> Vec<String> {
+        std::fs::read_to_string(self.path(name))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Starts `protector --log-format json -v ARGS` in the sandbox.
+    pub fn spawn(&self, args: &[&str]) -> Running {
+        let mut child = Command::new(bin())
+            .args(["--log-format", "json", "-v"])
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| serde_json::json!({ "message": line, "raw": true }));
+                sink.lock().unwrap().push(value);
+            }
+        });
+        Running { child, log }
+    }
+
+    /// Starts protector on a config written into the sandbox.
+    pub fn run_config(&self, yaml: &str) -> Running {
+        let cfg = self.write("protector.yaml", yaml);
+        self.spawn(&["--config", cfg.to_str().unwrap()])
+    }
+}
+
+/// A protector running in the background; killed when dropped.
+pub struct Running {
+    pub child: Child,
+    log: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Running {
+    /// Log records so far whose message contains `msg` (and whose target is `target`, when
+    /// given).
+    pub fn records(&self, msg: &str, target: Option<&str>) -> Vec<Value> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v["message"].as_str().is_some_and(|m| m.contains(msg)))
+            .filter(|v| target.is_none_or(|t| v["target"] == t))
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until `n` records match and returns them.
+    pub fn wait_records(&self, msg: &str, target: Option<&str>, n: usize) -> Vec<Value> {
+        let mut found = Vec::new();
+        wait_until(
+            PATIENCE,
+            &format!("{n} log records {msg:?} for {target:?}"),
+            || {
+                found = self.records(msg, target);
+                found.len() >= n
+            },
+        );
+        found
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Is a process with this pid alive (and not a zombie)?
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            let state = s.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        })
+        .unwrap_or(false)
+}
+
+/// Kills a process the test started through protector (cleanup).
+pub fn kill(pid: u32) {
+    let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+}
+
+/// Reads a pid written by a test command, waiting for it to appear.
+pub fn read_pid(sandbox: &Sandbox, name: &str) -> u32 {
+    let mut pid = 0;
+    wait_until(PATIENCE, &format!("pid file {name}"), || {
+        pid = std::fs::read_to_string(sandbox.path(name))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        pid != 0
+    });
+    pid
+}
+
+/// Parses protector's RFC 3339 UTC log timestamp into seconds since the epoch.
+pub fn timestamp(record: &Value) -> f64 {
+    let ts = record["timestamp"].as_str().expect("timestamp");
+    let (date, time) = ts.trim_end_matches('Z').split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
+    let (y, m, day) = (d[0], d[1], d[2]);
+    // Days from civil (proleptic Gregorian).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    let t: Vec<f64> = time.split(':').map(|x| x.parse().unwrap()).collect();
+    days as f64 * 86400.0 + t[0] * 3600.0 + t[1] * 60.0 + t[2]
+}

@@ -1,0 +1,290 @@
+//! Staleness and restarts, end to end: the real binary, real heartbeat files, real commands.
+#![cfg(unix)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// A target whose commands append "stop <time>" / "start <time>" to `events`.
+fn target(name: &str, extra: &str) -> String {
+    format!(
+        r#"
+  - name: {name}
+    heartbeat: {name}.beat
+    shell: true
+    stop: echo "stop $(date +%s.%N) $PROTECTOR_TARGET" >> events
+    start: echo "start $(date +%s.%N) $PROTECTOR_TARGET" >> events
+{extra}"#
+    )
+}
+
+fn events(sb: &Sandbox, kind: &str) -> Vec<f64> {
+    sb.lines("events")
+        .iter()
+        .filter(|l| l.starts_with(kind))
+        .map(|l| l.split(' ').nth(1).unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn stale_heartbeat_runs_stop_then_start() {
+    let sb = Sandbox::new();
+    sb.touch("svc.beat");
+    let p = sb.run_config(&format!(
+        "targets:{}",
+        target("svc", "    timeout: 1s\n    restart_grace: 30s\n")
+    ));
+    wait_until(PATIENCE, "stop and start", || sb.lines("events").len() >= 2);
+    let lines = sb.lines("events");
+    assert!(
+        lines[0].starts_with("stop ") && lines[0].ends_with(" svc"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("start ") && lines[1].ends_with(" svc"),
+        "{lines:?}"
+    );
+    let stale = p.wait_records("heartbeat is stale", Some("svc"), 1);
+    assert_eq!(stale[0]["timeout"], "1s");
+    assert_eq!(stale[0]["level"], "WARN");
+    p.wait_records("restart done", Some("svc"), 1);
+    assert_eq!(
+        sb.lines("events").len(),
+        2,
+        "one restart only within the grace"
+    );
+}
+
+#[test]
+fn heartbeat_touched_more_often_than_the_timeout_never_restarts() {
+    let sb = Sandbox::new();
+    sb.touch("svc.beat");
+    let p = sb.run_config(&format!("targets:{}", target("svc", "    timeout: 1s\n")));
+    // Touch every 250 ms until protector has judged the file fresh over three timeouts.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let toucher = {
+        let stop = stop.clone();
+        let path = sb.path("svc.beat");
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::fs::write(&path, format!("{:?}", std::time::SystemTime::now())).unwrap();
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        })
+    };
+    p.wait_records("heartbeat seen", Some("svc"), 3);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    toucher.join().unwrap();
+    assert!(p.records("stale", None).is_empty(), "{}", p.log_text());
+    assert!(sb.lines("events").is_empty());
+}
+
+#[test]
+fn restart_grace_is_respected() {
+    let sb = Sandbox::new();
+    let p = sb.run_config(&format!(
+        "targets:{}",
+        target(
+            "svc",
+            "    timeout: 1s\n    startup_grace: 1s\n    restart_grace: 3s\n    backoff: {after: 10}\n"
+        )
+    ));
+    p.wait_records("restart done", Some("svc"), 2);
+    let starts = events(&sb, "start");
+    let stops = events(&sb, "stop");
+    assert!(starts.len() >= 2 && stops.len() >= 2);
+    let gap = stops[1] - starts[0];
+    assert!(
+        gap >= 2.95,
+        "second restart {gap:.2}s after the first start; grace is 3s"
+    );
+    assert!(gap < 3.0 + 10.0, "second restart far too late: {gap:.2}s");
+}
+
+#[test]
+fn backoff_doubles_and_a_heartbeat_resets_it() {
+    let sb = Sandbox::new();
+    let p = sb.run_config(&format!(
+        "targets:{}",
+        target(
+            "svc",
+            "    timeout: 500ms\n    startup_grace: 500ms\n    backoff: {after: 1, max: 4s}\n"
+        )
+    ));
+    let done = p.wait_records("restart done", Some("svc"), 4);
+    let waits: Vec<&str> = done
+        .iter()
+        .map(|r| r["next_check_in"].as_str().unwrap())
+        .collect();
+    assert_eq!(waits, ["500ms", "1s", "2s", "4s"]);
+    // The real gaps between restarts grow accordingly.
+    let starts = events(&sb, "start");
+    let stops = events(&sb, "stop");
+    assert!(stops[2] - starts[1] >= 0.95, "{starts:?} {stops:?}");
+    assert!(stops[3] - starts[2] >= 1.95, "{starts:?} {stops:?}");
+
+    // A heartbeat during the 4 s wait ends the streak; the next restarts start over.
+    sb.touch("svc.beat");
+    let back = p.wait_records("heartbeat is back after restart", Some("svc"), 1);
+    assert_eq!(back[0]["restarts"], 4);
+    let done = p.wait_records("restart done", Some("svc"), 6);
+    assert_eq!(done[4]["next_check_in"], "500ms", "{}", p.log_text());
+    assert_eq!(done[4]["consecutive_restarts"], 1);
+    assert_eq!(done[5]["next_check_in"], "1s");
+}
+
+#[test]
+fn max_restarts_gives_up_and_a_heartbeat_resumes() {
+    let sb = Sandbox::new();
+    let p = sb.run_config(&format!(
+        "targets:{}",
+        target(
+            "svc",
+            "    timeout: 500ms\n    startup_grace: 500ms\n    max_restarts: 2\n    backoff: {after: 5}\n"
+        )
+    ));
+    let gave_up = p.wait_records("giving up", Some("svc"), 1);
+    assert_eq!(gave_up[0]["level"], "ERROR");
+    assert_eq!(gave_up[0]["restarts"], 2);
+    assert_eq!(events(&sb, "start").len(), 2);
+    // Given up: further checks find no heartbeat and restart nothing.
+    p.wait_records("still no heartbeat; given up", Some("svc"), 2);
+    assert_eq!(events(&sb, "start").len(), 2, "no restart while given up");
+    sb.touch("svc.beat");
+    let resumed = p.wait_records("watching again after giving up", Some("svc"), 1);
+    // Watching again: the file goes stale once more and is restarted.
+    wait_until(PATIENCE, "a third start", || {
+        events(&sb, "start").len() >= 3
+    });
+    assert!(events(&sb, "start")[2] > timestamp(&resumed[0]));
+}
+
+#[test]
+fn commands_get_target_heartbeat_and_age_in_their_environment() {
+    let sb = Sandbox::new();
+    let _p = sb.run_config(
+        "targets:
+  - name: env-check
+    heartbeat: env.beat
+    timeout: 1s
+    restart_grace: 1h
+    start: [sh, -c, 'echo \"$PROTECTOR_TARGET|$PROTECTOR_HEARTBEAT|$PROTECTOR_AGE_SECS\" > env.out']
+",
+    );
+    wait_until(PATIENCE, "env.out", || !sb.lines("env.out").is_empty());
+    let line = &sb.lines("env.out")[0];
+    let parts: Vec<&str> = line.split('|').collect();
+    assert_eq!(parts[0], "env-check");
+    assert_eq!(parts[1], sb.path("env.beat").to_str().unwrap());
+    assert!(parts[2].parse::<u64>().unwrap() >= 1, "{line}");
+}
+
+#[test]
+fn per_os_override_is_used_when_running() {
+    let sb = Sandbox::new();
+    let _p = sb.run_config(
+        "targets:
+  - name: svc
+    heartbeat: svc.beat
+    timeout: 1s
+    restart_grace: 1h
+    start: [sh, -c, 'echo generic >> events']
+    os:
+      linux: {start: [sh, -c, 'echo linux >> events']}
+      macos: {start: [sh, -c, 'echo macos >> events']}
+      unix:  {start: [sh, -c, 'echo unix >> events']}
+      windows: {start: 'cmd /C echo windows'}
+",
+    );
+    wait_until(PATIENCE, "a start", || !sb.lines("events").is_empty());
+    let expected = if cfg!(target_os = "macos") {
+        "macos"
+    } else if cfg!(target_os = "linux") {
+        "linux"
+    } else {
+        "unix"
+    };
+    assert_eq!(sb.lines("events"), [expected]);
+}
+
+#[test]
+fn a_command_that_cannot_be_spawned_is_logged_and_retried() {
+    let sb = Sandbox::new();
+    let p = sb.run_config(
+        "targets:
+  - name: broken
+    heartbeat: b.beat
+    timeout: 500ms
+    restart_grace: 500ms
+    start: /nonexistent/protector-test-start --now
+",
+    );
+    let failed = p.wait_records("start command could not run", Some("broken"), 2);
+    let reason = failed[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("/nonexistent/protector-test-start"),
+        "{reason}"
+    );
+    assert!(reason.to_lowercase().contains("no such file"), "{reason}");
+}
+
+#[test]
+fn legacy_positional_form_runs_commands_through_the_shell() {
+    let sb = Sandbox::new();
+    let beat = sb.path("htrd_minion_alived");
+    std::fs::write(&beat, "x").unwrap();
+    let p = sb.spawn(&[
+        beat.to_str().unwrap(),
+        "echo stop-$PROTECTOR_TARGET >> events",
+        "echo start >> events && echo started > started",
+        "1",
+    ]);
+    wait_until(PATIENCE, "start via the shell", || {
+        sb.path("started").exists()
+    });
+    assert_eq!(sb.lines("events"), ["stop-htrd_minion_alived", "start"]);
+    let stale = p.wait_records("heartbeat is stale", Some("htrd_minion_alived"), 1);
+    assert_eq!(stale[0]["timeout"], "1s");
+}
+
+#[test]
+fn many_targets_are_watched_independently() {
+    let sb = Sandbox::new();
+    let mut yaml =
+        String::from("defaults:\n  timeout: 1s\n  restart_grace: 1h\n  shell: true\ntargets:\n");
+    for i in 0..50 {
+        sb.touch(&format!("t{i}.beat"));
+        yaml.push_str(&format!(
+            "  - name: t{i}\n    heartbeat: t{i}.beat\n    start: echo t{i} >> events\n"
+        ));
+    }
+    // t0..t24 keep beating; t25..t49 go stale.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let toucher = {
+        let stop = stop.clone();
+        let dir = sb.dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for i in 0..25 {
+                    std::fs::write(
+                        dir.join(format!("t{i}.beat")),
+                        format!("{:?}", std::time::Instant::now()),
+                    )
+                    .unwrap();
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    let p = sb.run_config(&yaml);
+    p.wait_records("restart done", None, 25);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    toucher.join().unwrap();
+    let mut started = sb.lines("events");
+    started.sort();
+    let mut expected: Vec<String> = (25..50).map(|i| format!("t{i}")).collect();
+    expected.sort();
+    assert_eq!(started, expected);
+}
