@@ -194,20 +194,10 @@ pub fn read_pid(sandbox: &Sandbox, name: &str) -> u32 {
     pid
 }
 
-/// Parses protector's RFC 3339 UTC log timestamp into seconds since the epoch.
+#[path = "../../examples/support/timestamp.rs"]
+mod rfc3339;
+
+/// When a log record was written, in seconds since the Unix epoch.
 pub fn timestamp(record: &Value) -> f64 {
-    let ts = record["timestamp"].as_str().expect("timestamp");
-    let (date, time) = ts.trim_end_matches('Z').split_once('T').unwrap();
-    let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
-    let (y, m, day) = (d[0], d[1], d[2]);
-    // Days from civil (proleptic Gregorian).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    let t: Vec<f64> = time.split(':').map(|x| x.parse().unwrap()).collect();
-    days as f64 * 86400.0 + t[0] * 3600.0 + t[1] * 60.0 + t[2]
+    rfc3339::epoch_secs(record["timestamp"].as_str().expect("timestamp"))
 }
