@@ -4,7 +4,7 @@
 //!
 //! Detection latency: TARGETS (default 1, 10 and 100) heartbeat files are created at once and left
 //! alone, with a 1 s timeout; for each target the time from its deadline (the file's mtime
-//! + timeout) to protector's "running stop command" log record. Idle: one target with a
+//! plus the timeout) to protector's "running stop command" log record. Idle: one target with a
 //! fresh heartbeat and a 60 s timeout, watched for 10 s: resident memory, CPU time and
 //! context switches of the protector process, read from /proc (Linux only).
 
