@@ -297,18 +297,36 @@ fn unreadable_heartbeat_is_logged_and_counts_as_no_heartbeat() {
     let p = sb.run_config(&format!(
         "targets:{}{}",
         target("dir", "    timeout: 500ms\n    restart_grace: 1h\n"),
-        target("through-file", "    timeout: 500ms\n    restart_grace: 1h\n")
-            .replace("heartbeat: through-file.beat", "heartbeat: plain-file/beat")
+        target(
+            "through-file",
+            "    timeout: 500ms\n    restart_grace: 1h\n"
+        )
+        .replace("heartbeat: through-file.beat", "heartbeat: plain-file/beat")
     ));
     let dir_err = p.wait_records("cannot read the heartbeat file", Some("dir"), 1);
-    assert!(dir_err[0]["heartbeat"].as_str().unwrap().ends_with("dir.beat"));
+    assert!(
+        dir_err[0]["heartbeat"]
+            .as_str()
+            .unwrap()
+            .ends_with("dir.beat")
+    );
     assert_eq!(dir_err[0]["reason"], "not a regular file (a directory)");
     let file_err = p.wait_records("cannot read the heartbeat file", Some("through-file"), 1);
-    assert!(file_err[0]["reason"].as_str().unwrap().to_lowercase().contains("not a directory"));
+    assert!(
+        file_err[0]["reason"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("not a directory")
+    );
     p.wait_records("restart done", Some("dir"), 1);
     p.wait_records("restart done", Some("through-file"), 1);
     // Each reason is logged once, not on every check.
-    assert_eq!(p.records("cannot read the heartbeat file", Some("dir")).len(), 1);
+    assert_eq!(
+        p.records("cannot read the heartbeat file", Some("dir"))
+            .len(),
+        1
+    );
 }
 
 #[test]
