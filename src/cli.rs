@@ -10,7 +10,8 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Backoff, CommandLine, Config, Os, Target, duration::format as fmt_dur};
-use crate::logging::{self, LogFormat};
+use crate::logging::{self, LogFormat, LogOptions};
+use crate::{daemon, lock};
 
 const ABOUT: &str = "Restarts services whose heartbeat file has gone stale.";
 
@@ -24,11 +25,14 @@ command's whole process tree.";
 
 const EXAMPLES: &str = "\
 Examples:
-  Watch the targets of a config file (runs until stopped):
+  Watch the targets of a config file (runs until stopped; SIGHUP reloads):
     protector --config /etc/protector/protector.yaml
 
   Validate a config offline and show the effective targets for Windows:
     protector check --config protector.yaml --os windows
+
+  What is protector doing? (exit status 1 unless every target is fine)
+    protector status --config /etc/protector/protector.yaml
 
   The original single-target form (commands run through /bin/sh -c or cmd /C):
     protector /tmp/htrd_minion_alived \"service salt-minion stop\" \"service salt-minion start\" 300
@@ -36,7 +40,8 @@ Examples:
   Print the JSON schema of the config file:
     protector schema > protector.schema.json
 
-Exit status: 0 success; 1 invalid config or runtime failure; 2 wrong usage.";
+Exit status: 0 success; 1 invalid config, another protector running, unhealthy status, or a
+runtime failure; 2 wrong usage.";
 
 const LEGACY_USAGE: &str = "\
 usage: protector FILE STOP_CMD START_CMD TIMEOUT_SECS
@@ -62,9 +67,12 @@ pub struct Cli {
     #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,
 
+    #[command(flatten)]
+    run: RunOpts,
+
     /// The original form: FILE STOP_CMD START_CMD TIMEOUT_SECS. STOP_CMD and START_CMD run
     /// through the platform shell; TIMEOUT_SECS is a whole number of seconds.
-    #[arg(value_name = "FILE STOP_CMD START_CMD TIMEOUT_SECS", num_args = 0.., allow_hyphen_values = false)]
+    #[arg(value_name = "FILE STOP_CMD START_CMD TIMEOUT_SECS", num_args = 0..)]
     legacy: Vec<String>,
 
     #[command(subcommand)]
@@ -79,9 +87,26 @@ struct Global {
     /// Less log output (-q warnings and errors only, -qq errors only).
     #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
     quiet: u8,
-    /// Log format on stderr.
+    /// Log format.
     #[arg(long, value_enum, default_value_t, global = true)]
     log_format: LogFormat,
+}
+
+/// Options of the watchdog itself (`run`, `--config`, the positional form).
+#[derive(Debug, Args, Clone)]
+struct RunOpts {
+    /// Decide as usual and log the commands it would run, but run none.
+    #[arg(long)]
+    dry_run: bool,
+    /// Also log to this file, rotated daily (PATH.YYYY-MM-DD).
+    #[arg(long, value_name = "PATH")]
+    log_file: Option<PathBuf>,
+    /// How many daily log files to keep.
+    #[arg(long, value_name = "N", default_value_t = 7, requires = "log_file")]
+    log_keep: usize,
+    /// With --log-file: log only to the file, not to stderr.
+    #[arg(long, requires = "log_file")]
+    no_stderr: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +116,8 @@ enum Command {
         /// Config file (YAML).
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+        #[command(flatten)]
+        run: RunOpts,
     },
     /// Validate a config file offline (never runs a command) and print the effective targets.
     Check {
@@ -102,6 +129,25 @@ enum Command {
         #[arg(long, value_enum)]
         os: Option<Os>,
     },
+    /// Show each target's state from protector's state file; exit 1 unless protector runs and
+    /// every enabled target is watching normally.
+    Status {
+        /// Config file whose `state_file` to read.
+        #[arg(
+            short,
+            long,
+            value_name = "FILE",
+            conflicts_with = "state_file",
+            required_unless_present = "state_file"
+        )]
+        config: Option<PathBuf>,
+        /// The state file to read.
+        #[arg(long, value_name = "FILE")]
+        state_file: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the JSON schema of the config file.
     Schema,
 }
@@ -109,28 +155,43 @@ enum Command {
 /// Parses the command line and does what it says.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let verbosity = cli.global.verbose as i8 - cli.global.quiet as i8;
-    let format = cli.global.log_format;
+    let log = |run: &RunOpts| LogOptions {
+        verbosity: cli.global.verbose as i8 - cli.global.quiet as i8,
+        format: cli.global.log_format,
+        file: run.log_file.clone(),
+        keep: run.log_keep,
+        stderr: !run.no_stderr,
+    };
     match cli.command {
         Some(Command::Schema) => {
             print_stdout(&config::schema::schema_text());
             ExitCode::SUCCESS
         }
         Some(Command::Check { config, os }) => check(&config, os.unwrap_or(Os::host())),
-        Some(Command::Run { config }) => run_config(&config, verbosity, format),
-        None => match (cli.config, cli.legacy.is_empty()) {
-            (Some(config), true) => run_config(&config, verbosity, format),
+        Some(Command::Status {
+            config,
+            state_file,
+            json,
+        }) => status(config, state_file, json),
+        Some(Command::Run {
+            ref config,
+            ref run,
+        }) => run_config(config, &log(run), run.dry_run),
+        None => match (&cli.config, cli.legacy.is_empty()) {
+            (Some(config), true) => run_config(config, &log(&cli.run), cli.run.dry_run),
             (Some(_), false) => {
                 usage_error("give either --config FILE or the four positional arguments, not both")
             }
             (None, true) => usage_error("nothing to do"),
             (None, false) => match legacy_target(&cli.legacy) {
                 Ok(target) => {
-                    logging::init(verbosity, format);
-                    run_watchdog(Config {
+                    let key = target.heartbeat.clone();
+                    let config = Config {
                         os: Os::host(),
                         targets: vec![target],
-                    })
+                        files: Default::default(),
+                    };
+                    run_watchdog(config, &key, None, &log(&cli.run), cli.run.dry_run)
                 }
                 Err(msg) => usage_error(&msg),
             },
@@ -185,15 +246,15 @@ pub fn legacy_target(args: &[String]) -> Result<Target, String> {
         backoff: Backoff::default(),
         max_restarts: None,
         enabled: true,
+        notify: None,
+        skip_if: None,
+        skip_delay: timeout.min(Duration::from_secs(60)),
     })
 }
 
-fn run_config(path: &Path, verbosity: i8, format: LogFormat) -> ExitCode {
+fn run_config(path: &Path, log: &LogOptions, dry_run: bool) -> ExitCode {
     match config::load(path, Os::host()) {
-        Ok(config) => {
-            logging::init(verbosity, format);
-            run_watchdog(config)
-        }
+        Ok(config) => run_watchdog(config, path, Some(path.to_path_buf()), log, dry_run),
         Err(e) => {
             eprint!("{e}");
             ExitCode::from(1)
@@ -201,14 +262,72 @@ fn run_config(path: &Path, verbosity: i8, format: LogFormat) -> ExitCode {
     }
 }
 
-fn run_watchdog(config: Config) -> ExitCode {
-    match crate::daemon::run(config) {
-        Ok(()) => ExitCode::SUCCESS,
+/// Sets up logging and the instance lock, then runs the loop. `lock_key` names the default
+/// lock (the config file, or the heartbeat of the positional form).
+fn run_watchdog(
+    config: Config,
+    lock_key: &Path,
+    config_path: Option<PathBuf>,
+    log: &LogOptions,
+    dry_run: bool,
+) -> ExitCode {
+    if let Err(e) = logging::init(log) {
+        eprintln!("protector: {e:#}");
+        return ExitCode::from(1);
+    }
+    let lock_path = config
+        .files
+        .lock_file
+        .clone()
+        .unwrap_or_else(|| lock::default_path(config.files.state_file.as_deref(), lock_key));
+    let lock = match lock::acquire(&lock_path) {
+        Ok(lock) => lock,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            if !log.stderr {
+                eprintln!("protector: {e:#}");
+            }
+            return ExitCode::from(1);
+        }
+    };
+    let opts = daemon::Options {
+        config_path,
+        dry_run,
+    };
+    let result = daemon::run(config, lock.path.clone(), opts);
+    drop(lock);
+    match result {
+        Ok(daemon::Exit::Clean) => ExitCode::SUCCESS,
+        Ok(daemon::Exit::Immediate) => ExitCode::from(1),
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::from(1)
         }
     }
+}
+
+fn status(config: Option<PathBuf>, state_file: Option<PathBuf>, json: bool) -> ExitCode {
+    let path = match (state_file, config) {
+        (Some(p), _) => p,
+        (None, Some(cfg)) => match config::load(&cfg, Os::host()) {
+            Ok(c) => match c.files.state_file {
+                Some(p) => p,
+                None => {
+                    eprintln!(
+                        "protector: {} sets no `state_file`, so there is no status to show",
+                        cfg.display()
+                    );
+                    return ExitCode::from(1);
+                }
+            },
+            Err(e) => {
+                eprint!("{e}");
+                return ExitCode::from(1);
+            }
+        },
+        (None, None) => unreachable!("clap requires one of them"),
+    };
+    crate::status::run(&path, json)
 }
 
 fn check(path: &Path, os: Os) -> ExitCode {

@@ -33,6 +33,17 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// A command that never ran.
+    pub fn failed(reason: String) -> Outcome {
+        Outcome {
+            status: Err(reason),
+            timed_out: false,
+            duration: Duration::ZERO,
+            stdout: String::new(),
+            stderr: String::new(),
+        }
+    }
+
     pub fn success(&self) -> bool {
         !self.timed_out && self.status.as_ref().is_ok_and(|s| s.success())
     }
@@ -52,15 +63,15 @@ pub fn run(line: &CommandLine, env: &[(&str, String)], timeout: Duration) -> Out
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    for name in crate::systemd::PRIVATE_ENV {
+        cmd.env_remove(name);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let failed = |status: String| Outcome {
-        status: Err(status),
-        timed_out: false,
+    let failed = |reason: String| Outcome {
         duration: started.elapsed(),
-        stdout: String::new(),
-        stderr: String::new(),
+        ..Outcome::failed(reason)
     };
 
     let mut child = match platform::contain(cmd).spawn() {

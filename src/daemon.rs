@@ -1,14 +1,20 @@
 //! The watchdog loop. One scheduler thread owns every target's state and a heap of deadlines;
-//! it sleeps on a channel until the nearest deadline or until a command reports back, so it
-//! does no work while nothing is due and is woken at once by a finished command.
+//! it sleeps on a channel until the nearest deadline, a finished command or a signal, so it
+//! does no work while nothing is due and reacts at once to what it is told.
 //!
 //! Due targets are observed (in parallel on the rayon pool when many fall due together) and
-//! `schedule` decides; restarts run on threads of their own (`command`), so a hung command
-//! never delays any other target. The decisions and their logging live here; the rules live in
-//! `schedule`.
+//! `schedule` decides; commands run on threads of their own (`command`), so a hung command
+//! never delays any other target. This module carries out the decisions and keeps the books:
+//! logs, the state and metrics files, notify commands, systemd, reload and shutdown.
+//!
+//! Lifecycle. SIGHUP re-reads the config: an invalid one is logged and the old one kept; a
+//! valid one is applied, keeping the state of unchanged targets. SIGTERM/SIGINT start no new
+//! command, wait for the running ones (each is bounded by its command_timeout) and exit 0; a
+//! second signal exits at once.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -18,153 +24,719 @@ use tracing::{debug, error, info, warn};
 
 use crate::command::{self, Outcome};
 use crate::config::duration::format as fmt_dur;
-use crate::config::{Config, Target};
-use crate::heartbeat;
+use crate::config::{self, Config, Files, Os, Target};
+use crate::fsutil::epoch_secs;
+use crate::platform::{self, Signal};
 use crate::schedule::{Action, Cmd, Next, Now, Observation, Phase, Rules, TargetState};
+use crate::state::{self, CommandRecord, RestartRecord, StateFile, TargetRecord};
+use crate::{heartbeat, metrics, systemd};
 
 /// Below this many due targets, observe them on the scheduler thread: a single stat is
 /// cheaper than waking the pool.
 const PARALLEL_OBSERVE_MIN: usize = 16;
+/// Changes that only move a heartbeat are written to the state file at most this often.
+const LAZY_FLUSH: Duration = Duration::from_secs(1);
+
+pub struct Options {
+    /// The config file, for reloads (none for the positional form).
+    pub config_path: Option<PathBuf>,
+    /// Decide as usual, log the commands, run none.
+    pub dry_run: bool,
+}
+
+/// How the loop ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Shut down after the running commands finished.
+    Clean,
+    /// A second signal: left at once.
+    Immediate,
+}
 
 enum Msg {
+    /// A command finished; `None` in a dry run.
     Done {
-        slot: usize,
+        id: u64,
         cmd: Cmd,
-        outcome: Outcome,
+        outcome: Option<Outcome>,
     },
+    Signal(Signal),
 }
 
 struct Slot {
+    /// Stable across reloads; commands report back by it.
+    id: u64,
     target: Target,
     rules: Rules,
     state: TargetState,
     /// Last reason the heartbeat could not be read, to log each new one once.
     last_error: Option<String>,
+    failures: u64,
+    timeouts: u64,
+    last_restart: Option<RestartRecord>,
 }
 
-/// Watches the enabled targets of `config` until the process is stopped.
-pub fn run(config: Config) -> Result<()> {
+struct Daemon {
+    opts: Options,
+    files: Files,
+    lock_file: PathBuf,
+    slots: Vec<Slot>,
+    disabled: Vec<Target>,
+    index: HashMap<u64, usize>,
+    heap: BinaryHeap<Reverse<(Instant, usize)>>,
+    next_id: u64,
+    tx: mpsc::Sender<Msg>,
+    rx: mpsc::Receiver<Msg>,
+    in_flight: usize,
+    stopping: bool,
+    started_at: f64,
+    flush_at: Option<Instant>,
+    last_write_error: Option<String>,
+    watchdog: Option<(Duration, Instant)>,
+}
+
+/// Watches the enabled targets of `config` until told to stop. `lock_file` is the path of the
+/// instance lock the caller holds (recorded in the state file for `status`).
+pub fn run(config: Config, lock_file: PathBuf, opts: Options) -> Result<Exit> {
     let (tx, rx) = mpsc::channel::<Msg>();
-    let (enabled, disabled): (Vec<Target>, Vec<Target>) =
-        config.targets.into_iter().partition(|t| t.enabled);
-    for t in &disabled {
-        info!(target = %t.name, "target is disabled; not watching it");
-    }
-    if enabled.is_empty() {
-        warn!("no enabled targets; nothing to watch");
-    }
+    let signal_tx = tx.clone();
+    platform::listen_for_signals(Box::new(move |s| {
+        let _ = signal_tx.send(Msg::Signal(s));
+    }))?;
 
-    let now = Now::read();
-    let looks: Vec<_> = enabled
-        .par_iter()
-        .map(|t| heartbeat::observe(&t.heartbeat))
-        .collect();
-    let mut slots: Vec<Slot> = enabled
-        .into_iter()
-        .zip(looks)
-        .map(|(target, (obs, err))| {
-            let rules = Rules::of(&target);
-            let state = TargetState::start(&rules, &obs, now);
-            let mut slot = Slot {
-                target,
-                rules,
-                state,
-                last_error: None,
-            };
-            slot.note_error(err);
-            info!(
-                target = %slot.target.name,
-                heartbeat = %slot.target.heartbeat.display(),
-                timeout = %fmt_dur(slot.target.timeout),
-                first_check_in = %fmt_dur(slot.state.deadline.saturating_duration_since(now.mono)),
-                "watching"
-            );
-            slot
-        })
-        .collect();
-    let mut heap: BinaryHeap<Reverse<(Instant, usize)>> = slots
-        .iter()
-        .enumerate()
-        .map(|(i, s)| Reverse((s.state.deadline, i)))
-        .collect();
-    info!(targets = slots.len(), "protector is running");
+    let mut d = Daemon {
+        opts,
+        files: Files::default(),
+        lock_file,
+        slots: Vec::new(),
+        disabled: Vec::new(),
+        index: HashMap::new(),
+        heap: BinaryHeap::new(),
+        next_id: 0,
+        tx,
+        rx,
+        in_flight: 0,
+        stopping: false,
+        started_at: epoch_secs(std::time::SystemTime::now()),
+        flush_at: None,
+        last_write_error: None,
+        watchdog: systemd::watchdog_interval().map(|every| (every, Instant::now())),
+    };
+    d.apply(config, true);
+    if d.opts.dry_run {
+        warn!("dry run: commands are logged, not run");
+    }
+    info!(targets = d.slots.len(), "protector is running");
+    systemd::send(systemd::Note::Ready);
+    d.run_loop()
+}
 
-    let mut due = Vec::new();
-    loop {
-        // Everything due now.
-        let now_mono = Instant::now();
-        due.clear();
-        while let Some(&Reverse((at, i))) = heap.peek() {
-            if at > now_mono {
-                break;
+impl Daemon {
+    fn run_loop(&mut self) -> Result<Exit> {
+        let mut due = Vec::new();
+        loop {
+            if !self.stopping {
+                self.run_due(&mut due);
             }
-            heap.pop();
-            // Skip entries left behind by a deadline that moved (none today, but cheap).
-            if slots[i].state.is_due_at(now_mono) && slots[i].state.deadline == at {
-                due.push(i);
+            let now = Instant::now();
+            if self.flush_at.is_some_and(|at| at <= now) {
+                self.flush();
             }
-        }
-        if !due.is_empty() {
-            let looks: Vec<_> = if due.len() >= PARALLEL_OBSERVE_MIN {
-                due.par_iter()
-                    .map(|&i| heartbeat::observe(&slots[i].target.heartbeat))
-                    .collect()
+            if let Some((every, at)) = &mut self.watchdog
+                && *at <= now
+            {
+                systemd::send(systemd::Note::Watchdog);
+                *at = now + *every;
+            }
+            if self.stopping && self.in_flight == 0 {
+                self.flush();
+                info!("protector stopped");
+                return Ok(Exit::Clean);
+            }
+
+            let next_deadline = if self.stopping {
+                None
             } else {
-                due.iter()
-                    .map(|&i| heartbeat::observe(&slots[i].target.heartbeat))
-                    .collect()
+                self.heap.peek().map(|Reverse((at, _))| *at)
             };
-            let now = Now::read();
-            for (&i, (obs, err)) in due.iter().zip(looks) {
-                let slot = &mut slots[i];
-                slot.note_error(err);
-                if let Some(cmd) = slot.on_due(&obs, now) {
-                    spawn_command(&tx, i, slot, cmd);
-                } else {
-                    heap.push(Reverse((slot.state.deadline, i)));
-                }
-            }
-        }
-
-        let msg = match heap.peek() {
-            Some(&Reverse((at, _))) => {
-                match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+            let wake = [next_deadline, self.flush_at, self.watchdog.map(|w| w.1)]
+                .into_iter()
+                .flatten()
+                .min();
+            let msg = match wake {
+                Some(at) => match self
+                    .rx
+                    .recv_timeout(at.saturating_duration_since(Instant::now()))
+                {
                     Ok(msg) => msg,
                     Err(mpsc::RecvTimeoutError::Timeout) => continue,
                     Err(mpsc::RecvTimeoutError::Disconnected) => unreachable!("we hold a sender"),
+                },
+                None => self.rx.recv().expect("we hold a sender"),
+            };
+            match msg {
+                Msg::Done { id, cmd, outcome } => self.on_done(id, cmd, outcome),
+                Msg::Signal(Signal::Reload) => self.reload(),
+                Msg::Signal(Signal::Shutdown) if self.stopping => {
+                    warn!(
+                        running = self.in_flight,
+                        "second signal: exiting at once, leaving running commands behind"
+                    );
+                    self.flush();
+                    return Ok(Exit::Immediate);
                 }
-            }
-            None => match rx.recv() {
-                Ok(msg) => msg,
-                Err(_) => unreachable!("we hold a sender"),
-            },
-        };
-        match msg {
-            Msg::Done {
-                slot: i,
-                cmd,
-                outcome,
-            } => {
-                let slot = &mut slots[i];
-                log_outcome(&slot.target, cmd, &outcome);
-                match slot.state.on_command_done(&slot.rules, cmd, Instant::now()) {
-                    Next::Run(next) => spawn_command(&tx, i, slot, next),
-                    Next::Judge { wait } => {
+                Msg::Signal(Signal::Shutdown) => {
+                    self.stopping = true;
+                    systemd::send(systemd::Note::Stopping);
+                    if self.in_flight > 0 {
                         info!(
-                            target = %slot.target.name,
-                            next_check_in = %fmt_dur(wait),
-                            consecutive_restarts = slot.state.consecutive,
-                            "restart done"
+                            running = self.in_flight,
+                            "shutting down: waiting for running commands (a second signal exits at once)"
                         );
-                        heap.push(Reverse((slot.state.deadline, i)));
+                    } else {
+                        info!("shutting down");
                     }
                 }
             }
         }
     }
+
+    /// Observes and judges every target whose deadline has come.
+    fn run_due(&mut self, due: &mut Vec<usize>) {
+        let now_mono = Instant::now();
+        due.clear();
+        while let Some(&Reverse((at, i))) = self.heap.peek() {
+            if at > now_mono {
+                break;
+            }
+            self.heap.pop();
+            // Skip entries left behind by a deadline that moved.
+            if self.slots[i].state.is_due_at(now_mono) && self.slots[i].state.deadline == at {
+                due.push(i);
+            }
+        }
+        if due.is_empty() {
+            return;
+        }
+        let paths: Vec<&Path> = due
+            .iter()
+            .map(|&i| self.slots[i].target.heartbeat.as_path())
+            .collect();
+        let looks = observe_all(&paths);
+        let now = Now::read();
+        for (&i, (obs, err)) in due.iter().zip(looks) {
+            self.slots[i].note_error(err);
+            if let Some(cmd) = self.on_due(i, &obs, now) {
+                self.spawn(i, cmd);
+            } else {
+                self.heap.push(Reverse((self.slots[i].state.deadline, i)));
+            }
+        }
+    }
+
+    /// Applies a due check to slot `i`; returns the command to start, if any.
+    fn on_due(&mut self, i: usize, obs: &Observation, now: Now) -> Option<Cmd> {
+        let slot = &mut self.slots[i];
+        let was_given_up = slot.state.phase == Phase::GivenUp;
+        let out = slot.state.on_due(&slot.rules, obs, now);
+        let name = slot.target.name.clone();
+        if was_given_up && out.beat.is_none() {
+            debug!(target = %name, age = %fmt_secs(slot.state.age(now.mono)), "still no heartbeat; given up");
+        }
+        if let Some(beat) = out.beat {
+            if beat.resumed {
+                info!(target = %name, "heartbeat is back; watching again after giving up");
+            } else if beat.after_restarts > 0 {
+                info!(target = %name, restarts = beat.after_restarts, "heartbeat is back after restart");
+            } else {
+                debug!(target = %name, next_check_in = %fmt_dur(slot.state.deadline.saturating_duration_since(now.mono)), "heartbeat seen");
+            }
+            if beat.resumed || beat.after_restarts > 0 {
+                self.notify(i, "recovery");
+                self.mark_dirty(true);
+            } else {
+                self.mark_dirty(false);
+            }
+        }
+        let slot = &self.slots[i];
+        match out.action? {
+            Action::Restart { age, run } => {
+                warn!(
+                    target = %name,
+                    age = %fmt_secs(age),
+                    timeout = %fmt_dur(slot.target.timeout),
+                    consecutive_restarts = slot.state.consecutive,
+                    "heartbeat is stale; {}",
+                    if run == Cmd::SkipIf { "asking skip_if before restarting" } else { "restarting" }
+                );
+                self.mark_dirty(true);
+                Some(run)
+            }
+            Action::GiveUp { age, restarts } => {
+                error!(
+                    target = %name,
+                    age = %fmt_secs(age),
+                    restarts,
+                    "giving up: no heartbeat after max_restarts consecutive restarts; will resume when a heartbeat appears"
+                );
+                self.notify(i, "give-up");
+                self.mark_dirty(true);
+                None
+            }
+        }
+    }
+
+    fn spawn(&mut self, i: usize, cmd: Cmd) {
+        let slot = &mut self.slots[i];
+        let line = match cmd {
+            Cmd::SkipIf => slot.target.skip_if.clone(),
+            Cmd::Stop => slot.target.stop.clone(),
+            Cmd::Start => Some(slot.target.start.clone()),
+        }
+        .expect("schedule only runs commands the target has");
+        // A restart begins with stop, or with start when there is no stop.
+        if cmd == Cmd::Stop || (cmd == Cmd::Start && slot.target.stop.is_none()) {
+            slot.last_restart = Some(RestartRecord {
+                at: epoch_secs(std::time::SystemTime::now()),
+                commands: Vec::new(),
+            });
+            self.notify(i, "restart");
+        }
+        let slot = &self.slots[i];
+        let (id, env, timeout) = (slot.id, command_env(slot), slot.target.command_timeout);
+        self.in_flight += 1;
+        let tx = self.tx.clone();
+        if self.opts.dry_run {
+            info!(target = %slot.target.name, command = %line, "dry run: would run {} command", cmd.name());
+            let _ = tx.send(Msg::Done {
+                id,
+                cmd,
+                outcome: None,
+            });
+            return;
+        }
+        info!(target = %slot.target.name, command = %line, "running {} command", cmd.name());
+        let spawned = std::thread::Builder::new()
+            .name(format!("protector-{}", cmd.name()))
+            .stack_size(256 * 1024)
+            .spawn({
+                let tx = tx.clone();
+                move || {
+                    let outcome = command::run(&line, &env, timeout);
+                    let _ = tx.send(Msg::Done {
+                        id,
+                        cmd,
+                        outcome: Some(outcome),
+                    });
+                }
+            });
+        if let Err(e) = spawned {
+            // Report it as a failed command so the target carries on.
+            let outcome = Outcome::failed(format!("cannot start a thread for the command: {e}"));
+            let _ = tx.send(Msg::Done {
+                id,
+                cmd,
+                outcome: Some(outcome),
+            });
+        }
+    }
+
+    fn on_done(&mut self, id: u64, cmd: Cmd, outcome: Option<Outcome>) {
+        self.in_flight -= 1;
+        let Some(&i) = self.index.get(&id) else {
+            if let Some(o) = &outcome {
+                log_outcome("(removed target)", cmd, Duration::ZERO, o);
+            }
+            info!(
+                command = cmd.name(),
+                "a command of a target no longer in the config finished"
+            );
+            return;
+        };
+        let slot = &mut self.slots[i];
+        let success = match &outcome {
+            Some(o) => {
+                log_outcome(&slot.target.name, cmd, slot.target.command_timeout, o);
+                slot.record(cmd, o);
+                o.success()
+            }
+            // A dry run has nothing to say; for skip_if that means "do not skip".
+            None => cmd != Cmd::SkipIf,
+        };
+        let next = slot
+            .state
+            .on_command_done(&slot.rules, cmd, success, Instant::now());
+        let name = slot.target.name.clone();
+        self.mark_dirty(true);
+        match next {
+            Next::Run(next) if self.stopping => {
+                info!(target = %name, "shutting down: not running the {} command", next.name());
+                self.slots[i].state.abandon(Instant::now());
+            }
+            Next::Run(next) => self.spawn(i, next),
+            Next::Judge { wait } => {
+                let slot = &self.slots[i];
+                info!(
+                    target = %name,
+                    next_check_in = %fmt_dur(wait),
+                    consecutive_restarts = slot.state.consecutive,
+                    "restart done"
+                );
+                self.heap.push(Reverse((slot.state.deadline, i)));
+            }
+            Next::Postponed { wait } => {
+                info!(target = %name, next_check_in = %fmt_dur(wait), "restart postponed: skip_if exited 0");
+                self.heap.push(Reverse((self.slots[i].state.deadline, i)));
+            }
+        }
+    }
+
+    /// Runs the target's notify command, if any, without waiting for it.
+    fn notify(&self, i: usize, event: &'static str) {
+        let slot = &self.slots[i];
+        let Some(line) = slot.target.notify.clone() else {
+            return;
+        };
+        let name = slot.target.name.clone();
+        if self.opts.dry_run {
+            info!(target = %name, event, command = %line, "dry run: would run notify command");
+            return;
+        }
+        let mut env = command_env(slot);
+        env.push(("PROTECTOR_EVENT", event.to_string()));
+        env.push(("PROTECTOR_RESTARTS", slot.state.consecutive.to_string()));
+        let timeout = slot.target.command_timeout;
+        let spawned = std::thread::Builder::new()
+            .name("protector-notify".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let o = command::run(&line, &env, timeout);
+                if o.success() {
+                    debug!(target = %name, event, duration_ms = o.duration.as_millis() as u64, "notify command finished");
+                } else {
+                    log_outcome(&name, Cmd::Start, timeout, &o);
+                    warn!(target = %name, event, "the notify command above failed");
+                }
+            });
+        if let Err(e) = spawned {
+            warn!(target = %slot.target.name, "cannot run notify command: {e}");
+        }
+    }
+
+    fn reload(&mut self) {
+        let Some(path) = self.opts.config_path.clone() else {
+            warn!(
+                "reload requested, but protector was started with positional arguments: nothing to reload"
+            );
+            return;
+        };
+        systemd::send(systemd::Note::Reloading);
+        info!(config = %path.display(), "reloading the config");
+        match config::load(&path, Os::host()) {
+            Ok(config) => self.apply(config, false),
+            Err(e) => {
+                for (problem, pos) in &e.problems {
+                    let at = pos
+                        .map(|p| format!(":{}:{}", p.line, p.column))
+                        .unwrap_or_default();
+                    let key = config::key_path(&problem.pointer);
+                    let key = if key.is_empty() {
+                        key
+                    } else {
+                        format!("{key}: ")
+                    };
+                    error!("{}{at}: {key}{}", e.file, problem.message);
+                }
+                error!(
+                    problems = e.problems.len(),
+                    "reload failed; still running the previous config"
+                );
+            }
+        }
+        systemd::send(systemd::Note::Ready);
+    }
+
+    /// Installs `config`: at start-up everything is new; on reload unchanged targets keep
+    /// their state, changed ones keep their counters (and a running command), new ones start
+    /// with startup_grace, removed ones are dropped.
+    fn apply(&mut self, config: Config, first: bool) {
+        let now = Now::read();
+        let (enabled, disabled): (Vec<Target>, Vec<Target>) =
+            config.targets.into_iter().partition(|t| t.enabled);
+        let mut old: HashMap<String, Slot> = self
+            .slots
+            .drain(..)
+            .map(|s| (s.target.name.clone(), s))
+            .collect();
+
+        // Observe every target that needs a fresh start, in one parallel batch.
+        let fresh: Vec<&Path> = enabled
+            .iter()
+            .filter(|t| {
+                old.get(&t.name)
+                    .is_none_or(|s| s.target != **t && !s.is_running())
+            })
+            .map(|t| t.heartbeat.as_path())
+            .collect();
+        let mut looks = observe_all(&fresh).into_iter();
+
+        let restored = if first {
+            self.read_state_file(now)
+        } else {
+            HashMap::new()
+        };
+        let (mut unchanged, mut changed, mut added) = (0, 0, 0);
+        for target in enabled {
+            let rules = Rules::of(&target);
+            let slot = match old.remove(&target.name) {
+                Some(slot) if slot.target == target => {
+                    unchanged += 1;
+                    slot
+                }
+                Some(mut slot) => {
+                    changed += 1;
+                    if !slot.is_running() {
+                        let (obs, err) = looks.next().expect("observed above");
+                        let mut state = TargetState::start(&rules, &obs, now);
+                        let resume =
+                            (slot.state.phase == Phase::Watching).then_some(slot.state.deadline);
+                        state.restore(
+                            &rules,
+                            slot.state.consecutive,
+                            slot.state.restarts_total,
+                            resume,
+                            now.mono,
+                        );
+                        slot.state = state;
+                        slot.note_error(err);
+                    }
+                    info!(target = %target.name, "settings changed; applied");
+                    slot.target = target;
+                    slot.rules = rules;
+                    slot
+                }
+                None => {
+                    added += 1;
+                    let (obs, err) = looks.next().expect("observed above");
+                    let mut slot = Slot {
+                        id: self.next_id,
+                        state: TargetState::start(&rules, &obs, now),
+                        target,
+                        rules,
+                        last_error: None,
+                        failures: 0,
+                        timeouts: 0,
+                        last_restart: None,
+                    };
+                    self.next_id += 1;
+                    if let Some(rec) = restored.get(&slot.target.name) {
+                        slot.restore_record(rec, now);
+                    }
+                    slot.note_error(err);
+                    info!(
+                        target = %slot.target.name,
+                        heartbeat = %slot.target.heartbeat.display(),
+                        timeout = %fmt_dur(slot.target.timeout),
+                        first_check_in = %fmt_dur(slot.state.deadline.saturating_duration_since(now.mono)),
+                        "watching"
+                    );
+                    slot
+                }
+            };
+            self.slots.push(slot);
+        }
+        for (name, slot) in old {
+            if slot.is_running() {
+                info!(target = %name, "no longer in the config; its running command will finish on its own");
+            } else {
+                info!(target = %name, "no longer in the config; not watching it");
+            }
+        }
+        for t in &disabled {
+            info!(target = %t.name, "target is disabled; not watching it");
+        }
+        self.disabled = disabled;
+        if !first
+            && config
+                .files
+                .lock_file
+                .as_ref()
+                .is_some_and(|l| *l != self.lock_file)
+        {
+            warn!("lock_file changes take effect when protector is restarted");
+        }
+        self.files = config.files;
+        if self.slots.is_empty() {
+            warn!("no enabled targets; nothing to watch");
+        }
+        self.index = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id, i))
+            .collect();
+        self.heap = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.is_running())
+            .map(|(i, s)| Reverse((s.state.deadline, i)))
+            .collect();
+        if !first {
+            info!(
+                unchanged,
+                changed,
+                added,
+                disabled = self.disabled.len(),
+                "config reloaded"
+            );
+        }
+        self.mark_dirty(true);
+    }
+
+    /// Records of the previous run, by target name. An unusable file is set aside.
+    fn read_state_file(&self, _now: Now) -> HashMap<String, TargetRecord> {
+        let Some(path) = &self.files.state_file else {
+            return HashMap::new();
+        };
+        match state::load(path) {
+            Ok(Some(file)) => file
+                .targets
+                .into_iter()
+                .map(|t| (t.name.clone(), t))
+                .collect(),
+            Ok(None) => HashMap::new(),
+            Err(reason) => {
+                match state::set_aside(path) {
+                    Ok(aside) => warn!(
+                        state_file = %path.display(),
+                        reason = %reason,
+                        moved_to = %aside.display(),
+                        "state file is unusable; moved it aside and starting fresh"
+                    ),
+                    Err(e) => {
+                        warn!(state_file = %path.display(), reason = %reason, "state file is unusable and cannot be moved aside ({e}); it will be overwritten")
+                    }
+                }
+                HashMap::new()
+            }
+        }
+    }
+
+    fn mark_dirty(&mut self, urgent: bool) {
+        let at = if urgent {
+            Instant::now()
+        } else {
+            Instant::now() + LAZY_FLUSH
+        };
+        self.flush_at = Some(self.flush_at.map_or(at, |t| t.min(at)));
+    }
+
+    /// Writes the state and metrics files. A failure is logged (once per new reason) and
+    /// watching goes on.
+    fn flush(&mut self) {
+        self.flush_at = None;
+        if self.files.state_file.is_none() && self.files.metrics_file.is_none() {
+            return;
+        }
+        let snapshot = self.snapshot(Now::read());
+        let mut errors = Vec::new();
+        if let Some(path) = &self.files.state_file
+            && let Err(e) = state::save(path, &snapshot)
+        {
+            errors.push(format!("cannot write state file {}: {e}", path.display()));
+        }
+        if let Some(path) = &self.files.metrics_file
+            && let Err(e) =
+                crate::fsutil::write_atomically(path, metrics::render(&snapshot).as_bytes())
+        {
+            errors.push(format!("cannot write metrics file {}: {e}", path.display()));
+        }
+        let error = (!errors.is_empty()).then(|| errors.join("; "));
+        if error.is_some() && error != self.last_write_error {
+            warn!(
+                "{}; watching continues",
+                error.as_deref().unwrap_or_default()
+            );
+        }
+        self.last_write_error = error;
+    }
+
+    fn snapshot(&self, now: Now) -> StateFile {
+        let wall_at = |at: Instant| {
+            let now_wall = epoch_secs(now.wall);
+            if at >= now.mono {
+                now_wall + (at - now.mono).as_secs_f64()
+            } else {
+                now_wall - (now.mono - at).as_secs_f64()
+            }
+        };
+        let mut targets: Vec<TargetRecord> = self
+            .slots
+            .iter()
+            .map(|s| {
+                let st = &s.state;
+                let state = match st.phase {
+                    Phase::Running(_) => "restarting",
+                    Phase::GivenUp => "given up",
+                    Phase::Watching if st.consecutive > 0 => "backing off",
+                    Phase::Watching => "watching",
+                };
+                TargetRecord {
+                    name: s.target.name.clone(),
+                    heartbeat: s.target.heartbeat.display().to_string(),
+                    state: state.into(),
+                    last_heartbeat: st.beat_known.then(|| wall_at(st.last_beat)),
+                    next_check: (!s.is_running()).then(|| wall_at(st.deadline)),
+                    restarts_total: st.restarts_total,
+                    consecutive_restarts: st.consecutive,
+                    backoff_secs: if st.consecutive > 0 {
+                        s.rules.wait_after_restart(st.consecutive).as_secs_f64()
+                    } else {
+                        0.0
+                    },
+                    command_failures_total: s.failures,
+                    command_timeouts_total: s.timeouts,
+                    last_restart: s.last_restart.clone(),
+                }
+            })
+            .collect();
+        targets.extend(self.disabled.iter().map(|t| TargetRecord {
+            name: t.name.clone(),
+            heartbeat: t.heartbeat.display().to_string(),
+            state: "disabled".into(),
+            last_heartbeat: None,
+            next_check: None,
+            restarts_total: 0,
+            consecutive_restarts: 0,
+            backoff_secs: 0.0,
+            command_failures_total: 0,
+            command_timeouts_total: 0,
+            last_restart: None,
+        }));
+        StateFile {
+            format: state::FORMAT.into(),
+            version: state::VERSION,
+            pid: std::process::id(),
+            protector_version: env!("CARGO_PKG_VERSION").into(),
+            started_at: self.started_at,
+            written_at: epoch_secs(now.wall),
+            config: self
+                .opts
+                .config_path
+                .as_ref()
+                .map(|p| p.display().to_string()),
+            lock_file: Some(self.lock_file.display().to_string()),
+            targets,
+        }
+    }
 }
 
 impl Slot {
+    fn is_running(&self) -> bool {
+        matches!(self.state.phase, Phase::Running(_))
+    }
+
     fn note_error(&mut self, err: Option<String>) {
         if err.is_some() && err != self.last_error {
             warn!(
@@ -177,100 +749,83 @@ impl Slot {
         self.last_error = err;
     }
 
-    /// Applies a due check; returns the command to start, if any.
-    fn on_due(&mut self, obs: &Observation, now: Now) -> Option<Cmd> {
-        let was_given_up = self.state.phase == Phase::GivenUp;
-        let out = self.state.on_due(&self.rules, obs, now);
-        let name = &self.target.name;
-        if was_given_up && out.beat.is_none() {
-            debug!(target = %name, age = %fmt_secs(self.state.age(now.mono)), "still no heartbeat; given up");
+    /// Books a finished stop or start command.
+    fn record(&mut self, cmd: Cmd, o: &Outcome) {
+        if cmd == Cmd::SkipIf {
+            return;
         }
-        if let Some(beat) = out.beat {
-            if beat.resumed {
-                info!(target = %name, "heartbeat is back; watching again after giving up");
-            } else if beat.after_restarts > 0 {
-                info!(target = %name, restarts = beat.after_restarts, "heartbeat is back after restart");
-            } else {
-                debug!(target = %name, next_check_in = %fmt_dur(self.state.deadline.saturating_duration_since(now.mono)), "heartbeat seen");
-            }
+        if !o.success() {
+            self.failures += 1;
         }
-        match out.action? {
-            Action::Restart { age, run } => {
-                warn!(
-                    target = %name,
-                    age = %fmt_secs(age),
-                    timeout = %fmt_dur(self.target.timeout),
-                    consecutive_restarts = self.state.consecutive,
-                    "heartbeat is stale; restarting"
-                );
-                Some(run)
-            }
-            Action::GiveUp { age, restarts } => {
-                error!(
-                    target = %name,
-                    age = %fmt_secs(age),
-                    restarts,
-                    "giving up: no heartbeat after max_restarts consecutive restarts; will resume when a heartbeat appears"
-                );
-                None
-            }
+        if o.timed_out {
+            self.timeouts += 1;
+        }
+        if let Some(r) = &mut self.last_restart {
+            r.commands.push(CommandRecord {
+                command: cmd.name().into(),
+                exit_code: o.status.as_ref().ok().and_then(|s| s.code()),
+                status: match &o.status {
+                    Ok(s) => s.to_string(),
+                    Err(e) => e.clone(),
+                },
+                duration_ms: o.duration.as_millis() as u64,
+                timed_out: o.timed_out,
+            });
+        }
+    }
+
+    /// Carries over what the previous run of protector knew (its state file).
+    fn restore_record(&mut self, rec: &TargetRecord, now: Now) {
+        let resume = rec.next_check.and_then(|at| {
+            let ahead = at - epoch_secs(now.wall);
+            (ahead > 0.0).then(|| now.mono + Duration::from_secs_f64(ahead.min(1e9)))
+        });
+        self.state.restore(
+            &self.rules,
+            rec.consecutive_restarts,
+            rec.restarts_total,
+            resume,
+            now.mono,
+        );
+        self.failures = rec.command_failures_total;
+        self.timeouts = rec.command_timeouts_total;
+        self.last_restart = rec.last_restart.clone();
+        if rec.consecutive_restarts > 0 {
+            info!(
+                target = %self.target.name,
+                consecutive_restarts = rec.consecutive_restarts,
+                "restored restart count from the state file; backoff continues"
+            );
         }
     }
 }
 
-fn spawn_command(tx: &mpsc::Sender<Msg>, i: usize, slot: &Slot, cmd: Cmd) {
-    let line = match cmd {
-        Cmd::Stop => slot.target.stop.clone(),
-        Cmd::Start => Some(slot.target.start.clone()),
+fn observe_all(paths: &[&Path]) -> Vec<(Observation, Option<String>)> {
+    if paths.len() >= PARALLEL_OBSERVE_MIN {
+        paths.par_iter().map(|p| heartbeat::observe(p)).collect()
+    } else {
+        paths.iter().map(|p| heartbeat::observe(p)).collect()
     }
-    .expect("schedule only runs stop when there is one");
-    let age = slot.state.age(Instant::now());
-    let env = vec![
+}
+
+fn command_env(slot: &Slot) -> Vec<(&'static str, String)> {
+    vec![
         ("PROTECTOR_TARGET", slot.target.name.clone()),
         (
             "PROTECTOR_HEARTBEAT",
             slot.target.heartbeat.display().to_string(),
         ),
-        ("PROTECTOR_AGE_SECS", age.as_secs().to_string()),
-    ];
-    let timeout = slot.target.command_timeout;
-    info!(target = %slot.target.name, command = %line, "running {} command", cmd.name());
-    let tx = tx.clone();
-    let spawned = std::thread::Builder::new()
-        .name(format!("protector-{}", cmd.name()))
-        .stack_size(256 * 1024)
-        .spawn({
-            let tx = tx.clone();
-            move || {
-                let outcome = command::run(&line, &env, timeout);
-                let _ = tx.send(Msg::Done {
-                    slot: i,
-                    cmd,
-                    outcome,
-                });
-            }
-        });
-    if let Err(e) = spawned {
-        // Report it as a failed command so the target carries on.
-        let outcome = Outcome {
-            status: Err(format!("cannot start a thread for the command: {e}")),
-            timed_out: false,
-            duration: Duration::ZERO,
-            stdout: String::new(),
-            stderr: String::new(),
-        };
-        let _ = tx.send(Msg::Done {
-            slot: i,
-            cmd,
-            outcome,
-        });
-    }
+        (
+            "PROTECTOR_AGE_SECS",
+            slot.state.age(Instant::now()).as_secs().to_string(),
+        ),
+    ]
 }
 
-fn log_outcome(target: &Target, cmd: Cmd, o: &Outcome) {
-    let name = &target.name;
+fn log_outcome(name: &str, cmd: Cmd, command_timeout: Duration, o: &Outcome) {
     let what = cmd.name();
     let ms = o.duration.as_millis() as u64;
+    let (stdout, stderr) = (non_empty(&o.stdout), non_empty(&o.stderr));
     match &o.status {
         Err(reason) => {
             error!(target = %name, duration_ms = ms, reason = %reason, "{what} command could not run");
@@ -279,18 +834,18 @@ fn log_outcome(target: &Target, cmd: Cmd, o: &Outcome) {
             error!(
                 target = %name,
                 duration_ms = ms,
-                timeout = %fmt_dur(target.command_timeout),
+                timeout = %fmt_dur(command_timeout),
                 status = %status,
-                stdout = non_empty(&o.stdout),
-                stderr = non_empty(&o.stderr),
+                stdout,
+                stderr,
                 "{what} command timed out; killed its process tree"
             );
         }
         Ok(status) if status.success() => {
-            info!(target = %name, duration_ms = ms, stdout = non_empty(&o.stdout), stderr = non_empty(&o.stderr), "{what} command finished");
+            info!(target = %name, duration_ms = ms, stdout, stderr, "{what} command finished");
         }
         Ok(status) => {
-            warn!(target = %name, duration_ms = ms, status = %status, stdout = non_empty(&o.stdout), stderr = non_empty(&o.stderr), "{what} command failed");
+            warn!(target = %name, duration_ms = ms, status = %status, stdout, stderr, "{what} command failed");
         }
     }
 }

@@ -75,6 +75,8 @@ pub struct Rules {
     pub backoff_max: Duration,
     pub max_restarts: Option<u32>,
     pub has_stop: bool,
+    pub has_skip_if: bool,
+    pub skip_delay: Duration,
 }
 
 impl Rules {
@@ -87,6 +89,8 @@ impl Rules {
             backoff_max: target.backoff.max,
             max_restarts: target.max_restarts,
             has_stop: target.stop.is_some(),
+            has_skip_if: target.skip_if.is_some(),
+            skip_delay: target.skip_delay,
         }
     }
 
@@ -116,6 +120,8 @@ pub enum Phase {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cmd {
+    /// `skip_if`: may postpone the restart.
+    SkipIf,
     Stop,
     Start,
 }
@@ -123,6 +129,7 @@ pub enum Cmd {
 impl Cmd {
     pub fn name(self) -> &'static str {
         match self {
+            Cmd::SkipIf => "skip_if",
             Cmd::Stop => "stop",
             Cmd::Start => "start",
         }
@@ -132,7 +139,8 @@ impl Cmd {
 /// What the daemon must do after a due check.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// Restart: run this command first (stop, or start when there is no stop).
+    /// Stale: run this command first (skip_if, stop, or start). With `skip_if` the restart
+    /// only begins when it says so (see [`TargetState::on_command_done`]).
     Restart { age: Duration, run: Cmd },
     /// `max_restarts` reached: stop restarting.
     GiveUp { age: Duration, restarts: u32 },
@@ -161,6 +169,10 @@ pub enum Next {
     Judge {
         wait: Duration,
     },
+    /// `skip_if` said to skip: no restart; the target is judged again after this wait.
+    Postponed {
+        wait: Duration,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -170,6 +182,8 @@ pub struct TargetState {
     pub deadline: Instant,
     /// The last heartbeat (or start-up, when none was seen), for ages.
     pub last_beat: Instant,
+    /// `last_beat` is a real heartbeat (a change or the file's mtime), not start-up.
+    pub beat_known: bool,
     last_seen: Option<Fingerprint>,
     last_look: Now,
     /// Restarts since the last heartbeat.
@@ -201,6 +215,7 @@ impl TargetState {
             phase: Phase::Watching,
             deadline,
             last_beat,
+            beat_known: age.is_some(),
             last_seen: obs.fingerprint(),
             last_look: now,
             consecutive: 0,
@@ -232,6 +247,7 @@ impl TargetState {
             self.phase = Phase::Watching;
             self.consecutive = 0;
             self.last_beat = dated;
+            self.beat_known = true;
             self.deadline = dated + rules.timeout;
         }
         self.last_seen = seen;
@@ -257,22 +273,50 @@ impl TargetState {
             });
             return out;
         }
-        self.consecutive += 1;
-        self.restarts_total += 1;
-        let run = if rules.has_stop {
-            Cmd::Stop
+        let run = if rules.has_skip_if {
+            Cmd::SkipIf
         } else {
-            Cmd::Start
+            self.begin_restart(rules)
         };
         self.phase = Phase::Running(run);
         out.action = Some(Action::Restart { age, run });
         out
     }
 
-    /// A command of the running restart finished (whatever its outcome: a failed stop still
-    /// leads to start, a failed start still waits before judging again).
-    pub fn on_command_done(&mut self, rules: &Rules, cmd: Cmd, now: Instant) -> Next {
+    /// Counts a restart that really begins; returns its first command.
+    fn begin_restart(&mut self, rules: &Rules) -> Cmd {
+        self.consecutive += 1;
+        self.restarts_total += 1;
+        if rules.has_stop {
+            Cmd::Stop
+        } else {
+            Cmd::Start
+        }
+    }
+
+    /// A command of the running restart finished. Only `skip_if`'s outcome matters (`success`
+    /// postpones the restart); a failed stop still leads to start, and a failed start still
+    /// waits before judging again.
+    pub fn on_command_done(
+        &mut self,
+        rules: &Rules,
+        cmd: Cmd,
+        success: bool,
+        now: Instant,
+    ) -> Next {
         match cmd {
+            Cmd::SkipIf if success => {
+                self.phase = Phase::Watching;
+                self.deadline = now + rules.skip_delay;
+                Next::Postponed {
+                    wait: rules.skip_delay,
+                }
+            }
+            Cmd::SkipIf => {
+                let next = self.begin_restart(rules);
+                self.phase = Phase::Running(next);
+                Next::Run(next)
+            }
             Cmd::Stop => {
                 self.phase = Phase::Running(Cmd::Start);
                 Next::Run(Cmd::Start)
@@ -284,6 +328,34 @@ impl TargetState {
                 Next::Judge { wait }
             }
         }
+    }
+
+    /// Carries counters over from an earlier run of protector (its state file) or an earlier
+    /// config (reload). A pending backoff wait is honoured: the first judgement is not before
+    /// `resume_at` (capped at `backoff_max` from now, in case the wall clock jumped).
+    pub fn restore(
+        &mut self,
+        rules: &Rules,
+        consecutive: u32,
+        total: u64,
+        resume_at: Option<Instant>,
+        now: Instant,
+    ) {
+        self.consecutive = consecutive;
+        self.restarts_total = total;
+        if let Some(at) = resume_at
+            && consecutive > 0
+            && self.phase == Phase::Watching
+        {
+            let cap = now + rules.backoff_max.max(rules.restart_grace);
+            self.deadline = self.deadline.max(at.min(cap));
+        }
+    }
+
+    /// Drops a restart half way (shutting down): the target is simply due again.
+    pub fn abandon(&mut self, now: Instant) {
+        self.phase = Phase::Watching;
+        self.deadline = now;
     }
 
     /// Age of the heartbeat at `now`.
@@ -308,6 +380,8 @@ mod tests {
             backoff_max: 30 * S,
             max_restarts: None,
             has_stop: true,
+            has_skip_if: false,
+            skip_delay: 7 * S,
         }
     }
 
@@ -352,10 +426,10 @@ mod tests {
     /// Runs a full restart (stop and start, both finishing at once) at `secs`.
     fn finish_restart(st: &mut TargetState, r: &Rules, c: &Clock, secs: f64) -> Duration {
         assert_eq!(
-            st.on_command_done(r, Cmd::Stop, c.at(secs).mono),
+            st.on_command_done(r, Cmd::Stop, true, c.at(secs).mono),
             Next::Run(Cmd::Start)
         );
-        match st.on_command_done(r, Cmd::Start, c.at(secs).mono) {
+        match st.on_command_done(r, Cmd::Start, true, c.at(secs).mono) {
             Next::Judge { wait } => wait,
             other => panic!("{other:?}"),
         }
@@ -606,5 +680,51 @@ mod tests {
         );
         assert!(out.action.is_none());
         assert_eq!(c.secs(st.deadline), 17.0);
+    }
+
+    #[test]
+    fn skip_if_success_postpones_without_counting_a_restart() {
+        let c = Clock::new();
+        let r = Rules {
+            has_skip_if: true,
+            ..rules()
+        };
+        let mut st = TargetState::start(&r, &Observation::Absent, c.at(0.0));
+        let out = st.on_due(&r, &Observation::Absent, c.at(20.0));
+        assert_eq!(
+            out.action,
+            Some(Action::Restart {
+                age: 20 * S,
+                run: Cmd::SkipIf
+            })
+        );
+        assert_eq!(st.consecutive, 0);
+        let next = st.on_command_done(&r, Cmd::SkipIf, true, c.at(21.0).mono);
+        assert_eq!(next, Next::Postponed { wait: 7 * S });
+        assert_eq!((st.consecutive, st.restarts_total), (0, 0));
+        assert_eq!(c.secs(st.deadline), 28.0);
+        // Next time skip_if fails: the restart goes ahead and is counted.
+        st.on_due(&r, &Observation::Absent, c.at(28.0));
+        assert_eq!(
+            st.on_command_done(&r, Cmd::SkipIf, false, c.at(28.0).mono),
+            Next::Run(Cmd::Stop)
+        );
+        assert_eq!((st.consecutive, st.restarts_total), (1, 1));
+    }
+
+    #[test]
+    fn restored_backoff_is_honoured_but_capped() {
+        let c = Clock::new();
+        let r = rules();
+        let mut st = TargetState::start(&r, &Observation::Absent, c.at(0.0));
+        st.restore(&r, 5, 9, Some(c.at(25.0).mono), c.at(0.0).mono);
+        assert_eq!((st.consecutive, st.restarts_total), (5, 9));
+        assert_eq!(c.secs(st.deadline), 25.0, "pending backoff wait kept");
+        let mut st = TargetState::start(&r, &Observation::Absent, c.at(0.0));
+        st.restore(&r, 5, 9, Some(c.at(5000.0).mono), c.at(0.0).mono);
+        assert_eq!(c.secs(st.deadline), 30.0, "capped at backoff max");
+        let mut st = TargetState::start(&r, &Observation::Absent, c.at(0.0));
+        st.restore(&r, 0, 9, Some(c.at(5000.0).mono), c.at(0.0).mono);
+        assert_eq!(c.secs(st.deadline), 20.0, "no streak, no wait");
     }
 }

@@ -16,7 +16,7 @@ pub mod schema;
 use std::fmt;
 use std::path::Path;
 
-pub use model::{Backoff, CommandLine, Config, Os, Target};
+pub use model::{Backoff, CommandLine, Config, Files, Os, Target};
 use position::PositionMap;
 
 /// Largest config file read; far above any real config (10,000 targets take about 1.5 MB).
@@ -118,12 +118,22 @@ pub fn load(path: &Path, os: Os) -> Result<Config, ConfigError> {
     let on_host = os == Os::host();
     let lookup: resolve::EnvLookup<'_> = if on_host { Some(&env) } else { None };
     let mut config = parse_str(&text, &file, os, lookup)?;
-    // Relative heartbeat paths are relative to the config file, not to wherever protector
+    // Relative paths are relative to the config file, not to wherever protector
     // happened to be started from.
     if on_host && let Some(dir) = path.parent() {
-        for t in &mut config.targets {
-            if t.heartbeat.is_relative() {
-                t.heartbeat = dir.join(&t.heartbeat);
+        let files = &mut config.files;
+        let paths = config.targets.iter_mut().map(|t| &mut t.heartbeat).chain(
+            [
+                &mut files.state_file,
+                &mut files.metrics_file,
+                &mut files.lock_file,
+            ]
+            .into_iter()
+            .flatten(),
+        );
+        for p in paths {
+            if p.is_relative() {
+                *p = dir.join(&*p);
             }
         }
     }

@@ -50,6 +50,15 @@ impl fmt::Display for Os {
 pub struct Config {
     pub os: Os,
     pub targets: Vec<Target>,
+    pub files: Files,
+}
+
+/// Files protector itself writes, from the top level of the config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Files {
+    pub state_file: Option<PathBuf>,
+    pub metrics_file: Option<PathBuf>,
+    pub lock_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +74,9 @@ pub struct Target {
     pub backoff: Backoff,
     pub max_restarts: Option<u32>,
     pub enabled: bool,
+    pub notify: Option<CommandLine>,
+    pub skip_if: Option<CommandLine>,
+    pub skip_delay: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,6 +13,15 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 #[schemars(title = "protector configuration")]
 pub struct RawConfig {
+    /// Where protector keeps its state (per target: last heartbeat, restarts, last outcome),
+    /// written atomically on every change; read by `protector status` and on start-up, so
+    /// backoff survives a restart of protector. Paths are expanded like `heartbeat`.
+    pub state_file: Option<String>,
+    /// Where to write Prometheus metrics (text format, for node_exporter's textfile collector).
+    pub metrics_file: Option<String>,
+    /// Lock that keeps a second protector from watching the same targets. Default: the state
+    /// file's path plus `.lock`, or a file in the temp directory named after the config path.
+    pub lock_file: Option<String>,
     /// Settings every target inherits unless it sets them itself.
     #[serde(default)]
     pub defaults: Option<RawDefaults>,
@@ -93,6 +102,17 @@ pub struct Settings {
     pub max_restarts: Option<u32>,
     /// Watch this target. Default true.
     pub enabled: Option<bool>,
+    /// Command run on restart, give-up and recovery, with PROTECTOR_EVENT (`restart`,
+    /// `give-up`, `recovery`), PROTECTOR_TARGET, PROTECTOR_AGE_SECS and PROTECTOR_RESTARTS in
+    /// its environment. Its failure is logged and never delays a restart.
+    pub notify: Option<CommandSpec>,
+    /// Command run when the target is stale, before restarting it: exit status 0 postpones
+    /// the restart (rechecked after `skip_delay`), e.g. while a long job is running. Failure or
+    /// timeout means "do not skip".
+    pub skip_if: Option<CommandSpec>,
+    /// How long a restart postponed by `skip_if` waits before the target is judged again.
+    /// Default: the timeout, at most 1m.
+    pub skip_delay: Option<DurationSpec>,
 }
 
 /// Backoff between consecutive restarts.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::Problem;
 use super::duration;
 use super::expand::expand;
-use super::model::{Backoff, CommandLine, Config, Os, Target};
+use super::model::{Backoff, CommandLine, Config, Files, Os, Target};
 use super::position::escape;
 use super::raw::{CommandSpec, DurationSpec, OsOverrides, RawConfig, Settings};
 
@@ -53,10 +53,41 @@ pub fn resolve(raw: &RawConfig, os: Os, env: EnvLookup<'_>) -> Result<Config, Ve
         }
     }
 
+    let mut files = Files::default();
+    for (key, raw_path, slot) in [
+        ("state_file", &raw.state_file, &mut files.state_file),
+        ("metrics_file", &raw.metrics_file, &mut files.metrics_file),
+        ("lock_file", &raw.lock_file, &mut files.lock_file),
+    ] {
+        if let Some(text) = raw_path {
+            *slot = expand_path(text, format!("/{key}"), os, env, &mut problems);
+        }
+    }
+
     if problems.is_empty() {
-        Ok(Config { os, targets })
+        Ok(Config { os, targets, files })
     } else {
         Err(problems)
+    }
+}
+
+/// Expands a path for `os`; with no environment (another OS) it is kept as written.
+fn expand_path(
+    text: &str,
+    ptr: String,
+    os: Os,
+    env: EnvLookup<'_>,
+    problems: &mut Vec<Problem>,
+) -> Option<PathBuf> {
+    match env {
+        None => Some(PathBuf::from(text)),
+        Some(lookup) => match expand(text, os == Os::Windows, lookup) {
+            Ok(p) => Some(PathBuf::from(p)),
+            Err(msg) => {
+                problems.push(Problem::new(ptr, msg));
+                None
+            }
+        },
     }
 }
 
@@ -147,16 +178,7 @@ impl<'a> Layered<'a> {
 
         let heartbeat = self
             .required("heartbeat", |s| s.heartbeat.as_deref(), problems)
-            .and_then(|(text, ptr)| match env {
-                None => Some(PathBuf::from(text)),
-                Some(lookup) => match expand(text, self.os == Os::Windows, lookup) {
-                    Ok(p) => Some(PathBuf::from(p)),
-                    Err(msg) => {
-                        problems.push(Problem::new(ptr, msg));
-                        None
-                    }
-                },
-            });
+            .and_then(|(text, ptr)| expand_path(text, ptr, self.os, env, problems));
         let timeout = self
             .required("timeout", |s| s.timeout.as_ref(), problems)
             .and_then(|(spec, ptr)| {
@@ -183,6 +205,13 @@ impl<'a> Layered<'a> {
             problems,
         );
         let max_restarts = self.pick("max_restarts", |s| s.max_restarts.as_ref());
+        let notify = self
+            .pick("notify", |s| s.notify.as_ref())
+            .map(|(spec, ptr)| self.command(spec, ptr, shell, problems));
+        let skip_if = self
+            .pick("skip_if", |s| s.skip_if.as_ref())
+            .map(|(spec, ptr)| self.command(spec, ptr, shell, problems));
+        let skip_delay = self.duration("skip_delay", |s| s.skip_delay.as_ref(), problems);
         let enabled = self.pick("enabled", |s| s.enabled.as_ref());
 
         if problems.len() > before {
@@ -205,6 +234,9 @@ impl<'a> Layered<'a> {
             },
             max_restarts: max_restarts.map(|(v, _)| *v),
             enabled: enabled.is_none_or(|(v, _)| *v),
+            notify: notify.flatten(),
+            skip_if: skip_if.flatten(),
+            skip_delay: skip_delay?.unwrap_or(timeout.min(Duration::from_secs(60))),
         })
     }
 

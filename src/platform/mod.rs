@@ -11,3 +11,15 @@ pub use unix::*;
 mod windows;
 #[cfg(windows)]
 pub use windows::*;
+
+/// What an OS signal (or console event) asks protector to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM, SIGINT; Ctrl-C, Ctrl-Break, console close on Windows.
+    Shutdown,
+    /// SIGHUP.
+    Reload,
+}
+
+/// Receives signals from `listen_for_signals`.
+pub type OnSignal = Box<dyn Fn(Signal) + Send>;

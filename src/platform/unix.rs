@@ -23,3 +23,22 @@ pub fn contain(cmd: Command) -> CommandWrap {
 pub fn file_identity(meta: &Metadata) -> (u64, u64) {
     (meta.dev(), meta.ino())
 }
+
+/// Delivers SIGTERM, SIGINT and SIGHUP to `deliver` from a thread of its own.
+pub fn listen_for_signals(deliver: super::OnSignal) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    std::thread::Builder::new()
+        .name("protector-signals".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            for sig in signals.forever() {
+                deliver(if sig == SIGHUP {
+                    super::Signal::Reload
+                } else {
+                    super::Signal::Shutdown
+                });
+            }
+        })?;
+    Ok(())
+}

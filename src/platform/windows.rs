@@ -23,3 +23,32 @@ pub fn contain(cmd: Command) -> CommandWrap {
 pub fn file_identity(meta: &Metadata) -> (u64, u64) {
     (meta.creation_time(), 0)
 }
+
+static DELIVER: std::sync::OnceLock<std::sync::Mutex<super::OnSignal>> = std::sync::OnceLock::new();
+
+/// Delivers Ctrl-C, Ctrl-Break and console close (as `Shutdown`) to `deliver`.
+pub fn listen_for_signals(deliver: super::OnSignal) -> std::io::Result<()> {
+    use windows_sys::Win32::Foundation::{FALSE, TRUE};
+    use windows_sys::Win32::System::Console::{
+        CTRL_BREAK_EVENT, CTRL_C_EVENT, CTRL_CLOSE_EVENT, SetConsoleCtrlHandler,
+    };
+    use windows_sys::core::BOOL;
+    unsafe extern "system" fn handler(kind: u32) -> BOOL {
+        match kind {
+            CTRL_C_EVENT | CTRL_BREAK_EVENT | CTRL_CLOSE_EVENT => {
+                if let Some(d) = DELIVER.get() {
+                    (d.lock().unwrap_or_else(|p| p.into_inner()))(super::Signal::Shutdown);
+                }
+                TRUE
+            }
+            _ => FALSE,
+        }
+    }
+    if DELIVER.set(std::sync::Mutex::new(deliver)).is_err() {
+        return Ok(());
+    }
+    if unsafe { SetConsoleCtrlHandler(Some(handler), TRUE) } == 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

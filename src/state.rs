@@ -1,0 +1,108 @@
+//! The state file: what protector knows about each target, written atomically on every change
+//! and read back on start-up (so consecutive restarts and backoff survive a restart of
+//! protector itself) and by `protector status`. Times are seconds since the Unix epoch.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil;
+
+pub const FORMAT: &str = "protector-state";
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StateFile {
+    pub format: String,
+    pub version: u32,
+    pub pid: u32,
+    pub protector_version: String,
+    pub started_at: f64,
+    pub written_at: f64,
+    pub config: Option<String>,
+    pub lock_file: Option<String>,
+    pub targets: Vec<TargetRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TargetRecord {
+    pub name: String,
+    pub heartbeat: String,
+    /// `watching`, `restarting`, `backing off`, `given up` or `disabled`.
+    pub state: String,
+    pub last_heartbeat: Option<f64>,
+    pub next_check: Option<f64>,
+    pub restarts_total: u64,
+    pub consecutive_restarts: u32,
+    /// The wait after the latest restart (0 when not backing off).
+    pub backoff_secs: f64,
+    pub command_failures_total: u64,
+    pub command_timeouts_total: u64,
+    pub last_restart: Option<RestartRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RestartRecord {
+    pub at: f64,
+    pub commands: Vec<CommandRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CommandRecord {
+    pub command: String,
+    /// The exit code, when the command exited normally.
+    pub exit_code: Option<i32>,
+    /// How it ended: `exit status: 0`, `signal: 9 (SIGKILL)`, or why it could not run.
+    pub status: String,
+    pub duration_ms: u64,
+    pub timed_out: bool,
+}
+
+impl CommandRecord {
+    pub fn ok(&self) -> bool {
+        self.exit_code == Some(0) && !self.timed_out
+    }
+}
+
+pub const STATES: [&str; 5] = [
+    "watching",
+    "restarting",
+    "backing off",
+    "given up",
+    "disabled",
+];
+
+/// Reads a state file. `Ok(None)` when there is none yet; `Err` with a reason when it is
+/// corrupt or not a protector state file.
+pub fn load(path: &Path) -> Result<Option<StateFile>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let state: StateFile =
+        serde_json::from_str(&text).map_err(|e| format!("not a protector state file: {e}"))?;
+    if state.format != FORMAT || state.version != VERSION {
+        return Err(format!(
+            "not a protector state file of version {VERSION} (format {:?}, version {})",
+            state.format, state.version
+        ));
+    }
+    Ok(Some(state))
+}
+
+pub fn save(path: &Path, state: &StateFile) -> std::io::Result<()> {
+    let mut text = serde_json::to_string_pretty(state).expect("state serializes");
+    text.push('\n');
+    fsutil::write_atomically(path, text.as_bytes())
+}
+
+/// Moves an unusable state file out of the way (never deletes it: it may be evidence).
+pub fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
+    let stamp = fsutil::epoch_secs(std::time::SystemTime::now()) as u64;
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".corrupt-{stamp}"));
+    let aside = PathBuf::from(name);
+    std::fs::rename(path, &aside)?;
+    Ok(aside)
+}

@@ -1,0 +1,171 @@
+//! `protector status`: what a running (or the last) protector knows, read from its state file.
+//! Exit status 0 only when protector is running and every enabled target is watching normally,
+//! so it works in scripts and monitoring checks.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::fsutil::epoch_secs;
+use crate::lock;
+use crate::state::{self, StateFile, TargetRecord};
+
+pub fn run(state_path: &Path, json: bool) -> ExitCode {
+    let file = match state::load(state_path) {
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            eprintln!(
+                "protector: no state file at {} (is protector running with `state_file` set?)",
+                state_path.display()
+            );
+            return ExitCode::from(1);
+        }
+        Err(reason) => {
+            eprintln!(
+                "protector: cannot use state file {}: {reason}",
+                state_path.display()
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let running = file
+        .lock_file
+        .as_deref()
+        .is_some_and(|l| lock::is_held(Path::new(l)));
+    let healthy = running
+        && file
+            .targets
+            .iter()
+            .all(|t| t.state == "watching" || t.state == "disabled");
+    let now = epoch_secs(std::time::SystemTime::now());
+    let text = if json {
+        let mut value = serde_json::to_value(&file).expect("state serializes");
+        value["running"] = running.into();
+        value["healthy"] = healthy.into();
+        value["checked_at"] = now.into();
+        for (t, rec) in value["targets"]
+            .as_array_mut()
+            .expect("targets")
+            .iter_mut()
+            .zip(&file.targets)
+        {
+            t["heartbeat_age_secs"] = rec.last_heartbeat.map(|h| (now - h).max(0.0)).into();
+        }
+        let mut s = serde_json::to_string_pretty(&value).expect("json");
+        s.push('\n');
+        s
+    } else {
+        table(&file, running, now)
+    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn table(file: &StateFile, running: bool, now: f64) -> String {
+    let mut out = format!(
+        "protector {} (pid {}), state written {} ago{}\n",
+        if running {
+            "is running"
+        } else {
+            "is NOT running"
+        },
+        file.pid,
+        human(now - file.written_at),
+        file.config
+            .as_deref()
+            .map(|c| format!(", config {c}"))
+            .unwrap_or_default()
+    );
+    let header = [
+        "TARGET",
+        "STATE",
+        "HEARTBEAT AGE",
+        "RESTARTS",
+        "NEXT CHECK",
+        "LAST RESTART",
+    ];
+    let rows: Vec<[String; 6]> = file.targets.iter().map(|t| row(t, now)).collect();
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut line = |cells: &[String]| {
+        let mut l = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(cell);
+            } else {
+                l.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&header.map(String::from));
+    for r in &rows {
+        line(r);
+    }
+    out
+}
+
+fn row(t: &TargetRecord, now: f64) -> [String; 6] {
+    let age = t
+        .last_heartbeat
+        .map_or("never seen".into(), |h| human(now - h));
+    let restarts = if t.consecutive_restarts > 0 {
+        format!("{} ({} in a row)", t.restarts_total, t.consecutive_restarts)
+    } else {
+        t.restarts_total.to_string()
+    };
+    let next = t.next_check.map_or("-".into(), |n| {
+        if n > now {
+            format!("in {}", human(n - now))
+        } else {
+            "now".into()
+        }
+    });
+    let last = t.last_restart.as_ref().map_or("-".into(), |r| {
+        let cmds: Vec<String> = r
+            .commands
+            .iter()
+            .map(|c| {
+                let how = if c.timed_out {
+                    "timed out".to_string()
+                } else if c.ok() {
+                    "ok".to_string()
+                } else {
+                    c.exit_code
+                        .map_or(c.status.clone(), |code| format!("exit {code}"))
+                };
+                format!("{} {how}", c.command)
+            })
+            .collect();
+        format!(
+            "{} ago: {}",
+            human(now - r.at),
+            if cmds.is_empty() {
+                "running".into()
+            } else {
+                cmds.join(", ")
+            }
+        )
+    });
+    [t.name.clone(), t.state.clone(), age, restarts, next, last]
+}
+
+/// `45s`, `4m48s`, `2h3m`, `3d4h`.
+pub fn human(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{}h", s / 86400, s % 86400 / 3600),
+    }
+}
