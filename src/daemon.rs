@@ -252,7 +252,7 @@ impl Daemon {
                 debug!(target = %name, next_check_in = %fmt_dur(slot.state.deadline.saturating_duration_since(now.mono)), "heartbeat seen");
             }
             if beat.resumed || beat.after_restarts > 0 {
-                self.notify(i, "recovery");
+                self.notify(i, "recovery", beat.after_restarts);
                 self.mark_dirty(true);
             } else {
                 self.mark_dirty(false);
@@ -279,7 +279,7 @@ impl Daemon {
                     restarts,
                     "giving up: no heartbeat after max_restarts consecutive restarts; will resume when a heartbeat appears"
                 );
-                self.notify(i, "give-up");
+                self.notify(i, "give-up", restarts);
                 self.mark_dirty(true);
                 None
             }
@@ -300,7 +300,7 @@ impl Daemon {
                 at: epoch_secs(std::time::SystemTime::now()),
                 commands: Vec::new(),
             });
-            self.notify(i, "restart");
+            self.notify(i, "restart", self.slots[i].state.consecutive);
         }
         let slot = &self.slots[i];
         let (id, env, timeout) = (slot.id, command_env(slot), slot.target.command_timeout);
@@ -392,7 +392,7 @@ impl Daemon {
     }
 
     /// Runs the target's notify command, if any, without waiting for it.
-    fn notify(&self, i: usize, event: &'static str) {
+    fn notify(&self, i: usize, event: &'static str, restarts: u32) {
         let slot = &self.slots[i];
         let Some(line) = slot.target.notify.clone() else {
             return;
@@ -404,7 +404,7 @@ impl Daemon {
         }
         let mut env = command_env(slot);
         env.push(("PROTECTOR_EVENT", event.to_string()));
-        env.push(("PROTECTOR_RESTARTS", slot.state.consecutive.to_string()));
+        env.push(("PROTECTOR_RESTARTS", restarts.to_string()));
         let timeout = slot.target.command_timeout;
         let spawned = std::thread::Builder::new()
             .name("protector-notify".into())
@@ -480,8 +480,18 @@ impl Daemon {
             .collect();
         let mut looks = observe_all(&fresh).into_iter();
 
+        if !first
+            && config
+                .files
+                .lock_file
+                .as_ref()
+                .is_some_and(|l| *l != self.lock_file)
+        {
+            warn!("lock_file changes take effect when protector is restarted");
+        }
+        self.files = config.files;
         let restored = if first {
-            self.read_state_file(now)
+            self.read_state_file()
         } else {
             HashMap::new()
         };
@@ -497,14 +507,13 @@ impl Daemon {
                     changed += 1;
                     if !slot.is_running() {
                         let (obs, err) = looks.next().expect("observed above");
+                        // New settings, new timing (startup grace); the counts carry over.
                         let mut state = TargetState::start(&rules, &obs, now);
-                        let resume =
-                            (slot.state.phase == Phase::Watching).then_some(slot.state.deadline);
                         state.restore(
                             &rules,
                             slot.state.consecutive,
                             slot.state.restarts_total,
-                            resume,
+                            None,
                             now.mono,
                         );
                         slot.state = state;
@@ -556,16 +565,6 @@ impl Daemon {
             info!(target = %t.name, "target is disabled; not watching it");
         }
         self.disabled = disabled;
-        if !first
-            && config
-                .files
-                .lock_file
-                .as_ref()
-                .is_some_and(|l| *l != self.lock_file)
-        {
-            warn!("lock_file changes take effect when protector is restarted");
-        }
-        self.files = config.files;
         if self.slots.is_empty() {
             warn!("no enabled targets; nothing to watch");
         }
@@ -595,7 +594,7 @@ impl Daemon {
     }
 
     /// Records of the previous run, by target name. An unusable file is set aside.
-    fn read_state_file(&self, _now: Now) -> HashMap<String, TargetRecord> {
+    fn read_state_file(&self) -> HashMap<String, TargetRecord> {
         let Some(path) = &self.files.state_file else {
             return HashMap::new();
         };

@@ -1,0 +1,590 @@
+//! Running protector as a long-lived service: reload, shutdown, the instance lock, the state
+//! file and `status`, metrics, systemd notifications, dry runs, notify and skip_if.
+#![cfg(unix)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use predicates::prelude::*;
+
+fn starts_of(sb: &Sandbox, name: &str) -> usize {
+    sb.lines("events")
+        .iter()
+        .filter(|l| *l == &format!("start {name}"))
+        .count()
+}
+
+/// A target whose start appends "start NAME" to `events`.
+fn target(name: &str, extra: &str) -> String {
+    format!(
+        "  - name: {name}\n    heartbeat: {name}.beat\n    start: [sh, -c, 'echo start {name} >> events']\n{extra}"
+    )
+}
+
+#[test]
+fn reload_keeps_unchanged_targets_and_applies_changes() {
+    let sb = Sandbox::new();
+    let v1 = format!(
+        "state_file: state.json\ntargets:\n{}{}",
+        target("same", "    timeout: 500ms\n    restart_grace: 1h\n"),
+        target("changed", "    timeout: 500ms\n    restart_grace: 1h\n"),
+    );
+    let p = sb.run_config(&v1);
+    p.wait_records("restart done", Some("same"), 1);
+    p.wait_records("restart done", Some("changed"), 1);
+
+    let v2 = format!(
+        "state_file: state.json\ntargets:\n{}{}{}",
+        target("same", "    timeout: 500ms\n    restart_grace: 1h\n"),
+        "  - name: changed\n    heartbeat: changed.beat\n    timeout: 500ms\n    restart_grace: 1h\n    start: [sh, -c, 'echo start changed-v2 >> events']\n",
+        target("added", "    timeout: 500ms\n    restart_grace: 1h\n"),
+    );
+    sb.write("protector.yaml", &v2);
+    p.signal("HUP");
+    let reloaded = p.wait_records("config reloaded", None, 1);
+    assert_eq!(reloaded[0]["unchanged"], 1);
+    assert_eq!(reloaded[0]["changed"], 1);
+    assert_eq!(reloaded[0]["added"], 1);
+    // The new target starts with its startup grace and is restarted; the changed one keeps
+    // its restart count but is judged under its new settings.
+    p.wait_records("restart done", Some("added"), 1);
+    wait_until(
+        PATIENCE,
+        "changed target restarted with its new command",
+        || starts_of(&sb, "changed-v2") == 1,
+    );
+    let changed_done = p.wait_records("restart done", Some("changed"), 2);
+    assert_eq!(
+        changed_done[1]["consecutive_restarts"], 2,
+        "counters kept across the change"
+    );
+    // The unchanged target kept its state: still one restart, next check an hour away.
+    assert_eq!(starts_of(&sb, "same"), 1);
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sb.path("state.json")).unwrap()).unwrap();
+    let same = state["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "same")
+        .unwrap();
+    assert_eq!(same["restarts_total"], 1);
+    assert!(same["next_check"].as_f64().unwrap() - state["written_at"].as_f64().unwrap() > 3000.0);
+}
+
+#[test]
+fn a_bad_reload_keeps_the_old_config_running() {
+    let sb = Sandbox::new();
+    let p = sb.run_config(&format!(
+        "targets:\n{}",
+        target(
+            "svc",
+            "    timeout: 500ms\n    restart_grace: 500ms\n    backoff: {after: 100}\n"
+        )
+    ));
+    p.wait_records("restart done", Some("svc"), 1);
+    sb.write(
+        "protector.yaml",
+        "targets:\n  - name: svc\n    timeout: never\n",
+    );
+    p.signal("HUP");
+    let failed = p.wait_records("reload failed", None, 1);
+    assert_eq!(failed[0]["level"], "ERROR");
+    let problems = p.records("protector.yaml:3:5: targets[0].timeout", None);
+    assert_eq!(problems.len(), 1, "{}", p.log_text());
+    // Still watching under the old config.
+    let before = starts_of(&sb, "svc");
+    wait_until(PATIENCE, "more restarts after the failed reload", || {
+        starts_of(&sb, "svc") >= before + 2
+    });
+}
+
+#[test]
+fn sigterm_waits_for_the_running_command_then_exits_0() {
+    let sb = Sandbox::new();
+    let mut p = sb.run_config(
+        "targets:
+  - name: svc
+    heartbeat: svc.beat
+    timeout: 500ms
+    command_timeout: 30s
+    stop: [sh, -c, 'touch stop-began; sleep 2; touch stop-ended']
+    start: [sh, -c, 'touch started']
+",
+    );
+    wait_until(PATIENCE, "stop command running", || {
+        sb.path("stop-began").exists()
+    });
+    p.signal("TERM");
+    p.wait_records("shutting down: waiting for running commands", None, 1);
+    assert_eq!(p.wait_exit(PATIENCE), Some(0));
+    assert!(
+        sb.path("stop-ended").exists(),
+        "exited before the stop command finished"
+    );
+    assert!(!sb.path("started").exists(), "no new command after SIGTERM");
+    p.wait_records("protector stopped", None, 1);
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let sb = Sandbox::new();
+    let mut p = sb.run_config(
+        "targets:
+  - name: svc
+    heartbeat: svc.beat
+    timeout: 500ms
+    command_timeout: 60s
+    stop: [sh, -c, 'echo $$ > stop.pid; exec sleep 60']
+    start: ['true']
+",
+    );
+    let stop_pid = read_pid(&sb, "stop.pid");
+    p.signal("TERM");
+    p.wait_records("shutting down", None, 1);
+    p.signal("INT");
+    assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(1));
+    kill(stop_pid);
+}
+
+#[test]
+fn a_second_instance_is_refused_with_the_pid_and_a_crashed_ones_lock_does_not_block() {
+    let sb = Sandbox::new();
+    let cfg = format!("targets:\n{}", target("svc", "    timeout: 1h\n"));
+    let mut first = sb.run_config(&cfg);
+    first.wait_records("protector is running", None, 1);
+    protector_cmd(sb.dir.path())
+        .args(["--config", "protector.yaml"])
+        .timeout(Duration::from_secs(20))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!(
+            "another protector (pid {}) is already running",
+            first.pid()
+        )));
+
+    first.signal("KILL");
+    first.wait_exit(PATIENCE);
+    let second = sb.spawn(&["--config", "protector.yaml"]);
+    second.wait_records("protector is running", None, 1);
+}
+
+fn read_json(sb: &Sandbox, name: &str) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(sb.path(name)).unwrap()).unwrap()
+}
+
+#[test]
+fn state_file_survives_a_restart_of_protector_and_backoff_continues() {
+    let sb = Sandbox::new();
+    let cfg = format!(
+        "state_file: state.json\ntargets:\n{}",
+        target(
+            "svc",
+            "    timeout: 500ms\n    startup_grace: 500ms\n    restart_grace: 500ms\n    backoff: {after: 1, max: 30s}\n    stop: ['true']\n"
+        )
+    );
+    let mut p = sb.run_config(&cfg);
+    let done = p.wait_records("restart done", Some("svc"), 3);
+    assert_eq!(done[2]["next_check_in"], "2s");
+    p.signal("TERM");
+    assert_eq!(p.wait_exit(PATIENCE), Some(0));
+
+    let state = read_json(&sb, "state.json");
+    assert_eq!(state["format"], "protector-state");
+    let t = &state["targets"][0];
+    assert_eq!(t["name"], "svc");
+    assert_eq!(t["state"], "backing off");
+    assert_eq!(t["consecutive_restarts"], 3);
+    assert_eq!(t["restarts_total"], 3);
+    assert_eq!(t["backoff_secs"], 2.0);
+    assert!(t["heartbeat"].as_str().unwrap().ends_with("svc.beat"));
+    let last = &t["last_restart"]["commands"];
+    assert_eq!(last[0]["command"], "stop");
+    assert_eq!(last[0]["exit_code"], 0);
+    assert_eq!(last[1]["command"], "start");
+    assert_eq!(last[1]["timed_out"], false);
+
+    // A new protector restores the streak: the next wait keeps doubling.
+    let p = sb.spawn(&["--config", "protector.yaml"]);
+    let restored = p.wait_records("restored restart count", Some("svc"), 1);
+    assert_eq!(restored[0]["consecutive_restarts"], 3);
+    let done = p.wait_records("restart done", Some("svc"), 1);
+    assert_eq!(done[0]["consecutive_restarts"], 4);
+    assert_eq!(done[0]["next_check_in"], "4s");
+}
+
+#[test]
+fn a_corrupt_state_file_is_set_aside() {
+    let sb = Sandbox::new();
+    sb.write("state.json", "{ this is not json");
+    let p = sb.run_config(&format!(
+        "state_file: state.json\ntargets:\n{}",
+        target("svc", "    timeout: 1h\n")
+    ));
+    let aside = p.wait_records("state file is unusable", None, 1);
+    let moved = aside[0]["moved_to"].as_str().unwrap().to_string();
+    assert_eq!(
+        std::fs::read_to_string(&moved).unwrap(),
+        "{ this is not json"
+    );
+    wait_until(PATIENCE, "a fresh state file", || {
+        std::fs::read_to_string(sb.path("state.json")).is_ok_and(|t| t.contains("protector-state"))
+    });
+}
+
+#[test]
+fn status_shows_targets_and_exits_by_health() {
+    let sb = Sandbox::new();
+    sb.touch("fine.beat");
+    let mut p = sb.run_config(&format!(
+        "state_file: state.json\ntargets:\n{}{}",
+        target("fine", "    timeout: 1h\n"),
+        target("sick", "    timeout: 500ms\n    restart_grace: 1h\n")
+    ));
+    p.wait_records("restart done", Some("sick"), 1);
+    wait_until(PATIENCE, "state file shows the restart", || {
+        std::fs::read_to_string(sb.path("state.json")).is_ok_and(|t| t.contains("backing off"))
+    });
+    let out = protector_cmd(sb.dir.path())
+        .args(["status", "--config", "protector.yaml"])
+        .assert()
+        .code(1);
+    let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(
+        text.contains(&format!("protector is running (pid {})", p.pid())),
+        "{text}"
+    );
+    let fine = text.lines().find(|l| l.starts_with("fine ")).unwrap();
+    assert!(
+        fine.contains("watching") && fine.contains("in 59m"),
+        "{text}"
+    );
+    let sick = text.lines().find(|l| l.starts_with("sick ")).unwrap();
+    assert!(
+        sick.contains("backing off") && sick.contains("1 (1 in a row)"),
+        "{text}"
+    );
+    assert!(sick.contains("ago: start ok"), "{text}");
+
+    let out = protector_cmd(sb.dir.path())
+        .args(["status", "--state-file", "state.json", "--json"])
+        .assert()
+        .code(1);
+    let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(json["running"], true);
+    assert_eq!(json["healthy"], false);
+    assert_eq!(json["targets"][1]["state"], "backing off");
+    assert!(json["targets"][0]["heartbeat_age_secs"].as_f64().unwrap() < 60.0);
+
+    p.signal("TERM");
+    p.wait_exit(PATIENCE);
+    protector_cmd(sb.dir.path())
+        .args(["status", "--state-file", "state.json"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("protector is NOT running"));
+}
+
+#[test]
+fn status_exits_0_when_everything_is_watching() {
+    let sb = Sandbox::new();
+    sb.touch("fine.beat");
+    let p = sb.run_config(&format!(
+        "state_file: state.json\ntargets:\n{}{}",
+        target("fine", "    timeout: 1h\n"),
+        target("off", "    timeout: 1s\n    enabled: false\n")
+    ));
+    p.wait_records("protector is running", None, 1);
+    wait_until(PATIENCE, "state file", || sb.path("state.json").exists());
+    protector_cmd(sb.dir.path())
+        .args(["status", "--state-file", "state.json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("disabled"));
+}
+
+/// Parses the Prometheus text format strictly enough to catch malformed output.
+fn parse_metrics(text: &str) -> Vec<(String, String, f64)> {
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# ") {
+            assert!(
+                rest.starts_with("HELP protector_") || rest.starts_with("TYPE protector_"),
+                "{line}"
+            );
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect(line);
+        let value: f64 = value.parse().expect(line);
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => {
+                assert!(l.ends_with('}'), "{line}");
+                (n.to_string(), l.trim_end_matches('}').to_string())
+            }
+            None => (series.to_string(), String::new()),
+        };
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line}"
+        );
+        for pair in labels.split(',').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').expect(line);
+            assert!(
+                k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "{line}"
+            );
+            assert!(v.starts_with('"') && v.ends_with('"'), "{line}");
+        }
+        samples.push((name, labels, value));
+    }
+    samples
+}
+
+#[test]
+fn metrics_file_is_prometheus_text_matching_what_happened() {
+    let sb = Sandbox::new();
+    let _p = sb.run_config(&format!(
+        "metrics_file: protector.prom\ntargets:\n{}",
+        "  - name: svc\n    heartbeat: svc.beat\n    timeout: 500ms\n    restart_grace: 500ms\n    backoff: {after: 100}\n    max_restarts: 2\n    start: [sh, -c, 'exit 1']\n"
+    ));
+    let mut samples = Vec::new();
+    wait_until(PATIENCE, "metrics after giving up", || {
+        let text = std::fs::read_to_string(sb.path("protector.prom")).unwrap_or_default();
+        samples = parse_metrics(&text);
+        samples
+            .iter()
+            .any(|(n, l, v)| n == "protector_target_state" && l.contains("given up") && *v == 1.0)
+    });
+    let get = |name: &str, label: &str| {
+        samples
+            .iter()
+            .find(|(n, l, _)| n == name && l.contains(label))
+            .map(|s| s.2)
+            .unwrap_or_else(|| panic!("no {name} {label}"))
+    };
+    assert_eq!(get("protector_restarts_total", "target=\"svc\""), 2.0);
+    assert_eq!(get("protector_consecutive_restarts", "target=\"svc\""), 2.0);
+    assert_eq!(
+        get("protector_command_failures_total", "target=\"svc\""),
+        2.0
+    );
+    assert_eq!(
+        get("protector_command_timeouts_total", "target=\"svc\""),
+        0.0
+    );
+    assert_eq!(get("protector_target_state", "state=\"watching\""), 0.0);
+    assert!(get("protector_last_restart_timestamp_seconds", "svc") > 1.7e9);
+    assert!(get("protector_start_time_seconds", "") > 1.7e9);
+    assert_eq!(
+        get(
+            "protector_build_info",
+            &format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn systemd_notifications_arrive_on_the_socket() {
+    use std::os::unix::net::UnixDatagram;
+    let sb = Sandbox::new();
+    let sock_path = sb.path("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(PATIENCE)).unwrap();
+    sb.write(
+        "protector.yaml",
+        "targets:
+  - name: svc
+    heartbeat: svc.beat
+    timeout: 500ms
+    restart_grace: 1h
+    start: [sh, -c, 'echo ${NOTIFY_SOCKET:-unset} ${WATCHDOG_USEC:-unset} > env.out']
+",
+    );
+    let mut child = std::process::Command::new(bin())
+        .args(["--config", "protector.yaml"])
+        .current_dir(sb.dir.path())
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let recv = || {
+        let mut buf = [0u8; 256];
+        let n = sock
+            .recv(&mut buf)
+            .expect("a notification before the deadline");
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    assert_eq!(recv(), "READY=1\n");
+    let mut watchdogs = 0;
+    while watchdogs < 3 {
+        let msg = recv();
+        assert_eq!(msg, "WATCHDOG=1\n");
+        watchdogs += 1;
+    }
+    wait_until(PATIENCE, "the start command", || {
+        !sb.lines("env.out").is_empty()
+    });
+    assert_eq!(
+        sb.lines("env.out"),
+        ["unset unset"],
+        "systemd variables leaked to a command"
+    );
+
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    let mut seen = Vec::new();
+    while !seen.iter().any(|m: &String| m == "READY=1\n") {
+        let m = recv();
+        if m != "WATCHDOG=1\n" {
+            seen.push(m);
+        }
+    }
+    assert!(
+        seen[0].starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{seen:?}"
+    );
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    loop {
+        let m = recv();
+        if m != "WATCHDOG=1\n" {
+            assert_eq!(m, "STOPPING=1\n");
+            break;
+        }
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn dry_run_decides_but_runs_nothing() {
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "protector.yaml",
+        &format!(
+            "targets:\n{}",
+            target("svc", "    timeout: 500ms\n    restart_grace: 500ms\n    stop: [sh, -c, 'echo stop >> events']\n")
+        ),
+    );
+    let p = sb.spawn(&["--dry-run", "--config", cfg.to_str().unwrap()]);
+    let done = p.wait_records("restart done", Some("svc"), 2);
+    assert_eq!(done[1]["consecutive_restarts"], 2);
+    let would = p.records("dry run: would run", Some("svc"));
+    assert!(
+        would[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("stop command")
+    );
+    assert!(
+        would[1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("start command")
+    );
+    assert_eq!(would[1]["command"], "sh -c 'echo start svc >> events'");
+    assert!(sb.lines("events").is_empty(), "a dry run ran a command");
+}
+
+#[test]
+fn notify_command_receives_the_events() {
+    let sb = Sandbox::new();
+    let p = sb.run_config(
+        "defaults:
+  notify: [sh, -c, 'echo \"$PROTECTOR_EVENT $PROTECTOR_TARGET $PROTECTOR_RESTARTS $PROTECTOR_AGE_SECS\" >> notify.log']
+targets:
+  - name: svc
+    heartbeat: svc.beat
+    timeout: 1s
+    restart_grace: 1s
+    max_restarts: 1
+    start: ['true']
+",
+    );
+    wait_until(PATIENCE, "restart and give-up notifications", || {
+        sb.lines("notify.log").len() >= 2
+    });
+    sb.touch("svc.beat");
+    wait_until(PATIENCE, "recovery notification", || {
+        sb.lines("notify.log")
+            .iter()
+            .any(|l| l.starts_with("recovery"))
+    });
+    let lines = sb.lines("notify.log");
+    let fields: Vec<Vec<&str>> = lines.iter().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(fields[0][..3], ["restart", "svc", "1"], "{lines:?}");
+    assert!(fields[0][3].parse::<u64>().unwrap() >= 1);
+    assert_eq!(fields[1][..3], ["give-up", "svc", "1"], "{lines:?}");
+    assert!(fields[1][3].parse::<u64>().unwrap() >= 2);
+    let recovery = fields.iter().find(|f| f[0] == "recovery").unwrap();
+    assert_eq!(recovery[..3], ["recovery", "svc", "1"], "{lines:?}");
+    drop(p);
+}
+
+#[test]
+fn skip_if_postpones_the_restart() {
+    let sb = Sandbox::new();
+    sb.touch("busy");
+    let p = sb.run_config(&format!(
+        "targets:\n{}",
+        target(
+            "svc",
+            "    timeout: 500ms\n    restart_grace: 1h\n    skip_delay: 300ms\n    skip_if: [test, -e, busy]\n"
+        )
+    ));
+    p.wait_records("restart postponed: skip_if exited 0", Some("svc"), 2);
+    assert_eq!(starts_of(&sb, "svc"), 0);
+    std::fs::remove_file(sb.path("busy")).unwrap();
+    wait_until(PATIENCE, "restart once skip_if fails", || {
+        starts_of(&sb, "svc") == 1
+    });
+    let done = p.wait_records("restart done", Some("svc"), 1);
+    assert_eq!(
+        done[0]["consecutive_restarts"], 1,
+        "postponements are not restarts"
+    );
+}
+
+#[test]
+fn log_file_gets_the_log() {
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "protector.yaml",
+        &format!("targets:\n{}", target("svc", "    timeout: 1h\n")),
+    );
+    let log = sb.path("logs/protector.log");
+    std::fs::create_dir(sb.path("logs")).unwrap();
+    let p = sb.spawn(&[
+        "--log-file",
+        log.to_str().unwrap(),
+        "--no-stderr",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    let mut text = String::new();
+    wait_until(PATIENCE, "a dated log file", || {
+        text = std::fs::read_dir(sb.path("logs"))
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("protector.log.")
+            })
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .collect();
+        text.contains("protector is running")
+    });
+    assert!(
+        p.records("protector is running", None).is_empty(),
+        "--no-stderr still logged to stderr"
+    );
+}
