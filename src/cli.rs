@@ -359,6 +359,15 @@ pub fn describe(file: &str, config: &Config) -> String {
             config.os
         );
     }
+    for (key, path) in [
+        ("state_file", &config.files.state_file),
+        ("metrics_file", &config.files.metrics_file),
+        ("lock_file", &config.files.lock_file),
+    ] {
+        if let Some(p) = path {
+            let _ = writeln!(out, "{key}: {}", p.display());
+        }
+    }
     for t in &config.targets {
         let argv = |c: &CommandLine| serde_json::to_string(&c.argv()).unwrap_or_default();
         let _ = writeln!(
@@ -390,6 +399,17 @@ pub fn describe(file: &str, config: &Config) -> String {
             t.max_restarts
                 .map_or("none (never give up)".into(), |m| m.to_string())
         );
+        if let Some(notify) = &t.notify {
+            let _ = writeln!(out, "  notify:          {}", argv(notify));
+        }
+        if let Some(skip_if) = &t.skip_if {
+            let _ = writeln!(
+                out,
+                "  skip_if:         {} (then wait {})",
+                argv(skip_if),
+                fmt_dur(t.skip_delay)
+            );
+        }
     }
     out
 }

@@ -84,8 +84,9 @@ pub struct Settings {
     pub start: Option<CommandSpec>,
     /// Command that stops the service; run before `start` when the heartbeat is stale.
     pub stop: Option<CommandSpec>,
-    /// Run `stop` and `start` through the platform shell (`/bin/sh -c`, `cmd /C`) instead of
-    /// splitting them into words and executing them directly. Default false.
+    /// Run the target's commands written as strings through the platform shell (`/bin/sh -c`,
+    /// `cmd /C`) instead of splitting them into words and executing them directly. Commands
+    /// written as lists are always executed directly. Default false.
     pub shell: Option<bool>,
     /// Upper bound for each command; on expiry its whole process tree is killed. Default 60s.
     pub command_timeout: Option<DurationSpec>,

@@ -255,18 +255,16 @@ impl<'a> Layered<'a> {
                 line: line.clone(),
                 os: self.os,
             }),
-            (CommandSpec::Argv(_), true) => {
-                Err("with `shell: true` write the command as one string, not a list".to_string())
-            }
             (CommandSpec::Line(line), false) => match shell_words::split(line) {
                 Ok(argv) if argv.is_empty() => Err("command is empty".into()),
                 Ok(argv) => Ok(CommandLine::Exec(argv)),
                 Err(e) => Err(format!("cannot split command {line:?} into words: {e}")),
             },
-            (CommandSpec::Argv(argv), false) if argv.first().is_none_or(|p| p.is_empty()) => {
+            // A list is an argv: executed as it is, with or without `shell`.
+            (CommandSpec::Argv(argv), _) if argv.first().is_none_or(|p| p.is_empty()) => {
                 Err("the program (first item) is empty".into())
             }
-            (CommandSpec::Argv(argv), false) => Ok(CommandLine::Exec(argv.clone())),
+            (CommandSpec::Argv(argv), _) => Ok(CommandLine::Exec(argv.clone())),
         };
         result
             .map_err(|msg| problems.push(Problem::new(ptr, msg)))
