@@ -83,6 +83,8 @@ struct Daemon {
     slots: Vec<Slot>,
     disabled: Vec<Target>,
     index: HashMap<u64, usize>,
+    /// Targets removed by a reload while a command of theirs ran: id -> (name, timeout).
+    orphans: HashMap<u64, (String, Duration)>,
     heap: BinaryHeap<Reverse<(Instant, usize)>>,
     next_id: u64,
     tx: mpsc::Sender<Msg>,
@@ -111,6 +113,7 @@ pub fn run(config: Config, lock_file: PathBuf, opts: Options) -> Result<Exit> {
         slots: Vec::new(),
         disabled: Vec::new(),
         index: HashMap::new(),
+        orphans: HashMap::new(),
         heap: BinaryHeap::new(),
         next_id: 0,
         tx,
@@ -344,19 +347,22 @@ impl Daemon {
     fn on_done(&mut self, id: u64, cmd: Cmd, outcome: Option<Outcome>) {
         self.in_flight -= 1;
         let Some(&i) = self.index.get(&id) else {
+            // A target removed by a reload while this command ran.
+            let (name, timeout) = self.orphans.remove(&id).unwrap_or_default();
             if let Some(o) = &outcome {
-                log_outcome("(removed target)", cmd, Duration::ZERO, o);
+                log_outcome(&name, cmd.name(), timeout, o);
             }
-            info!(
-                command = cmd.name(),
-                "a command of a target no longer in the config finished"
-            );
             return;
         };
         let slot = &mut self.slots[i];
         let success = match &outcome {
             Some(o) => {
-                log_outcome(&slot.target.name, cmd, slot.target.command_timeout, o);
+                log_outcome(
+                    &slot.target.name,
+                    cmd.name(),
+                    slot.target.command_timeout,
+                    o,
+                );
                 slot.record(cmd, o);
                 o.success()
             }
@@ -414,8 +420,7 @@ impl Daemon {
                 if o.success() {
                     debug!(target = %name, event, duration_ms = o.duration.as_millis() as u64, "notify command finished");
                 } else {
-                    log_outcome(&name, Cmd::Start, timeout, &o);
-                    warn!(target = %name, event, "the notify command above failed");
+                    log_outcome(&name, "notify", timeout, &o);
                 }
             });
         if let Err(e) = spawned {
@@ -556,6 +561,8 @@ impl Daemon {
         }
         for (name, slot) in old {
             if slot.is_running() {
+                self.orphans
+                    .insert(slot.id, (name.clone(), slot.target.command_timeout));
                 info!(target = %name, "no longer in the config; its running command will finish on its own");
             } else {
                 info!(target = %name, "no longer in the config; not watching it");
@@ -821,8 +828,8 @@ fn command_env(slot: &Slot) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn log_outcome(name: &str, cmd: Cmd, command_timeout: Duration, o: &Outcome) {
-    let what = cmd.name();
+/// Logs how a command ended; `what` is `stop`, `start`, `skip_if` or `notify`.
+fn log_outcome(name: &str, what: &str, command_timeout: Duration, o: &Outcome) {
     let ms = o.duration.as_millis() as u64;
     let (stdout, stderr) = (non_empty(&o.stdout), non_empty(&o.stderr));
     match &o.status {

@@ -588,3 +588,32 @@ fn log_file_gets_the_log() {
         "--no-stderr still logged to stderr"
     );
 }
+
+#[test]
+fn a_removed_targets_running_command_finishes_and_is_logged() {
+    let sb = Sandbox::new();
+    let p = sb.run_config(&format!(
+        "targets:\n{}{}",
+        "  - name: going\n    heartbeat: going.beat\n    timeout: 500ms\n    command_timeout: 30s\n    stop: [sh, -c, 'touch stop-began; sleep 1; echo bye']\n    start: [sh, -c, 'touch started']\n",
+        target("staying", "    timeout: 1h\n")
+    ));
+    wait_until(PATIENCE, "stop command running", || {
+        sb.path("stop-began").exists()
+    });
+    sb.write(
+        "protector.yaml",
+        &format!("targets:\n{}", target("staying", "    timeout: 1h\n")),
+    );
+    p.signal("HUP");
+    p.wait_records(
+        "its running command will finish on its own",
+        Some("going"),
+        1,
+    );
+    let finished = p.wait_records("stop command finished", Some("going"), 1);
+    assert_eq!(finished[0]["stdout"], "bye");
+    assert!(
+        !sb.path("started").exists(),
+        "a removed target was restarted"
+    );
+}
