@@ -150,6 +150,12 @@ enum Command {
     },
     /// Print the JSON schema of the config file.
     Schema,
+    /// Install, remove or run protector as a Windows service.
+    #[cfg(windows)]
+    Service {
+        #[command(subcommand)]
+        action: crate::service::Action,
+    },
 }
 
 /// Parses the command line and does what it says.
@@ -168,6 +174,12 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Check { config, os }) => check(&config, os.unwrap_or(Os::host())),
+        #[cfg(windows)]
+        Some(Command::Service { action }) => crate::service::main(
+            action,
+            cli.global.log_format,
+            cli.global.verbose as i8 - cli.global.quiet as i8,
+        ),
         Some(Command::Status {
             config,
             state_file,
@@ -275,35 +287,35 @@ fn run_watchdog(
         eprintln!("protector: {e:#}");
         return ExitCode::from(1);
     }
-    let lock_path = config
-        .files
-        .lock_file
-        .clone()
-        .unwrap_or_else(|| lock::default_path(config.files.state_file.as_deref(), lock_key));
-    let lock = match lock::acquire(&lock_path) {
-        Ok(lock) => lock,
+    let opts = daemon::Options {
+        config_path,
+        dry_run,
+        signal_source: None,
+    };
+    match watch(config, lock_key, opts) {
+        Ok(daemon::Exit::Clean) => ExitCode::SUCCESS,
+        Ok(daemon::Exit::Immediate) => ExitCode::from(1),
         Err(e) => {
             tracing::error!("{e:#}");
             if !log.stderr {
                 eprintln!("protector: {e:#}");
             }
-            return ExitCode::from(1);
-        }
-    };
-    let opts = daemon::Options {
-        config_path,
-        dry_run,
-    };
-    let result = daemon::run(config, lock.path.clone(), opts);
-    drop(lock);
-    match result {
-        Ok(daemon::Exit::Clean) => ExitCode::SUCCESS,
-        Ok(daemon::Exit::Immediate) => ExitCode::from(1),
-        Err(e) => {
-            tracing::error!("{e:#}");
             ExitCode::from(1)
         }
     }
+}
+
+/// Takes the instance lock and runs the watchdog until it is told to stop.
+pub fn watch(config: Config, lock_key: &Path, opts: daemon::Options) -> Result<daemon::Exit> {
+    let lock_path = config
+        .files
+        .lock_file
+        .clone()
+        .unwrap_or_else(|| lock::default_path(config.files.state_file.as_deref(), lock_key));
+    let lock = lock::acquire(&lock_path)?;
+    let exit = daemon::run(config, lock.path.clone(), opts);
+    drop(lock);
+    exit
 }
 
 fn status(config: Option<PathBuf>, state_file: Option<PathBuf>, json: bool) -> ExitCode {

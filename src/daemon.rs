@@ -26,7 +26,7 @@ use crate::command::{self, Outcome};
 use crate::config::duration::format as fmt_dur;
 use crate::config::{self, Config, Files, Os, Target};
 use crate::fsutil::epoch_secs;
-use crate::platform::{self, Signal};
+use crate::platform::{self, OnSignal, Signal};
 use crate::schedule::{Action, Cmd, Next, Now, Observation, Phase, Rules, TargetState};
 use crate::state::{self, CommandRecord, RestartRecord, StateFile, TargetRecord};
 use crate::{heartbeat, metrics, systemd};
@@ -42,6 +42,9 @@ pub struct Options {
     pub config_path: Option<PathBuf>,
     /// Decide as usual, log the commands, run none.
     pub dry_run: bool,
+    /// Another source of signals besides the OS's (the Windows service control handler):
+    /// called once with the function that delivers them to the loop.
+    pub signal_source: Option<Box<dyn FnOnce(OnSignal) + Send>>,
 }
 
 /// How the loop ended.
@@ -99,12 +102,17 @@ struct Daemon {
 
 /// Watches the enabled targets of `config` until told to stop. `lock_file` is the path of the
 /// instance lock the caller holds (recorded in the state file for `status`).
-pub fn run(config: Config, lock_file: PathBuf, opts: Options) -> Result<Exit> {
+pub fn run(config: Config, lock_file: PathBuf, mut opts: Options) -> Result<Exit> {
     let (tx, rx) = mpsc::channel::<Msg>();
-    let signal_tx = tx.clone();
-    platform::listen_for_signals(Box::new(move |s| {
-        let _ = signal_tx.send(Msg::Signal(s));
-    }))?;
+    let deliver = |tx: mpsc::Sender<Msg>| -> OnSignal {
+        Box::new(move |s| {
+            let _ = tx.send(Msg::Signal(s));
+        })
+    };
+    platform::listen_for_signals(deliver(tx.clone()))?;
+    if let Some(source) = opts.signal_source.take() {
+        source(deliver(tx.clone()));
+    }
 
     let mut d = Daemon {
         opts,
