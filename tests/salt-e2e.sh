@@ -14,8 +14,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 KIT=$ROOT/examples/salt
-VENV=$ROOT/target/salt-venv
 SALT_VERSION=3008.4
+# Salt takes a minute or two to install; keep it between runs (and between clones).
+VENV=${PROTECTOR_SALT_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/protector/salt-$SALT_VERSION}
 TIMEOUT=10            # protector's timeout (s); the master touches the heartbeat every 2 s
 
 say() { printf '[salt-e2e %s] %s\n' "$(date +%T)" "$*"; }
@@ -24,8 +25,9 @@ fail() {
     exit 1
 }
 
-if [ ! -x "$VENV/bin/salt-master" ]; then
+if ! "$VENV/bin/salt-master" --version >/dev/null 2>&1; then
     say "installing salt $SALT_VERSION from PyPI into $VENV (cached for later runs)"
+    rm -rf "$VENV"
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q "salt==$SALT_VERSION"
 fi
