@@ -1,12 +1,20 @@
-//! Measures protector's detection latency and idle footprint and prints a table.
+//! protector beside monit on the same work, on this machine, in one run; prints a table.
 //!
-//!     cargo build --release && cargo run --release --example bench -- [TARGETS...]
+//!     cargo build --release && cargo run --release --example bench -- [--idle-secs N] [--no-monit]
 //!
-//! Detection latency: TARGETS (default 1, 10 and 100) heartbeat files are created at once and left
-//! alone, with a 1 s timeout; for each target the time from its deadline (the file's mtime
-//! plus the timeout) to protector's "running stop command" log record. Idle: one target with a
-//! fresh heartbeat and a 60 s timeout, watched for 10 s: resident memory, CPU time and
-//! context switches of the protector process, read from /proc (Linux only).
+//! monit (Debian package `monit`) is used when it is on the PATH; without it (or with
+//! --no-monit) only protector's figures are printed. Linux only (reads /proc).
+//!
+//! - Detection latency: 100 heartbeat files go stale with a 1 s timeout; for each, the time
+//!   from its deadline (mtime plus the timeout) until its stop command has started (the
+//!   command records the time itself, for both tools). monit runs with its shortest cycle, 1 s.
+//! - Idle cost: CPU time, context switches (all threads) and peak RSS over --idle-secs
+//!   (default 60) of watching fresh files with a 60 s timeout, for 1, 1,000 and 10,000
+//!   targets (monit for 1 and 1,000).
+//! - Validation: wall time of `protector check` on a 10,000-target config.
+//! - Restart storm: 1,000 targets stale at once, each start command taking 1 s: time until
+//!   every start has finished, and the latest detection among them.
+//! - Observations: heartbeat stats per target per timeout while idle (protector's counter).
 
 #[path = "support/timestamp.rs"]
 mod timestamp;
@@ -17,34 +25,103 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 fn main() {
-    let mut counts: Vec<usize> = std::env::args()
-        .skip(1)
-        .map(|a| a.parse().expect("TARGETS is a number"))
-        .collect();
-    if counts.is_empty() {
-        counts = vec![1, 10, 100];
-    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let idle_secs = args
+        .iter()
+        .position(|a| a == "--idle-secs")
+        .and_then(|i| args.get(i + 1))
+        .map_or(60, |v| v.parse().expect("--idle-secs takes seconds"));
+    let monit = (!args.iter().any(|a| a == "--no-monit"))
+        .then(|| which("monit"))
+        .flatten();
     let bin = protector_binary();
     println!("protector: {}", bin.display());
-    println!();
-    println!("| measurement | value |");
-    println!("|---|---|");
-    for n in counts {
-        latency(&bin, n);
+    match &monit {
+        Some(m) => println!("monit: {} ({})", m.display(), monit_version(m)),
+        None => println!("monit: not used (not found, or --no-monit)"),
     }
-    idle(&bin, 1);
-    idle(&bin, 1000);
+    println!();
+    println!("| measurement | protector | monit |");
+    println!("|---|---|---|");
+
+    let p = latency_protector(&bin, 100);
+    let m = monit.as_ref().map(|m| latency_monit(m, 100));
+    row(
+        "detection latency, 100 targets, 1 s timeout: p50 / p99 / max",
+        &p,
+        m.as_ref(),
+    );
+
+    for n in [1, 1000, 10_000] {
+        let p = idle_protector(&bin, n, idle_secs);
+        let m = monit
+            .as_ref()
+            .filter(|_| n <= 1000)
+            .map(|m| idle_monit(m, n, idle_secs));
+        row(
+            &format!("idle {idle_secs} s, {n} target(s), 60 s timeout: CPU"),
+            &p.cpu(),
+            m.as_ref().map(Idle::cpu).as_ref(),
+        );
+        row(
+            &format!("idle {idle_secs} s, {n} target(s): context switches"),
+            &p.switches.to_string(),
+            m.as_ref().map(|m| m.switches.to_string()).as_ref(),
+        );
+        row(
+            &format!("idle, {n} target(s): peak RSS"),
+            &mib(p.hwm_kib),
+            m.as_ref().map(|m| mib(m.hwm_kib)).as_ref(),
+        );
+        if let Some(obs) = p.observations_per_target_per_timeout {
+            row(
+                &format!("idle, {n} target(s): heartbeat stats per target per timeout"),
+                &format!("{obs:.2}"),
+                None,
+            );
+        }
+    }
+    row("`protector check`, 10,000 targets", &check_10k(&bin), None);
+    row(
+        "restart storm, 1,000 targets, 1 s start: all starts done / latest detection",
+        &storm(&bin, 1000),
+        None,
+    );
+}
+
+fn row(what: &str, protector: &str, monit: Option<&String>) {
+    println!(
+        "| {what} | {protector} | {} |",
+        monit.map_or("-", |s| s.as_str())
+    );
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_string_lossy()
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+fn monit_version(m: &Path) -> String {
+    let out = Command::new(m)
+        .arg("-V")
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    String::from_utf8_lossy(&out)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
 }
 
 /// The release binary next to this example (target/release/examples/bench -> target/release).
 fn protector_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = dir.join(if cfg!(windows) {
-        "protector.exe"
-    } else {
-        "protector"
-    });
+    let bin = dir.join("protector");
     assert!(
         bin.exists(),
         "{} not found: run `cargo build --release` first",
@@ -53,20 +130,43 @@ fn protector_binary() -> PathBuf {
     bin
 }
 
-fn config(dir: &Path, n: usize, timeout: &str) -> PathBuf {
-    let mut yaml = format!(
-        "defaults:\n  timeout: {timeout}\n  restart_grace: 1h\n  stop: ['true']\n  start: ['true']\ntargets:\n"
-    );
+fn epoch(t: std::time::SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+fn mtime(p: &Path) -> f64 {
+    epoch(std::fs::metadata(p).unwrap().modified().unwrap())
+}
+
+/// Writes `n` fresh heartbeat files t0.beat ... in `dir`.
+fn beats(dir: &Path, n: usize) {
     for i in 0..n {
         std::fs::write(dir.join(format!("t{i}.beat")), b"x").unwrap();
-        yaml.push_str(&format!("  - {{name: t{i}, heartbeat: t{i}.beat}}\n"));
+    }
+}
+
+/// A protector config: every target with `timeout`, and `stop`/`start` given per target name.
+fn protector_config(
+    dir: &Path,
+    n: usize,
+    timeout: &str,
+    extra: &dyn Fn(usize) -> String,
+) -> PathBuf {
+    let mut yaml = format!(
+        "metrics_file: bench.prom\ndefaults:\n  timeout: {timeout}\n  restart_grace: 1h\ntargets:\n"
+    );
+    for i in 0..n {
+        yaml.push_str(&format!(
+            "  - {{name: t{i}, heartbeat: t{i}.beat{}}}\n",
+            extra(i)
+        ));
     }
     let path = dir.join("bench.yaml");
     std::fs::write(&path, yaml).unwrap();
     path
 }
 
-fn spawn(bin: &Path, cfg: &Path) -> Child {
+fn spawn_protector(bin: &Path, cfg: &Path) -> Child {
     Command::new(bin)
         .args(["--log-format", "json", "--config"])
         .arg(cfg)
@@ -76,117 +176,284 @@ fn spawn(bin: &Path, cfg: &Path) -> Child {
         .unwrap()
 }
 
-fn latency(bin: &Path, n: usize) {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), n, "1s");
-    let mut child = spawn(bin, &cfg);
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut late_ms = Vec::with_capacity(n);
-    for line in stderr.lines() {
-        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
-        if v["message"] != "running stop command" {
-            continue;
+/// Waits until `cond` holds or `limit` passes.
+fn wait(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while !cond() {
+        if Instant::now() > end {
+            return false;
         }
-        let name = v["target"].as_str().unwrap();
-        let mtime = std::fs::metadata(dir.path().join(format!("{name}.beat")))
-            .unwrap()
-            .modified()
-            .unwrap()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64();
-        let at = timestamp::epoch_secs(v["timestamp"].as_str().unwrap());
-        late_ms.push((at - (mtime + 1.0)) * 1000.0);
-        if late_ms.len() == n {
-            break;
-        }
+        std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    late_ms.sort_by(f64::total_cmp);
-    let pct = |p: f64| late_ms[((late_ms.len() as f64 - 1.0) * p).round() as usize];
-    println!(
-        "| detection latency, {n} targets, 1 s timeout: p50 / p99 / max | {:.2} / {:.2} / {:.2} ms |",
-        pct(0.5),
-        pct(0.99),
-        pct(1.0)
-    );
+    true
 }
 
-fn idle(bin: &Path, n: usize) {
+/// Each target's stop command writes the time it started to tN.fired; latency is that minus
+/// the deadline (the file's mtime plus 1 s).
+fn fired_latencies(dir: &Path, n: usize) -> String {
+    let fired = |i: usize| dir.join(format!("t{i}.fired"));
+    if !wait(Duration::from_secs(30), || {
+        (0..n).all(|i| fired(i).exists())
+    }) {
+        return "did not fire within 30 s".into();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let mut late: Vec<f64> = (0..n)
+        .map(|i| {
+            let at: f64 = std::fs::read_to_string(fired(i))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            (at - (mtime(&dir.join(format!("t{i}.beat"))) + 1.0)) * 1000.0
+        })
+        .collect();
+    late.sort_by(f64::total_cmp);
+    let pct = |p: f64| late[((late.len() as f64 - 1.0) * p).round() as usize];
+    format!("{:.1} / {:.1} / {:.1} ms", pct(0.5), pct(0.99), pct(1.0))
+}
+
+fn fire_cmd(dir: &Path, i: usize) -> String {
+    format!(
+        "date +%s.%N > {}",
+        dir.join(format!("t{i}.fired")).display()
+    )
+}
+
+fn latency_protector(bin: &Path, n: usize) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), n, "60s");
-    let mut child = spawn(bin, &cfg);
-    let pid = child.id();
+    beats(dir.path(), n);
+    let d = dir.path().to_path_buf();
+    let cfg = protector_config(dir.path(), n, "1s", &|i| {
+        format!(", stop: [sh, -c, '{}'], start: ['true']", fire_cmd(&d, i))
+    });
+    let mut child = spawn_protector(bin, &cfg);
+    let result = fired_latencies(dir.path(), n);
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+fn monit_config(
+    dir: &Path,
+    n: usize,
+    timeout_secs: u64,
+    exec: &dyn Fn(usize) -> String,
+) -> PathBuf {
+    let mut rc = format!(
+        "set daemon 1\nset logfile {d}/monit.log\nset pidfile {d}/monit.pid\nset idfile {d}/monit.id\nset statefile {d}/monit.state\n",
+        d = dir.display()
+    );
+    for i in 0..n {
+        rc.push_str(&format!(
+            "check file t{i} with path {}\n  if mtime > {timeout_secs} seconds then exec \"{}\"\n",
+            dir.join(format!("t{i}.beat")).display(),
+            exec(i)
+        ));
+    }
+    let path = dir.join("monitrc");
+    std::fs::write(&path, rc).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let ok = Command::new(which("monit").unwrap())
+        .args(["-t", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "monit rejects its config: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    path
+}
+
+fn spawn_monit(monit: &Path, rc: &Path) -> Child {
+    Command::new(monit)
+        .args(["-I", "-c"])
+        .arg(rc)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn latency_monit(monit: &Path, n: usize) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    beats(dir.path(), n);
+    let d = dir.path().to_path_buf();
+    let rc = monit_config(dir.path(), n, 1, &|i| {
+        format!("/bin/sh -c '{}'", fire_cmd(&d, i))
+    });
+    let mut child = spawn_monit(monit, &rc);
+    let result = fired_latencies(dir.path(), n);
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+struct Idle {
+    cpu_secs: f64,
+    window: f64,
+    switches: u64,
+    hwm_kib: u64,
+    observations_per_target_per_timeout: Option<f64>,
+}
+
+impl Idle {
+    fn cpu(&self) -> String {
+        format!(
+            "{:.3} s ({:.3}% of a core)",
+            self.cpu_secs,
+            self.cpu_secs / self.window * 100.0
+        )
+    }
+}
+
+fn idle_protector(bin: &Path, n: usize, secs: u64) -> Idle {
+    let dir = tempfile::tempdir().unwrap();
+    beats(dir.path(), n);
+    let cfg = protector_config(dir.path(), n, "60s", &|_| ", start: ['true']".into());
+    let mut child = spawn_protector(bin, &cfg);
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("protector is running") {
         line.clear();
     }
-    let window = Duration::from_secs(10);
-    let before = Sample::read(pid);
-    let start = Instant::now();
-    std::thread::sleep(window);
-    let after = Sample::read(pid);
-    let secs = start.elapsed().as_secs_f64();
+    // Keep the log pipe drained.
+    std::thread::spawn(move || for _ in stderr.lines() {});
+    let metrics = dir.path().join("bench.prom");
+    let observations = || -> f64 {
+        std::fs::read_to_string(&metrics)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("protector_heartbeat_observations_total "))
+            .map_or(0.0, |v| v.parse().unwrap())
+    };
+    let mut idle = measure(child.id(), secs);
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+    // Counted from start-up (one look each) to the end of the window.
+    idle.observations_per_target_per_timeout =
+        Some((observations() - n as f64) / n as f64 / (idle.window / 60.0));
+    idle
+}
+
+fn idle_monit(monit: &Path, n: usize, secs: u64) -> Idle {
+    let dir = tempfile::tempdir().unwrap();
+    beats(dir.path(), n);
+    let rc = monit_config(dir.path(), n, 60, &|_| "/bin/true".into());
+    let mut child = spawn_monit(monit, &rc);
+    std::thread::sleep(Duration::from_secs(2));
+    let idle = measure(child.id(), secs);
     let _ = child.kill();
     let _ = child.wait();
-    let (Some(before), Some(after)) = (before, after) else {
-        println!("| idle, {n} target(s) | /proc not available |");
-        return;
-    };
-    let cpu = (after.cpu_ticks - before.cpu_ticks) as f64 / 100.0;
-    println!(
-        "| idle RSS, {n} target(s), 60 s timeout | {:.1} MiB (peak {:.1} MiB) |",
-        after.rss_kib as f64 / 1024.0,
-        after.hwm_kib as f64 / 1024.0
-    );
-    println!(
-        "| idle CPU over {secs:.0} s, {n} target(s) | {:.3} s ({:.3}% of one core), {} context switches |",
-        cpu,
-        cpu / secs * 100.0,
-        after.switches - before.switches
-    );
+    idle
 }
 
-struct Sample {
-    rss_kib: u64,
-    hwm_kib: u64,
-    cpu_ticks: u64,
-    switches: u64,
-}
-
-impl Sample {
-    /// Memory and context switches from /proc/PID/status (all threads), CPU from /proc/PID/stat.
-    fn read(pid: u32) -> Option<Sample> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let field = |name: &str| -> u64 {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
+/// CPU, context switches and peak RSS of `pid` over `secs`, from /proc.
+fn measure(pid: u32, secs: u64) -> Idle {
+    let read = || -> (f64, u64, u64) {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let f: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        let cpu = (f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()) as f64 / 100.0;
         let mut switches = 0;
-        for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
-            let s = std::fs::read_to_string(task.ok()?.path().join("status")).unwrap_or_default();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .flatten()
+        {
+            let s = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
             for l in s.lines().filter(|l| l.contains("ctxt_switches")) {
-                switches += l
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0);
+                switches += l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap();
             }
         }
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
-        let cpu_ticks = fields[11].parse::<u64>().ok()? + fields[12].parse::<u64>().ok()?;
-        Some(Sample {
-            rss_kib: field("VmRSS:"),
-            hwm_kib: field("VmHWM:"),
-            cpu_ticks,
-            switches,
-        })
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let hwm = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .map_or(0, |v| v.parse().unwrap());
+        (cpu, switches, hwm)
+    };
+    let start = Instant::now();
+    let (cpu0, sw0, _) = read();
+    std::thread::sleep(Duration::from_secs(secs));
+    let (cpu1, sw1, hwm) = read();
+    Idle {
+        cpu_secs: cpu1 - cpu0,
+        window: start.elapsed().as_secs_f64(),
+        switches: sw1 - sw0,
+        hwm_kib: hwm,
+        observations_per_target_per_timeout: None,
     }
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn check_10k(bin: &Path) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = protector_config(dir.path(), 10_000, "60s", &|i| {
+        format!(", stop: 'service t{i} stop', start: 'service t{i} start'")
+    });
+    let start = Instant::now();
+    let out = Command::new(bin)
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!("{:.0} ms", took.as_secs_f64() * 1000.0)
+}
+
+fn storm(bin: &Path, n: usize) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    beats(dir.path(), n);
+    let cfg = protector_config(dir.path(), n, "1s", &|_| ", start: [sleep, '1']".into());
+    let mut child = spawn_protector(bin, &cfg);
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (mut detect_late, mut finished, mut last_done) = (0.0f64, 0, 0.0f64);
+    for line in stderr.lines() {
+        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        let at = || timestamp::epoch_secs(v["timestamp"].as_str().unwrap());
+        let target = || v["target"].as_str().unwrap_or_default().to_string();
+        match v["message"].as_str().unwrap_or_default() {
+            "heartbeat is stale; restarting" => {
+                let deadline = mtime(&dir.path().join(format!("{}.beat", target()))) + 1.0;
+                detect_late = detect_late.max(at() - deadline);
+            }
+            "start command finished" => {
+                finished += 1;
+                last_done = last_done.max(at());
+            }
+            _ => {}
+        }
+        if finished == n {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let first_deadline = (0..n)
+        .map(|i| mtime(&dir.path().join(format!("t{i}.beat"))) + 1.0)
+        .fold(f64::MAX, f64::min);
+    format!(
+        "{:.2} s after the first deadline / {:.0} ms",
+        last_done - first_deadline,
+        detect_late * 1000.0
+    )
 }

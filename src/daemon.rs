@@ -36,6 +36,9 @@ use crate::{heartbeat, metrics, systemd};
 const PARALLEL_OBSERVE_MIN: usize = 16;
 /// Changes that only move a heartbeat are written to the state file at most this often.
 const LAZY_FLUSH: Duration = Duration::from_secs(1);
+/// Restart steps are written within this long; a burst of them (a restart storm) becomes one
+/// write of the state and metrics files instead of one per step.
+const URGENT_FLUSH: Duration = Duration::from_millis(20);
 
 pub struct Options {
     /// The config file, for reloads (none for the positional form).
@@ -98,6 +101,7 @@ struct Daemon {
     flush_at: Option<Instant>,
     last_write_error: Option<String>,
     watchdog: Option<(Duration, Instant)>,
+    observations: u64,
 }
 
 /// Watches the enabled targets of `config` until told to stop. `lock_file` is the path of the
@@ -132,6 +136,7 @@ pub fn run(config: Config, lock_file: PathBuf, mut opts: Options) -> Result<Exit
         flush_at: None,
         last_write_error: None,
         watchdog: systemd::watchdog_interval().map(|every| (every, Instant::now())),
+        observations: 0,
     };
     d.apply(config, true);
     if d.opts.dry_run {
@@ -234,6 +239,7 @@ impl Daemon {
             .map(|&i| self.slots[i].target.heartbeat.as_path())
             .collect();
         let looks = observe_all(&paths);
+        self.observations += looks.len() as u64;
         let now = Now::read();
         for (&i, (obs, err)) in due.iter().zip(looks) {
             self.slots[i].note_error(err);
@@ -491,6 +497,7 @@ impl Daemon {
             })
             .map(|t| t.heartbeat.as_path())
             .collect();
+        self.observations += fresh.len() as u64;
         let mut looks = observe_all(&fresh).into_iter();
 
         if !first
@@ -639,7 +646,7 @@ impl Daemon {
 
     fn mark_dirty(&mut self, urgent: bool) {
         let at = if urgent {
-            Instant::now()
+            Instant::now() + URGENT_FLUSH
         } else {
             Instant::now() + LAZY_FLUSH
         };
@@ -741,6 +748,7 @@ impl Daemon {
                 .as_ref()
                 .map(|p| p.display().to_string()),
             lock_file: Some(self.lock_file.display().to_string()),
+            observations_total: self.observations,
             targets,
         }
     }

@@ -89,6 +89,12 @@ pub fn render(state: &StateFile) -> String {
         states,
     );
     family(
+        "protector_heartbeat_observations_total",
+        "counter",
+        "Heartbeat files looked at (one stat each), all targets together.",
+        vec![(String::new(), state.observations_total as f64)],
+    );
+    family(
         "protector_start_time_seconds",
         "gauge",
         "When this protector started (Unix time).",

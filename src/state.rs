@@ -21,6 +21,9 @@ pub struct StateFile {
     pub written_at: f64,
     pub config: Option<String>,
     pub lock_file: Option<String>,
+    /// Heartbeat files looked at (one `stat` each) since protector started.
+    #[serde(default)]
+    pub observations_total: u64,
     pub targets: Vec<TargetRecord>,
 }
 
