@@ -253,8 +253,11 @@ fn monit_config(
     }
     let path = dir.join("monitrc");
     std::fs::write(&path, rc).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let ok = Command::new(which("monit").unwrap())
         .args(["-t", "-c"])
         .arg(&path)
