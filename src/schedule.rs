@@ -728,3 +728,131 @@ mod tests {
         assert_eq!(c.secs(st.deadline), 20.0, "no streak, no wait");
     }
 }
+
+/// Properties over arbitrary sequences of clock advances, heartbeats and command outcomes.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use std::time::UNIX_EPOCH;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Let this many milliseconds pass (the target is checked whenever it is due).
+        Advance(u64),
+        /// Touch the heartbeat file now.
+        Touch,
+        /// The running command (if any) finishes, successfully or not.
+        Finish(bool),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (1u64..30_000).prop_map(Step::Advance),
+            2 => Just(Step::Touch),
+            2 => any::<bool>().prop_map(Step::Finish),
+        ]
+    }
+
+    fn rules() -> impl Strategy<Value = Rules> {
+        (
+            1u64..20,
+            1u64..20,
+            1u64..20,
+            0u32..4,
+            1u64..120,
+            proptest::option::of(1u32..5),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(t, g, s, after, max, max_restarts, has_stop, has_skip_if)| Rules {
+                    timeout: Duration::from_secs(t),
+                    restart_grace: Duration::from_secs(g),
+                    startup_grace: Duration::from_secs(s),
+                    backoff_after: after,
+                    backoff_max: Duration::from_secs(max),
+                    max_restarts,
+                    has_stop,
+                    has_skip_if,
+                    skip_delay: Duration::from_secs(3),
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn decisions_hold_their_promises(r in rules(), steps in proptest::collection::vec(step(), 1..200)) {
+            let mono0 = Instant::now();
+            let wall0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+            let mut elapsed = Duration::ZERO;
+            let at = |e: Duration| Now { mono: mono0 + e, wall: wall0 + e };
+            let mut version = 0u64;
+            let mut last_touch: Option<Duration> = None;
+            let file = |version: u64, touched: Option<Duration>| match touched {
+                None => Observation::Absent,
+                Some(t) => Observation::Present(Fingerprint { mtime: Some(wall0 + t), len: version, identity: (1, 1) }),
+            };
+            let mut st = TargetState::start(&r, &file(version, last_touch), at(elapsed));
+            let mut waits_since_beat: Vec<Duration> = Vec::new();
+
+            for s in steps {
+                match s {
+                    Step::Touch => {
+                        version += 1;
+                        last_touch = Some(elapsed);
+                    }
+                    Step::Finish(ok) => {
+                        if let Phase::Running(cmd) = st.phase {
+                            match st.on_command_done(&r, cmd, ok, at(elapsed).mono) {
+                                Next::Judge { wait } => {
+                                    // Waits between consecutive restarts never shrink.
+                                    if let Some(prev) = waits_since_beat.last() {
+                                        prop_assert!(wait >= *prev, "wait shrank: {:?} after {:?}", wait, prev);
+                                    }
+                                    waits_since_beat.push(wait);
+                                    prop_assert!(st.deadline > at(elapsed).mono);
+                                }
+                                Next::Postponed { .. } | Next::Run(_) => {}
+                            }
+                        }
+                    }
+                    Step::Advance(ms) => {
+                        let end = elapsed + Duration::from_millis(ms);
+                        // Check every time the target falls due within the advance.
+                        loop {
+                            if matches!(st.phase, Phase::Running(_)) {
+                                // Never a second action while one is in flight.
+                                prop_assert!(!st.is_due_at(mono0 + end + Duration::from_secs(3600)));
+                                break;
+                            }
+                            let due = st.deadline.saturating_duration_since(mono0);
+                            if due > end {
+                                break;
+                            }
+                            elapsed = elapsed.max(due);
+                            let out = st.on_due(&r, &file(version, last_touch), at(elapsed));
+                            if out.beat.is_some() {
+                                waits_since_beat.clear();
+                            }
+                            if let Some(Action::Restart { .. }) = out.action {
+                                // A target with a fresh heartbeat is never restarted.
+                                if let Some(t) = last_touch {
+                                    prop_assert!(elapsed >= t + r.timeout,
+                                        "restarted at {:?}, touched at {:?}, timeout {:?}", elapsed, t, r.timeout);
+                                }
+                            }
+                            // Every decision leaves a deadline ahead (no busy loop, no starvation).
+                            if !matches!(st.phase, Phase::Running(_)) {
+                                prop_assert!(st.deadline > at(elapsed).mono);
+                            }
+                        }
+                        elapsed = end;
+                    }
+                }
+            }
+        }
+    }
+}
