@@ -202,6 +202,7 @@ pub fn main() -> ExitCode {
                         os: Os::host(),
                         targets: vec![target],
                         files: Default::default(),
+                        max_parallel_commands: config::model::DEFAULT_MAX_PARALLEL_COMMANDS,
                     };
                     run_watchdog(config, &key, None, &log(&cli.run), cli.run.dry_run)
                 }
@@ -380,6 +381,11 @@ pub fn describe(file: &str, config: &Config) -> String {
             let _ = writeln!(out, "{key}: {}", p.display());
         }
     }
+    let _ = writeln!(
+        out,
+        "max_parallel_commands: {}",
+        config.max_parallel_commands
+    );
     for t in &config.targets {
         let argv = |c: &CommandLine| serde_json::to_string(&c.argv()).unwrap_or_default();
         let _ = writeln!(

@@ -13,7 +13,7 @@
 //! second signal exits at once.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -34,8 +34,11 @@ use crate::{heartbeat, metrics, systemd};
 /// Below this many due targets, observe them on the scheduler thread: a single stat is
 /// cheaper than waking the pool.
 const PARALLEL_OBSERVE_MIN: usize = 16;
-/// Changes that only move a heartbeat are written to the state file at most this often.
+/// Changes that only move a heartbeat are written to the state file at most this often, per
+/// started thousand targets (up to ten times this).
 const LAZY_FLUSH: Duration = Duration::from_secs(1);
+/// Above this many targets, per-target start-up lines are logged at debug level.
+const QUIET_ABOVE: usize = 100;
 /// Restart steps are written within this long; a burst of them (a restart storm) becomes one
 /// write of the state and metrics files instead of one per step.
 const URGENT_FLUSH: Duration = Duration::from_millis(20);
@@ -95,7 +98,11 @@ struct Daemon {
     next_id: u64,
     tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
+    /// Commands running now (at most `max_parallel`).
     in_flight: usize,
+    max_parallel: usize,
+    /// Commands decided on while `max_parallel` were running: (slot id, command), in order.
+    queued: VecDeque<(u64, Cmd)>,
     stopping: bool,
     started_at: f64,
     flush_at: Option<Instant>,
@@ -131,6 +138,8 @@ pub fn run(config: Config, lock_file: PathBuf, mut opts: Options) -> Result<Exit
         tx,
         rx,
         in_flight: 0,
+        max_parallel: 1,
+        queued: VecDeque::new(),
         stopping: false,
         started_at: epoch_secs(std::time::SystemTime::now()),
         flush_at: None,
@@ -203,6 +212,7 @@ impl Daemon {
                 }
                 Msg::Signal(Signal::Shutdown) => {
                     self.stopping = true;
+                    self.drop_queued();
                     systemd::send(systemd::Note::Stopping);
                     if self.in_flight > 0 {
                         info!(
@@ -241,13 +251,19 @@ impl Daemon {
         let looks = observe_all(&paths);
         self.observations += looks.len() as u64;
         let now = Now::read();
+        // Judge every due target before starting any command, so that starting many
+        // commands at once never delays the detection of the last one.
+        let mut to_run = Vec::new();
         for (&i, (obs, err)) in due.iter().zip(looks) {
             self.slots[i].note_error(err);
             if let Some(cmd) = self.on_due(i, &obs, now) {
-                self.spawn(i, cmd);
+                to_run.push((i, cmd));
             } else {
                 self.heap.push(Reverse((self.slots[i].state.deadline, i)));
             }
+        }
+        for (i, cmd) in to_run {
+            self.spawn(i, cmd);
         }
     }
 
@@ -319,6 +335,51 @@ impl Daemon {
             });
             self.notify(i, "restart", self.slots[i].state.consecutive);
         }
+        if self.in_flight >= self.max_parallel && !self.opts.dry_run {
+            let slot = &self.slots[i];
+            debug!(target = %slot.target.name, running = self.in_flight, "{} command waits: max_parallel_commands are running", cmd.name());
+            self.queued.push_back((slot.id, cmd));
+            return;
+        }
+        self.start_command(i, cmd, line);
+    }
+
+    /// Starts queued commands while there is room.
+    fn start_queued(&mut self) {
+        while self.in_flight < self.max_parallel {
+            let Some((id, cmd)) = self.queued.pop_front() else {
+                return;
+            };
+            let Some(&i) = self.index.get(&id) else {
+                // Removed by a reload while it waited: nothing will report back.
+                self.orphans.remove(&id);
+                continue;
+            };
+            let slot = &self.slots[i];
+            let line = match cmd {
+                Cmd::SkipIf => slot.target.skip_if.clone(),
+                Cmd::Stop => slot.target.stop.clone(),
+                Cmd::Start => Some(slot.target.start.clone()),
+            };
+            match line {
+                Some(line) => self.start_command(i, cmd, line),
+                // A reload took the command away while it waited: the step is done.
+                None => self.finish(i, cmd, cmd != Cmd::SkipIf),
+            }
+        }
+    }
+
+    /// Drops the queue on shutdown: those commands never start.
+    fn drop_queued(&mut self) {
+        for (id, cmd) in std::mem::take(&mut self.queued) {
+            if let Some(&i) = self.index.get(&id) {
+                info!(target = %self.slots[i].target.name, "shutting down: not running the {} command", cmd.name());
+                self.slots[i].state.abandon(Instant::now());
+            }
+        }
+    }
+
+    fn start_command(&mut self, i: usize, cmd: Cmd, line: config::CommandLine) {
         let slot = &self.slots[i];
         let (id, env, timeout) = (slot.id, command_env(slot), slot.target.command_timeout);
         self.in_flight += 1;
@@ -383,6 +444,13 @@ impl Daemon {
             // A dry run has nothing to say; for skip_if that means "do not skip".
             None => cmd != Cmd::SkipIf,
         };
+        self.finish(i, cmd, success);
+        self.start_queued();
+    }
+
+    /// Moves slot `i` on after its `cmd` finished.
+    fn finish(&mut self, i: usize, cmd: Cmd, success: bool) {
+        let slot = &mut self.slots[i];
         let next = slot
             .state
             .on_command_done(&slot.rules, cmd, success, Instant::now());
@@ -452,7 +520,10 @@ impl Daemon {
         systemd::send(systemd::Note::Reloading);
         info!(config = %path.display(), "reloading the config");
         match config::load(&path, Os::host()) {
-            Ok(config) => self.apply(config, false),
+            Ok(config) => {
+                self.apply(config, false);
+                self.start_queued();
+            }
             Err(e) => {
                 for (problem, pos) in &e.problems {
                     let at = pos
@@ -510,12 +581,15 @@ impl Daemon {
             warn!("lock_file changes take effect when protector is restarted");
         }
         self.files = config.files;
+        self.max_parallel = config.max_parallel_commands.max(1);
         let restored = if first {
             self.read_state_file()
         } else {
             HashMap::new()
         };
         let (mut unchanged, mut changed, mut added) = (0, 0, 0);
+        // With many targets, one "watching" line each is noise: they go to debug.
+        let quiet = enabled.len() > QUIET_ABOVE;
         for target in enabled {
             let rules = Rules::of(&target);
             let slot = match old.remove(&target.name) {
@@ -562,13 +636,17 @@ impl Daemon {
                         slot.restore_record(rec, now);
                     }
                     slot.note_error(err);
-                    info!(
-                        target = %slot.target.name,
-                        heartbeat = %slot.target.heartbeat.display(),
-                        timeout = %fmt_dur(slot.target.timeout),
-                        first_check_in = %fmt_dur(slot.state.deadline.saturating_duration_since(now.mono)),
-                        "watching"
+                    let (name, heartbeat, timeout, first_check_in) = (
+                        &slot.target.name,
+                        slot.target.heartbeat.display(),
+                        fmt_dur(slot.target.timeout),
+                        fmt_dur(slot.state.deadline.saturating_duration_since(now.mono)),
                     );
+                    if quiet {
+                        debug!(target = %name, %heartbeat, %timeout, %first_check_in, "watching");
+                    } else {
+                        info!(target = %name, %heartbeat, %timeout, %first_check_in, "watching");
+                    }
                     slot
                 }
             };
@@ -648,7 +726,9 @@ impl Daemon {
         let at = if urgent {
             Instant::now() + URGENT_FLUSH
         } else {
-            Instant::now() + LAZY_FLUSH
+            // Each write covers every target: with many of them, write less often.
+            let per_thousand = (self.slots.len() / 1000).clamp(1, 10) as u32;
+            Instant::now() + LAZY_FLUSH * per_thousand
         };
         self.flush_at = Some(self.flush_at.map_or(at, |t| t.min(at)));
     }

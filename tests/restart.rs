@@ -342,3 +342,36 @@ fn disabled_targets_are_not_watched() {
     let lines = sb.lines("events");
     assert!(lines.iter().all(|l| l.ends_with(" on")), "{lines:?}");
 }
+
+#[test]
+fn max_parallel_commands_bounds_a_storm_without_delaying_detection() {
+    let sb = Sandbox::new();
+    let mut yaml = String::from(
+        "max_parallel_commands: 1\ndefaults:\n  timeout: 1s\n  restart_grace: 30s\n  shell: true\n  start: echo \"+ $PROTECTOR_TARGET\" >> events; sleep 0.5; echo \"- $PROTECTOR_TARGET\" >> events\ntargets:\n",
+    );
+    for name in ["a", "b", "c"] {
+        sb.touch(&format!("{name}.beat"));
+        yaml.push_str(&format!("  - name: {name}\n    heartbeat: {name}.beat\n"));
+    }
+    let p = sb.run_config(&yaml);
+    wait_until(PATIENCE, "three starts", || sb.lines("events").len() >= 6);
+    let lines = sb.lines("events");
+    // One at a time: every start ends before the next begins.
+    for pair in lines.chunks(2) {
+        assert!(
+            pair[0].starts_with("+ ") && pair[1] == pair[0].replacen('+', "-", 1),
+            "commands overlapped: {lines:?}"
+        );
+    }
+    // All three were found stale before the last of them could start: waiting for a place
+    // does not delay detection.
+    let stale = p.wait_records("heartbeat is stale", None, 3);
+    let last_detected = stale.iter().map(timestamp).fold(f64::MIN, f64::max);
+    let starts = p.wait_records("running start command", None, 3);
+    let last_started = starts.iter().map(timestamp).fold(f64::MIN, f64::max);
+    assert!(
+        last_detected + 0.4 < last_started,
+        "detected at {last_detected}, last start at {last_started}\n{}",
+        p.log_text()
+    );
+}

@@ -51,7 +51,12 @@ pub struct Config {
     pub os: Os,
     pub targets: Vec<Target>,
     pub files: Files,
+    /// Stop/start/skip_if commands that may run at once, across all targets.
+    pub max_parallel_commands: usize,
 }
+
+/// Default of `max_parallel_commands`.
+pub const DEFAULT_MAX_PARALLEL_COMMANDS: usize = 256;
 
 /// Files protector itself writes, from the top level of the config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -22,6 +22,11 @@ pub struct RawConfig {
     /// Lock that keeps a second protector from watching the same targets. Default: the state
     /// file's path plus `.lock`, or a file in the temp directory named after the config path.
     pub lock_file: Option<String>,
+    /// How many stop/start/skip_if commands may run at the same time, across all targets
+    /// (default 256). Targets that go stale beyond that are detected and logged at once;
+    /// their commands wait in order of detection for a free place. Bounds a restart storm.
+    #[schemars(range(min = 1))]
+    pub max_parallel_commands: Option<u32>,
     /// Settings every target inherits unless it sets them itself.
     #[serde(default)]
     pub defaults: Option<RawDefaults>,

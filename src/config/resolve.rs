@@ -10,7 +10,9 @@ use std::time::Duration;
 use super::Problem;
 use super::duration;
 use super::expand::expand;
-use super::model::{Backoff, CommandLine, Config, Files, Os, Target};
+use super::model::{
+    Backoff, CommandLine, Config, DEFAULT_MAX_PARALLEL_COMMANDS, Files, Os, Target,
+};
 use super::position::escape;
 use super::raw::{CommandSpec, DurationSpec, OsOverrides, RawConfig, Settings};
 
@@ -65,7 +67,14 @@ pub fn resolve(raw: &RawConfig, os: Os, env: EnvLookup<'_>) -> Result<Config, Ve
     }
 
     if problems.is_empty() {
-        Ok(Config { os, targets, files })
+        Ok(Config {
+            os,
+            targets,
+            files,
+            max_parallel_commands: raw
+                .max_parallel_commands
+                .map_or(DEFAULT_MAX_PARALLEL_COMMANDS, |n| n as usize),
+        })
     } else {
         Err(problems)
     }
