@@ -5,9 +5,12 @@
 //! monit (Debian package `monit`) is used when it is on the PATH; without it (or with
 //! --no-monit) only protector's figures are printed. Linux only (reads /proc).
 //!
-//! - Detection latency: 1, then 100 heartbeat files go stale with a 1 s timeout; for each, the time
-//!   from its deadline (mtime plus the timeout) until its stop command has started (the
-//!   command records the time itself, for both tools). monit runs with its shortest cycle, 1 s.
+//! - Detection latency: 1, then 100 heartbeat files go stale with a 2 s timeout, first with
+//!   deadlines 10 ms apart (files written one after another), then all at once; for each, the
+//!   time from its deadline (mtime plus the timeout) until its stop command has started (the
+//!   command, this program with `--fire FILE`, records the time itself, for both tools).
+//!   protector's own share (deadline to spawning the command) comes from its log. monit runs
+//!   with its shortest cycle, 1 s. The files are rewritten once both tools are watching.
 //! - Idle cost: CPU time, context switches (all threads) and peak RSS over --idle-secs
 //!   (default 60) of watching files that stay fresh (the benchmark touches them half way)
 //!   with a 60 s timeout, for 1, 1,000 and 10,000 targets (monit for 1 and 1,000).
@@ -26,6 +29,14 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, file] = args.as_slice()
+        && flag == "--fire"
+    {
+        // The stop command of the latency runs: record when it started.
+        let now = epoch(std::time::SystemTime::now());
+        std::fs::write(file, format!("{now:.6}")).unwrap();
+        return;
+    }
     let idle_secs = args
         .iter()
         .position(|a| a == "--idle-secs")
@@ -44,13 +55,25 @@ fn main() {
     println!("| measurement | protector | monit |");
     println!("|---|---|---|");
 
-    for n in [1, 100] {
-        let p = latency_protector(&bin, n);
-        let m = monit.as_ref().map(|m| latency_monit(m, n));
+    for (n, spread) in [(1, false), (100, true), (100, false)] {
+        let (p, own) = latency_protector(&bin, n, spread);
+        let m = monit.as_ref().map(|m| latency_monit(m, n, spread));
+        let what = match (n, spread) {
+            (1, _) => "1 target".to_string(),
+            (n, true) => format!("{n} targets, deadlines 10 ms apart"),
+            (n, false) => format!("{n} targets stale at once"),
+        };
         row(
-            &format!("detection latency, {n} target(s), 1 s timeout: p50 / p99 / max"),
+            &format!(
+                "detection latency, {what}, {LATENCY_TIMEOUT_SECS} s timeout: p50 / p99 / max"
+            ),
             &p,
             m.as_ref(),
+        );
+        row(
+            &format!("  of which protector's own (deadline to spawn, from its log), {what}"),
+            &own,
+            None,
         );
     }
     if args.iter().any(|a| a == "--latency-only") {
@@ -193,50 +216,123 @@ fn wait(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     true
 }
 
-/// Each target's stop command writes the time it started to tN.fired; latency is that minus
-/// the deadline (the file's mtime plus 1 s).
-fn fired_latencies(dir: &Path, n: usize) -> String {
-    let fired = |i: usize| dir.join(format!("t{i}.fired"));
-    if !wait(Duration::from_secs(30), || {
-        (0..n).all(|i| fired(i).exists())
-    }) {
-        return "did not fire within 30 s".into();
+/// Writes `n` heartbeat files, `gap` apart.
+fn beats_spread(dir: &Path, n: usize, gap: Duration) {
+    for i in 0..n {
+        std::fs::write(dir.join(format!("t{i}.beat")), b"x").unwrap();
+        std::thread::sleep(gap);
     }
-    std::thread::sleep(Duration::from_millis(100));
-    let mut late: Vec<f64> = (0..n)
-        .map(|i| {
-            let at: f64 = std::fs::read_to_string(fired(i))
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-            (at - (mtime(&dir.join(format!("t{i}.beat"))) + 1.0)) * 1000.0
-        })
-        .collect();
+}
+
+/// Timeout of the latency runs: long enough to rewrite every heartbeat (over 1 s when
+/// spread) before protector's first look, so each deadline is its rewritten file's mtime plus
+/// this.
+const LATENCY_TIMEOUT_SECS: u64 = 2;
+
+/// The deadline of target `i` in the latency runs.
+fn deadline(dir: &Path, i: usize) -> f64 {
+    mtime(&dir.join(format!("t{i}.beat"))) + LATENCY_TIMEOUT_SECS as f64
+}
+
+/// "p50 / p99 / max ms" of latencies in seconds.
+fn percentiles(mut late: Vec<f64>) -> String {
     late.sort_by(f64::total_cmp);
-    let pct = |p: f64| late[((late.len() as f64 - 1.0) * p).round() as usize];
+    let pct = |p: f64| late[((late.len() as f64 - 1.0) * p).round() as usize] * 1000.0;
     format!("{:.1} / {:.1} / {:.1} ms", pct(0.5), pct(0.99), pct(1.0))
 }
 
-fn fire_cmd(dir: &Path, i: usize) -> String {
-    format!(
-        "date +%s.%N > {}",
-        dir.join(format!("t{i}.fired")).display()
+/// Each target's stop command (this program with --fire) writes the time it started to
+/// tN.fired; latency is that minus the deadline.
+fn fired_latencies(dir: &Path, n: usize) -> String {
+    let fired = |i: usize| dir.join(format!("t{i}.fired"));
+    let read = |i: usize| -> Option<f64> { std::fs::read_to_string(fired(i)).ok()?.parse().ok() };
+    if !wait(Duration::from_secs(30), || {
+        (0..n).all(|i| read(i).is_some())
+    }) {
+        return "did not fire within 30 s".into();
+    }
+    percentiles(
+        (0..n)
+            .map(|i| read(i).unwrap() - deadline(dir, i))
+            .collect(),
     )
 }
 
-fn latency_protector(bin: &Path, n: usize) -> String {
+/// The stop command: this benchmark binary, recording when it started.
+fn fire_argv(dir: &Path, i: usize) -> [String; 3] {
+    let exe = std::env::current_exe().unwrap();
+    [
+        exe.display().to_string(),
+        "--fire".into(),
+        dir.join(format!("t{i}.fired")).display().to_string(),
+    ]
+}
+
+fn write_beats(dir: &Path, n: usize, spread: bool) {
+    if spread {
+        beats_spread(dir, n, Duration::from_millis(10));
+    } else {
+        beats(dir, n);
+    }
+}
+
+/// Returns (latency until the stop command ran, latency until protector spawned it).
+fn latency_protector(bin: &Path, n: usize, spread: bool) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
-    beats(dir.path(), n);
     let d = dir.path().to_path_buf();
-    let cfg = protector_config(dir.path(), n, "1s", &|i| {
-        format!(", stop: [sh, -c, '{}'], start: ['true']", fire_cmd(&d, i))
+    let timeout = format!("{LATENCY_TIMEOUT_SECS}s");
+    let cfg = protector_config(dir.path(), n, &timeout, &|i| {
+        format!(
+            ", stop: {}, start: ['true']",
+            serde_json::to_string(&fire_argv(&d, i)).unwrap()
+        )
     });
+    beats(dir.path(), n);
     let mut child = spawn_protector(bin, &cfg);
+    // Read the log as it comes (a full pipe would stall protector) and keep when each stop
+    // command was spawned.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in stderr.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line.unwrap()) else {
+                continue;
+            };
+            if v["message"] == "protector is running" {
+                let _ = tx.send(None);
+            }
+            if v["message"] == "running stop command" {
+                let name = v["target"].as_str().unwrap_or_default();
+                let i: usize = name.trim_start_matches('t').parse().unwrap();
+                let _ = tx.send(Some((
+                    i,
+                    timestamp::epoch_secs(v["timestamp"].as_str().unwrap()),
+                )));
+            }
+        }
+    });
+    assert_eq!(rx.recv().unwrap(), None, "protector did not start");
+    write_beats(dir.path(), n, spread);
     let result = fired_latencies(dir.path(), n);
     let _ = child.kill();
     let _ = child.wait();
-    result
+    reader.join().unwrap();
+    let mut spawned = std::collections::HashMap::new();
+    for (i, at) in rx.iter().flatten() {
+        // The first stop of each target is the one measured.
+        spawned.entry(i).or_insert(at);
+    }
+    let own = if spawned.len() == n {
+        percentiles(
+            spawned
+                .iter()
+                .map(|(&i, &at)| at - deadline(dir.path(), i))
+                .collect(),
+        )
+    } else {
+        format!("{} of {n} stops in the log", spawned.len())
+    };
+    (result, own)
 }
 
 fn monit_config(
@@ -286,14 +382,17 @@ fn spawn_monit(monit: &Path, rc: &Path) -> Child {
         .unwrap()
 }
 
-fn latency_monit(monit: &Path, n: usize) -> String {
+fn latency_monit(monit: &Path, n: usize, spread: bool) -> String {
     let dir = tempfile::tempdir().unwrap();
     beats(dir.path(), n);
     let d = dir.path().to_path_buf();
-    let rc = monit_config(dir.path(), n, 1, &|i| {
-        format!("/bin/sh -c '{}'", fire_cmd(&d, i))
+    let rc = monit_config(dir.path(), n, LATENCY_TIMEOUT_SECS, &|i| {
+        fire_argv(&d, i).join(" ")
     });
     let mut child = spawn_monit(monit, &rc);
+    // Let monit take its first look at fresh files, then start the clock.
+    std::thread::sleep(Duration::from_millis(500));
+    write_beats(dir.path(), n, spread);
     let result = fired_latencies(dir.path(), n);
     let _ = child.kill();
     let _ = child.wait();

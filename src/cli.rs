@@ -160,6 +160,7 @@ enum Command {
 
 /// Parses the command line and does what it says.
 pub fn main() -> ExitCode {
+    crate::platform::tune_memory();
     let cli = Cli::parse();
     let log = |run: &RunOpts| LogOptions {
         verbosity: cli.global.verbose as i8 - cli.global.quiet as i8,

@@ -691,6 +691,8 @@ impl Daemon {
             );
         }
         self.mark_dirty(true);
+        // What loading the config needed beyond the model is free now.
+        platform::return_free_memory();
     }
 
     /// Records of the previous run, by target name. An unusable file is set aside.
@@ -748,8 +750,7 @@ impl Daemon {
             errors.push(format!("cannot write state file {}: {e}", path.display()));
         }
         if let Some(path) = &self.files.metrics_file
-            && let Err(e) =
-                crate::fsutil::write_atomically(path, metrics::render(&snapshot).as_bytes())
+            && let Err(e) = crate::fsutil::write_atomically(path, |w| metrics::render(&snapshot, w))
         {
             errors.push(format!("cannot write metrics file {}: {e}", path.display()));
         }

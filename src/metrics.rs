@@ -1,115 +1,110 @@
 //! Prometheus metrics in the text exposition format, for node_exporter's textfile collector.
 //! Rendered from the same snapshot as the state file and written atomically beside it.
 
-use std::fmt::Write;
+use std::io::{self, Write};
 
-use crate::state::{STATES, StateFile};
+use crate::state::{STATES, StateFile, TargetRecord};
 
-pub fn render(state: &StateFile) -> String {
-    let mut out = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        for (labels, value) in rows {
-            let _ = writeln!(out, "{name}{labels} {value}");
-        }
-    };
-    let per_target = |f: &dyn Fn(&crate::state::TargetRecord) -> Option<f64>| {
-        state
-            .targets
-            .iter()
-            .filter_map(|t| f(t).map(|v| (format!("{{target=\"{}\"}}", escape(&t.name)), v)))
-            .collect::<Vec<_>>()
+/// Writes the metrics of `state` to `out`, row by row.
+pub fn render(state: &StateFile, out: &mut dyn Write) -> io::Result<()> {
+    let head = |out: &mut dyn Write, name: &str, kind: &str, help: &str| {
+        writeln!(out, "# HELP {name} {help}")?;
+        writeln!(out, "# TYPE {name} {kind}")
     };
     let now = state.written_at;
-    family(
-        "protector_heartbeat_age_seconds",
-        "gauge",
-        "Seconds since the target's last heartbeat, when this file was written.",
-        per_target(&|t| t.last_heartbeat.map(|h| (now - h).max(0.0))),
-    );
-    family(
-        "protector_last_heartbeat_timestamp_seconds",
-        "gauge",
-        "When the target's last heartbeat was seen (Unix time).",
-        per_target(&|t| t.last_heartbeat),
-    );
-    family(
-        "protector_restarts_total",
-        "counter",
-        "Restarts of the target.",
-        per_target(&|t| Some(t.restarts_total as f64)),
-    );
-    family(
-        "protector_consecutive_restarts",
-        "gauge",
-        "Restarts since the target's last heartbeat.",
-        per_target(&|t| Some(f64::from(t.consecutive_restarts))),
-    );
-    family(
-        "protector_command_failures_total",
-        "counter",
-        "Stop and start commands that failed, could not run, or timed out.",
-        per_target(&|t| Some(t.command_failures_total as f64)),
-    );
-    family(
-        "protector_command_timeouts_total",
-        "counter",
-        "Stop and start commands killed at command_timeout.",
-        per_target(&|t| Some(t.command_timeouts_total as f64)),
-    );
-    family(
-        "protector_last_restart_timestamp_seconds",
-        "gauge",
-        "When the target was last restarted (Unix time).",
-        per_target(&|t| t.last_restart.as_ref().map(|r| r.at)),
-    );
-    family(
-        "protector_backoff_seconds",
-        "gauge",
-        "Current wait between consecutive restarts (0 when not backing off).",
-        per_target(&|t| Some(t.backoff_secs)),
-    );
-    let states = state
-        .targets
-        .iter()
-        .flat_map(|t| {
-            STATES.iter().map(move |s| {
-                (
-                    format!("{{target=\"{}\",state=\"{s}\"}}", escape(&t.name)),
-                    if t.state == *s { 1.0 } else { 0.0 },
-                )
-            })
-        })
-        .collect();
-    family(
-        "protector_target_state",
-        "gauge",
-        "1 for the target's current state.",
-        states,
-    );
-    family(
-        "protector_heartbeat_observations_total",
+    let per_target: [(&str, &str, &str, &dyn Fn(&TargetRecord) -> Option<f64>); 8] = [
+        (
+            "protector_heartbeat_age_seconds",
+            "gauge",
+            "Seconds since the target's last heartbeat, when this file was written.",
+            &|t| t.last_heartbeat.map(|h| (now - h).max(0.0)),
+        ),
+        (
+            "protector_last_heartbeat_timestamp_seconds",
+            "gauge",
+            "When the target's last heartbeat was seen (Unix time).",
+            &|t| t.last_heartbeat,
+        ),
+        (
+            "protector_restarts_total",
+            "counter",
+            "Restarts of the target.",
+            &|t| Some(t.restarts_total as f64),
+        ),
+        (
+            "protector_consecutive_restarts",
+            "gauge",
+            "Restarts since the target's last heartbeat.",
+            &|t| Some(f64::from(t.consecutive_restarts)),
+        ),
+        (
+            "protector_command_failures_total",
+            "counter",
+            "Stop and start commands that failed, could not run, or timed out.",
+            &|t| Some(t.command_failures_total as f64),
+        ),
+        (
+            "protector_command_timeouts_total",
+            "counter",
+            "Stop and start commands killed at command_timeout.",
+            &|t| Some(t.command_timeouts_total as f64),
+        ),
+        (
+            "protector_last_restart_timestamp_seconds",
+            "gauge",
+            "When the target was last restarted (Unix time).",
+            &|t| t.last_restart.as_ref().map(|r| r.at),
+        ),
+        (
+            "protector_backoff_seconds",
+            "gauge",
+            "Current wait between consecutive restarts (0 when not backing off).",
+            &|t| Some(t.backoff_secs),
+        ),
+    ];
+    for (name, kind, help, value) in per_target {
+        head(out, name, kind, help)?;
+        for t in &state.targets {
+            if let Some(v) = value(t) {
+                writeln!(out, "{name}{{target=\"{}\"}} {v}", escape(&t.name))?;
+            }
+        }
+    }
+    let name = "protector_target_state";
+    head(out, name, "gauge", "1 for the target's current state.")?;
+    for t in &state.targets {
+        for s in STATES {
+            let v = u8::from(t.state == *s);
+            writeln!(
+                out,
+                "{name}{{target=\"{}\",state=\"{s}\"}} {v}",
+                escape(&t.name)
+            )?;
+        }
+    }
+    let name = "protector_heartbeat_observations_total";
+    head(
+        out,
+        name,
         "counter",
         "Heartbeat files looked at (one stat each), all targets together.",
-        vec![(String::new(), state.observations_total as f64)],
-    );
-    family(
-        "protector_start_time_seconds",
+    )?;
+    writeln!(out, "{name} {}", state.observations_total)?;
+    let name = "protector_start_time_seconds";
+    head(
+        out,
+        name,
         "gauge",
         "When this protector started (Unix time).",
-        vec![(String::new(), state.started_at)],
-    );
-    family(
-        "protector_build_info",
-        "gauge",
-        "Build of protector.",
-        vec![(
-            format!("{{version=\"{}\"}}", escape(&state.protector_version)),
-            1.0,
-        )],
-    );
-    out
+    )?;
+    writeln!(out, "{name} {}", state.started_at)?;
+    let name = "protector_build_info";
+    head(out, name, "gauge", "Build of protector.")?;
+    writeln!(
+        out,
+        "{name}{{version=\"{}\"}} 1",
+        escape(&state.protector_version)
+    )
 }
 
 /// Label values escape backslash, double quote and newline.

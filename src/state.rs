@@ -95,9 +95,10 @@ pub fn load(path: &Path) -> Result<Option<StateFile>, String> {
 }
 
 pub fn save(path: &Path, state: &StateFile) -> std::io::Result<()> {
-    let mut text = serde_json::to_string_pretty(state).expect("state serializes");
-    text.push('\n');
-    fsutil::write_atomically(path, text.as_bytes())
+    fsutil::write_atomically(path, |w| {
+        serde_json::to_writer_pretty(&mut *w, state)?;
+        w.write_all(b"\n")
+    })
 }
 
 /// Moves an unusable state file out of the way (never deletes it: it may be evidence).

@@ -43,7 +43,7 @@ pub struct RawDefaults {
     pub settings: Settings,
     /// Per-OS overrides of the defaults.
     #[serde(default)]
-    pub os: Option<OsOverrides>,
+    pub os: Option<Box<OsOverrides>>,
 }
 
 /// One watched service.
@@ -58,7 +58,7 @@ pub struct RawTarget {
     /// Per-OS overrides; the specific OS wins over `unix`, which wins over the target's own
     /// settings, which win over `defaults`.
     #[serde(default)]
-    pub os: Option<OsOverrides>,
+    pub os: Option<Box<OsOverrides>>,
 }
 
 /// Overrides keyed by operating system.

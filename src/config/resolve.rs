@@ -38,10 +38,15 @@ pub fn resolve(raw: &RawConfig, os: Os, env: EnvLookup<'_>) -> Result<Config, Ve
             ));
         }
         let mut layers = Vec::with_capacity(6);
-        push_os_layers(&mut layers, format!("/targets/{i}"), target.os.as_ref(), os);
+        push_os_layers(
+            &mut layers,
+            format!("/targets/{i}"),
+            target.os.as_deref(),
+            os,
+        );
         layers.push((format!("/targets/{i}"), &target.settings));
         if let Some(defaults) = &raw.defaults {
-            push_os_layers(&mut layers, "/defaults".into(), defaults.os.as_ref(), os);
+            push_os_layers(&mut layers, "/defaults".into(), defaults.os.as_deref(), os);
             layers.push(("/defaults".into(), &defaults.settings));
         }
         let layered = Layered {

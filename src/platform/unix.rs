@@ -42,3 +42,29 @@ pub fn listen_for_signals(deliver: super::OnSignal) -> std::io::Result<()> {
         })?;
     Ok(())
 }
+
+/// Keeps the allocator from holding on to memory protector no longer uses. Loading a large
+/// config briefly needs several times its final size (the YAML parser's events, the JSON
+/// document, the raw types); glibc would keep much of that, because its mmap threshold grows
+/// after the first large free and later large buffers then come from the heap, where they
+/// fragment. A fixed threshold sends every large buffer to mmap (returned to the OS when
+/// freed), and two arenas keep short-lived command threads from adding arenas of their own.
+pub fn tune_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; it is called before any other
+    // thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+/// Hands freed heap pages back to the OS (after a config was loaded).
+pub fn return_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim is thread-safe and only releases memory that is already free.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -52,3 +52,9 @@ pub fn listen_for_signals(deliver: super::OnSignal) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Nothing to tune: the Windows heap returns large blocks to the OS by itself.
+pub fn tune_memory() {}
+
+/// Nothing to do on Windows (see `tune_memory`).
+pub fn return_free_memory() {}
