@@ -5,6 +5,14 @@ use std::io::{self, Write};
 
 use crate::state::{STATES, StateFile, TargetRecord};
 
+/// A per-target metric: name, type, help and the value of one target (if it has one).
+type Family<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a dyn Fn(&TargetRecord) -> Option<f64>,
+);
+
 /// Writes the metrics of `state` to `out`, row by row.
 pub fn render(state: &StateFile, out: &mut dyn Write) -> io::Result<()> {
     let head = |out: &mut dyn Write, name: &str, kind: &str, help: &str| {
@@ -12,7 +20,7 @@ pub fn render(state: &StateFile, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "# TYPE {name} {kind}")
     };
     let now = state.written_at;
-    let per_target: [(&str, &str, &str, &dyn Fn(&TargetRecord) -> Option<f64>); 8] = [
+    let per_target: [Family; 8] = [
         (
             "protector_heartbeat_age_seconds",
             "gauge",
