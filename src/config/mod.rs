@@ -109,10 +109,26 @@ pub fn load(path: &Path, os: Os) -> Result<Config, ConfigError> {
     }
     let bytes = std::fs::read(path).map_err(|e| single(format!("cannot read config file: {e}")))?;
     let text = String::from_utf8(bytes).map_err(|e| {
-        single(format!(
-            "config file is not valid UTF-8 (invalid byte at offset {})",
-            e.utf8_error().valid_up_to()
-        ))
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let at = position::Position {
+            line: good.iter().filter(|&&b| b == b'\n').count() + 1,
+            // Characters before the bad byte on its line, plus one.
+            column: String::from_utf8_lossy(&good[line_start..]).chars().count() + 1,
+        };
+        ConfigError {
+            file: file.clone(),
+            problems: vec![(
+                Problem::new(
+                    "",
+                    format!(
+                        "config file is not valid UTF-8 (invalid byte at offset {})",
+                        good.len()
+                    ),
+                ),
+                Some(at),
+            )],
+        }
     })?;
     let env = |name: &str| std::env::var(name).ok();
     let on_host = os == Os::host();
