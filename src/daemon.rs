@@ -120,6 +120,11 @@ pub fn run(config: Config, lock_file: PathBuf, mut opts: Options) -> Result<Exit
             let _ = tx.send(Msg::Signal(s));
         })
     };
+    // A panic is a bug: log it like everything else (the loop contains it, see `contained`).
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(|l| l.to_string()).unwrap_or_default();
+        error!(%location, panic = panic_message(info.payload()), "panic");
+    }));
     platform::listen_for_signals(deliver(tx.clone()))?;
     if let Some(source) = opts.signal_source.take() {
         source(deliver(tx.clone()));
@@ -256,19 +261,59 @@ impl Daemon {
         let mut to_run = Vec::new();
         for (&i, (obs, err)) in due.iter().zip(looks) {
             self.slots[i].note_error(err);
-            if let Some(cmd) = self.on_due(i, &obs, now) {
-                to_run.push((i, cmd));
-            } else {
-                self.heap.push(Reverse((self.slots[i].state.deadline, i)));
+            match self.contained(i, "judging the heartbeat", |d| d.on_due(i, &obs, now)) {
+                Some(Some(cmd)) => to_run.push((i, cmd)),
+                Some(None) => self.heap.push(Reverse((self.slots[i].state.deadline, i))),
+                None => self.recover(i, &obs),
             }
         }
         for (i, cmd) in to_run {
-            self.spawn(i, cmd);
+            if self
+                .contained(i, "starting a command", |d| d.spawn(i, cmd))
+                .is_none()
+            {
+                self.slots[i].state.abandon(Instant::now());
+                self.recover(i, &obs_now(&self.slots[i].target.heartbeat));
+            }
         }
+    }
+
+    /// Runs `f`, which handles slot `i`, so that a bug (a panic) in the handling of one
+    /// target is logged and never stops the loop or any other target. `None` after a panic.
+    fn contained<T>(&mut self, i: usize, doing: &str, f: impl FnOnce(&mut Self) -> T) -> Option<T> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self))) {
+            Ok(v) => Some(v),
+            Err(payload) => {
+                error!(
+                    target = %self.slots[i].target.name,
+                    panic = panic_message(&*payload),
+                    "internal error while {doing}; this target is watched afresh and every other goes on"
+                );
+                None
+            }
+        }
+    }
+
+    /// After a panic in its handling, slot `i` starts over from `obs` as at start-up (with
+    /// its restart counts), so it is watched again whatever state the panic left behind.
+    fn recover(&mut self, i: usize, obs: &Observation) {
+        let slot = &mut self.slots[i];
+        if slot.is_running() {
+            // Its command runs and will report back; the state moves on from there.
+            return;
+        }
+        let now = Now::read();
+        let (consecutive, total) = (slot.state.consecutive, slot.state.restarts_total);
+        let mut state = TargetState::start(&slot.rules, obs, now);
+        state.restore(&slot.rules, consecutive, total, None, now.mono);
+        slot.state = state;
+        self.heap.push(Reverse((slot.state.deadline, i)));
+        self.mark_dirty(true);
     }
 
     /// Applies a due check to slot `i`; returns the command to start, if any.
     fn on_due(&mut self, i: usize, obs: &Observation, now: Now) -> Option<Cmd> {
+        inject_panic(&self.slots[i].target.name);
         let slot = &mut self.slots[i];
         let was_given_up = slot.state.phase == Phase::GivenUp;
         let out = slot.state.on_due(&slot.rules, obs, now);
@@ -400,7 +445,12 @@ impl Daemon {
             .spawn({
                 let tx = tx.clone();
                 move || {
-                    let outcome = command::run(&line, &env, timeout);
+                    // Whatever happens, report back: a lost report would leave the target
+                    // waiting for its command for ever.
+                    let outcome = std::panic::catch_unwind(|| command::run(&line, &env, timeout))
+                        .unwrap_or_else(|p| {
+                            Outcome::failed(format!("internal error: {}", panic_message(&*p)))
+                        });
                     let _ = tx.send(Msg::Done {
                         id,
                         cmd,
@@ -444,7 +494,16 @@ impl Daemon {
             // A dry run has nothing to say; for skip_if that means "do not skip".
             None => cmd != Cmd::SkipIf,
         };
-        self.finish(i, cmd, success);
+        if self
+            .contained(i, "moving on after a command", |d| {
+                d.finish(i, cmd, success)
+            })
+            .is_none()
+        {
+            let obs = obs_now(&self.slots[i].target.heartbeat);
+            self.slots[i].state.abandon(Instant::now());
+            self.recover(i, &obs);
+        }
         self.start_queued();
     }
 
@@ -961,3 +1020,34 @@ fn non_empty(s: &str) -> Option<&str> {
 fn fmt_secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
+
+/// Looks at a heartbeat now (after a panic, to start the target over).
+fn obs_now(path: &Path) -> Observation {
+    heartbeat::observe(path).0
+}
+
+/// The message of a panic payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+/// Test builds only: `PROTECTOR_TEST_PANIC=<target>` makes the first judgement of that
+/// target panic, to prove a bug in one target's handling harms nothing else. Compiled out of
+/// release builds.
+#[cfg(debug_assertions)]
+fn inject_panic(target: &str) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if std::env::var("PROTECTOR_TEST_PANIC").is_ok_and(|t| t == target)
+        && !DONE.swap(true, Ordering::Relaxed)
+    {
+        panic!("injected for a test in the handling of {target}");
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn inject_panic(_: &str) {}

@@ -1,6 +1,6 @@
 //! Writing files that other programs read while protector runs (state, metrics): always
 //! through a temporary file in the same directory and a rename, so a reader sees the old
-//! version or the new one, never half of one.
+//! version or the new one, never half of one. A missing directory is created first.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,6 +13,7 @@ pub fn write_atomically(
 ) -> std::io::Result<()> {
     let tmp = temp_sibling(path);
     let result = (|| {
+        create_parent(path)?;
         let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
         fill(&mut w)?;
         let f = w.into_inner().map_err(|e| e.into_error())?;
@@ -23,6 +24,15 @@ pub fn write_atomically(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Creates the directory `path` goes in when it is missing (at start-up, or after it was
+/// removed while protector ran): protector's own files then come back by themselves.
+pub fn create_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => std::fs::create_dir_all(dir),
+        _ => Ok(()),
+    }
 }
 
 fn temp_sibling(path: &Path) -> PathBuf {

@@ -14,6 +14,13 @@ pub struct InstanceLock {
 }
 
 pub fn acquire(path: &Path) -> anyhow::Result<InstanceLock> {
+    // Its directory (often the state file's) is created like the state file's would be.
+    crate::fsutil::create_parent(path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create the directory of lock file {}: {e}",
+            path.display()
+        )
+    })?;
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)

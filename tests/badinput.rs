@@ -195,7 +195,8 @@ fn legacy_odd_paths_and_shell_metacharacters() {
     let beat = dir.join("mínion alive ✓.beat");
     assert!(beat.as_os_str().len() > 1000);
     std::fs::write(&beat, b"").unwrap();
-    let stop = r#"printf '%s|' "it's" 'a;b' "$((6*7))" '$HOME' "q\"q" > "stop out"; echo >> "stop out""#;
+    let stop =
+        r#"printf '%s|' "it's" 'a;b' "$((6*7))" '$HOME' "q\"q" > "stop out"; echo >> "stop out""#;
     let start = r#"x=`echo back tick`; echo "$x & more" > 'start out'"#;
     let p = sb.spawn(&[beat.to_str().unwrap(), stop, start, "1"]);
     wait_until(PATIENCE, "both commands", || {

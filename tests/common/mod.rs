@@ -84,7 +84,13 @@ impl Sandbox {
 
     /// Starts `protector --log-format json -v ARGS` in the sandbox.
     pub fn spawn(&self, args: &[&str]) -> Running {
+        self.spawn_env(args, &[])
+    }
+
+    /// `spawn` with extra environment variables.
+    pub fn spawn_env(&self, args: &[&str], env: &[(&str, &str)]) -> Running {
         let mut child = Command::new(bin())
+            .envs(env.iter().copied())
             .args(["--log-format", "json", "-v"])
             .args(args)
             .current_dir(self.dir.path())
@@ -109,8 +115,12 @@ impl Sandbox {
 
     /// Starts protector on a config written into the sandbox.
     pub fn run_config(&self, yaml: &str) -> Running {
+        self.run_config_env(yaml, &[])
+    }
+
+    pub fn run_config_env(&self, yaml: &str, env: &[(&str, &str)]) -> Running {
         let cfg = self.write("protector.yaml", yaml);
-        self.spawn(&["--config", cfg.to_str().unwrap()])
+        self.spawn_env(&["--config", cfg.to_str().unwrap()], env)
     }
 }
 
@@ -164,6 +174,11 @@ impl Running {
         self.child.id()
     }
 
+    /// protector has not exited.
+    pub fn child_alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
     /// Sends a signal by name (`TERM`, `HUP`, `KILL`).
     pub fn signal(&self, name: &str) {
         let ok = Command::new("kill")
@@ -191,6 +206,15 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A field of /proc/PID/status in kB or as a count (`VmHWM`, `Threads`).
+pub fn proc_status(pid: u32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
 /// Is a process with this pid alive (and not a zombie)?

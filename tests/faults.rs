@@ -1,0 +1,292 @@
+//! Faults while running: what happens to heartbeat files, to commands and to protector's own
+//! files, and a bug in the handling of one target. Each test asserts what an operator would
+//! want: the service stays protected, the fault is logged, nothing else is harmed.
+#![cfg(unix)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use common::*;
+
+/// Writes to a heartbeat file every 200 ms (ignoring failures, e.g. while its directory is
+/// gone) until dropped.
+struct Toucher {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Toucher {
+    fn new(path: PathBuf) -> Toucher {
+        Toucher::with(move || {
+            let _ = std::fs::write(&path, format!("{:?}", SystemTime::now()));
+        })
+    }
+
+    fn with(mut beat: impl FnMut() + Send + 'static) -> Toucher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                beat();
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        Toucher {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Toucher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One target `svc` with a 1 s timeout whose start command appends "start" to `events`.
+fn svc(heartbeat: &str, extra: &str) -> String {
+    format!(
+        "targets:\n  - name: svc\n    heartbeat: {heartbeat}\n    timeout: 1s\n    restart_grace: 1s\n    shell: true\n    start: echo start >> events\n{extra}"
+    )
+}
+
+#[test]
+fn heartbeat_directory_removed_and_recreated() {
+    let sb = Sandbox::new();
+    std::fs::create_dir(sb.path("beats")).unwrap();
+    let _toucher = Toucher::new(sb.path("beats/svc.beat"));
+    let p = sb.run_config(&svc("beats/svc.beat", ""));
+    p.wait_records("heartbeat seen", Some("svc"), 2);
+    assert!(sb.lines("events").is_empty());
+
+    std::fs::remove_dir_all(sb.path("beats")).unwrap();
+    wait_until(PATIENCE, "a restart", || !sb.lines("events").is_empty());
+    p.wait_records("heartbeat is stale", Some("svc"), 1);
+
+    std::fs::create_dir(sb.path("beats")).unwrap();
+    p.wait_records("heartbeat is back after restart", Some("svc"), 1);
+}
+
+#[test]
+fn heartbeat_replaced_by_a_directory_counts_as_none_and_says_why() {
+    let sb = Sandbox::new();
+    sb.touch("svc.beat");
+    let p = sb.run_config(&svc("svc.beat", ""));
+    std::fs::remove_file(sb.path("svc.beat")).unwrap();
+    std::fs::create_dir(sb.path("svc.beat")).unwrap();
+    let why = p.wait_records("cannot read the heartbeat file", Some("svc"), 1);
+    assert!(
+        why[0]["reason"].as_str().unwrap().contains("directory"),
+        "{why:?}"
+    );
+    wait_until(PATIENCE, "a restart", || !sb.lines("events").is_empty());
+}
+
+#[test]
+fn a_symlinked_heartbeat_follows_its_target() {
+    let sb = Sandbox::new();
+    let toucher = Toucher::new(sb.path("real.beat"));
+    wait_until(PATIENCE, "the real file", || sb.path("real.beat").exists());
+    std::os::unix::fs::symlink("real.beat", sb.path("svc.beat")).unwrap();
+    let p = sb.run_config(&svc("svc.beat", ""));
+    // Fresh through the link for three timeouts.
+    p.wait_records("heartbeat seen", Some("svc"), 3);
+    assert!(sb.lines("events").is_empty(), "{}", p.log_text());
+    // The link's target stops changing, then disappears: a dangling link is no heartbeat.
+    drop(toucher);
+    std::fs::remove_file(sb.path("real.beat")).unwrap();
+    wait_until(PATIENCE, "a restart", || !sb.lines("events").is_empty());
+}
+
+#[test]
+fn an_mtime_in_the_future_does_not_postpone_a_restart() {
+    let sb = Sandbox::new();
+    sb.touch("svc.beat");
+    let hour_ahead = SystemTime::now() + Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(sb.path("svc.beat"))
+        .unwrap()
+        .set_modified(hour_ahead)
+        .unwrap();
+    let p = sb.run_config(&svc("svc.beat", ""));
+    // Dated no later than when protector saw it: stale about a second later, not in an hour.
+    wait_until(PATIENCE, "a restart", || !sb.lines("events").is_empty());
+    let stale = p.wait_records("heartbeat is stale", Some("svc"), 1);
+    assert!(!stale[0]["age"].as_str().unwrap().starts_with('-'));
+}
+
+#[test]
+fn changes_dated_far_in_the_past_still_count_as_heartbeats() {
+    let sb = Sandbox::new();
+    sb.touch("svc.beat");
+    let path = sb.path("svc.beat");
+    let mut n = 0u64;
+    // A writer whose clock is wrong (or `touch -d`): the file changes, its mtime is 1970.
+    let _toucher = Toucher::with(move || {
+        n += 1;
+        let _ = std::fs::write(&path, n.to_string());
+        if let Ok(f) = std::fs::File::options().write(true).open(&path) {
+            let _ = f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(n));
+        }
+    });
+    let p = sb.run_config(&svc("svc.beat", ""));
+    p.wait_records("heartbeat seen", Some("svc"), 3);
+    assert!(sb.lines("events").is_empty(), "{}", p.log_text());
+}
+
+#[test]
+fn a_command_printing_100_mb_is_bounded_and_its_tail_logged() {
+    let sb = Sandbox::new();
+    sb.touch("svc.beat");
+    let p = sb.run_config(&svc(
+        "svc.beat",
+        "    stop: head -c 100000000 /dev/zero | tr '\\0' x; echo; echo last words; exit 3\n",
+    ));
+    let failed = p.wait_records("stop command failed", Some("svc"), 1);
+    let out = failed[0]["stdout"].as_str().unwrap();
+    assert!(
+        out.starts_with("...") && out.ends_with("last words"),
+        "{out:.100}"
+    );
+    assert!(out.len() <= 4096 + 3, "{} bytes kept", out.len());
+    // The restart went on to start after the failed stop.
+    wait_until(PATIENCE, "start", || !sb.lines("events").is_empty());
+    let peak_kib = proc_status(p.pid(), "VmHWM");
+    assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} kB");
+}
+
+#[test]
+fn a_command_ignoring_sigterm_is_killed_at_its_timeout() {
+    let sb = Sandbox::new();
+    sb.touch("svc.beat");
+    let p = sb.run_config(&svc(
+        "svc.beat",
+        "    command_timeout: 1s\n    stop: trap '' TERM; echo $$ > stop.pid; sleep 60 & echo $! > child.pid; wait\n",
+    ));
+    let (stop, child) = (read_pid(&sb, "stop.pid"), read_pid(&sb, "child.pid"));
+    p.wait_records("stop command timed out", Some("svc"), 1);
+    wait_until(PATIENCE, "the stop command's tree to die", || {
+        !alive(stop) && !alive(child)
+    });
+    wait_until(PATIENCE, "start", || !sb.lines("events").is_empty());
+}
+
+#[test]
+fn a_command_that_leaves_a_grandchild_behind_finishes_when_it_exits() {
+    let sb = Sandbox::new();
+    sb.touch("svc.beat");
+    let p = sb.run_config(&svc(
+        "svc.beat",
+        "    command_timeout: 30s\n    stop: sleep 60 & echo $! > daemon.pid; exit 0\n",
+    ));
+    let daemon = read_pid(&sb, "daemon.pid");
+    let done = p.wait_records("stop command finished", Some("svc"), 1);
+    // Not held up by the grandchild that still has the output pipes.
+    assert!(done[0]["duration_ms"].as_u64().unwrap() < 5000, "{done:?}");
+    wait_until(PATIENCE, "start", || !sb.lines("events").is_empty());
+    // Started on purpose (a service's daemon): not killed.
+    assert!(alive(daemon));
+    kill(daemon);
+}
+
+#[test]
+fn a_command_that_closes_its_output_is_still_waited_for_and_bounded() {
+    let sb = Sandbox::new();
+    sb.touch("svc.beat");
+    let p = sb.run_config(&svc(
+        "svc.beat",
+        "    command_timeout: 1s\n    stop: exec >&- 2>&-; echo $$ > stop.pid; sleep 0.3; touch stop.done; sleep 60\n",
+    ));
+    let stop = read_pid(&sb, "stop.pid");
+    let timed_out = p.wait_records("stop command timed out", Some("svc"), 1);
+    // It ran on after closing its output, until the timeout killed it.
+    assert!(sb.path("stop.done").exists(), "{timed_out:?}");
+    assert!(timed_out[0]["duration_ms"].as_u64().unwrap() >= 1000);
+    wait_until(PATIENCE, "the stop command to die", || !alive(stop));
+}
+
+#[test]
+fn state_and_metrics_directory_unusable_is_logged_and_watching_continues() {
+    let sb = Sandbox::new();
+    sb.touch("svc.beat");
+    // A plain file where the directory should be: nothing can be written under it (the
+    // tests may run as root, for whom permissions do not stop a write).
+    sb.write("blocked", "");
+    let p = sb.run_config(&format!(
+        "state_file: blocked/state.json\nmetrics_file: blocked/protector.prom\nlock_file: protector.lock\n{}",
+        svc("svc.beat", "")
+    ));
+    let warned = p.wait_records("cannot write state file", None, 1);
+    let msg = warned[0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("blocked/state.json") && msg.contains("cannot write metrics file"),
+        "{msg}"
+    );
+    assert!(msg.ends_with("watching continues"), "{msg}");
+    wait_until(PATIENCE, "a restart", || !sb.lines("events").is_empty());
+    // Once the way is clear, both files are written again (the directory is created).
+    std::fs::remove_file(sb.path("blocked")).unwrap();
+    wait_until(PATIENCE, "state and metrics files", || {
+        sb.path("blocked/state.json").exists() && sb.path("blocked/protector.prom").exists()
+    });
+    let n = sb.lines("events").len();
+    wait_until(PATIENCE, "another restart", || sb.lines("events").len() > n);
+}
+
+#[test]
+fn a_missing_state_directory_is_created_and_recreated() {
+    let sb = Sandbox::new();
+    sb.touch("svc.beat");
+    let p = sb.run_config(&format!(
+        "state_file: lib/state.json\n{}",
+        svc("svc.beat", "")
+    ));
+    wait_until(PATIENCE, "the state file", || {
+        sb.path("lib/state.json").exists()
+    });
+    assert!(sb.path("lib/state.json.lock").exists());
+    p.wait_records("heartbeat is stale", Some("svc"), 1);
+    std::fs::remove_dir_all(sb.path("lib")).unwrap();
+    wait_until(PATIENCE, "the state file again", || {
+        sb.path("lib/state.json").exists()
+    });
+}
+
+#[test]
+fn a_panic_in_one_targets_handling_is_logged_and_harms_nothing() {
+    let sb = Sandbox::new();
+    let mut yaml = String::from(
+        "defaults:\n  timeout: 1s\n  restart_grace: 1s\n  shell: true\n  start: echo $PROTECTOR_TARGET >> events\ntargets:\n",
+    );
+    for name in ["a", "b", "c"] {
+        sb.touch(&format!("{name}.beat"));
+        yaml.push_str(&format!("  - name: {name}\n    heartbeat: {name}.beat\n"));
+    }
+    let _fresh = Toucher::new(sb.path("c.beat"));
+    let p = sb.run_config_env(&yaml, &[("PROTECTOR_TEST_PANIC", "b")]);
+    let err = p.wait_records("internal error", Some("b"), 1);
+    assert_eq!(err[0]["level"], "ERROR");
+    assert!(
+        err[0]["panic"].as_str().unwrap().contains("injected"),
+        "{err:?}"
+    );
+    // The panicking target is watched afresh and restarted like the others; a stays
+    // protected; c, always fresh, is never restarted.
+    wait_until(PATIENCE, "restarts of a and b", || {
+        let ev = sb.lines("events");
+        ev.iter().filter(|l| *l == "a").count() >= 2 && ev.iter().any(|l| l == "b")
+    });
+    p.wait_records("heartbeat seen", Some("c"), 3);
+    assert!(!sb.lines("events").iter().any(|l| l == "c"));
+    let mut p = p;
+    assert!(p.child_alive());
+}
