@@ -1,7 +1,16 @@
 //! Log output: readable text (default) or one JSON object per line, on stderr and/or in a
 //! file rotated daily with bounded retention.
+//!
+//! The file is `PREFIX.YYYY-MM-DD` (UTC), a new one each day; the oldest beyond `keep` are
+//! deleted. When the file is moved or deleted while protector runs (logrotate, an operator
+//! cleaning up), protector notices within a second and starts a new file under the same
+//! name, so no log goes into a file nobody can find.
 
+use std::fs::File;
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use tracing::Level;
@@ -51,12 +60,7 @@ pub fn init(opts: &LogOptions) -> Result<()> {
             .context("--log-file needs a file name")?
             .to_string_lossy()
             .into_owned();
-        let appender = tracing_appender::rolling::RollingFileAppender::builder()
-            .rotation(tracing_appender::rolling::Rotation::DAILY)
-            .filename_prefix(prefix)
-            .max_log_files(opts.keep.max(1))
-            .build(&dir)
-            .with_context(|| format!("cannot open log file in {}", dir.display()))?;
+        let appender = DailyFile::open(dir, prefix, opts.keep.max(1))?;
         layers.push(layer(opts.format, appender));
     }
     tracing_subscriber::registry()
@@ -77,5 +81,194 @@ where
     match format {
         LogFormat::Text => base.boxed(),
         LogFormat::Json => base.json().flatten_event(true).boxed(),
+    }
+}
+
+/// How often the log file's path is checked for still naming the open file.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// The daily log file (see the module docs).
+struct DailyFile {
+    dir: PathBuf,
+    prefix: String,
+    keep: usize,
+    open: Mutex<Option<OpenLog>>,
+}
+
+struct OpenLog {
+    file: File,
+    day: String,
+    checked: Instant,
+}
+
+impl DailyFile {
+    fn open(dir: PathBuf, prefix: String, keep: usize) -> Result<DailyFile> {
+        let log = DailyFile {
+            dir,
+            prefix,
+            keep,
+            open: Mutex::new(None),
+        };
+        let day = utc_day(SystemTime::now());
+        let file = log
+            .create(&day)
+            .with_context(|| format!("cannot open log file in {}", log.dir.display()))?;
+        *log.open.lock().unwrap_or_else(|p| p.into_inner()) = Some(OpenLog {
+            file,
+            day,
+            checked: Instant::now(),
+        });
+        log.prune();
+        Ok(log)
+    }
+
+    fn path(&self, day: &str) -> PathBuf {
+        self.dir.join(format!("{}.{day}", self.prefix))
+    }
+
+    fn create(&self, day: &str) -> std::io::Result<File> {
+        crate::fsutil::create_parent(&self.path(day))?;
+        File::options()
+            .create(true)
+            .append(true)
+            .open(self.path(day))
+    }
+
+    /// Deletes the oldest daily files beyond `keep`.
+    fn prune(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let start = format!("{}.", self.prefix);
+        let mut days: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let day = name.strip_prefix(&start)?;
+                is_day(day).then(|| day.to_string())
+            })
+            .collect();
+        days.sort();
+        let extra = days.len().saturating_sub(self.keep);
+        for day in &days[..extra] {
+            let _ = std::fs::remove_file(self.path(day));
+        }
+    }
+
+    fn write_line(&self, buf: &[u8]) -> std::io::Result<()> {
+        let mut guard = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let stale = guard.as_ref().is_none_or(|o| now >= o.checked + RECHECK);
+        if stale {
+            let day = utc_day(SystemTime::now());
+            let same_file = |o: &OpenLog| {
+                let on_disk = std::fs::metadata(self.path(&o.day)).ok();
+                let ours = o.file.metadata().ok();
+                matches!((on_disk, ours), (Some(a), Some(b))
+                    if crate::platform::file_identity(&a) == crate::platform::file_identity(&b))
+            };
+            let keep = guard.as_ref().is_some_and(|o| o.day == day && same_file(o));
+            if keep {
+                if let Some(o) = guard.as_mut() {
+                    o.checked = now;
+                }
+            } else {
+                let new_day = guard.as_ref().is_none_or(|o| o.day != day);
+                // If the new file cannot be opened, keep writing to the old one.
+                if let Ok(file) = self.create(&day) {
+                    *guard = Some(OpenLog {
+                        file,
+                        day,
+                        checked: now,
+                    });
+                    if new_day {
+                        self.prune();
+                    }
+                }
+            }
+        }
+        match guard.as_mut() {
+            Some(o) => o.file.write_all(buf),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One formatted event, handed to the file in one write.
+struct LineWriter<'a> {
+    log: &'a DailyFile,
+    buf: Vec<u8>,
+}
+
+impl Write for LineWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LineWriter<'_> {
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            let _ = self.log.write_line(&self.buf);
+        }
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for DailyFile {
+    type Writer = LineWriter<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LineWriter {
+            log: self,
+            buf: Vec::new(),
+        }
+    }
+}
+
+/// `YYYY-MM-DD` of `t` in UTC.
+fn utc_day(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn is_day(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_days() {
+        let at = |secs: u64| utc_day(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+        assert_eq!(at(0), "1970-01-01");
+        assert_eq!(at(951_782_400), "2000-02-29");
+        assert_eq!(at(1_798_761_599), "2026-12-31");
+        assert_eq!(at(1_798_761_600), "2027-01-01");
+        assert!(is_day("2026-11-25") && !is_day("2026-11-25.gz") && !is_day("current"));
     }
 }

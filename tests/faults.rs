@@ -290,3 +290,60 @@ fn a_panic_in_one_targets_handling_is_logged_and_harms_nothing() {
     let mut p = p;
     assert!(p.child_alive());
 }
+
+/// The dated log files `logs/protector.log.<day>`.
+fn log_files(sb: &Sandbox) -> Vec<PathBuf> {
+    std::fs::read_dir(sb.path("logs"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                    name.starts_with("protector.log.2")
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_log_file_moved_or_deleted_while_running_is_started_again() {
+    let sb = Sandbox::new();
+    sb.touch("svc.beat");
+    let cfg = sb.write("protector.yaml", &svc("svc.beat", ""));
+    let _p = sb.spawn(&[
+        "--log-file",
+        "logs/protector.log",
+        "--no-stderr",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    let text = |p: &PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+    let mut current = PathBuf::new();
+    wait_until(PATIENCE, "the log file", || {
+        log_files(&sb)
+            .first()
+            .map(|p| current = p.clone())
+            .is_some_and(|_| text(&current).contains("protector is running"))
+    });
+
+    // logrotate-style: the file is renamed; protector must go on in a new file of the same
+    // name (the target keeps restarting, so there is always more to log).
+    let rotated = sb.path("logs/rotated.1");
+    std::fs::rename(&current, &rotated).unwrap();
+    wait_until(PATIENCE, "a new log file after the rename", || {
+        text(&current).contains("heartbeat is stale")
+    });
+    let old_len = text(&rotated).len();
+
+    // Deleted outright: same.
+    std::fs::remove_file(&current).unwrap();
+    wait_until(PATIENCE, "a new log file after the delete", || {
+        text(&current).contains("heartbeat is stale")
+    });
+    // The renamed file stopped growing within a second or two of the rename.
+    assert!(
+        text(&rotated).len() <= old_len + 4096,
+        "still writing to the rotated file"
+    );
+}
