@@ -1,4 +1,4 @@
-//! The watchdog loop. One scheduler thread owns every target's state and a heap of deadlines;
+//! The watchdog loop. One scheduler thread owns every target's state and an agenda of deadlines;
 //! it sleeps on a channel until the nearest deadline, a finished command or a signal, so it
 //! does no work while nothing is due and reacts at once to what it is told.
 //!
@@ -12,8 +12,7 @@
 //! command, wait for the running ones (each is bounded by its command_timeout) and exit 0; a
 //! second signal exits at once.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -27,7 +26,7 @@ use crate::config::duration::format as fmt_dur;
 use crate::config::{self, Config, Files, Os, Target};
 use crate::fsutil::epoch_secs;
 use crate::platform::{self, OnSignal, Signal};
-use crate::schedule::{Action, Cmd, Next, Now, Observation, Phase, Rules, TargetState};
+use crate::schedule::{Action, Agenda, Cmd, Next, Now, Observation, Phase, Rules, TargetState};
 use crate::state::{self, CommandRecord, RestartRecord, StateFile, TargetRecord};
 use crate::{heartbeat, metrics, systemd};
 
@@ -94,7 +93,7 @@ struct Daemon {
     index: HashMap<u64, usize>,
     /// Targets removed by a reload while a command of theirs ran: id -> (name, timeout).
     orphans: HashMap<u64, (String, Duration)>,
-    heap: BinaryHeap<Reverse<(Instant, usize)>>,
+    agenda: Agenda,
     next_id: u64,
     tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
@@ -138,7 +137,7 @@ pub fn run(config: Config, lock_file: PathBuf, mut opts: Options) -> Result<Exit
         disabled: Vec::new(),
         index: HashMap::new(),
         orphans: HashMap::new(),
-        heap: BinaryHeap::new(),
+        agenda: Agenda::default(),
         next_id: 0,
         tx,
         rx,
@@ -187,7 +186,7 @@ impl Daemon {
             let next_deadline = if self.stopping {
                 None
             } else {
-                self.heap.peek().map(|Reverse((at, _))| *at)
+                self.agenda.next()
             };
             let wake = [next_deadline, self.flush_at, self.watchdog.map(|w| w.1)]
                 .into_iter()
@@ -236,16 +235,12 @@ impl Daemon {
     fn run_due(&mut self, due: &mut Vec<usize>) {
         let now_mono = Instant::now();
         due.clear();
-        while let Some(&Reverse((at, i))) = self.heap.peek() {
-            if at > now_mono {
-                break;
-            }
-            self.heap.pop();
-            // Skip entries left behind by a deadline that moved.
-            if self.slots[i].state.is_due_at(now_mono) && self.slots[i].state.deadline == at {
-                due.push(i);
-            }
-        }
+        let slots = &self.slots;
+        self.agenda.take_due(
+            now_mono,
+            |i, at| slots[i].state.is_due_at(now_mono) && slots[i].state.deadline == at,
+            due,
+        );
         if due.is_empty() {
             return;
         }
@@ -263,7 +258,7 @@ impl Daemon {
             self.slots[i].note_error(err);
             match self.contained(i, "judging the heartbeat", |d| d.on_due(i, &obs, now)) {
                 Some(Some(cmd)) => to_run.push((i, cmd)),
-                Some(None) => self.heap.push(Reverse((self.slots[i].state.deadline, i))),
+                Some(None) => self.agenda.push(self.slots[i].state.deadline, i),
                 None => self.recover(i, &obs),
             }
         }
@@ -307,7 +302,7 @@ impl Daemon {
         let mut state = TargetState::start(&slot.rules, obs, now);
         state.restore(&slot.rules, consecutive, total, None, now.mono);
         slot.state = state;
-        self.heap.push(Reverse((slot.state.deadline, i)));
+        self.agenda.push(slot.state.deadline, i);
         self.mark_dirty(true);
     }
 
@@ -529,11 +524,11 @@ impl Daemon {
                     consecutive_restarts = slot.state.consecutive,
                     "restart done"
                 );
-                self.heap.push(Reverse((slot.state.deadline, i)));
+                self.agenda.push(slot.state.deadline, i);
             }
             Next::Postponed { wait } => {
                 info!(target = %name, next_check_in = %fmt_dur(wait), "restart postponed: skip_if exited 0");
-                self.heap.push(Reverse((self.slots[i].state.deadline, i)));
+                self.agenda.push(self.slots[i].state.deadline, i);
             }
         }
     }
@@ -733,12 +728,12 @@ impl Daemon {
             .enumerate()
             .map(|(i, s)| (s.id, i))
             .collect();
-        self.heap = self
+        self.agenda = self
             .slots
             .iter()
             .enumerate()
             .filter(|(_, s)| !s.is_running())
-            .map(|(i, s)| Reverse((s.state.deadline, i)))
+            .map(|(i, s)| (s.state.deadline, i))
             .collect();
         if !first {
             info!(

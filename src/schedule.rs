@@ -364,6 +364,53 @@ impl TargetState {
     }
 }
 
+/// The deadlines of many targets, nearest first: what the daemon sleeps on. A target's entry
+/// is superseded by a later `push` for it (its deadline moved); entries left behind are
+/// skipped, so each target is delivered once per deadline, and no target can hold up another.
+#[derive(Debug, Default)]
+pub struct Agenda {
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, usize)>>,
+}
+
+impl Agenda {
+    /// Target `i` is next due at `at`.
+    pub fn push(&mut self, at: Instant, i: usize) {
+        self.heap.push(std::cmp::Reverse((at, i)));
+    }
+
+    /// The nearest entry (possibly a superseded one: waking for it costs one look).
+    pub fn next(&self) -> Option<Instant> {
+        self.heap.peek().map(|e| e.0.0)
+    }
+
+    /// Moves every target due at `now` into `out`. `current(i, at)` says whether `at` is still
+    /// target `i`'s deadline.
+    pub fn take_due(
+        &mut self,
+        now: Instant,
+        current: impl Fn(usize, Instant) -> bool,
+        out: &mut Vec<usize>,
+    ) {
+        while let Some(&std::cmp::Reverse((at, i))) = self.heap.peek() {
+            if at > now {
+                break;
+            }
+            self.heap.pop();
+            if current(i, at) {
+                out.push(i);
+            }
+        }
+    }
+}
+
+impl FromIterator<(Instant, usize)> for Agenda {
+    fn from_iter<I: IntoIterator<Item = (Instant, usize)>>(iter: I) -> Self {
+        Agenda {
+            heap: iter.into_iter().map(std::cmp::Reverse).collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -850,6 +897,73 @@ mod properties {
                             }
                         }
                         elapsed = end;
+                    }
+                }
+            }
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum AgendaStep {
+        /// Target `i` gets a new deadline this many ms from now (its old one is superseded).
+        Set(usize, u64),
+        /// Target `i` starts a command: it has no deadline until the command is done.
+        Busy(usize),
+        /// Time passes, then everything due is taken.
+        Advance(u64),
+    }
+
+    proptest! {
+        /// No starvation: whatever the other targets do (many deadlines at the same instant,
+        /// deadlines moved again and again, commands running), every target's current
+        /// deadline is delivered at the first look at or after it, exactly once, and never
+        /// before it or for a deadline that was moved.
+        #[test]
+        fn every_deadline_is_reached(
+            n in 1usize..12,
+            steps in proptest::collection::vec(
+                prop_oneof![
+                    3 => (0usize..12, 0u64..5_000).prop_map(|(i, ms)| AgendaStep::Set(i, ms)),
+                    1 => (0usize..12).prop_map(AgendaStep::Busy),
+                    3 => (0u64..3_000).prop_map(AgendaStep::Advance),
+                ],
+                1..200,
+            ),
+        ) {
+            let t0 = Instant::now();
+            let mut now = t0;
+            let mut current: Vec<Option<Instant>> = vec![None; n];
+            let mut agenda = Agenda::default();
+            for step in steps {
+                match step {
+                    AgendaStep::Set(i, ms) => {
+                        let at = now + Duration::from_millis(ms);
+                        current[i % n] = Some(at);
+                        agenda.push(at, i % n);
+                    }
+                    AgendaStep::Busy(i) => current[i % n] = None,
+                    AgendaStep::Advance(ms) => {
+                        now += Duration::from_millis(ms);
+                        let mut due = Vec::new();
+                        agenda.take_due(now, |i, at| current[i] == Some(at), &mut due);
+                        let mut seen = vec![false; n];
+                        for &i in &due {
+                            prop_assert!(!seen[i], "target {} delivered twice", i);
+                            seen[i] = true;
+                            prop_assert!(current[i].is_some_and(|at| at <= now));
+                            // Delivered: the daemon judges it and sets a new deadline.
+                            current[i] = None;
+                        }
+                        for (i, at) in current.iter().enumerate() {
+                            prop_assert!(
+                                at.is_none_or(|at| at > now),
+                                "target {} due at {:?} was not delivered at {:?}",
+                                i, at.map(|a| a - t0), now - t0
+                            );
+                        }
+                        if let Some(next) = agenda.next() {
+                            prop_assert!(next > now);
+                        }
                     }
                 }
             }
