@@ -312,6 +312,9 @@ fn latency_protector(bin: &Path, n: usize, spread: bool) -> (String, String) {
         }
     });
     assert_eq!(rx.recv().unwrap(), None, "protector did not start");
+    // File times come from a coarse clock (a few ms behind): a change that seems to predate
+    // protector's first look is dated when next seen (see "How staleness ... decided").
+    std::thread::sleep(Duration::from_millis(50));
     write_beats(dir.path(), n, spread);
     let result = fired_latencies(dir.path(), n);
     let _ = child.kill();
