@@ -391,14 +391,18 @@ impl Agenda {
         current: impl Fn(usize, Instant) -> bool,
         out: &mut Vec<usize>,
     ) {
+        let mut last = None;
         while let Some(&std::cmp::Reverse((at, i))) = self.heap.peek() {
             if at > now {
                 break;
             }
             self.heap.pop();
-            if current(i, at) {
+            // The same deadline pushed twice (set, moved, set back) is delivered once; equal
+            // entries come out of the heap one after the other.
+            if last != Some((at, i)) && current(i, at) {
                 out.push(i);
             }
+            last = Some((at, i));
         }
     }
 }
@@ -901,6 +905,23 @@ mod properties {
                 }
             }
         }
+    }
+
+    /// Found by the property below (under Wine): a deadline moved away and back to the same
+    /// instant left two equal entries, and the target was delivered twice.
+    #[test]
+    fn a_deadline_pushed_twice_is_delivered_once() {
+        let t0 = Instant::now();
+        let at = t0 + Duration::from_millis(2981);
+        let mut agenda = Agenda::default();
+        agenda.push(at, 0);
+        agenda.push(
+            t0 + Duration::from_millis(2650) + Duration::from_millis(331),
+            0,
+        );
+        let mut due = Vec::new();
+        agenda.take_due(at, |_, a| a == at, &mut due);
+        assert_eq!(due, [0]);
     }
 
     #[derive(Debug, Clone)]
