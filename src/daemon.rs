@@ -259,7 +259,7 @@ impl Daemon {
             match self.contained(i, "judging the heartbeat", |d| d.on_due(i, &obs, now)) {
                 Some(Some(cmd)) => to_run.push((i, cmd)),
                 Some(None) => self.agenda.push(self.slots[i].state.deadline, i),
-                None => self.recover(i, &obs),
+                None => self.recover(i),
             }
         }
         for (i, cmd) in to_run {
@@ -267,8 +267,7 @@ impl Daemon {
                 .contained(i, "starting a command", |d| d.spawn(i, cmd))
                 .is_none()
             {
-                self.slots[i].state.abandon(Instant::now());
-                self.recover(i, &obs_now(&self.slots[i].target.heartbeat));
+                self.recover(i);
             }
         }
     }
@@ -289,17 +288,17 @@ impl Daemon {
         }
     }
 
-    /// After a panic in its handling, slot `i` starts over from `obs` as at start-up (with
-    /// its restart counts), so it is watched again whatever state the panic left behind.
-    fn recover(&mut self, i: usize, obs: &Observation) {
+    /// After a panic in its handling, slot `i` starts over from a fresh look at its heartbeat
+    /// as at start-up (with its restart counts), so it is watched again whatever state the
+    /// panic left behind; a command of its still waiting for a place is dropped.
+    fn recover(&mut self, i: usize) {
+        let id = self.slots[i].id;
+        self.queued.retain(|(q, _)| *q != id);
         let slot = &mut self.slots[i];
-        if slot.is_running() {
-            // Its command runs and will report back; the state moves on from there.
-            return;
-        }
+        let (obs, _) = heartbeat::observe(&slot.target.heartbeat);
         let now = Now::read();
         let (consecutive, total) = (slot.state.consecutive, slot.state.restarts_total);
-        let mut state = TargetState::start(&slot.rules, obs, now);
+        let mut state = TargetState::start(&slot.rules, &obs, now);
         state.restore(&slot.rules, consecutive, total, None, now.mono);
         slot.state = state;
         self.agenda.push(slot.state.deadline, i);
@@ -308,10 +307,11 @@ impl Daemon {
 
     /// Applies a due check to slot `i`; returns the command to start, if any.
     fn on_due(&mut self, i: usize, obs: &Observation, now: Now) -> Option<Cmd> {
-        inject_panic(&self.slots[i].target.name);
         let slot = &mut self.slots[i];
         let was_given_up = slot.state.phase == Phase::GivenUp;
         let out = slot.state.on_due(&slot.rules, obs, now);
+        // After the decision: the worst moment, the state already says a command runs.
+        inject_panic(&slot.target.name);
         let name = slot.target.name.clone();
         if was_given_up && out.beat.is_none() {
             debug!(target = %name, age = %fmt_secs(slot.state.age(now.mono)), "still no heartbeat; given up");
@@ -361,12 +361,6 @@ impl Daemon {
 
     fn spawn(&mut self, i: usize, cmd: Cmd) {
         let slot = &mut self.slots[i];
-        let line = match cmd {
-            Cmd::SkipIf => slot.target.skip_if.clone(),
-            Cmd::Stop => slot.target.stop.clone(),
-            Cmd::Start => Some(slot.target.start.clone()),
-        }
-        .expect("schedule only runs commands the target has");
         // A restart begins with stop, or with start when there is no stop.
         if cmd == Cmd::Stop || (cmd == Cmd::Start && slot.target.stop.is_none()) {
             slot.last_restart = Some(RestartRecord {
@@ -381,7 +375,7 @@ impl Daemon {
             self.queued.push_back((slot.id, cmd));
             return;
         }
-        self.start_command(i, cmd, line);
+        self.start_command(i, cmd);
     }
 
     /// Starts queued commands while there is room.
@@ -395,17 +389,7 @@ impl Daemon {
                 self.orphans.remove(&id);
                 continue;
             };
-            let slot = &self.slots[i];
-            let line = match cmd {
-                Cmd::SkipIf => slot.target.skip_if.clone(),
-                Cmd::Stop => slot.target.stop.clone(),
-                Cmd::Start => Some(slot.target.start.clone()),
-            };
-            match line {
-                Some(line) => self.start_command(i, cmd, line),
-                // A reload took the command away while it waited: the step is done.
-                None => self.finish(i, cmd, cmd != Cmd::SkipIf),
-            }
+            self.start_command(i, cmd);
         }
     }
 
@@ -419,8 +403,18 @@ impl Daemon {
         }
     }
 
-    fn start_command(&mut self, i: usize, cmd: Cmd, line: config::CommandLine) {
+    fn start_command(&mut self, i: usize, cmd: Cmd) {
         let slot = &self.slots[i];
+        let line = match cmd {
+            Cmd::SkipIf => slot.target.skip_if.clone(),
+            Cmd::Stop => slot.target.stop.clone(),
+            Cmd::Start => Some(slot.target.start.clone()),
+        };
+        // The schedule only runs commands the target has; but a reload may have taken one
+        // away while it waited for a place: then that step is done (skip_if: "do not skip").
+        let Some(line) = line else {
+            return self.finish(i, cmd, cmd != Cmd::SkipIf);
+        };
         let (id, env, timeout) = (slot.id, command_env(slot), slot.target.command_timeout);
         self.in_flight += 1;
         let tx = self.tx.clone();
@@ -495,9 +489,7 @@ impl Daemon {
             })
             .is_none()
         {
-            let obs = obs_now(&self.slots[i].target.heartbeat);
-            self.slots[i].state.abandon(Instant::now());
-            self.recover(i, &obs);
+            self.recover(i);
         }
         self.start_queued();
     }
@@ -1016,11 +1008,6 @@ fn fmt_secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
-/// Looks at a heartbeat now (after a panic, to start the target over).
-fn obs_now(path: &Path) -> Observation {
-    heartbeat::observe(path).0
-}
-
 /// The message of a panic payload.
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
@@ -1031,8 +1018,8 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Test builds only: `PROTECTOR_TEST_PANIC=<target>` makes the first judgement of that
-/// target panic, to prove a bug in one target's handling harms nothing else. Compiled out of
-/// release builds.
+/// target panic (after the decision), to prove a bug in one target's handling harms nothing
+/// else. Compiled out of release builds.
 #[cfg(debug_assertions)]
 fn inject_panic(target: &str) {
     use std::sync::atomic::{AtomicBool, Ordering};
