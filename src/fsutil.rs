@@ -1,6 +1,7 @@
 //! Writing files that other programs read while protector runs (state, metrics): always
 //! through a temporary file in the same directory and a rename, so a reader sees the old
-//! version or the new one, never half of one. A missing directory is created first.
+//! version or the new one, never half of one. A missing directory is created (when a write
+//! finds it gone, so an ordinary write costs no extra look).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,8 +14,14 @@ pub fn write_atomically(
 ) -> std::io::Result<()> {
     let tmp = temp_sibling(path);
     let result = (|| {
-        create_parent(path)?;
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        let file = match std::fs::File::create(&tmp) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                create_parent(path)?;
+                std::fs::File::create(&tmp)?
+            }
+            other => other?,
+        };
+        let mut w = std::io::BufWriter::new(file);
         fill(&mut w)?;
         let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;

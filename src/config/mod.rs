@@ -92,10 +92,11 @@ pub fn key_path(pointer: &str) -> String {
 /// process's environment when `os` is the host OS; for another OS they are left as written.
 pub fn load(path: &Path, os: Os) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
-    let single = |message: String| ConfigError {
+    let located = |message: String, at: Option<position::Position>| ConfigError {
         file: file.clone(),
-        problems: vec![(Problem::new("", message), None)],
+        problems: vec![(Problem::new("", message), at)],
     };
+    let single = |message: String| located(message, None);
     let meta =
         std::fs::metadata(path).map_err(|e| single(format!("cannot read config file: {e}")))?;
     if !meta.is_file() {
@@ -116,19 +117,13 @@ pub fn load(path: &Path, os: Os) -> Result<Config, ConfigError> {
             // Characters before the bad byte on its line, plus one.
             column: String::from_utf8_lossy(&good[line_start..]).chars().count() + 1,
         };
-        ConfigError {
-            file: file.clone(),
-            problems: vec![(
-                Problem::new(
-                    "",
-                    format!(
-                        "config file is not valid UTF-8 (invalid byte at offset {})",
-                        good.len()
-                    ),
-                ),
-                Some(at),
-            )],
-        }
+        located(
+            format!(
+                "config file is not valid UTF-8 (invalid byte at offset {})",
+                good.len()
+            ),
+            Some(at),
+        )
     })?;
     let env = |name: &str| std::env::var(name).ok();
     let on_host = os == Os::host();
