@@ -92,7 +92,7 @@ struct DailyFile {
     dir: PathBuf,
     prefix: String,
     keep: usize,
-    open: Mutex<Option<OpenLog>>,
+    open: Mutex<OpenLog>,
 }
 
 struct OpenLog {
@@ -103,35 +103,25 @@ struct OpenLog {
 
 impl DailyFile {
     fn open(dir: PathBuf, prefix: String, keep: usize) -> Result<DailyFile> {
+        let day = utc_day(SystemTime::now());
+        let file = create(&path_of(&dir, &prefix, &day))
+            .with_context(|| format!("cannot open log file in {}", dir.display()))?;
         let log = DailyFile {
             dir,
             prefix,
             keep,
-            open: Mutex::new(None),
+            open: Mutex::new(OpenLog {
+                file,
+                day,
+                checked: Instant::now(),
+            }),
         };
-        let day = utc_day(SystemTime::now());
-        let file = log
-            .create(&day)
-            .with_context(|| format!("cannot open log file in {}", log.dir.display()))?;
-        *log.open.lock().unwrap_or_else(|p| p.into_inner()) = Some(OpenLog {
-            file,
-            day,
-            checked: Instant::now(),
-        });
         log.prune();
         Ok(log)
     }
 
     fn path(&self, day: &str) -> PathBuf {
-        self.dir.join(format!("{}.{day}", self.prefix))
-    }
-
-    fn create(&self, day: &str) -> std::io::Result<File> {
-        crate::fsutil::create_parent(&self.path(day))?;
-        File::options()
-            .create(true)
-            .append(true)
-            .open(self.path(day))
+        path_of(&self.dir, &self.prefix, day)
     }
 
     /// Deletes the oldest daily files beyond `keep`.
@@ -156,42 +146,43 @@ impl DailyFile {
     }
 
     fn write_line(&self, buf: &[u8]) -> std::io::Result<()> {
-        let mut guard = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        let stale = guard.as_ref().is_none_or(|o| now >= o.checked + RECHECK);
-        if stale {
+        if now >= open.checked + RECHECK {
+            open.checked = now;
             let day = utc_day(SystemTime::now());
-            let same_file = |o: &OpenLog| {
-                let on_disk = std::fs::metadata(self.path(&o.day)).ok();
-                let ours = o.file.metadata().ok();
-                matches!((on_disk, ours), (Some(a), Some(b))
-                    if crate::platform::file_identity(&a) == crate::platform::file_identity(&b))
-            };
-            let keep = guard.as_ref().is_some_and(|o| o.day == day && same_file(o));
-            if keep {
-                if let Some(o) = guard.as_mut() {
-                    o.checked = now;
-                }
-            } else {
-                let new_day = guard.as_ref().is_none_or(|o| o.day != day);
+            let on_disk = std::fs::metadata(self.path(&open.day)).ok();
+            let ours = open.file.metadata().ok();
+            let same_file = matches!((on_disk, ours), (Some(a), Some(b))
+                if crate::platform::file_identity(&a) == crate::platform::file_identity(&b));
+            if open.day != day || !same_file {
                 // If the new file cannot be opened, keep writing to the old one.
-                if let Ok(file) = self.create(&day) {
-                    *guard = Some(OpenLog {
+                if let Ok(file) = create(&self.path(&day)) {
+                    let new_day = open.day != day;
+                    *open = OpenLog {
                         file,
                         day,
                         checked: now,
-                    });
+                    };
                     if new_day {
                         self.prune();
                     }
                 }
             }
         }
-        match guard.as_mut() {
-            Some(o) => o.file.write_all(buf),
-            None => Ok(()),
-        }
+        open.file.write_all(buf)
     }
+}
+
+/// `DIR/PREFIX.DAY`
+fn path_of(dir: &std::path::Path, prefix: &str, day: &str) -> PathBuf {
+    dir.join(format!("{prefix}.{day}"))
+}
+
+/// Opens a log file for appending, creating it (and its directory) when missing.
+fn create(path: &std::path::Path) -> std::io::Result<File> {
+    crate::fsutil::create_parent(path)?;
+    File::options().create(true).append(true).open(path)
 }
 
 /// One formatted event, handed to the file in one write.
