@@ -70,24 +70,22 @@ pub fn render(state: &StateFile, out: &mut dyn Write) -> io::Result<()> {
             &|t| Some(t.backoff_secs),
         ),
     ];
+    // Each target's label, escaped once for all its rows.
+    let labels: Vec<String> = state.targets.iter().map(|t| escape(&t.name)).collect();
     for (name, kind, help, value) in per_target {
         head(out, name, kind, help)?;
-        for t in &state.targets {
+        for (t, label) in state.targets.iter().zip(&labels) {
             if let Some(v) = value(t) {
-                writeln!(out, "{name}{{target=\"{}\"}} {v}", escape(&t.name))?;
+                writeln!(out, "{name}{{target=\"{label}\"}} {v}")?;
             }
         }
     }
     let name = "protector_target_state";
     head(out, name, "gauge", "1 for the target's current state.")?;
-    for t in &state.targets {
+    for (t, label) in state.targets.iter().zip(&labels) {
         for s in STATES {
             let v = u8::from(t.state == *s);
-            writeln!(
-                out,
-                "{name}{{target=\"{}\",state=\"{s}\"}} {v}",
-                escape(&t.name)
-            )?;
+            writeln!(out, "{name}{{target=\"{label}\",state=\"{s}\"}} {v}")?;
         }
     }
     let name = "protector_heartbeat_observations_total";
