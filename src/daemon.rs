@@ -68,7 +68,18 @@ enum Msg {
         cmd: Cmd,
         outcome: Option<Outcome>,
     },
+    /// A notify command finished (its outcome is logged by its thread).
+    NotifyDone,
     Signal(Signal),
+}
+
+/// A notify command waiting for, or given, a place.
+struct NotifyJob {
+    target: String,
+    event: &'static str,
+    line: config::CommandLine,
+    env: Vec<(&'static str, String)>,
+    timeout: Duration,
 }
 
 struct Slot {
@@ -102,6 +113,10 @@ struct Daemon {
     max_parallel: usize,
     /// Commands decided on while `max_parallel` were running: (slot id, command), in order.
     queued: VecDeque<(u64, Cmd)>,
+    /// Notify commands running now, bounded by `max_parallel` of their own (so a storm's
+    /// notifications neither flood the machine nor take places from restarts).
+    notifies_running: usize,
+    notifies_queued: VecDeque<NotifyJob>,
     stopping: bool,
     started_at: f64,
     flush_at: Option<Instant>,
@@ -144,6 +159,8 @@ pub fn run(config: Config, lock_file: PathBuf, mut opts: Options) -> Result<Exit
         in_flight: 0,
         max_parallel: 1,
         queued: VecDeque::new(),
+        notifies_running: 0,
+        notifies_queued: VecDeque::new(),
         stopping: false,
         started_at: epoch_secs(std::time::SystemTime::now()),
         flush_at: None,
@@ -205,6 +222,10 @@ impl Daemon {
             };
             match msg {
                 Msg::Done { id, cmd, outcome } => self.on_done(id, cmd, outcome),
+                Msg::NotifyDone => {
+                    self.notifies_running -= 1;
+                    self.start_queued_notifies();
+                }
                 Msg::Signal(Signal::Reload) => self.reload(),
                 Msg::Signal(Signal::Shutdown) if self.stopping => {
                     warn!(
@@ -217,6 +238,13 @@ impl Daemon {
                 Msg::Signal(Signal::Shutdown) => {
                     self.stopping = true;
                     self.drop_queued();
+                    if !self.notifies_queued.is_empty() {
+                        warn!(
+                            dropped = self.notifies_queued.len(),
+                            "shutting down: not running notify commands still waiting for a place"
+                        );
+                        self.notifies_queued.clear();
+                    }
                     systemd::send(systemd::Note::Stopping);
                     if self.in_flight > 0 {
                         info!(
@@ -526,33 +554,71 @@ impl Daemon {
     }
 
     /// Runs the target's notify command, if any, without waiting for it.
-    fn notify(&self, i: usize, event: &'static str, restarts: u32) {
+    fn notify(&mut self, i: usize, event: &'static str, restarts: u32) {
         let slot = &self.slots[i];
         let Some(line) = slot.target.notify.clone() else {
             return;
         };
-        let name = slot.target.name.clone();
+        let target = slot.target.name.clone();
         if self.opts.dry_run {
-            info!(target = %name, event, command = %line, "dry run: would run notify command");
+            info!(target = %target, event, command = %line, "dry run: would run notify command");
             return;
         }
         let mut env = command_env(slot);
         env.push(("PROTECTOR_EVENT", event.to_string()));
         env.push(("PROTECTOR_RESTARTS", restarts.to_string()));
-        let timeout = slot.target.command_timeout;
+        let job = NotifyJob {
+            target,
+            event,
+            line,
+            env,
+            timeout: slot.target.command_timeout,
+        };
+        if self.notifies_running >= self.max_parallel {
+            debug!(target = %job.target, event, "notify command waits: max_parallel_commands notify commands are running");
+            self.notifies_queued.push_back(job);
+        } else {
+            self.run_notify(job);
+        }
+    }
+
+    fn start_queued_notifies(&mut self) {
+        while self.notifies_running < self.max_parallel {
+            match self.notifies_queued.pop_front() {
+                Some(job) => self.run_notify(job),
+                None => return,
+            }
+        }
+    }
+
+    fn run_notify(&mut self, job: NotifyJob) {
+        let NotifyJob {
+            target,
+            event,
+            line,
+            env,
+            timeout,
+        } = job;
+        let tx = self.tx.clone();
+        let name = target.clone();
         let spawned = std::thread::Builder::new()
             .name("protector-notify".into())
             .stack_size(256 * 1024)
             .spawn(move || {
-                let o = command::run(&line, &env, timeout);
+                let o = std::panic::catch_unwind(|| command::run(&line, &env, timeout))
+                    .unwrap_or_else(|p| {
+                        Outcome::failed(format!("internal error: {}", panic_message(&*p)))
+                    });
                 if o.success() {
                     debug!(target = %name, event, duration_ms = o.duration.as_millis() as u64, "notify command finished");
                 } else {
                     log_outcome(&name, "notify", timeout, &o);
                 }
+                let _ = tx.send(Msg::NotifyDone);
             });
-        if let Err(e) = spawned {
-            warn!(target = %slot.target.name, "cannot run notify command: {e}");
+        match spawned {
+            Ok(_) => self.notifies_running += 1,
+            Err(e) => warn!(target = %target, "cannot run notify command: {e}"),
         }
     }
 
@@ -569,6 +635,7 @@ impl Daemon {
             Ok(config) => {
                 self.apply(config, false);
                 self.start_queued();
+                self.start_queued_notifies();
             }
             Err(e) => {
                 for (problem, pos) in &e.problems {

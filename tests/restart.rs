@@ -375,3 +375,24 @@ fn max_parallel_commands_bounds_a_storm_without_delaying_detection() {
         p.log_text()
     );
 }
+
+#[test]
+fn max_parallel_commands_also_bounds_notify_commands() {
+    let sb = Sandbox::new();
+    let mut yaml = String::from(
+        "max_parallel_commands: 1\ndefaults:\n  timeout: 1s\n  restart_grace: 30s\n  start: ['true']\n  shell: true\n  notify: echo \"+ $PROTECTOR_TARGET\" >> notes; sleep 0.5; echo \"- $PROTECTOR_TARGET\" >> notes\ntargets:\n",
+    );
+    for name in ["a", "b", "c"] {
+        sb.touch(&format!("{name}.beat"));
+        yaml.push_str(&format!("  - name: {name}\n    heartbeat: {name}.beat\n"));
+    }
+    let _p = sb.run_config(&yaml);
+    wait_until(PATIENCE, "three notifications", || sb.lines("notes").len() >= 6);
+    let lines = sb.lines("notes");
+    for pair in lines.chunks(2) {
+        assert!(
+            pair[0].starts_with("+ ") && pair[1] == pair[0].replacen('+', "-", 1),
+            "notify commands overlapped: {lines:?}"
+        );
+    }
+}

@@ -25,6 +25,7 @@ pub struct RawConfig {
     /// How many stop/start/skip_if commands may run at the same time, across all targets
     /// (default 256). Targets that go stale beyond that are detected and logged at once;
     /// their commands wait in order of detection for a free place. Bounds a restart storm.
+    /// notify commands have a bound of the same size of their own.
     #[schemars(range(min = 1))]
     pub max_parallel_commands: Option<u32>,
     /// Settings every target inherits unless it sets them itself.
