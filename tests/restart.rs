@@ -387,7 +387,9 @@ fn max_parallel_commands_also_bounds_notify_commands() {
         yaml.push_str(&format!("  - name: {name}\n    heartbeat: {name}.beat\n"));
     }
     let _p = sb.run_config(&yaml);
-    wait_until(PATIENCE, "three notifications", || sb.lines("notes").len() >= 6);
+    wait_until(PATIENCE, "three notifications", || {
+        sb.lines("notes").len() >= 6
+    });
     let lines = sb.lines("notes");
     for pair in lines.chunks(2) {
         assert!(
