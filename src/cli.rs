@@ -347,7 +347,21 @@ fn status(config: Option<PathBuf>, state_file: Option<PathBuf>, json: bool) -> E
 fn check(path: &Path, os: Os) -> ExitCode {
     match config::load(path, os) {
         Ok(config) => {
-            print_stdout(&describe(&path.display().to_string(), &config));
+            let file = path.display().to_string();
+            print_stdout(&describe(&file, &config));
+            // Only this machine's directories can be looked at.
+            if config.os == Os::host() {
+                for t in config.targets.iter().filter(|t| t.enabled) {
+                    if let Some(dir) = crate::heartbeat::missing_dir(&t.heartbeat) {
+                        eprintln!(
+                            "{file}: warning: target {}: the heartbeat's directory {} does not \
+                             exist: nothing can write this heartbeat yet",
+                            t.name,
+                            dir.display()
+                        );
+                    }
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -673,16 +673,22 @@ impl Daemon {
             .collect();
 
         // Observe every target that needs a fresh start, in one parallel batch.
-        let fresh: Vec<&Path> = enabled
+        let fresh: Vec<&Target> = enabled
             .iter()
             .filter(|t| {
                 old.get(&t.name)
                     .is_none_or(|s| s.target != **t && !s.is_running())
             })
-            .map(|t| t.heartbeat.as_path())
             .collect();
-        self.observations += fresh.len() as u64;
-        let mut looks = observe_all(&fresh).into_iter();
+        let paths: Vec<&Path> = fresh.iter().map(|t| t.heartbeat.as_path()).collect();
+        self.observations += paths.len() as u64;
+        let looks = observe_all(&paths);
+        for (t, (obs, err)) in fresh.iter().zip(&looks) {
+            if *obs == Observation::Absent && err.is_none() {
+                warn_missing_dir(t);
+            }
+        }
+        let mut looks = looks.into_iter();
 
         if !first
             && config
@@ -1013,6 +1019,21 @@ impl Slot {
                 "restored restart count from the state file; backoff continues"
             );
         }
+    }
+}
+
+/// Says, at start-up and when a reload adds or changes a target, that the heartbeat cannot
+/// appear yet because its directory does not exist (a writer such as Salt's `file.touch`
+/// does not create directories). Watching goes on: the target is judged as usual.
+fn warn_missing_dir(t: &Target) {
+    if let Some(dir) = heartbeat::missing_dir(&t.heartbeat) {
+        warn!(
+            target = %t.name,
+            event = "heartbeat_dir_missing",
+            heartbeat = %t.heartbeat.display(),
+            directory = %dir.display(),
+            "the heartbeat's directory does not exist: nothing can write this heartbeat yet"
+        );
     }
 }
 

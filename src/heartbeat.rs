@@ -35,3 +35,40 @@ pub fn observe(path: &Path) -> (Observation, Option<String>) {
         Err(e) => (Observation::Absent, Some(e.to_string())),
     }
 }
+
+/// The directory that should hold `path` when it does not exist (or is not a directory):
+/// nothing can create a heartbeat there until someone creates the directory. `None` when the
+/// directory is there, when `path` has no parent, or when the parent cannot be looked at for
+/// another reason (permissions, a hung mount): that is reported by `observe`.
+pub fn missing_dir(path: &Path) -> Option<&Path> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty())?;
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => None,
+        Ok(_) => Some(dir),
+        Err(e) if e.kind() == ErrorKind::NotFound => Some(dir),
+        Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_dir_names_the_absent_directory_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let absent = tmp.path().join("absent").join("beat");
+        assert_eq!(
+            missing_dir(&absent),
+            Some(tmp.path().join("absent").as_path())
+        );
+        assert_eq!(missing_dir(&tmp.path().join("beat")), None);
+        std::fs::write(tmp.path().join("file"), "").unwrap();
+        let under_file = tmp.path().join("file").join("beat");
+        assert_eq!(
+            missing_dir(&under_file),
+            Some(tmp.path().join("file").as_path())
+        );
+        assert_eq!(missing_dir(Path::new("beat")), None);
+    }
+}

@@ -298,3 +298,45 @@ fn help_explains_with_examples() {
                 .and(predicate::str::contains("--log-format")),
         );
 }
+
+#[test]
+fn check_warns_when_a_heartbeat_directory_does_not_exist() {
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        "targets:
+  - name: fine
+    heartbeat: fine.beat
+    timeout: 5m
+    start: 'true'
+  - name: nodir
+    heartbeat: absent/nodir.beat
+    timeout: 5m
+    start: 'true'
+  - name: off
+    heartbeat: absent/off.beat
+    timeout: 5m
+    start: 'true'
+    enabled: false
+",
+    );
+    let out = protector_cmd(sb.dir.path())
+        .args(["check", "--config", "p.yaml"])
+        .assert()
+        .success();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].starts_with("p.yaml: warning: target nodir: the heartbeat's directory ")
+            && warnings[0].contains("absent does not exist"),
+        "{err}"
+    );
+    // For another OS nothing of this machine is looked at.
+    let other = if cfg!(windows) { "linux" } else { "windows" };
+    protector_cmd(sb.dir.path())
+        .args(["check", "--config", "p.yaml", "--os", other])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("warning").not());
+}

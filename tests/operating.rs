@@ -617,3 +617,45 @@ fn a_removed_targets_running_command_finishes_and_is_logged() {
         "a removed target was restarted"
     );
 }
+
+#[test]
+fn a_heartbeat_whose_directory_is_missing_is_warned_about_at_start_up_and_reload() {
+    let sb = Sandbox::new();
+    let one = |name: &str, heartbeat: &str| {
+        format!(
+            "  - name: {name}\n    heartbeat: {heartbeat}\n    timeout: 1h\n    start: 'true'\n"
+        )
+    };
+    let p = sb.run_config(&format!(
+        "targets:\n{}{}",
+        one("here", "here.beat"),
+        one("nodir", "absent/nodir.beat")
+    ));
+    p.wait_records("protector is running", None, 1);
+    let warned = p.events("heartbeat_dir_missing", None);
+    assert_eq!(warned.len(), 1, "{}", p.log_text());
+    assert_eq!(warned[0]["target"], "nodir");
+    assert_eq!(warned[0]["level"], "WARN");
+    assert!(
+        warned[0]["directory"]
+            .as_str()
+            .is_some_and(|d| d.ends_with("absent")),
+        "{}",
+        warned[0]
+    );
+    // A reload adding another such target names it; the unchanged one is not repeated.
+    sb.write(
+        "protector.yaml",
+        &format!(
+            "targets:\n{}{}{}",
+            one("here", "here.beat"),
+            one("nodir", "absent/nodir.beat"),
+            one("other", "gone/other.beat")
+        ),
+    );
+    p.signal("HUP");
+    p.wait_records("watching", Some("other"), 1);
+    let warned = p.events("heartbeat_dir_missing", None);
+    assert_eq!(warned.len(), 2, "{}", p.log_text());
+    assert_eq!(warned[1]["target"], "other");
+}

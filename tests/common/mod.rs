@@ -144,6 +144,32 @@ impl Running {
             .collect()
     }
 
+    /// Log records so far with this `event` field (and target, when given).
+    pub fn events(&self, event: &str, target: Option<&str>) -> Vec<Value> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v["event"] == event)
+            .filter(|v| target.is_none_or(|t| v["target"] == t))
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until `n` records carry this `event` field and returns them.
+    pub fn wait_events(&self, event: &str, target: Option<&str>, n: usize) -> Vec<Value> {
+        let mut found = Vec::new();
+        wait_until(
+            PATIENCE,
+            &format!("{n} log records with event {event:?} for {target:?}"),
+            || {
+                found = self.events(event, target);
+                found.len() >= n
+            },
+        );
+        found
+    }
+
     /// Waits until `n` records match and returns them.
     pub fn wait_records(&self, msg: &str, target: Option<&str>, n: usize) -> Vec<Value> {
         let mut found = Vec::new();
