@@ -1,27 +1,33 @@
 #!/bin/sh
 # Builds protector for Linux (one static binary for every x86_64 distribution) and Windows,
-# and puts both where the protector state expects them: FILE_ROOT/protector/files/.
+# and puts both where the protector formula expects them: FILE_ROOT/protector/files/.
 # The successor of the original "copy the binaries to Salt's file server" script.
 #
 #   examples/salt/publish.sh [--linux-only] [FILE_ROOT]      (FILE_ROOT defaults to /srv/salt)
+#
+# The Linux binary must be static (x86_64-unknown-linux-musl): a binary linked against this
+# machine's glibc would not start on older distributions, and the formula pushes it to every
+# minion. When the musl target cannot be installed this fails; it never publishes another build.
 set -eu
 linux_only=no
 if [ "${1:-}" = "--linux-only" ]; then linux_only=yes; shift; fi
 root=${1:-/srv/salt}
 cd "$(dirname "$0")/../.."
 dest="$root/protector/files"
-mkdir -p "$dest"
 
-if rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1; then
-    cargo build --release --target x86_64-unknown-linux-musl
-    install -m 755 target/x86_64-unknown-linux-musl/release/protector "$dest/protector"
-    echo "published $dest/protector (static, x86_64-unknown-linux-musl)"
-else
-    echo "SKIPPED: static Linux build: the Rust target x86_64-unknown-linux-musl cannot be installed here; publishing the glibc build instead"
-    cargo build --release
-    install -m 755 target/release/protector "$dest/protector"
-    echo "published $dest/protector (dynamically linked against this machine's glibc)"
+if ! rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1; then
+    echo "publish.sh: cannot install the Rust target x86_64-unknown-linux-musl (rustup target add x86_64-unknown-linux-musl); nothing published" >&2
+    exit 1
 fi
+cargo build --release --target x86_64-unknown-linux-musl
+bin=target/x86_64-unknown-linux-musl/release/protector
+if readelf -l "$bin" | grep -q 'INTERP'; then
+    echo "publish.sh: $bin asks for a dynamic loader: it is not static; nothing published" >&2
+    exit 1
+fi
+mkdir -p "$dest"
+install -m 755 "$bin" "$dest/protector"
+echo "published $dest/protector (static, x86_64-unknown-linux-musl)"
 
 if [ "$linux_only" = yes ]; then exit 0; fi
 if command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 &&

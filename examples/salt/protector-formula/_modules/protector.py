@@ -1,0 +1,119 @@
+"""
+protector: the minion's side of the protector formula.
+
+protector (a watchdog on each minion) restarts the salt-minion when its heartbeat file has not
+changed for a while. The master writes that heartbeat by calling ``protector.beat`` on every
+minion; each minion touches its own file, wherever it is on that OS, so the master needs no
+per-OS path:
+
+    salt '*' protector.beat
+    salt '*' protector.status
+
+Paths come from pillar ``protector`` (the same keys as the formula's pillar), else the
+formula's defaults below. They must agree with protector/defaults.yaml and kernelmap.yaml
+(the formula's test checks that they do).
+"""
+
+import json
+import os
+import subprocess
+import time
+
+__virtualname__ = "protector"
+
+# The formula's defaults (defaults.yaml, kernelmap.yaml), by the `kernel` grain.
+DEFAULTS = {
+    "Linux": {
+        "bin": "/usr/local/bin/protector",
+        "config_file": "/etc/protector/protector.yaml",
+        "heartbeat": "/run/protector/salt-minion.alive",
+    },
+    "Windows": {
+        "bin": "C:\\ProgramData\\protector\\protector.exe",
+        "config_file": "C:\\ProgramData\\protector\\protector.yaml",
+        "heartbeat": "C:\\ProgramData\\protector\\salt-minion.alive",
+    },
+}
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _setting(key, pillar_key=None):
+    value = __salt__["pillar.get"]("protector:" + (pillar_key or key), None)
+    if value:
+        return value
+    return DEFAULTS.get(__grains__.get("kernel"), DEFAULTS["Linux"])[key]
+
+
+def _expand(path):
+    # protector expands ~ and environment variables in heartbeat paths; so does this.
+    return os.path.expanduser(os.path.expandvars(path))
+
+
+def heartbeat_path():
+    """
+    The heartbeat file of the salt-minion target on this minion.
+
+    CLI Example:
+
+        salt '*' protector.heartbeat_path
+    """
+    return _expand(_setting("heartbeat", "salt_minion:heartbeat"))
+
+
+def beat(path=None):
+    """
+    Touch this minion's heartbeat file (creating it, and its directory, when missing), so
+    protector knows the minion still answers its master.
+
+    path
+        Another heartbeat file to touch (default: the salt-minion target's).
+
+    CLI Example:
+
+        salt '*' protector.beat
+    """
+    path = _expand(path) if path else heartbeat_path()
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+    # Never follow a symlink planted where the heartbeat should be.
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o644)
+    try:
+        now = time.time()
+        os.utime(fd if os.utime in os.supports_fd else path, (now, now))
+    finally:
+        os.close(fd)
+    return {"heartbeat": path, "touched_at": now}
+
+
+def status():
+    """
+    What protector on this minion knows: ``protector status --json`` as data (targets with
+    their state, heartbeat age and restart counts). The job's return code is protector's:
+    0 when it runs and every target is watching normally, else 1 (``salt`` then exits
+    non-zero; ``running: False`` says protector itself is not running).
+
+    CLI Example:
+
+        salt '*' protector.status
+        salt '*' protector.status --out=json
+    """
+    cmd = [_setting("bin"), "status", "--config", _setting("config_file"), "--json"]
+    try:
+        proc = subprocess.run(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        __context__["retcode"] = 1
+        return {"running": False, "healthy": False, "error": str(exc)}
+    __context__["retcode"] = proc.returncode
+    out = proc.stdout.decode("utf-8", "replace")
+    try:
+        return json.loads(out)
+    except ValueError:
+        err = proc.stderr.decode("utf-8", "replace").strip()
+        return {"running": False, "healthy": False, "error": err or out.strip()}

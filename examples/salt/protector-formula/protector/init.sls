@@ -1,0 +1,108 @@
+{#- protector: puts protector on a minion and keeps it running. The binary for the minion's
+    OS, protector.yaml rendered from pillar and checked by `protector check` before it
+    replaces the old one, the module behind `protector.beat` synced, and the service
+    (systemd unit on Linux, Windows service on Windows) enabled, reloaded when the config
+    changes. Settings: map.jinja (defaults.yaml, kernelmap.yaml, pillar `protector`). #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import protector with context %}
+{%- set windows = grains['kernel'] == 'Windows' %}
+
+# The master's heartbeat schedule calls protector.beat: have it before protector watches.
+protector-module:
+  saltutil.sync_modules:
+    - refresh: True
+
+protector-binary:
+  file.managed:
+    - name: {{ protector.bin | yaml_dquote }}
+    - source: {{ protector.source | yaml_dquote }}
+    - makedirs: True
+{%- if not windows %}
+    - mode: '0755'
+{%- endif %}
+
+protector-config:
+  file.managed:
+    - name: {{ protector.config_file | yaml_dquote }}
+    - source: salt://{{ tplroot }}/files/protector.yaml.j2
+    - template: jinja
+    - makedirs: True
+{%- if not windows %}
+    - mode: '0600'
+{%- endif %}
+    - check_cmd: {{ ('"' ~ protector.bin ~ '" check --config') | yaml_dquote }}
+    - require:
+      - file: protector-binary
+
+{%- if protector.service_manager == 'systemd' %}
+
+protector-unit:
+  file.managed:
+    - name: /etc/systemd/system/protector.service
+    - source: {{ protector.unit_source | yaml_dquote }}
+
+# The unit as shipped, with this minion's binary and config paths.
+protector-unit-paths:
+  file.managed:
+    - name: /etc/systemd/system/protector.service.d/salt.conf
+    - makedirs: True
+    - contents: |
+        # Managed by Salt (protector formula).
+        [Service]
+        ExecStartPre=
+        ExecStartPre={{ protector.bin }} check --config {{ protector.config_file }}
+        ExecStart=
+        ExecStart={{ protector.bin }} --config {{ protector.config_file }}
+
+protector-daemon-reload:
+  cmd.run:
+    - name: systemctl daemon-reload
+    - onchanges:
+      - file: protector-unit
+      - file: protector-unit-paths
+
+protector-service:
+  service.running:
+    - name: protector
+    - enable: True
+    - require:
+      - saltutil: protector-module
+      - cmd: protector-daemon-reload
+      - file: protector-config
+    - watch:
+      - file: protector-binary
+      - file: protector-unit
+      - file: protector-unit-paths
+
+# A changed config is reloaded (SIGHUP): every unchanged target keeps its state, and an
+# invalid config is refused with the old one still running.
+protector-reload:
+  cmd.run:
+    - name: systemctl reload protector
+    - onchanges:
+      - file: protector-config
+    - require:
+      - service: protector-service
+
+{%- elif protector.service_manager == 'windows' %}
+
+protector-service-installed:
+  cmd.run:
+    - name: {{ ('"' ~ protector.bin ~ '" service install --config "' ~ protector.config_file ~ '"') | yaml_dquote }}
+    - unless: sc query protector
+    - require:
+      - file: protector-config
+
+# Windows has no SIGHUP: a changed config or binary restarts the service (the state file
+# keeps every target's counts and backoff across it).
+protector-service:
+  service.running:
+    - name: protector
+    - enable: True
+    - require:
+      - saltutil: protector-module
+      - cmd: protector-service-installed
+    - watch:
+      - file: protector-config
+      - file: protector-binary
+{%- endif %}

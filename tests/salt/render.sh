@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# The protector formula rendered for a Linux and a Windows minion, without a master: Salt's
+# own renderer (`salt-call --local`) with the minion's grains set to each OS. Checks the states,
+# the rendered protector.yaml (with `protector check --os`), that the protector.beat module
+# and the formula agree on every path, and that pillar.example renders to a valid config.
+# Needs Salt (installed from PyPI into the cache when missing) and a built protector.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+SAY_AS=salt-render
+source tests/salt/lib.sh
+FORMULA=$ROOT/examples/salt/protector-formula
+PROTECTOR=${PROTECTOR_BIN:-$ROOT/target/debug/protector}
+[ -x "$PROTECTOR" ] || cargo build -q
+salt_venv
+T=$(mktemp -d /tmp/prender.XXXXXX)
+trap '[ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
+
+# render KERNEL PILLAR_FILE: sets up a masterless minion with those grains and pillar.
+setup() {
+    local kernel=$1 pillar=$2 dir=$T/$1-$(basename "$2")
+    mkdir -p "$dir/pillar"
+    cp "$pillar" "$dir/pillar/protector.sls"
+    printf "base:\n  '*':\n    - protector\n" >"$dir/pillar/top.sls"
+    {
+        echo "id: render-$kernel"
+        echo "root_dir: $dir"
+        echo "file_client: local"
+        echo "file_roots: {base: [$FORMULA]}"
+        echo "pillar_roots: {base: [$dir/pillar]}"
+        echo "enable_fqdns_grains: False"
+        if [ "$kernel" = Windows ]; then
+            echo "grains: {kernel: Windows, os: Windows, os_family: Windows, osrelease: 2022Server}"
+        fi
+    } >"$dir/minion"
+    echo "$dir"
+}
+call() { # call DIR ARGS...: salt-call --local with that minion's config, output as JSON
+    local dir=$1
+    shift
+    "$VENV/bin/salt-call" --local -c "$dir" --out=json --log-level=quiet "$@"
+}
+field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['local']$2)" "$1"; }
+
+empty=$T/empty.sls
+echo "{}" >"$empty"
+for kernel in Linux Windows; do
+    dir=$(setup "$kernel" "$empty")
+    call "$dir" saltutil.sync_modules >/dev/null
+    call "$dir" state.show_sls protector >"$dir/states.json" || { cat "$dir/states.json"; fail "$kernel: state.show_sls protector failed"; }
+    call "$dir" state.show_sls protector.clean >"$dir/clean.json" || { cat "$dir/clean.json"; fail "$kernel: state.show_sls protector.clean failed"; }
+    call "$dir" cp.get_template salt://protector/files/protector.yaml.j2 "$dir/protector.yaml" >/dev/null
+    call "$dir" protector.heartbeat_path >"$dir/beat.json"
+    python3 - "$kernel" "$dir" "$PROTECTOR" <<'PY' || fail "$kernel: rendered formula is not as expected"
+import json, subprocess, sys
+kernel, d, protector = sys.argv[1:]
+states = json.load(open(d + "/states.json"))["local"]
+clean = json.load(open(d + "/clean.json"))["local"]
+beat = json.load(open(d + "/beat.json"))["local"]
+def arg(state, fun, key):
+    for item in states[state][fun]:
+        if isinstance(item, dict) and key in item:
+            return item[key]
+    raise KeyError((state, fun, key))
+win = kernel == "Windows"
+expect = {
+    "bin": r"C:\ProgramData\protector\protector.exe" if win else "/usr/local/bin/protector",
+    "config": r"C:\ProgramData\protector\protector.yaml" if win else "/etc/protector/protector.yaml",
+    "heartbeat": r"C:\ProgramData\protector\salt-minion.alive" if win else "/run/protector/salt-minion.alive",
+    "stop": "net stop salt-minion" if win else "systemctl stop salt-minion",
+    "start": "net start salt-minion" if win else "systemctl start salt-minion",
+}
+problems = []
+def check(what, got, want):
+    if got != want:
+        problems.append(f"{what}: got {got!r}, want {want!r}")
+check("binary path", arg("protector-binary", "file", "name"), expect["bin"])
+check("binary source", arg("protector-binary", "file", "source"),
+      "salt://protector/files/protector" + (".exe" if win else ""))
+check("config path", arg("protector-config", "file", "name"), expect["config"])
+check("module synced before the service", "protector-module" in states, True)
+if win:
+    check("service install", arg("protector-service-installed", "cmd", "name"),
+          f'"{expect["bin"]}" service install --config "{expect["config"]}"')
+    check("no systemd unit on Windows", "protector-unit" in states, False)
+    check("clean unregisters the service", "protector-clean-unregister" in clean, True)
+else:
+    check("unit", arg("protector-unit", "file", "name"), "/etc/systemd/system/protector.service")
+    dropin = arg("protector-unit-paths", "file", "contents")
+    check("unit runs the config", f"ExecStart={expect['bin']} --config {expect['config']}" in dropin, True)
+    check("reload on config change", "protector-reload" in states, True)
+names = [i["names"] for i in clean["protector-clean-files"]["file"] if isinstance(i, dict) and "names" in i][0]
+check("clean removes binary and config, keeps state", sorted(names), sorted([expect["bin"], expect["config"]]))
+# The module touches exactly the heartbeat the formula configures.
+check("protector.beat's path", beat, expect["heartbeat"])
+# The rendered config: valid for that OS, salt-minion target with the OS's defaults.
+os_name = "windows" if win else "linux"
+out = subprocess.run([protector, "check", "--config", d + "/protector.yaml", "--os", os_name],
+                     capture_output=True, text=True)
+if out.returncode != 0:
+    problems.append("protector check failed: " + out.stderr)
+text = out.stdout
+for want in [f"target salt-minion", f"heartbeat:       {expect['heartbeat']}", "timeout:         5m",
+             "command_timeout: 2m", "event.send"]:
+    check(f"check output has {want!r}", want in text, True)
+shell = '["cmd","/C",' if win else '["/bin/sh","-c",'
+check("stop command", f'stop:            {shell}"{expect["stop"]}"]' in text, True)
+check("start command", f'start:           {shell}"{expect["start"]}"]' in text, True)
+if problems:
+    print("\n".join(problems))
+    print(text)
+    sys.exit(1)
+print(f"  {kernel}: states, paths, service, clean and protector.yaml as expected")
+PY
+done
+
+# pillar.example: more targets and settings render to a config protector accepts.
+for kernel in Linux Windows; do
+    dir=$(setup "$kernel" "$FORMULA/pillar.example")
+    call "$dir" cp.get_template salt://protector/files/protector.yaml.j2 "$dir/protector.yaml" >/dev/null
+    os_name=$([ "$kernel" = Windows ] && echo windows || echo linux)
+    out=$("$PROTECTOR" check --config "$dir/protector.yaml" --os "$os_name") ||
+        { cat "$dir/protector.yaml"; fail "$kernel: pillar.example renders to an invalid config"; }
+    for want in "2 targets" "target salt-minion" "target nginx" "max_parallel_commands: 16" "timeout:         10m"; do
+        grep -qF "$want" <<<"$out" || { echo "$out"; fail "$kernel: pillar.example: no '$want' in the checked config"; }
+    done
+    echo "  $kernel: pillar.example renders to a valid config with its 2 targets"
+done
+say "formula renders as expected for Linux and Windows minions"
