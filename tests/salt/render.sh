@@ -67,7 +67,8 @@ expect = {
     "bin": r"C:\ProgramData\protector\protector.exe" if win else "/usr/local/bin/protector",
     "config": r"C:\ProgramData\protector\protector.yaml" if win else "/etc/protector/protector.yaml",
     "heartbeat": r"C:\ProgramData\protector\salt-minion.alive" if win else "/run/protector/salt-minion.alive",
-    "stop": "net stop salt-minion" if win else "systemctl stop salt-minion",
+    "stop": "net stop salt-minion" if win else
+            "systemctl stop salt-minion; s=$?; pkill -KILL -f 'bin/[s]alt-minion'; exit $s",
     "start": "net start salt-minion" if win else "systemctl start salt-minion",
 }
 problems = []
@@ -104,8 +105,9 @@ for want in [f"target salt-minion", f"heartbeat:       {expect['heartbeat']}", "
              "command_timeout: 2m", "event.send"]:
     check(f"check output has {want!r}", want in text, True)
 shell = '["cmd","/C",' if win else '["/bin/sh","-c",'
-check("stop command", f'stop:            {shell}"{expect["stop"]}"]' in text, True)
-check("start command", f'start:           {shell}"{expect["start"]}"]' in text, True)
+for cmd in ["stop", "start"]:
+    line = f'{cmd}:'.ljust(17) + shell + json.dumps(expect[cmd]) + "]"
+    check(f"{cmd} command", line in text, True)
 if problems:
     print("\n".join(problems))
     print(text)
