@@ -12,7 +12,8 @@
 # frozen and one killed: exactly those three restarted via systemctl and answering again, the
 # events on the master's bus, `salt '*' protector.status` shows it; protector SIGKILLed:
 # systemd brings it back with its counts; a pillar change reloads it keeping its state; a
-# reboot (fresh /run): heartbeats resume with no restart. Prints the timings.
+# reboot (fresh /run): heartbeats resume with no restart; protector.status fails where
+# protector is stopped; protector.clean uninstalls it. Prints the timings.
 #
 # Needs root (containers, overlay mounts). Cleans up every process, mount and cgroup it made.
 set -euo pipefail
@@ -204,12 +205,12 @@ RESULTS=("1 steady state, $((2 * TIMEOUT)) s on ${#MINIONS[@]} minions: no resta
 
 # --- 2. the fleet: two frozen, one killed --------------------------------------------------------
 minion_main() { unit_prop "$1" salt-minion MainPID; }
-declare -A OLD LAST
+declare -A OLD=() LAST=()
 for m in m2 m3 m4; do OLD[$m]=$(minion_main "$m"); LAST[$m]=$(beat_mtime "$m"); done
 say "scenario 2: m2 and m3 frozen (SIGSTOP), m4 killed (SIGKILL); m1 and m5 left alone"
 # Every process of the minion: its keepalive parent (the unit's main process) and the minion.
 minion_pids() { in_minion "$1" pgrep -f bin/salt-minion | tr '\n' ' '; }
-declare -A PIDS
+declare -A PIDS=()
 for m in m2 m3 m4; do PIDS[$m]=$(minion_pids "$m"); done
 for m in m2 m3; do in_minion "$m" pkill -STOP -f bin/salt-minion; done
 in_minion m4 pkill -KILL -f bin/salt-minion
@@ -219,7 +220,7 @@ restarted_and_back() {
     now=$(minion_main "$m")
     [ -n "$now" ] && [ "$now" != 0 ] && [ "$now" != "${OLD[$m]}" ] && answering "$m"
 }
-declare -A BACK
+declare -A BACK=()
 all_back() { # records when each minion first answers again
     local m
     for m in m2 m3 m4; do
@@ -307,6 +308,24 @@ sleep_until $((2 * TIMEOUT)) # again a span: no restart may happen in it
 fleet_check "t('m1')['restarts_total'] == 0 and s['m1']['healthy']" ||
     { cat "$T/status.json"; fail "a restart after the reboot"; }
 RESULTS+=("5 reboot: /run/protector created again, first heartbeat $(awk -v a="$t_reboot" -v b="$first_beat" 'BEGIN { printf "%.0f", b - a }') s after the reboot began, no restart in $((2 * TIMEOUT)) s")
+
+# --- 6. protector stopped, then the formula's clean state -----------------------------------------
+say "scenario 6: protector stopped on m5, then state.apply protector.clean"
+in_minion m5 systemctl stop protector
+if salt -c "$M/etc" --timeout 30 m5 protector.status --out=json --static >"$T/m5.json"; then
+    cat "$T/m5.json"
+    fail "salt m5 protector.status exits 0 with protector stopped"
+fi
+"$VENV/bin/python" -c "import json,sys; s=json.load(open('$T/m5.json'))['m5']; sys.exit(s['running'] is not False)" ||
+    { cat "$T/m5.json"; fail "protector.status does not say protector is not running"; }
+salt -c "$M/etc" --timeout 120 m5 state.apply protector.clean --out=txt >"$T/clean.out" 2>&1 ||
+    { tail -n 40 "$T/clean.out"; fail "state.apply protector.clean failed"; }
+for f in /usr/local/bin/protector /etc/protector/protector.yaml /etc/systemd/system/protector.service; do
+    in_minion m5 test ! -e "$f" || fail "protector.clean left $f behind"
+done
+[ "$(unit_prop m5 protector LoadState)" = not-found ] || fail "protector.clean left the unit loaded"
+in_minion m5 test -s /var/lib/protector/state.json || fail "protector.clean removed the state file (kept unless asked)"
+RESULTS+=("6 protector stopped: protector.status fails on that minion, running: false; protector.clean removed service, binary and config, kept the state")
 
 say "all scenarios passed (timeout ${TIMEOUT}s, heartbeat every ${PERIOD}s)"
 for r in "${RESULTS[@]}"; do echo "  $r"; done

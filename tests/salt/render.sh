@@ -14,7 +14,7 @@ PROTECTOR=${PROTECTOR_BIN:-$ROOT/target/debug/protector}
 [ -x "$PROTECTOR" ] || cargo build -q
 salt_venv
 T=$(mktemp -d /tmp/prender.XXXXXX)
-trap '[ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
+trap 's=$?; [ $s = 0 ] || say "FAIL (exit $s)"; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
 
 # render KERNEL PILLAR_FILE: sets up a masterless minion with those grains and pillar.
 setup() {
@@ -128,4 +128,17 @@ for kernel in Linux Windows; do
     done
     echo "  $kernel: pillar.example renders to a valid config with its 2 targets"
 done
+# A heartbeat and binary set in pillar: the module finds them too (Salt 3008 masks pillar
+# values a module reads through pillar.get).
+custom=$T/custom.sls
+printf 'protector:\n  bin: /opt/protector/bin/protector\n  salt_minion:\n    heartbeat: /srv/beats/minion.alive\n' >"$custom"
+dir=$(setup Linux "$custom")
+call "$dir" saltutil.sync_modules >/dev/null
+got=$(call "$dir" protector.heartbeat_path | python3 -c 'import json,sys; print(json.load(sys.stdin)["local"])')
+[ "$got" = /srv/beats/minion.alive ] || fail "protector.heartbeat_path ignores the pillar: $got"
+call "$dir" cp.get_template salt://protector/files/protector.yaml.j2 "$dir/protector.yaml" >/dev/null
+grep -qF 'heartbeat: /srv/beats/minion.alive' "$dir/protector.yaml" || fail "the config ignores the pillar's heartbeat"
+got=$( (call "$dir" protector.status || true) | python3 -c 'import json,sys; print(json.load(sys.stdin)["local"]["error"])')
+case "$got" in *"/opt/protector/bin/protector"*) ;; *) fail "protector.status does not run the pillar's binary: $got" ;; esac
+echo "  pillar's heartbeat and binary reach the module and the config"
 say "formula renders as expected for Linux and Windows minions"

@@ -19,6 +19,8 @@ import os
 import subprocess
 import time
 
+import salt.utils.data
+
 __virtualname__ = "protector"
 
 # The formula's defaults (defaults.yaml, kernelmap.yaml), by the `kernel` grain.
@@ -41,7 +43,10 @@ def __virtual__():
 
 
 def _setting(key, pillar_key=None):
-    value = __salt__["pillar.get"]("protector:" + (pillar_key or key), None)
+    # Read __pillar__ itself: pillar.get masks values when called from a module (Salt 3008).
+    value = salt.utils.data.traverse_dict_and_list(
+        __pillar__, "protector:" + (pillar_key or key), None
+    )
     if value:
         return value
     return DEFAULTS.get(__grains__.get("kernel"), DEFAULTS["Linux"])[key]
