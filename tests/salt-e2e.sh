@@ -50,10 +50,9 @@ cleanup() {
         tail -n 20 "$M/master.log" 2>/dev/null | sed 's/^/  master: /'
     fi
     [ -n "${EVENTS_PID:-}" ] && kill "$EVENTS_PID" 2>/dev/null
-    [ -f "$M/master.pid" ] && kill -KILL "$(cat "$M/master.pid")" 2>/dev/null
+    [ -n "${MASTER_SID:-}" ] && [ "$MASTER_SID" -gt 1 ] && pkill -KILL -s "$MASTER_SID" 2>/dev/null
     pkill -KILL -f "salt-master -c $M/etc" 2>/dev/null
     cleanup_minions
-    pkill -KILL -f "salt-master -c $M/etc" 2>/dev/null
     rm -rf "$T"
     exit "$status"
 }
@@ -134,6 +133,8 @@ pillar
 say "starting salt-master on 127.0.0.1 (ports $PUB/$RET)"
 salt-master -c "$M/etc" -d
 wait_for 60 "the master's pid file" test -s "$M/master.pid"
+# The daemonized master's session: its workers rename themselves, so they are found by it.
+MASTER_SID=$(ps -o sid= -p "$(cat "$M/master.pid")" | tr -d ' ')
 wait_for 60 "the master's event bus" test -S "$M/sock/master_event_pub.ipc"
 salt-run -c "$M/etc" state.event 'protector/*' count=-1 >"$T/events.txt" 2>"$T/events.err" &
 EVENTS_PID=$!
