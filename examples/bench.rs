@@ -298,10 +298,10 @@ fn latency_protector(bin: &Path, n: usize, spread: bool) -> (String, String) {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&line.unwrap()) else {
                 continue;
             };
-            if v["message"] == "protector is running" {
+            if v["event"] == "started" {
                 let _ = tx.send(None);
             }
-            if v["message"] == "running stop command" {
+            if v["event"] == "command_started" && v["command"] == "stop" {
                 let name = v["target"].as_str().unwrap_or_default();
                 let i: usize = name.trim_start_matches('t').parse().unwrap();
                 let _ = tx.send(Some((
@@ -546,12 +546,15 @@ fn storm(bin: &Path, n: usize) -> String {
         let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
         let at = || timestamp::epoch_secs(v["timestamp"].as_str().unwrap());
         let target = || v["target"].as_str().unwrap_or_default().to_string();
-        match v["message"].as_str().unwrap_or_default() {
-            "heartbeat is stale; restarting" => {
+        match (
+            v["event"].as_str().unwrap_or_default(),
+            v["command"].as_str().unwrap_or_default(),
+        ) {
+            ("stale", _) => {
                 let deadline = mtime(&dir.path().join(format!("{}.beat", target()))) + 1.0;
                 detect_late = detect_late.max(at() - deadline);
             }
-            "start command finished" => {
+            ("command_finished", "start") => {
                 finished += 1;
                 last_done = last_done.max(at());
             }

@@ -9,9 +9,9 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, Backoff, CommandLine, Config, Os, Target, duration::format as fmt_dur};
+use crate::config::{self, CommandLine, Config, Os, Target, duration::format as fmt_dur};
+use crate::daemon;
 use crate::logging::{self, LogFormat, LogOptions};
-use crate::{daemon, lock};
 
 const ABOUT: &str = "Restarts services whose heartbeat file has gone stale.";
 
@@ -248,22 +248,9 @@ pub fn legacy_target(args: &[String]) -> Result<Target, String> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| file.clone());
-    Ok(Target {
-        name,
-        heartbeat,
-        timeout,
-        stop: Some(shell(stop)),
-        start: shell(start),
-        command_timeout: Duration::from_secs(60),
-        restart_grace: timeout,
-        startup_grace: timeout,
-        backoff: Backoff::default(),
-        max_restarts: None,
-        enabled: true,
-        notify: None,
-        skip_if: None,
-        skip_delay: timeout.min(Duration::from_secs(60)),
-    })
+    let mut target = Target::new(&name, heartbeat, timeout, shell(start));
+    target.stop = Some(shell(stop));
+    Ok(target)
 }
 
 fn run_config(path: &Path, log: &LogOptions, dry_run: bool) -> ExitCode {
@@ -294,7 +281,7 @@ fn run_watchdog(
         dry_run,
         signal_source: None,
     };
-    match watch(config, lock_key, opts) {
+    match daemon::watch(config, lock_key, opts) {
         Ok(daemon::Exit::Clean) => ExitCode::SUCCESS,
         Ok(daemon::Exit::Immediate) => ExitCode::from(1),
         Err(e) => {
@@ -305,19 +292,6 @@ fn run_watchdog(
             ExitCode::from(1)
         }
     }
-}
-
-/// Takes the instance lock and runs the watchdog until it is told to stop.
-pub fn watch(config: Config, lock_key: &Path, opts: daemon::Options) -> Result<daemon::Exit> {
-    let lock_path = config
-        .files
-        .lock_file
-        .clone()
-        .unwrap_or_else(|| lock::default_path(config.files.state_file.as_deref(), lock_key));
-    let lock = lock::acquire(&lock_path)?;
-    let exit = daemon::run(config, lock.path.clone(), opts);
-    drop(lock);
-    exit
 }
 
 fn status(config: Option<PathBuf>, state_file: Option<PathBuf>, json: bool) -> ExitCode {

@@ -8,18 +8,18 @@
 //! Per-OS code lives in `platform`.
 
 pub mod cli;
-pub mod command;
+pub(crate) mod command;
 pub mod config;
-pub mod daemon;
-pub mod fsutil;
-pub mod heartbeat;
-pub mod lock;
-pub mod logging;
-pub mod metrics;
-pub mod platform;
-pub mod schedule;
+pub(crate) mod daemon;
+pub(crate) mod fsutil;
+pub(crate) mod heartbeat;
+pub(crate) mod lock;
+pub(crate) mod logging;
+pub(crate) mod metrics;
+pub(crate) mod platform;
+pub(crate) mod schedule;
 #[cfg(windows)]
-pub mod service;
-pub mod state;
-pub mod status;
-pub mod systemd;
+pub(crate) mod service;
+pub(crate) mod state;
+pub(crate) mod status;
+pub(crate) mod systemd;

@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use crate::state::{STATES, StateFile, TargetRecord};
+use crate::state::{StateFile, TargetRecord, TargetStatus};
 
 /// A per-target metric: name, type, help and the value of one target (if it has one).
 type Family<'a> = (
@@ -83,8 +83,8 @@ pub fn render(state: &StateFile, out: &mut dyn Write) -> io::Result<()> {
     let name = "protector_target_state";
     head(out, name, "gauge", "1 for the target's current state.")?;
     for (t, label) in state.targets.iter().zip(&labels) {
-        for s in STATES {
-            let v = u8::from(t.state == *s);
+        for s in TargetStatus::ALL {
+            let v = u8::from(t.state == s);
             writeln!(out, "{name}{{target=\"{label}\",state=\"{s}\"}} {v}")?;
         }
     }

@@ -173,6 +173,10 @@ pub enum Next {
     Postponed {
         wait: Duration,
     },
+    /// `skip_if` said not to skip: the target is judged again at once, with a fresh look,
+    /// so a heartbeat that came while skip_if ran still counts; if none did, the restart
+    /// goes ahead without asking skip_if again.
+    Recheck,
 }
 
 #[derive(Debug, Clone)]
@@ -189,6 +193,8 @@ pub struct TargetState {
     /// Restarts since the last heartbeat.
     pub consecutive: u32,
     pub restarts_total: u64,
+    /// skip_if said not to skip: the next stale judgement restarts without asking again.
+    skip_refused: bool,
 }
 
 impl TargetState {
@@ -220,6 +226,7 @@ impl TargetState {
             last_look: now,
             consecutive: 0,
             restarts_total: 0,
+            skip_refused: false,
         }
     }
 
@@ -231,27 +238,10 @@ impl TargetState {
     /// The deadline was reached and the file observed.
     pub fn on_due(&mut self, rules: &Rules, obs: &Observation, now: Now) -> DueOutcome {
         debug_assert!(!matches!(self.phase, Phase::Running(_)));
-        let mut out = DueOutcome::default();
-        let seen = obs.fingerprint();
-        if seen.is_some() && seen != self.last_seen {
-            let dated = seen
-                .and_then(|f| f.mtime)
-                .filter(|m| *m <= now.wall && *m > self.last_look.wall)
-                .and_then(|m| now.wall.duration_since(m).ok())
-                .and_then(|ago| now.mono.checked_sub(ago))
-                .map_or(now.mono, |at| at.max(self.last_look.mono));
-            out.beat = Some(Beat {
-                after_restarts: self.consecutive,
-                resumed: self.phase == Phase::GivenUp,
-            });
-            self.phase = Phase::Watching;
-            self.consecutive = 0;
-            self.last_beat = dated;
-            self.beat_known = true;
-            self.deadline = dated + rules.timeout;
-        }
-        self.last_seen = seen;
-        self.last_look = now;
+        let mut out = DueOutcome {
+            beat: self.take_beat(rules, obs, now),
+            ..DueOutcome::default()
+        };
 
         if self.deadline > now.mono {
             return out;
@@ -273,14 +263,61 @@ impl TargetState {
             });
             return out;
         }
-        let run = if rules.has_skip_if {
+        let run = if rules.has_skip_if && !self.skip_refused {
             Cmd::SkipIf
         } else {
+            self.skip_refused = false;
             self.begin_restart(rules)
         };
         self.phase = Phase::Running(run);
         out.action = Some(Action::Restart { age, run });
         out
+    }
+
+    /// A heartbeat, if `obs` shows the file changed since the last look: dated by its mtime
+    /// when that is plausible (after the last look, not in the future), else now.
+    fn take_beat(&mut self, rules: &Rules, obs: &Observation, now: Now) -> Option<Beat> {
+        let seen = obs.fingerprint();
+        let changed = seen.is_some() && seen != self.last_seen;
+        let beat = changed.then(|| {
+            let dated = seen
+                .and_then(|f| f.mtime)
+                .filter(|m| *m <= now.wall && *m > self.last_look.wall)
+                .and_then(|m| now.wall.duration_since(m).ok())
+                .and_then(|ago| now.mono.checked_sub(ago))
+                .map_or(now.mono, |at| at.max(self.last_look.mono));
+            let beat = Beat {
+                after_restarts: self.consecutive,
+                resumed: self.phase == Phase::GivenUp,
+            };
+            self.phase = Phase::Watching;
+            self.consecutive = 0;
+            self.skip_refused = false;
+            self.last_beat = dated;
+            self.beat_known = true;
+            self.deadline = dated + rules.timeout;
+            beat
+        });
+        self.last_seen = seen;
+        self.last_look = now;
+        beat
+    }
+
+    /// The first command of a restart had to wait for a place (max_parallel_commands) and
+    /// gets one now; `obs` is a fresh look. A heartbeat that came while it waited calls the
+    /// restart off (it is not counted) and the target is watched as usual: returns false.
+    pub fn still_stale(&mut self, rules: &Rules, obs: &Observation, now: Now) -> bool {
+        let Phase::Running(cmd) = self.phase else {
+            return true;
+        };
+        let total = self.restarts_total;
+        if self.take_beat(rules, obs, now).is_none() {
+            return true;
+        }
+        if cmd != Cmd::SkipIf {
+            self.restarts_total = total.saturating_sub(1);
+        }
+        false
     }
 
     /// Counts a restart that really begins; returns its first command.
@@ -313,9 +350,10 @@ impl TargetState {
                 }
             }
             Cmd::SkipIf => {
-                let next = self.begin_restart(rules);
-                self.phase = Phase::Running(next);
-                Next::Run(next)
+                self.phase = Phase::Watching;
+                self.deadline = now;
+                self.skip_refused = true;
+                Next::Recheck
             }
             Cmd::Stop => {
                 self.phase = Phase::Running(Cmd::Start);
@@ -754,13 +792,53 @@ mod tests {
         assert_eq!(next, Next::Postponed { wait: 7 * S });
         assert_eq!((st.consecutive, st.restarts_total), (0, 0));
         assert_eq!(c.secs(st.deadline), 28.0);
-        // Next time skip_if fails: the restart goes ahead and is counted.
+        // Next time skip_if fails: after one more look, the restart goes ahead and is
+        // counted, without asking skip_if again.
         st.on_due(&r, &Observation::Absent, c.at(28.0));
         assert_eq!(
-            st.on_command_done(&r, Cmd::SkipIf, false, c.at(28.0).mono),
-            Next::Run(Cmd::Stop)
+            st.on_command_done(&r, Cmd::SkipIf, false, c.at(29.0).mono),
+            Next::Recheck
+        );
+        assert_eq!(c.secs(st.deadline), 29.0, "judged again at once");
+        let out = st.on_due(&r, &Observation::Absent, c.at(29.0));
+        assert_eq!(
+            out.action,
+            Some(Action::Restart {
+                age: 29 * S,
+                run: Cmd::Stop
+            })
         );
         assert_eq!((st.consecutive, st.restarts_total), (1, 1));
+    }
+
+    #[test]
+    fn a_heartbeat_that_comes_while_skip_if_runs_prevents_the_restart() {
+        let c = Clock::new();
+        let r = Rules {
+            has_skip_if: true,
+            ..rules()
+        };
+        let mut st = TargetState::start(&r, &Observation::Absent, c.at(0.0));
+        st.on_due(&r, &Observation::Absent, c.at(20.0));
+        // skip_if runs from 20 to 23 and says "do not skip"; the file was touched at 22.
+        assert_eq!(
+            st.on_command_done(&r, Cmd::SkipIf, false, c.at(23.0).mono),
+            Next::Recheck
+        );
+        let out = st.on_due(&r, &c.file(22.0, 1), c.at(23.0));
+        assert_eq!(out.action, None, "no restart: the heartbeat is 1 s old");
+        assert!(out.beat.is_some());
+        assert_eq!(c.secs(st.deadline), 32.0, "a whole timeout after the touch");
+        assert_eq!((st.consecutive, st.restarts_total), (0, 0));
+        // Stale again later: skip_if is asked again (its refusal was for the last time).
+        let out = st.on_due(&r, &c.file(22.0, 1), c.at(32.0));
+        assert_eq!(
+            out.action,
+            Some(Action::Restart {
+                age: 10 * S,
+                run: Cmd::SkipIf
+            })
+        );
     }
 
     #[test]
@@ -866,7 +944,7 @@ mod properties {
                                     waits_since_beat.push(wait);
                                     prop_assert!(st.deadline > at(elapsed).mono);
                                 }
-                                Next::Postponed { .. } | Next::Run(_) => {}
+                                Next::Postponed { .. } | Next::Run(_) | Next::Recheck => {}
                             }
                         }
                     }

@@ -22,9 +22,9 @@ use windows_service::service_manager::{ServiceManager, ServiceManagerAccess};
 use windows_service::{define_windows_service, service_dispatcher};
 
 use crate::config::{self, Os};
+use crate::daemon;
 use crate::logging::{self, LogFormat, LogOptions};
 use crate::platform::{OnSignal, Signal};
-use crate::{cli, daemon};
 
 const DEFAULT_NAME: &str = "protector";
 
@@ -279,7 +279,7 @@ fn serve(launch: &Launch) -> Result<()> {
         dry_run: false,
         signal_source: Some(source),
     };
-    let exit = match cli::watch(config, &launch.config, opts) {
+    let exit = match daemon::watch(config, &launch.config, opts) {
         Ok(_) => 0,
         Err(e) => {
             tracing::error!("{e:#}");

@@ -31,8 +31,7 @@ pub struct StateFile {
 pub struct TargetRecord {
     pub name: String,
     pub heartbeat: String,
-    /// `watching`, `restarting`, `backing off`, `given up` or `disabled`.
-    pub state: String,
+    pub state: TargetStatus,
     pub last_heartbeat: Option<f64>,
     pub next_check: Option<f64>,
     pub restarts_total: u64,
@@ -67,13 +66,56 @@ impl CommandRecord {
     }
 }
 
-pub const STATES: [&str; 5] = [
-    "watching",
-    "restarting",
-    "backing off",
-    "given up",
-    "disabled",
-];
+/// Where a target stands, as the state file, `status` and the metrics say it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum TargetStatus {
+    /// Watched; the heartbeat came after the latest restart (or no restart yet).
+    #[serde(rename = "watching")]
+    Watching,
+    /// A stop, start or skip_if command runs (or waits for a place).
+    #[serde(rename = "restarting")]
+    Restarting,
+    /// Restarted, and no heartbeat since: waiting before judging it again.
+    #[serde(rename = "backing off")]
+    BackingOff,
+    /// max_restarts reached without a heartbeat: only looking for one.
+    #[serde(rename = "given up")]
+    GivenUp,
+    #[serde(rename = "disabled")]
+    Disabled,
+}
+
+impl TargetStatus {
+    pub const ALL: [TargetStatus; 5] = [
+        TargetStatus::Watching,
+        TargetStatus::Restarting,
+        TargetStatus::BackingOff,
+        TargetStatus::GivenUp,
+        TargetStatus::Disabled,
+    ];
+
+    /// The word used in the state file, `status` and the metrics' `state` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetStatus::Watching => "watching",
+            TargetStatus::Restarting => "restarting",
+            TargetStatus::BackingOff => "backing off",
+            TargetStatus::GivenUp => "given up",
+            TargetStatus::Disabled => "disabled",
+        }
+    }
+
+    /// Fine: nothing for an operator to look at.
+    pub fn is_fine(self) -> bool {
+        matches!(self, TargetStatus::Watching | TargetStatus::Disabled)
+    }
+}
+
+impl std::fmt::Display for TargetStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Reads a state file. `Ok(None)` when there is none yet; `Err` with a reason when it is
 /// corrupt or not a protector state file.

@@ -32,11 +32,7 @@ pub fn run(state_path: &Path, json: bool) -> ExitCode {
         .lock_file
         .as_deref()
         .is_some_and(|l| lock::is_held(Path::new(l)));
-    let healthy = running
-        && file
-            .targets
-            .iter()
-            .all(|t| t.state == "watching" || t.state == "disabled");
+    let healthy = running && file.targets.iter().all(|t| t.state.is_fine());
     let now = epoch_secs(std::time::SystemTime::now());
     let text = if json {
         let mut value = serde_json::to_value(&file).expect("state serializes");
@@ -156,7 +152,14 @@ fn row(t: &TargetRecord, now: f64) -> [String; 6] {
             }
         )
     });
-    [t.name.clone(), t.state.clone(), age, restarts, next, last]
+    [
+        t.name.clone(),
+        t.state.to_string(),
+        age,
+        restarts,
+        next,
+        last,
+    ]
 }
 
 /// `45s`, `4m48s`, `2h3m`, `3d4h`.

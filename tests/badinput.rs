@@ -204,7 +204,7 @@ fn legacy_odd_paths_and_shell_metacharacters() {
     });
     assert_eq!(sb.lines("stop out"), [r#"it's|a;b|42|$HOME|q"q|"#]);
     assert_eq!(sb.lines("start out"), ["back tick & more"]);
-    let stale = p.wait_records("heartbeat is stale", None, 1);
+    let stale = p.wait_events("stale", None, 1);
     let name = beat.file_name().unwrap().to_str().unwrap();
     assert_eq!(stale[0]["target"], name, "{}", p.log_text());
 }

@@ -26,7 +26,7 @@ fn hung_stop_is_killed_with_its_grandchild_and_start_still_runs() {
     wait_until(PATIENCE, "start after the hung stop", || {
         sb.path("started").exists()
     });
-    let timed_out = p.wait_records("stop command timed out", Some("svc"), 1);
+    let timed_out = p.wait_command_events("command_timed_out", "stop", Some("svc"), 1);
     assert_eq!(
         timed_out[0]["stdout"], "stop-began",
         "output tail is logged"
@@ -34,7 +34,7 @@ fn hung_stop_is_killed_with_its_grandchild_and_start_still_runs() {
     wait_until(PATIENCE, "stop command and its grandchild gone", || {
         !alive(grandchild) && !alive(stop_pid)
     });
-    let started = p.wait_records("running start command", Some("svc"), 1);
+    let started = p.wait_command_events("command_started", "start", Some("svc"), 1);
     assert!(timestamp(&started[0]) >= timestamp(&timed_out[0]));
     let took = timed_out[0]["duration_ms"].as_u64().unwrap();
     assert!((1000..10_000).contains(&took), "killed after {took} ms");
@@ -62,10 +62,13 @@ fn a_hung_command_does_not_delay_another_target() {
     );
     let hung = read_pid(&sb, "hung.pid");
     // While `hung`'s stop command runs, `quick` is restarted again and again, on time.
-    let done = p.wait_records("restart done", Some("quick"), 3);
+    let done = p.wait_events("restart_done", Some("quick"), 3);
     assert!(alive(hung), "the hung stop should still be running");
-    assert!(p.records("running start command", Some("hung")).is_empty());
-    let stale = p.records("heartbeat is stale", Some("quick"));
+    assert!(
+        p.command_events("command_started", "start", Some("hung"))
+            .is_empty()
+    );
+    let stale = p.events("stale", Some("quick"));
     for (prev_done, next_stale) in done.iter().zip(stale.iter().skip(1)) {
         let late = timestamp(next_stale) - timestamp(prev_done) - 1.0;
         assert!(
@@ -91,12 +94,12 @@ fn start_that_backgrounds_a_daemon_returns_promptly_and_the_daemon_survives() {
 ",
     );
     let daemon = read_pid(&sb, "daemon.pid");
-    let finished = p.wait_records("start command finished", Some("svc"), 1);
+    let finished = p.wait_command_events("command_finished", "start", Some("svc"), 1);
     assert_eq!(finished[0]["stdout"], "launched");
     let took = finished[0]["duration_ms"].as_u64().unwrap();
     assert!(took < 5000, "start counted as running for {took} ms");
     // "restart done" comes right after, not after the daemon (which holds the pipes) exits.
-    let done = p.wait_records("restart done", Some("svc"), 1);
+    let done = p.wait_events("restart_done", Some("svc"), 1);
     assert!(timestamp(&done[0]) - timestamp(&finished[0]) < 5.0);
     assert!(
         alive(daemon),
@@ -120,7 +123,7 @@ fn failing_command_status_and_stderr_are_logged() {
     start: [sh, -c, 'echo ok > started']
 ",
     );
-    let failed = p.wait_records("stop command failed", Some("svc"), 1);
+    let failed = p.wait_command_events("command_failed", "stop", Some("svc"), 1);
     assert_eq!(failed[0]["stderr"], "cannot stop");
     assert!(failed[0]["status"].as_str().unwrap().contains('3'));
     wait_until(PATIENCE, "start after a failed stop", || {
@@ -140,7 +143,7 @@ fn output_is_bounded_to_a_tail() {
     start: [sh, -c, 'i=0; while [ $i -lt 20000 ]; do echo line-$i; i=$((i+1)); done']
 ",
     );
-    let finished = p.wait_records("start command finished", Some("chatty"), 1);
+    let finished = p.wait_command_events("command_finished", "start", Some("chatty"), 1);
     let out = finished[0]["stdout"].as_str().unwrap();
     assert!(out.len() <= 4096 + 3, "{} bytes logged", out.len());
     assert!(out.starts_with("..."));

@@ -32,8 +32,8 @@ fn reload_keeps_unchanged_targets_and_applies_changes() {
         target("changed", "    timeout: 500ms\n    restart_grace: 1h\n"),
     );
     let p = sb.run_config(&v1);
-    p.wait_records("restart done", Some("same"), 1);
-    p.wait_records("restart done", Some("changed"), 1);
+    p.wait_events("restart_done", Some("same"), 1);
+    p.wait_events("restart_done", Some("changed"), 1);
 
     let v2 = format!(
         "state_file: state.json\ntargets:\n{}{}{}",
@@ -43,19 +43,19 @@ fn reload_keeps_unchanged_targets_and_applies_changes() {
     );
     sb.write("protector.yaml", &v2);
     p.signal("HUP");
-    let reloaded = p.wait_records("config reloaded", None, 1);
+    let reloaded = p.wait_events("reload_done", None, 1);
     assert_eq!(reloaded[0]["unchanged"], 1);
     assert_eq!(reloaded[0]["changed"], 1);
     assert_eq!(reloaded[0]["added"], 1);
     // The new target starts with its startup grace and is restarted; the changed one keeps
     // its restart count but is judged under its new settings.
-    p.wait_records("restart done", Some("added"), 1);
+    p.wait_events("restart_done", Some("added"), 1);
     wait_until(
         PATIENCE,
         "changed target restarted with its new command",
         || starts_of(&sb, "changed-v2") == 1,
     );
-    let changed_done = p.wait_records("restart done", Some("changed"), 2);
+    let changed_done = p.wait_events("restart_done", Some("changed"), 2);
     assert_eq!(
         changed_done[1]["consecutive_restarts"], 2,
         "counters kept across the change"
@@ -84,15 +84,23 @@ fn a_bad_reload_keeps_the_old_config_running() {
             "    timeout: 500ms\n    restart_grace: 500ms\n    backoff: {after: 100}\n"
         )
     ));
-    p.wait_records("restart done", Some("svc"), 1);
+    p.wait_events("restart_done", Some("svc"), 1);
     sb.write(
         "protector.yaml",
         "targets:\n  - name: svc\n    timeout: never\n",
     );
     p.signal("HUP");
-    let failed = p.wait_records("reload failed", None, 1);
+    let failed = p.wait_events("reload_failed", None, 1);
     assert_eq!(failed[0]["level"], "ERROR");
-    let problems = p.records("protector.yaml:3:5: targets[0].timeout", None);
+    let problems: Vec<_> = p
+        .events("config_problem", None)
+        .into_iter()
+        .filter(|r| {
+            r["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("protector.yaml:3:5: targets[0].timeout"))
+        })
+        .collect();
     assert_eq!(problems.len(), 1, "{}", p.log_text());
     // Still watching under the old config.
     let before = starts_of(&sb, "svc");
@@ -118,14 +126,14 @@ fn sigterm_waits_for_the_running_command_then_exits_0() {
         sb.path("stop-began").exists()
     });
     p.signal("TERM");
-    p.wait_records("shutting down: waiting for running commands", None, 1);
+    p.wait_events("stopping", None, 1);
     assert_eq!(p.wait_exit(PATIENCE), Some(0));
     assert!(
         sb.path("stop-ended").exists(),
         "exited before the stop command finished"
     );
     assert!(!sb.path("started").exists(), "no new command after SIGTERM");
-    p.wait_records("protector stopped", None, 1);
+    p.wait_events("stopped", None, 1);
 }
 
 #[test]
@@ -143,7 +151,7 @@ fn a_second_signal_exits_at_once() {
     );
     let stop_pid = read_pid(&sb, "stop.pid");
     p.signal("TERM");
-    p.wait_records("shutting down", None, 1);
+    p.wait_events("stopping", None, 1);
     p.signal("INT");
     assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(1));
     kill(stop_pid);
@@ -154,7 +162,7 @@ fn a_second_instance_is_refused_with_the_pid_and_a_crashed_ones_lock_does_not_bl
     let sb = Sandbox::new();
     let cfg = format!("targets:\n{}", target("svc", "    timeout: 1h\n"));
     let mut first = sb.run_config(&cfg);
-    first.wait_records("protector is running", None, 1);
+    first.wait_events("started", None, 1);
     protector_cmd(sb.dir.path())
         .args(["--config", "protector.yaml"])
         .timeout(Duration::from_secs(20))
@@ -168,7 +176,7 @@ fn a_second_instance_is_refused_with_the_pid_and_a_crashed_ones_lock_does_not_bl
     first.signal("KILL");
     first.wait_exit(PATIENCE);
     let second = sb.spawn(&["--config", "protector.yaml"]);
-    second.wait_records("protector is running", None, 1);
+    second.wait_events("started", None, 1);
 }
 
 fn read_json(sb: &Sandbox, name: &str) -> serde_json::Value {
@@ -186,8 +194,8 @@ fn state_file_survives_a_restart_of_protector_and_backoff_continues() {
         )
     );
     let mut p = sb.run_config(&cfg);
-    let done = p.wait_records("restart done", Some("svc"), 3);
-    assert_eq!(done[2]["next_check_in"], "2s");
+    let done = p.wait_events("restart_done", Some("svc"), 3);
+    assert_eq!(done[2]["next_check_in_secs"], 2.0);
     p.signal("TERM");
     assert_eq!(p.wait_exit(PATIENCE), Some(0));
 
@@ -208,11 +216,11 @@ fn state_file_survives_a_restart_of_protector_and_backoff_continues() {
 
     // A new protector restores the streak: the next wait keeps doubling.
     let p = sb.spawn(&["--config", "protector.yaml"]);
-    let restored = p.wait_records("restored restart count", Some("svc"), 1);
+    let restored = p.wait_events("state_restored", Some("svc"), 1);
     assert_eq!(restored[0]["consecutive_restarts"], 3);
-    let done = p.wait_records("restart done", Some("svc"), 1);
+    let done = p.wait_events("restart_done", Some("svc"), 1);
     assert_eq!(done[0]["consecutive_restarts"], 4);
-    assert_eq!(done[0]["next_check_in"], "4s");
+    assert_eq!(done[0]["next_check_in_secs"], 4.0);
 }
 
 #[test]
@@ -223,7 +231,7 @@ fn a_corrupt_state_file_is_set_aside() {
         "state_file: state.json\ntargets:\n{}",
         target("svc", "    timeout: 1h\n")
     ));
-    let aside = p.wait_records("state file is unusable", None, 1);
+    let aside = p.wait_events("state_file_unusable", None, 1);
     let moved = aside[0]["moved_to"].as_str().unwrap().to_string();
     assert_eq!(
         std::fs::read_to_string(&moved).unwrap(),
@@ -243,7 +251,7 @@ fn status_shows_targets_and_exits_by_health() {
         target("fine", "    timeout: 1h\n"),
         target("sick", "    timeout: 500ms\n    restart_grace: 1h\n")
     ));
-    p.wait_records("restart done", Some("sick"), 1);
+    p.wait_events("restart_done", Some("sick"), 1);
     wait_until(PATIENCE, "state file shows the restart", || {
         std::fs::read_to_string(sb.path("state.json")).is_ok_and(|t| t.contains("backing off"))
     });
@@ -296,7 +304,7 @@ fn status_exits_0_when_everything_is_watching() {
         target("fine", "    timeout: 1h\n"),
         target("off", "    timeout: 1s\n    enabled: false\n")
     ));
-    p.wait_records("protector is running", None, 1);
+    p.wait_events("started", None, 1);
     wait_until(PATIENCE, "state file", || sb.path("state.json").exists());
     protector_cmd(sb.dir.path())
         .args(["status", "--state-file", "state.json"])
@@ -475,22 +483,12 @@ fn dry_run_decides_but_runs_nothing() {
         ),
     );
     let p = sb.spawn(&["--dry-run", "--config", cfg.to_str().unwrap()]);
-    let done = p.wait_records("restart done", Some("svc"), 2);
+    let done = p.wait_events("restart_done", Some("svc"), 2);
     assert_eq!(done[1]["consecutive_restarts"], 2);
-    let would = p.records("dry run: would run", Some("svc"));
-    assert!(
-        would[0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("stop command")
-    );
-    assert!(
-        would[1]["message"]
-            .as_str()
-            .unwrap()
-            .contains("start command")
-    );
-    assert_eq!(would[1]["command"], "sh -c 'echo start svc >> events'");
+    let would = p.events("dry_run_command", Some("svc"));
+    assert_eq!(would[0]["command"], "stop");
+    assert_eq!(would[1]["command"], "start");
+    assert_eq!(would[1]["line"], "sh -c 'echo start svc >> events'");
     assert!(sb.lines("events").is_empty(), "a dry run ran a command");
 }
 
@@ -540,13 +538,13 @@ fn skip_if_postpones_the_restart() {
             "    timeout: 500ms\n    restart_grace: 1h\n    skip_delay: 300ms\n    skip_if: [test, -e, busy]\n"
         )
     ));
-    p.wait_records("restart postponed: skip_if exited 0", Some("svc"), 2);
+    p.wait_events("restart_postponed", Some("svc"), 2);
     assert_eq!(starts_of(&sb, "svc"), 0);
     std::fs::remove_file(sb.path("busy")).unwrap();
     wait_until(PATIENCE, "restart once skip_if fails", || {
         starts_of(&sb, "svc") == 1
     });
-    let done = p.wait_records("restart done", Some("svc"), 1);
+    let done = p.wait_events("restart_done", Some("svc"), 1);
     assert_eq!(
         done[0]["consecutive_restarts"], 1,
         "postponements are not restarts"
@@ -584,7 +582,7 @@ fn log_file_gets_the_log() {
         text.contains("protector is running")
     });
     assert!(
-        p.records("protector is running", None).is_empty(),
+        p.events("started", None).is_empty(),
         "--no-stderr still logged to stderr"
     );
 }
@@ -605,12 +603,8 @@ fn a_removed_targets_running_command_finishes_and_is_logged() {
         &format!("targets:\n{}", target("staying", "    timeout: 1h\n")),
     );
     p.signal("HUP");
-    p.wait_records(
-        "its running command will finish on its own",
-        Some("going"),
-        1,
-    );
-    let finished = p.wait_records("stop command finished", Some("going"), 1);
+    p.wait_events("target_removed", Some("going"), 1);
+    let finished = p.wait_command_events("command_finished", "stop", Some("going"), 1);
     assert_eq!(finished[0]["stdout"], "bye");
     assert!(
         !sb.path("started").exists(),
@@ -631,7 +625,7 @@ fn a_heartbeat_whose_directory_is_missing_is_warned_about_at_start_up_and_reload
         one("here", "here.beat"),
         one("nodir", "absent/nodir.beat")
     ));
-    p.wait_records("protector is running", None, 1);
+    p.wait_events("started", None, 1);
     let warned = p.events("heartbeat_dir_missing", None);
     assert_eq!(warned.len(), 1, "{}", p.log_text());
     assert_eq!(warned[0]["target"], "nodir");
@@ -654,7 +648,7 @@ fn a_heartbeat_whose_directory_is_missing_is_warned_about_at_start_up_and_reload
         ),
     );
     p.signal("HUP");
-    p.wait_records("watching", Some("other"), 1);
+    p.wait_events("watching", Some("other"), 1);
     let warned = p.events("heartbeat_dir_missing", None);
     assert_eq!(warned.len(), 2, "{}", p.log_text());
     assert_eq!(warned[1]["target"], "other");

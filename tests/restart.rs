@@ -46,10 +46,10 @@ fn stale_heartbeat_runs_stop_then_start() {
         lines[1].starts_with("start ") && lines[1].ends_with(" svc"),
         "{lines:?}"
     );
-    let stale = p.wait_records("heartbeat is stale", Some("svc"), 1);
-    assert_eq!(stale[0]["timeout"], "1s");
+    let stale = p.wait_events("stale", Some("svc"), 1);
+    assert_eq!(stale[0]["timeout_secs"], 1.0);
     assert_eq!(stale[0]["level"], "WARN");
-    p.wait_records("restart done", Some("svc"), 1);
+    p.wait_events("restart_done", Some("svc"), 1);
     assert_eq!(
         sb.lines("events").len(),
         2,
@@ -74,10 +74,10 @@ fn heartbeat_touched_more_often_than_the_timeout_never_restarts() {
             }
         })
     };
-    p.wait_records("heartbeat seen", Some("svc"), 3);
+    p.wait_events("heartbeat_seen", Some("svc"), 3);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     toucher.join().unwrap();
-    assert!(p.records("stale", None).is_empty(), "{}", p.log_text());
+    assert!(p.events("stale", None).is_empty(), "{}", p.log_text());
     assert!(sb.lines("events").is_empty());
 }
 
@@ -91,7 +91,7 @@ fn restart_grace_is_respected() {
             "    timeout: 1s\n    startup_grace: 1s\n    restart_grace: 3s\n    backoff: {after: 10}\n"
         )
     ));
-    p.wait_records("restart done", Some("svc"), 2);
+    p.wait_events("restart_done", Some("svc"), 2);
     let starts = events(&sb, "start");
     let stops = events(&sb, "stop");
     assert!(starts.len() >= 2 && stops.len() >= 2);
@@ -113,12 +113,12 @@ fn backoff_doubles_and_a_heartbeat_resets_it() {
             "    timeout: 500ms\n    startup_grace: 500ms\n    backoff: {after: 1, max: 4s}\n"
         )
     ));
-    let done = p.wait_records("restart done", Some("svc"), 4);
-    let waits: Vec<&str> = done
+    let done = p.wait_events("restart_done", Some("svc"), 4);
+    let waits: Vec<f64> = done
         .iter()
-        .map(|r| r["next_check_in"].as_str().unwrap())
+        .map(|r| r["next_check_in_secs"].as_f64().unwrap())
         .collect();
-    assert_eq!(waits, ["500ms", "1s", "2s", "4s"]);
+    assert_eq!(waits, [0.5, 1.0, 2.0, 4.0]);
     // The real gaps between restarts grow accordingly.
     let starts = events(&sb, "start");
     let stops = events(&sb, "stop");
@@ -127,12 +127,12 @@ fn backoff_doubles_and_a_heartbeat_resets_it() {
 
     // A heartbeat during the 4 s wait ends the streak; the next restarts start over.
     sb.touch("svc.beat");
-    let back = p.wait_records("heartbeat is back after restart", Some("svc"), 1);
+    let back = p.wait_events("heartbeat_back", Some("svc"), 1);
     assert_eq!(back[0]["restarts"], 4);
-    let done = p.wait_records("restart done", Some("svc"), 6);
-    assert_eq!(done[4]["next_check_in"], "500ms", "{}", p.log_text());
+    let done = p.wait_events("restart_done", Some("svc"), 6);
+    assert_eq!(done[4]["next_check_in_secs"], 0.5, "{}", p.log_text());
     assert_eq!(done[4]["consecutive_restarts"], 1);
-    assert_eq!(done[5]["next_check_in"], "1s");
+    assert_eq!(done[5]["next_check_in_secs"], 1.0);
 }
 
 #[test]
@@ -145,15 +145,15 @@ fn max_restarts_gives_up_and_a_heartbeat_resumes() {
             "    timeout: 500ms\n    startup_grace: 500ms\n    max_restarts: 2\n    backoff: {after: 5}\n"
         )
     ));
-    let gave_up = p.wait_records("giving up", Some("svc"), 1);
+    let gave_up = p.wait_events("give_up", Some("svc"), 1);
     assert_eq!(gave_up[0]["level"], "ERROR");
     assert_eq!(gave_up[0]["restarts"], 2);
     assert_eq!(events(&sb, "start").len(), 2);
     // Given up: further checks find no heartbeat and restart nothing.
-    p.wait_records("still no heartbeat; given up", Some("svc"), 2);
+    p.wait_events("still_given_up", Some("svc"), 2);
     assert_eq!(events(&sb, "start").len(), 2, "no restart while given up");
     sb.touch("svc.beat");
-    let resumed = p.wait_records("watching again after giving up", Some("svc"), 1);
+    let resumed = p.wait_events("resumed", Some("svc"), 1);
     // Watching again: the file goes stale once more and is restarted.
     wait_until(PATIENCE, "a third start", || {
         events(&sb, "start").len() >= 3
@@ -221,7 +221,7 @@ fn a_command_that_cannot_be_spawned_is_logged_and_retried() {
     start: /nonexistent/protector-test-start --now
 ",
     );
-    let failed = p.wait_records("start command could not run", Some("broken"), 2);
+    let failed = p.wait_command_events("command_not_run", "start", Some("broken"), 2);
     let reason = failed[0]["reason"].as_str().unwrap();
     assert!(
         reason.contains("/nonexistent/protector-test-start"),
@@ -245,8 +245,8 @@ fn legacy_positional_form_runs_commands_through_the_shell() {
         sb.path("started").exists()
     });
     assert_eq!(sb.lines("events"), ["stop-htrd_minion_alived", "start"]);
-    let stale = p.wait_records("heartbeat is stale", Some("htrd_minion_alived"), 1);
-    assert_eq!(stale[0]["timeout"], "1s");
+    let stale = p.wait_events("stale", Some("htrd_minion_alived"), 1);
+    assert_eq!(stale[0]["timeout_secs"], 1.0);
 }
 
 #[test]
@@ -279,7 +279,7 @@ fn many_targets_are_watched_independently() {
         })
     };
     let p = sb.run_config(&yaml);
-    p.wait_records("restart done", None, 25);
+    p.wait_events("restart_done", None, 25);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     toucher.join().unwrap();
     let mut started = sb.lines("events");
@@ -303,7 +303,7 @@ fn unreadable_heartbeat_is_logged_and_counts_as_no_heartbeat() {
         )
         .replace("heartbeat: through-file.beat", "heartbeat: plain-file/beat")
     ));
-    let dir_err = p.wait_records("cannot read the heartbeat file", Some("dir"), 1);
+    let dir_err = p.wait_events("heartbeat_unreadable", Some("dir"), 1);
     assert!(
         dir_err[0]["heartbeat"]
             .as_str()
@@ -311,7 +311,7 @@ fn unreadable_heartbeat_is_logged_and_counts_as_no_heartbeat() {
             .ends_with("dir.beat")
     );
     assert_eq!(dir_err[0]["reason"], "not a regular file (a directory)");
-    let file_err = p.wait_records("cannot read the heartbeat file", Some("through-file"), 1);
+    let file_err = p.wait_events("heartbeat_unreadable", Some("through-file"), 1);
     assert!(
         file_err[0]["reason"]
             .as_str()
@@ -319,14 +319,10 @@ fn unreadable_heartbeat_is_logged_and_counts_as_no_heartbeat() {
             .to_lowercase()
             .contains("not a directory")
     );
-    p.wait_records("restart done", Some("dir"), 1);
-    p.wait_records("restart done", Some("through-file"), 1);
+    p.wait_events("restart_done", Some("dir"), 1);
+    p.wait_events("restart_done", Some("through-file"), 1);
     // Each reason is logged once, not on every check.
-    assert_eq!(
-        p.records("cannot read the heartbeat file", Some("dir"))
-            .len(),
-        1
-    );
+    assert_eq!(p.events("heartbeat_unreadable", Some("dir")).len(), 1);
 }
 
 #[test]
@@ -337,8 +333,8 @@ fn disabled_targets_are_not_watched() {
         target("off", "    timeout: 500ms\n    enabled: false\n"),
         target("on", "    timeout: 500ms\n    restart_grace: 1h\n")
     ));
-    p.wait_records("target is disabled", Some("off"), 1);
-    p.wait_records("restart done", Some("on"), 1);
+    p.wait_events("target_disabled", Some("off"), 1);
+    p.wait_events("restart_done", Some("on"), 1);
     let lines = sb.lines("events");
     assert!(lines.iter().all(|l| l.ends_with(" on")), "{lines:?}");
 }
@@ -365,9 +361,9 @@ fn max_parallel_commands_bounds_a_storm_without_delaying_detection() {
     }
     // All three were found stale before the last of them could start: waiting for a place
     // does not delay detection.
-    let stale = p.wait_records("heartbeat is stale", None, 3);
+    let stale = p.wait_events("stale", None, 3);
     let last_detected = stale.iter().map(timestamp).fold(f64::MIN, f64::max);
-    let starts = p.wait_records("running start command", None, 3);
+    let starts = p.wait_command_events("command_started", "start", None, 3);
     let last_started = starts.iter().map(timestamp).fold(f64::MIN, f64::max);
     assert!(
         last_detected + 0.4 < last_started,

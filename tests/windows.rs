@@ -155,7 +155,7 @@ fn a_hung_command_tree_is_killed_through_its_job_object() {
     let p = sb.run_config(&yaml);
     let grandchild = read_pid(&sb, "grandchild.pid");
     assert!(process_alive(grandchild));
-    p.wait_records("stop command timed out", Some("svc"), 1);
+    p.wait_command_events("command_timed_out", "stop", Some("svc"), 1);
     wait_until(PATIENCE, "the grandchild killed with its job", || {
         !process_alive(grandchild)
     });

@@ -46,6 +46,24 @@ pub struct ConfigError {
     pub problems: Vec<(Problem, Option<position::Position>)>,
 }
 
+impl ConfigError {
+    /// One line per problem, `FILE:LINE:COLUMN: KEY.PATH: reason`: the one way a config
+    /// problem is put, by `check`, at start-up and in the log of a failed reload.
+    pub fn lines(&self) -> impl Iterator<Item = String> + '_ {
+        self.problems.iter().map(|(problem, pos)| {
+            let mut line = self.file.clone();
+            if let Some(p) = pos {
+                line.push_str(&format!(":{}:{}", p.line, p.column));
+            }
+            if !problem.pointer.is_empty() {
+                line.push_str(&format!(": {}", key_path(&problem.pointer)));
+            }
+            line.push_str(&format!(": {}", problem.message));
+            line
+        })
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
@@ -55,15 +73,8 @@ impl fmt::Display for ConfigError {
             self.file,
             if n == 1 { "" } else { "s" }
         )?;
-        for (problem, pos) in &self.problems {
-            write!(f, "{}", self.file)?;
-            if let Some(p) = pos {
-                write!(f, ":{}:{}", p.line, p.column)?;
-            }
-            if !problem.pointer.is_empty() {
-                write!(f, ": {}", key_path(&problem.pointer))?;
-            }
-            writeln!(f, ": {}", problem.message)?;
+        for line in self.lines() {
+            writeln!(f, "{line}")?;
         }
         Ok(())
     }

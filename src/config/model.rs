@@ -84,6 +84,34 @@ pub struct Target {
     pub skip_delay: Duration,
 }
 
+/// The default `command_timeout`.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// `skip_delay` is the timeout, at most this.
+pub const SKIP_DELAY_MAX: Duration = Duration::from_secs(60);
+
+impl Target {
+    /// A target with every setting at its default: the one place defaults are decided
+    /// (the config file and the positional form both start from here).
+    pub fn new(name: &str, heartbeat: PathBuf, timeout: Duration, start: CommandLine) -> Target {
+        Target {
+            name: name.to_string(),
+            heartbeat,
+            timeout,
+            stop: None,
+            start,
+            command_timeout: COMMAND_TIMEOUT,
+            restart_grace: timeout,
+            startup_grace: timeout,
+            backoff: Backoff::default(),
+            max_restarts: None,
+            enabled: true,
+            notify: None,
+            skip_if: None,
+            skip_delay: timeout.min(SKIP_DELAY_MAX),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
     /// Consecutive restarts that wait only the restart grace.

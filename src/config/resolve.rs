@@ -10,9 +10,7 @@ use std::time::Duration;
 use super::Problem;
 use super::duration;
 use super::expand::expand;
-use super::model::{
-    Backoff, CommandLine, Config, DEFAULT_MAX_PARALLEL_COMMANDS, Files, Os, Target,
-};
+use super::model::{CommandLine, Config, DEFAULT_MAX_PARALLEL_COMMANDS, Files, Os, Target};
 use super::position::escape;
 use super::raw::{CommandSpec, DurationSpec, OsOverrides, RawConfig, Settings};
 
@@ -231,27 +229,21 @@ impl<'a> Layered<'a> {
         if problems.len() > before {
             return None;
         }
-        let timeout = timeout?;
-        let defaults = Backoff::default();
-        Some(Target {
-            name: self.name.to_string(),
-            heartbeat: heartbeat?,
-            timeout,
-            stop: stop.flatten(),
-            start: start?,
-            command_timeout: command_timeout?.unwrap_or(Duration::from_secs(60)),
-            restart_grace: restart_grace?.unwrap_or(timeout),
-            startup_grace: startup_grace?.unwrap_or(timeout),
-            backoff: Backoff {
-                after: backoff_after.map_or(defaults.after, |(v, _)| *v),
-                max: backoff_max?.unwrap_or(defaults.max),
-            },
-            max_restarts: max_restarts.map(|(v, _)| *v),
-            enabled: enabled.is_none_or(|(v, _)| *v),
-            notify: notify.flatten(),
-            skip_if: skip_if.flatten(),
-            skip_delay: skip_delay?.unwrap_or(timeout.min(Duration::from_secs(60))),
-        })
+        let mut t = Target::new(self.name, heartbeat?, timeout?, start?);
+        t.stop = stop.flatten();
+        t.command_timeout = command_timeout?.unwrap_or(t.command_timeout);
+        t.restart_grace = restart_grace?.unwrap_or(t.restart_grace);
+        t.startup_grace = startup_grace?.unwrap_or(t.startup_grace);
+        if let Some((after, _)) = backoff_after {
+            t.backoff.after = *after;
+        }
+        t.backoff.max = backoff_max?.unwrap_or(t.backoff.max);
+        t.max_restarts = max_restarts.map(|(v, _)| *v);
+        t.enabled = enabled.is_none_or(|(v, _)| *v);
+        t.notify = notify.flatten();
+        t.skip_if = skip_if.flatten();
+        t.skip_delay = skip_delay?.unwrap_or(t.skip_delay);
+        Some(t)
     }
 
     fn command(

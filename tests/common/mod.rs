@@ -131,19 +131,6 @@ pub struct Running {
 }
 
 impl Running {
-    /// Log records so far whose message contains `msg` (and whose target is `target`, when
-    /// given).
-    pub fn records(&self, msg: &str, target: Option<&str>) -> Vec<Value> {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|v| v["message"].as_str().is_some_and(|m| m.contains(msg)))
-            .filter(|v| target.is_none_or(|t| v["target"] == t))
-            .cloned()
-            .collect()
-    }
-
     /// Log records so far with this `event` field (and target, when given).
     pub fn events(&self, event: &str, target: Option<&str>) -> Vec<Value> {
         self.log
@@ -170,14 +157,29 @@ impl Running {
         found
     }
 
-    /// Waits until `n` records match and returns them.
-    pub fn wait_records(&self, msg: &str, target: Option<&str>, n: usize) -> Vec<Value> {
+    /// Log records so far of a command's `event` (`command_started`, `command_finished`,
+    /// ...) for `command` (`stop`, `start`, `skip_if`, `notify`).
+    pub fn command_events(&self, event: &str, command: &str, target: Option<&str>) -> Vec<Value> {
+        self.events(event, target)
+            .into_iter()
+            .filter(|v| v["command"] == command)
+            .collect()
+    }
+
+    /// Waits until `n` records are `command_events` and returns them.
+    pub fn wait_command_events(
+        &self,
+        event: &str,
+        command: &str,
+        target: Option<&str>,
+        n: usize,
+    ) -> Vec<Value> {
         let mut found = Vec::new();
         wait_until(
             PATIENCE,
-            &format!("{n} log records {msg:?} for {target:?}"),
+            &format!("{n} log records with event {event:?} of {command} for {target:?}"),
             || {
-                found = self.records(msg, target);
+                found = self.command_events(event, command, target);
                 found.len() >= n
             },
         );

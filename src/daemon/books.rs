@@ -1,0 +1,318 @@
+//! The daemon's books: each target's slot (its state plus what the state file records about
+//! it), restoring them from the previous run's state file, and writing the state and metrics
+//! files: soon after a restart step (a burst of steps becomes one write), lazily after a
+//! heartbeat, never more than needed.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use tracing::{info, warn};
+
+use super::Daemon;
+use super::effects::Look;
+use crate::command::Outcome;
+use crate::config::{Files, Target};
+use crate::fsutil::epoch_secs;
+use crate::metrics;
+use crate::schedule::{Cmd, Now, Observation, Phase, Rules, TargetState};
+use crate::state::{self, CommandRecord, RestartRecord, StateFile, TargetRecord, TargetStatus};
+
+/// Changes that only move a heartbeat are written to the state file at most this often, per
+/// started thousand targets (up to ten times this).
+const LAZY_FLUSH: Duration = Duration::from_secs(1);
+/// Restart steps are written within this long; a burst of them (a restart storm) becomes one
+/// write of the state and metrics files instead of one per step.
+const URGENT_FLUSH: Duration = Duration::from_millis(20);
+
+/// One watched target.
+pub(super) struct Slot {
+    /// Stable across reloads; commands report back by it.
+    pub id: u64,
+    pub target: Target,
+    pub rules: Rules,
+    pub state: TargetState,
+    /// Last reason the heartbeat could not be read, to log each new one once.
+    pub last_error: Option<String>,
+    pub failures: u64,
+    pub timeouts: u64,
+    pub last_restart: Option<RestartRecord>,
+}
+
+impl Slot {
+    /// A target watched from now on, after a first look at its heartbeat.
+    pub fn new(id: u64, target: Target, (obs, err): Look, now: Now) -> Slot {
+        let rules = Rules::of(&target);
+        let mut slot = Slot {
+            id,
+            state: TargetState::start(&rules, &obs, now),
+            target,
+            rules,
+            last_error: None,
+            failures: 0,
+            timeouts: 0,
+            last_restart: None,
+        };
+        slot.note_error(err);
+        slot
+    }
+
+    pub fn is_running(&self) -> bool {
+        matches!(self.state.phase, Phase::Running(_))
+    }
+
+    /// Starts timing over from `obs` as at start-up, keeping the restart counts.
+    pub fn start_over(&mut self, obs: &Observation, now: Now) {
+        let (consecutive, total) = (self.state.consecutive, self.state.restarts_total);
+        self.state = TargetState::start(&self.rules, obs, now);
+        self.state
+            .restore(&self.rules, consecutive, total, None, now.mono);
+    }
+
+    pub fn note_error(&mut self, err: Option<String>) {
+        if err.is_some() && err != self.last_error {
+            warn!(
+                target = %self.target.name,
+                event = "heartbeat_unreadable",
+                heartbeat = %self.target.heartbeat.display(),
+                reason = err.as_deref().unwrap_or_default(),
+                "cannot read the heartbeat file; counting it as no heartbeat"
+            );
+        }
+        self.last_error = err;
+    }
+
+    /// Books a finished stop or start command.
+    pub fn record(&mut self, cmd: Cmd, o: &Outcome) {
+        if cmd == Cmd::SkipIf {
+            return;
+        }
+        if !o.success() {
+            self.failures += 1;
+        }
+        if o.timed_out {
+            self.timeouts += 1;
+        }
+        if let Some(r) = &mut self.last_restart {
+            r.commands.push(CommandRecord {
+                command: cmd.name().into(),
+                exit_code: o.status.as_ref().ok().and_then(|s| s.code()),
+                status: match &o.status {
+                    Ok(s) => s.to_string(),
+                    Err(e) => e.clone(),
+                },
+                duration_ms: o.duration.as_millis() as u64,
+                timed_out: o.timed_out,
+            });
+        }
+    }
+
+    /// Carries over what the previous run of protector knew (its state file).
+    pub fn restore_record(&mut self, rec: &TargetRecord, now: Now) {
+        let resume = rec.next_check.and_then(|at| {
+            let ahead = at - epoch_secs(now.wall);
+            (ahead > 0.0).then(|| now.mono + Duration::from_secs_f64(ahead.min(1e9)))
+        });
+        self.state.restore(
+            &self.rules,
+            rec.consecutive_restarts,
+            rec.restarts_total,
+            resume,
+            now.mono,
+        );
+        self.failures = rec.command_failures_total;
+        self.timeouts = rec.command_timeouts_total;
+        self.last_restart = rec.last_restart.clone();
+        if rec.consecutive_restarts > 0 {
+            info!(
+                target = %self.target.name,
+                event = "state_restored",
+                consecutive_restarts = rec.consecutive_restarts,
+                "restored restart count from the state file; backoff continues"
+            );
+        }
+    }
+
+    pub fn status(&self) -> TargetStatus {
+        match self.state.phase {
+            Phase::Running(_) => TargetStatus::Restarting,
+            Phase::GivenUp => TargetStatus::GivenUp,
+            Phase::Watching if self.state.consecutive > 0 => TargetStatus::BackingOff,
+            Phase::Watching => TargetStatus::Watching,
+        }
+    }
+
+    fn record_at(&self, wall_at: impl Fn(Instant) -> f64) -> TargetRecord {
+        let st = &self.state;
+        TargetRecord {
+            name: self.target.name.clone(),
+            heartbeat: self.target.heartbeat.display().to_string(),
+            state: self.status(),
+            last_heartbeat: st.beat_known.then(|| wall_at(st.last_beat)),
+            next_check: (!self.is_running()).then(|| wall_at(st.deadline)),
+            restarts_total: st.restarts_total,
+            consecutive_restarts: st.consecutive,
+            backoff_secs: if st.consecutive > 0 {
+                self.rules.wait_after_restart(st.consecutive).as_secs_f64()
+            } else {
+                0.0
+            },
+            command_failures_total: self.failures,
+            command_timeouts_total: self.timeouts,
+            last_restart: self.last_restart.clone(),
+        }
+    }
+}
+
+/// What is written to the state and metrics files besides the slots, and when.
+pub(super) struct Books {
+    pub files: Files,
+    pub lock_file: PathBuf,
+    pub started_at: SystemTime,
+    /// Enabled targets are slots; disabled ones are only listed.
+    pub disabled: Vec<Target>,
+    /// Heartbeat files looked at since start-up.
+    pub observations: u64,
+    /// When the files are next written (`None`: nothing changed).
+    pub flush_at: Option<Instant>,
+    last_write_error: Option<String>,
+}
+
+impl Books {
+    pub fn new(lock_file: PathBuf, started_at: SystemTime) -> Books {
+        Books {
+            files: Files::default(),
+            lock_file,
+            started_at,
+            disabled: Vec::new(),
+            observations: 0,
+            flush_at: None,
+            last_write_error: None,
+        }
+    }
+
+    pub fn flush_due(&self, now: Instant) -> bool {
+        self.flush_at.is_some_and(|at| at <= now)
+    }
+}
+
+impl Daemon {
+    /// Something the files show changed: write them soon (`urgent`: a restart step) or
+    /// lazily (a heartbeat moved).
+    pub(super) fn mark_dirty(&mut self, urgent: bool) {
+        let now = self.now().mono;
+        let at = if urgent {
+            now + URGENT_FLUSH
+        } else {
+            // Each write covers every target: with many of them, write less often.
+            let per_thousand = (self.slots.len() / 1000).clamp(1, 10) as u32;
+            now + LAZY_FLUSH * per_thousand
+        };
+        self.books.flush_at = Some(self.books.flush_at.map_or(at, |t| t.min(at)));
+    }
+
+    /// Writes the state and metrics files. A failure is logged (once per new reason) and
+    /// watching goes on.
+    pub(super) fn flush(&mut self) {
+        self.books.flush_at = None;
+        let files = &self.books.files;
+        if files.state_file.is_none() && files.metrics_file.is_none() {
+            return;
+        }
+        let snapshot = self.snapshot(self.now());
+        let files = &self.books.files;
+        let mut errors = Vec::new();
+        if let Some(path) = &files.state_file
+            && let Err(e) = state::save(path, &snapshot)
+        {
+            errors.push(format!("cannot write state file {}: {e}", path.display()));
+        }
+        if let Some(path) = &files.metrics_file
+            && let Err(e) = crate::fsutil::write_atomically(path, |w| metrics::render(&snapshot, w))
+        {
+            errors.push(format!("cannot write metrics file {}: {e}", path.display()));
+        }
+        let error = (!errors.is_empty()).then(|| errors.join("; "));
+        if error.is_some() && error != self.books.last_write_error {
+            warn!(
+                event = "write_failed",
+                reason = error.as_deref().unwrap_or_default(),
+                "cannot write protector's files; watching continues"
+            );
+        }
+        self.books.last_write_error = error;
+    }
+
+    /// What the state file says now.
+    pub(super) fn snapshot(&self, now: Now) -> StateFile {
+        let now_wall = epoch_secs(now.wall);
+        let wall_at = |at: Instant| {
+            if at >= now.mono {
+                now_wall + (at - now.mono).as_secs_f64()
+            } else {
+                now_wall - (now.mono - at).as_secs_f64()
+            }
+        };
+        let mut targets: Vec<TargetRecord> =
+            self.slots.iter().map(|s| s.record_at(wall_at)).collect();
+        targets.extend(self.books.disabled.iter().map(|t| TargetRecord {
+            name: t.name.clone(),
+            heartbeat: t.heartbeat.display().to_string(),
+            state: TargetStatus::Disabled,
+            last_heartbeat: None,
+            next_check: None,
+            restarts_total: 0,
+            consecutive_restarts: 0,
+            backoff_secs: 0.0,
+            command_failures_total: 0,
+            command_timeouts_total: 0,
+            last_restart: None,
+        }));
+        StateFile {
+            format: state::FORMAT.into(),
+            version: state::VERSION,
+            pid: std::process::id(),
+            protector_version: env!("CARGO_PKG_VERSION").into(),
+            started_at: epoch_secs(self.books.started_at),
+            written_at: now_wall,
+            config: self
+                .opts
+                .config_path
+                .as_ref()
+                .map(|p| p.display().to_string()),
+            lock_file: Some(self.books.lock_file.display().to_string()),
+            observations_total: self.books.observations,
+            targets,
+        }
+    }
+
+    /// Records of the previous run, by target name. An unusable file is set aside.
+    pub(super) fn read_state_file(&self) -> HashMap<String, TargetRecord> {
+        let Some(path) = &self.books.files.state_file else {
+            return HashMap::new();
+        };
+        match state::load(path) {
+            Ok(Some(file)) => file
+                .targets
+                .into_iter()
+                .map(|t| (t.name.clone(), t))
+                .collect(),
+            Ok(None) => HashMap::new(),
+            Err(reason) => {
+                match state::set_aside(path) {
+                    Ok(aside) => warn!(
+                        event = "state_file_unusable",
+                        state_file = %path.display(),
+                        reason = %reason,
+                        moved_to = %aside.display(),
+                        "state file is unusable; moved it aside and starting fresh"
+                    ),
+                    Err(e) => {
+                        warn!(event = "state_file_unusable", state_file = %path.display(), reason = %reason, "state file is unusable and cannot be moved aside ({e}); it will be overwritten")
+                    }
+                }
+                HashMap::new()
+            }
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! Starting commands and hearing back from them. Stop, start and skip_if commands, and notify
+//! commands, each wait in a [`Bounded`] queue for one of `max_parallel_commands` places, in
+//! order; [`Daemon::launch`] is the one way a command is started and reports back on the
+//! loop's channel.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tracing::{debug, error, info, warn};
+
+use super::books::Slot;
+use super::effects::{Job, Report};
+use super::{Daemon, Msg, secs};
+use crate::command::Outcome;
+use crate::fsutil::epoch_secs;
+use crate::schedule::{Cmd, Next};
+use crate::state::RestartRecord;
+
+/// Jobs that take one of `max` places while they run; the rest wait in order.
+pub(super) struct Bounded<J> {
+    running: usize,
+    max: usize,
+    waiting: VecDeque<J>,
+}
+
+impl<J> Bounded<J> {
+    pub fn new(max: usize) -> Bounded<J> {
+        Bounded {
+            running: 0,
+            max: max.max(1),
+            waiting: VecDeque::new(),
+        }
+    }
+
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max.max(1);
+    }
+
+    pub fn running(&self) -> usize {
+        self.running
+    }
+
+    #[cfg(test)]
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// `job` with a place taken for it, if there is a free one; otherwise it waits.
+    pub fn offer(&mut self, job: J) -> Option<J> {
+        if self.running < self.max {
+            self.running += 1;
+            Some(job)
+        } else {
+            self.waiting.push_back(job);
+            None
+        }
+    }
+
+    /// The next waiting job, with a place taken for it, if a place is free.
+    pub fn next(&mut self) -> Option<J> {
+        if self.running >= self.max {
+            return None;
+        }
+        let job = self.waiting.pop_front()?;
+        self.running += 1;
+        Some(job)
+    }
+
+    /// A job that had a place is done with it.
+    pub fn release(&mut self) {
+        self.running = self.running.saturating_sub(1);
+    }
+
+    pub fn retain(&mut self, keep: impl FnMut(&J) -> bool) {
+        self.waiting.retain(keep);
+    }
+
+    /// Every waiting job, taken out.
+    pub fn drain_waiting(&mut self) -> Vec<J> {
+        self.waiting.drain(..).collect()
+    }
+}
+
+impl Daemon {
+    /// Starts `job` off the loop's thread; `msg` turns its outcome into the message that
+    /// reports it back.
+    fn launch(&self, job: Job, msg: impl FnOnce(Outcome) -> Msg + Send + 'static) {
+        let tx = self.tx.clone();
+        let report: Report = Box::new(move |outcome| {
+            let _ = tx.send(msg(outcome));
+        });
+        self.fx.runner.run(job, report);
+    }
+
+    /// Slot `i` decided on `cmd`: start it, or queue it while max_parallel_commands run.
+    pub(super) fn spawn(&mut self, i: usize, cmd: Cmd) {
+        let slot = &self.slots[i];
+        match self.commands.offer((slot.id, cmd)) {
+            Some(_) => self.start_command(i, cmd),
+            None => debug!(
+                target = %slot.target.name,
+                event = "command_waiting",
+                command = cmd.name(),
+                running = self.commands.running(),
+                "{} command waits: max_parallel_commands are running",
+                cmd.name()
+            ),
+        }
+    }
+
+    /// Starts queued commands while there is room. A restart that waited is called off if
+    /// the heartbeat came back meanwhile.
+    pub(super) fn start_queued(&mut self) {
+        while let Some((id, cmd)) = self.commands.next() {
+            match self.index.get(&id).copied() {
+                Some(i) if self.begins_restart(i, cmd) && !self.still_stale(i) => {
+                    self.commands.release();
+                }
+                Some(i) => self.start_command(i, cmd),
+                None => {
+                    // Removed by a reload while it waited: nothing will report back.
+                    self.orphans.remove(&id);
+                    self.commands.release();
+                }
+            }
+        }
+    }
+
+    /// Drops the queues on shutdown: those commands never start.
+    pub(super) fn drop_queued(&mut self) {
+        let now = self.now().mono;
+        for (id, cmd) in self.commands.drain_waiting() {
+            if let Some(&i) = self.index.get(&id) {
+                info!(target = %self.slots[i].target.name, event = "command_dropped", command = cmd.name(), "shutting down: not running the {} command", cmd.name());
+                self.slots[i].state.abandon(now);
+            }
+        }
+        let dropped = self.notifies.drain_waiting().len();
+        if dropped > 0 {
+            warn!(
+                event = "notify_dropped",
+                dropped, "shutting down: not running notify commands still waiting for a place"
+            );
+        }
+    }
+
+    /// Is `cmd` the first command of a restart (asking skip_if included)?
+    fn begins_restart(&self, i: usize, cmd: Cmd) -> bool {
+        match cmd {
+            Cmd::SkipIf | Cmd::Stop => true,
+            Cmd::Start => self.slots[i].target.stop.is_none(),
+        }
+    }
+
+    /// A fresh look before a restart that waited for a place: false (and the target is
+    /// watched as usual) when the heartbeat came back meanwhile.
+    fn still_stale(&mut self, i: usize) -> bool {
+        let look = self
+            .fx
+            .looker
+            .look(&[self.slots[i].target.heartbeat.as_path()])
+            .pop()
+            .expect("one look per path");
+        self.books.observations += 1;
+        let now = self.now();
+        let slot = &mut self.slots[i];
+        slot.note_error(look.1);
+        if slot.state.still_stale(&slot.rules, &look.0, now) {
+            return true;
+        }
+        info!(target = %slot.target.name, event = "restart_called_off", "heartbeat is back while the restart waited for a place; not restarting");
+        self.agenda.push(slot.state.deadline, i);
+        self.mark_dirty(true);
+        false
+    }
+
+    /// Runs `cmd` of slot `i`, which holds a place.
+    fn start_command(&mut self, i: usize, cmd: Cmd) {
+        // A restart begins with stop, or with start when there is no stop.
+        if cmd != Cmd::SkipIf && self.begins_restart(i, cmd) {
+            self.slots[i].last_restart = Some(RestartRecord {
+                at: epoch_secs(self.now().wall),
+                commands: Vec::new(),
+            });
+            self.notify(i, "restart", self.slots[i].state.consecutive);
+        }
+        let slot = &self.slots[i];
+        let line = match cmd {
+            Cmd::SkipIf => slot.target.skip_if.clone(),
+            Cmd::Stop => slot.target.stop.clone(),
+            Cmd::Start => Some(slot.target.start.clone()),
+        };
+        // The schedule only runs commands the target has; but a reload may have taken one
+        // away while it waited for a place: then that step is done (skip_if: "do not skip").
+        let Some(line) = line else {
+            self.commands.release();
+            return self.finish(i, cmd, cmd != Cmd::SkipIf);
+        };
+        let id = slot.id;
+        if self.opts.dry_run {
+            info!(target = %slot.target.name, event = "dry_run_command", command = cmd.name(), line = %line, "dry run: would run {} command", cmd.name());
+            let _ = self.tx.send(Msg::Done {
+                id,
+                cmd,
+                outcome: None,
+            });
+            return;
+        }
+        info!(target = %slot.target.name, event = "command_started", command = cmd.name(), line = %line, "running {} command", cmd.name());
+        let job = Job {
+            target: slot.target.name.clone(),
+            what: cmd.name(),
+            line,
+            env: self.command_env(slot),
+            timeout: slot.target.command_timeout,
+        };
+        self.launch(job, move |o| Msg::Done {
+            id,
+            cmd,
+            outcome: Some(o),
+        });
+    }
+
+    pub(super) fn on_done(&mut self, id: u64, cmd: Cmd, outcome: Option<Outcome>) {
+        self.commands.release();
+        let Some(&i) = self.index.get(&id) else {
+            // A target removed by a reload while this command ran.
+            let (name, timeout) = self.orphans.remove(&id).unwrap_or_default();
+            if let Some(o) = &outcome {
+                log_outcome(&name, cmd.name(), timeout, o);
+            }
+            self.start_queued();
+            return;
+        };
+        let slot = &mut self.slots[i];
+        let success = match &outcome {
+            Some(o) => {
+                log_outcome(
+                    &slot.target.name,
+                    cmd.name(),
+                    slot.target.command_timeout,
+                    o,
+                );
+                slot.record(cmd, o);
+                o.success()
+            }
+            // A dry run has nothing to say; for skip_if that means "do not skip".
+            None => cmd != Cmd::SkipIf,
+        };
+        if self
+            .contained(i, "moving on after a command", |d| {
+                d.finish(i, cmd, success)
+            })
+            .is_none()
+        {
+            self.recover(i);
+        }
+        self.start_queued();
+    }
+
+    /// Moves slot `i` on after its `cmd` finished.
+    fn finish(&mut self, i: usize, cmd: Cmd, success: bool) {
+        let now = self.now().mono;
+        let slot = &mut self.slots[i];
+        let next = slot.state.on_command_done(&slot.rules, cmd, success, now);
+        let name = slot.target.name.clone();
+        self.mark_dirty(true);
+        match next {
+            Next::Run(next) if self.stopping => {
+                info!(target = %name, event = "command_dropped", command = next.name(), "shutting down: not running the {} command", next.name());
+                self.slots[i].state.abandon(now);
+            }
+            Next::Run(next) => self.spawn(i, next),
+            Next::Judge { wait } => {
+                let slot = &self.slots[i];
+                info!(
+                    target = %name,
+                    event = "restart_done",
+                    next_check_in_secs = secs(wait),
+                    consecutive_restarts = slot.state.consecutive,
+                    "restart done"
+                );
+                self.agenda.push(slot.state.deadline, i);
+            }
+            Next::Recheck => {
+                info!(target = %name, event = "skip_if_refused", "skip_if says not to skip; looking at the heartbeat once more before restarting");
+                self.agenda.push(self.slots[i].state.deadline, i);
+            }
+            Next::Postponed { wait } => {
+                info!(target = %name, event = "restart_postponed", next_check_in_secs = secs(wait), "restart postponed: skip_if exited 0");
+                self.agenda.push(self.slots[i].state.deadline, i);
+            }
+        }
+    }
+
+    /// Runs the target's notify command, if any, without waiting for it.
+    pub(super) fn notify(&mut self, i: usize, event: &'static str, restarts: u32) {
+        let slot = &self.slots[i];
+        let Some(line) = slot.target.notify.clone() else {
+            return;
+        };
+        if self.opts.dry_run {
+            info!(target = %slot.target.name, event = "dry_run_command", command = "notify", notify_event = event, line = %line, "dry run: would run notify command");
+            return;
+        }
+        let mut env = self.command_env(slot);
+        env.push(("PROTECTOR_EVENT", event.to_string()));
+        env.push(("PROTECTOR_RESTARTS", restarts.to_string()));
+        let job = Job {
+            target: slot.target.name.clone(),
+            what: "notify",
+            line,
+            env,
+            timeout: slot.target.command_timeout,
+        };
+        match self.notifies.offer(job) {
+            Some(job) => self.run_notify(job),
+            None => {
+                debug!(target = %slot.target.name, event = "command_waiting", command = "notify", notify_event = event, "notify command waits: max_parallel_commands notify commands are running");
+            }
+        }
+    }
+
+    pub(super) fn start_queued_notifies(&mut self) {
+        while let Some(job) = self.notifies.next() {
+            self.run_notify(job);
+        }
+    }
+
+    fn run_notify(&self, job: Job) {
+        let target = job.target.clone();
+        self.launch(job, move |outcome| Msg::NotifyDone { target, outcome });
+    }
+
+    pub(super) fn on_notify_done(&mut self, target: &str, o: &Outcome) {
+        self.notifies.release();
+        if o.success() {
+            debug!(target = %target, event = "command_finished", command = "notify", duration_ms = o.duration.as_millis() as u64, "notify command finished");
+        } else {
+            let timeout = self
+                .index_of(target)
+                .map_or(Duration::ZERO, |i| self.slots[i].target.command_timeout);
+            log_outcome(target, "notify", timeout, o);
+        }
+        self.start_queued_notifies();
+    }
+
+    fn index_of(&self, name: &str) -> Option<usize> {
+        self.slots.iter().position(|s| s.target.name == name)
+    }
+
+    /// What every command of a target finds in its environment.
+    fn command_env(&self, slot: &Slot) -> Vec<(&'static str, String)> {
+        vec![
+            ("PROTECTOR_TARGET", slot.target.name.clone()),
+            (
+                "PROTECTOR_HEARTBEAT",
+                slot.target.heartbeat.display().to_string(),
+            ),
+            (
+                "PROTECTOR_AGE_SECS",
+                slot.state.age(self.now().mono).as_secs().to_string(),
+            ),
+        ]
+    }
+}
+
+/// Logs how a command ended; `what` is `stop`, `start`, `skip_if` or `notify`.
+fn log_outcome(name: &str, what: &str, command_timeout: Duration, o: &Outcome) {
+    let ms = o.duration.as_millis() as u64;
+    let (stdout, stderr) = (non_empty(&o.stdout), non_empty(&o.stderr));
+    match &o.status {
+        Err(reason) => {
+            error!(target = %name, event = "command_not_run", command = what, duration_ms = ms, reason = %reason, "{what} command could not run");
+        }
+        Ok(status) if o.timed_out => {
+            error!(
+                target = %name,
+                event = "command_timed_out",
+                command = what,
+                duration_ms = ms,
+                timeout_secs = secs(command_timeout),
+                status = %status,
+                stdout,
+                stderr,
+                "{what} command timed out; killed its process tree"
+            );
+        }
+        Ok(status) if status.success() => {
+            info!(target = %name, event = "command_finished", command = what, duration_ms = ms, stdout, stderr, "{what} command finished");
+        }
+        Ok(status) => {
+            warn!(target = %name, event = "command_failed", command = what, duration_ms = ms, status = %status, stdout, stderr, "{what} command failed");
+        }
+    }
+}
+
+/// Output fields are left out of a log line when the stream was empty.
+fn non_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}

@@ -1,0 +1,132 @@
+//! What the loop does to the world, behind three small interfaces: a clock, something that
+//! looks at heartbeat files, something that runs commands. Production passes the real ones
+//! ([`Effects::real`]); the tests in `tests.rs` pass fakes and drive the loop on simulated
+//! time, with no sleep and no process.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rayon::prelude::*;
+
+use crate::command::{self, Outcome};
+use crate::config::CommandLine;
+use crate::heartbeat;
+use crate::schedule::{Now, Observation};
+
+/// Below this many heartbeats to look at, look on the calling thread: a single stat is
+/// cheaper than waking the pool.
+const PARALLEL_OBSERVE_MIN: usize = 16;
+
+/// A look at one heartbeat file, with the reason when it could not be read.
+pub(crate) type Look = (Observation, Option<String>);
+
+/// Both clocks: monotonic for every deadline, wall only to date file changes and to write
+/// times into the state file.
+pub(crate) trait Clock {
+    fn now(&self) -> Now;
+}
+
+/// Looks at heartbeat files, one result per path, in order.
+pub(crate) trait Looker {
+    fn look(&self, paths: &[&Path]) -> Vec<Look>;
+}
+
+/// One command to run: a target's stop, start, skip_if or notify command.
+pub(crate) struct Job {
+    pub target: String,
+    /// `stop`, `start`, `skip_if` or `notify`.
+    pub what: &'static str,
+    pub line: CommandLine,
+    pub env: Vec<(&'static str, String)>,
+    pub timeout: Duration,
+}
+
+/// Called exactly once with how a command ended.
+pub(crate) type Report = Box<dyn FnOnce(Outcome) + Send>;
+
+/// Runs commands without blocking the caller. Whatever happens (the command cannot be
+/// spawned, a thread cannot be made, a bug panics), `report` is called exactly once: a lost
+/// report would leave the target waiting for its command for ever.
+pub(crate) trait Runner {
+    fn run(&self, job: Job, report: Report);
+}
+
+pub(crate) struct Effects {
+    pub clock: Box<dyn Clock>,
+    pub looker: Box<dyn Looker>,
+    pub runner: Box<dyn Runner>,
+}
+
+impl Effects {
+    /// The system clocks, `stat` (on the rayon pool for many files at once), and a thread
+    /// per command running it contained (`command::run`).
+    pub fn real() -> Effects {
+        Effects {
+            clock: Box::new(SystemClock),
+            looker: Box::new(FileLooker),
+            runner: Box::new(ThreadRunner),
+        }
+    }
+}
+
+struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Now {
+        Now::read()
+    }
+}
+
+struct FileLooker;
+
+impl Looker for FileLooker {
+    fn look(&self, paths: &[&Path]) -> Vec<Look> {
+        if paths.len() >= PARALLEL_OBSERVE_MIN {
+            paths.par_iter().map(|p| heartbeat::observe(p)).collect()
+        } else {
+            paths.iter().map(|p| heartbeat::observe(p)).collect()
+        }
+    }
+}
+
+struct ThreadRunner;
+
+impl Runner for ThreadRunner {
+    fn run(&self, job: Job, report: Report) {
+        // The report moves into the thread; if the thread cannot be made, it comes back
+        // through this slot and is called here.
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(report)));
+        let theirs = slot.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("protector-{}", job.what))
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let outcome =
+                    std::panic::catch_unwind(|| command::run(&job.line, &job.env, job.timeout))
+                        .unwrap_or_else(|p| {
+                            Outcome::failed(format!("internal error: {}", panic_message(&*p)))
+                        });
+                let report = theirs.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(report) = report {
+                    report(outcome);
+                }
+            });
+        if let Err(e) = spawned {
+            let report = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(report) = report {
+                report(Outcome::failed(format!(
+                    "cannot start a thread for the command: {e}"
+                )));
+            }
+        }
+    }
+}
+
+/// The message of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}

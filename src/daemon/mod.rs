@@ -1,0 +1,468 @@
+//! The watchdog loop.
+//!
+//! Theory of operation. One scheduler thread owns every target's state (a [`Slot`] each) and an
+//! [`Agenda`] of their deadlines on the monotonic clock. It sleeps on a channel until the
+//! nearest deadline, a finished command or a signal, so it does no work while nothing is due
+//! and reacts at once to what it is told. Each turn of the loop ([`Daemon::turn`]):
+//! 1. takes every target whose deadline has come, looks at their heartbeat files in one batch
+//!    and lets `schedule` judge each one (all of them before any command starts, so a storm of
+//!    restarts never delays the detection of the last stale target);
+//! 2. starts the commands decided on, at most `max_parallel_commands` at a time, the rest
+//!    waiting in order of detection (`commands.rs`); commands run off this thread and report
+//!    back on the channel, so a hung command never delays any other target;
+//! 3. writes the state and metrics files when they are due (`books.rs`), pings the systemd
+//!    watchdog, and ends the loop once shutting down and no command runs.
+//!
+//! Messages ([`Daemon::handle`]): a finished command moves its target on; SIGHUP reloads the
+//! config (`reload.rs`: a pure plan of unchanged / changed / added / removed targets, then
+//! applied; an invalid config is logged and the old one kept); SIGTERM/SIGINT start no new
+//! command, wait for the running ones (each bounded by its command_timeout) and exit 0; a
+//! second signal exits at once.
+//!
+//! Effects (the clock, looking at files, running commands) come through the small interfaces
+//! of `effects.rs`: `tests.rs` drives this same loop on simulated time with fakes.
+//!
+//! Every log record about a target carries `target` and a stable `event` field (see the
+//! README's "Log events"): that, not the message text, is the contract for tests and log
+//! shippers.
+
+mod books;
+mod commands;
+mod effects;
+mod reload;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use tracing::{debug, error, info, warn};
+
+use crate::command::Outcome;
+use crate::config::{Config, Target};
+use crate::platform::{self, OnSignal, Signal};
+use crate::schedule::{Action, Agenda, Cmd, Now, Observation, Phase};
+use crate::{lock, systemd};
+
+use books::{Books, Slot};
+use commands::Bounded;
+use effects::{Effects, Job, panic_message};
+
+pub(crate) struct Options {
+    /// The config file, for reloads (none for the positional form).
+    pub config_path: Option<PathBuf>,
+    /// Decide as usual, log the commands, run none.
+    pub dry_run: bool,
+    /// Another source of signals besides the OS's (the Windows service control handler):
+    /// called once with the function that delivers them to the loop.
+    pub signal_source: Option<Box<dyn FnOnce(OnSignal) + Send>>,
+}
+
+/// How the loop ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// Shut down after the running commands finished.
+    Clean,
+    /// A second signal: left at once.
+    Immediate,
+}
+
+pub(crate) enum Msg {
+    /// A stop, start or skip_if command finished; `None` in a dry run.
+    Done {
+        id: u64,
+        cmd: Cmd,
+        outcome: Option<Outcome>,
+    },
+    /// A notify command finished.
+    NotifyDone {
+        target: String,
+        outcome: Outcome,
+    },
+    Signal(Signal),
+}
+
+pub(crate) struct Daemon {
+    opts: Options,
+    fx: Effects,
+    tx: mpsc::Sender<Msg>,
+    rx: mpsc::Receiver<Msg>,
+    slots: Vec<Slot>,
+    /// Slot id -> index in `slots`.
+    index: HashMap<u64, usize>,
+    /// Targets removed by a reload while a command of theirs ran: id -> (name, timeout).
+    orphans: HashMap<u64, (String, Duration)>,
+    agenda: Agenda,
+    next_id: u64,
+    /// Stop/start/skip_if commands: (slot id, command), bounded by max_parallel_commands.
+    commands: Bounded<(u64, Cmd)>,
+    /// Notify commands, with a bound of the same size of their own (so a storm's
+    /// notifications neither flood the machine nor take places from restarts).
+    notifies: Bounded<Job>,
+    books: Books,
+    stopping: bool,
+    watchdog: Option<(Duration, Instant)>,
+}
+
+/// Takes the instance lock (the config's `lock_file`, or the default one named after
+/// `lock_key`) and watches the targets of `config` until told to stop.
+pub(crate) fn watch(config: Config, lock_key: &Path, opts: Options) -> Result<Exit> {
+    let lock_path = config
+        .files
+        .lock_file
+        .clone()
+        .unwrap_or_else(|| lock::default_path(config.files.state_file.as_deref(), lock_key));
+    let lock = lock::acquire(&lock_path)?;
+    let exit = run(config, lock.path.clone(), opts);
+    drop(lock);
+    exit
+}
+
+/// Watches the enabled targets of `config` until told to stop. `lock_file` is the path of the
+/// instance lock the caller holds (recorded in the state file for `status`).
+fn run(config: Config, lock_file: PathBuf, mut opts: Options) -> Result<Exit> {
+    // A panic is a bug: log it like everything else (the loop contains it, see `contained`).
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(|l| l.to_string()).unwrap_or_default();
+        error!(event = "panic", %location, panic = panic_message(info.payload()), "panic");
+    }));
+    let source = opts.signal_source.take();
+    let mut d = Daemon::new(Effects::real(), opts, lock_file);
+    let deliver = |tx: mpsc::Sender<Msg>| -> OnSignal {
+        Box::new(move |s| {
+            let _ = tx.send(Msg::Signal(s));
+        })
+    };
+    platform::listen_for_signals(deliver(d.tx.clone()))?;
+    if let Some(source) = source {
+        source(deliver(d.tx.clone()));
+    }
+    d.watchdog = systemd::watchdog_interval().map(|every| (every, d.fx.clock.now().mono));
+    d.start(config);
+    Ok(d.run_loop())
+}
+
+impl Daemon {
+    fn new(fx: Effects, opts: Options, lock_file: PathBuf) -> Daemon {
+        let (tx, rx) = mpsc::channel();
+        let started_at = fx.clock.now().wall;
+        Daemon {
+            opts,
+            fx,
+            tx,
+            rx,
+            slots: Vec::new(),
+            index: HashMap::new(),
+            orphans: HashMap::new(),
+            agenda: Agenda::default(),
+            next_id: 0,
+            commands: Bounded::new(1),
+            notifies: Bounded::new(1),
+            books: Books::new(lock_file, started_at),
+            stopping: false,
+            watchdog: None,
+        }
+    }
+
+    fn now(&self) -> Now {
+        self.fx.clock.now()
+    }
+
+    /// Installs the first config and says so.
+    fn start(&mut self, config: Config) {
+        self.apply(config, true);
+        if self.opts.dry_run {
+            warn!(event = "dry_run", "dry run: commands are logged, not run");
+        }
+        info!(
+            event = "started",
+            targets = self.slots.len(),
+            "protector is running"
+        );
+        systemd::send(systemd::Note::Ready);
+    }
+
+    fn run_loop(&mut self) -> Exit {
+        loop {
+            if let Some(exit) = self.turn() {
+                return exit;
+            }
+            let msg = match self.next_wake() {
+                Some(at) => {
+                    let wait = at.saturating_duration_since(self.now().mono);
+                    match self.rx.recv_timeout(wait) {
+                        Ok(msg) => msg,
+                        Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => {
+                            unreachable!("we hold a sender")
+                        }
+                    }
+                }
+                None => self.rx.recv().expect("we hold a sender"),
+            };
+            if let Some(exit) = self.handle(msg) {
+                return exit;
+            }
+        }
+    }
+
+    /// Everything due now: judging targets, writing the books, the systemd watchdog. Returns
+    /// how the loop ends once shutting down with nothing left running.
+    fn turn(&mut self) -> Option<Exit> {
+        if !self.stopping {
+            self.run_due();
+        }
+        let now = self.now().mono;
+        if self.books.flush_due(now) {
+            self.flush();
+        }
+        if let Some((every, at)) = &mut self.watchdog
+            && *at <= now
+        {
+            systemd::send(systemd::Note::Watchdog);
+            *at = now + *every;
+        }
+        if self.stopping && self.commands.running() == 0 {
+            self.flush();
+            info!(event = "stopped", "protector stopped");
+            return Some(Exit::Clean);
+        }
+        None
+    }
+
+    /// When the loop must wake up with no message: the nearest deadline, state write or
+    /// watchdog ping. `None`: only a message can wake it.
+    fn next_wake(&self) -> Option<Instant> {
+        let deadline = if self.stopping {
+            None
+        } else {
+            self.agenda.next()
+        };
+        [deadline, self.books.flush_at, self.watchdog.map(|w| w.1)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Handles one message; returns how the loop ends, if it does.
+    fn handle(&mut self, msg: Msg) -> Option<Exit> {
+        match msg {
+            Msg::Done { id, cmd, outcome } => self.on_done(id, cmd, outcome),
+            Msg::NotifyDone { target, outcome } => self.on_notify_done(&target, &outcome),
+            Msg::Signal(Signal::Reload) => self.reload(),
+            Msg::Signal(Signal::Shutdown) if self.stopping => {
+                warn!(
+                    event = "exit_immediate",
+                    running = self.commands.running(),
+                    "second signal: exiting at once, leaving running commands behind"
+                );
+                self.flush();
+                return Some(Exit::Immediate);
+            }
+            Msg::Signal(Signal::Shutdown) => self.begin_shutdown(),
+        }
+        None
+    }
+
+    fn begin_shutdown(&mut self) {
+        self.stopping = true;
+        self.drop_queued();
+        systemd::send(systemd::Note::Stopping);
+        let running = self.commands.running();
+        if running > 0 {
+            info!(
+                event = "stopping",
+                running,
+                "shutting down: waiting for running commands (a second signal exits at once)"
+            );
+        } else {
+            info!(event = "stopping", running, "shutting down");
+        }
+    }
+
+    /// Looks at and judges every target whose deadline has come.
+    fn run_due(&mut self) {
+        let now_mono = self.now().mono;
+        let mut due = Vec::new();
+        let slots = &self.slots;
+        self.agenda.take_due(
+            now_mono,
+            |i, at| slots[i].state.is_due_at(now_mono) && slots[i].state.deadline == at,
+            &mut due,
+        );
+        if due.is_empty() {
+            return;
+        }
+        let paths: Vec<&Path> = due
+            .iter()
+            .map(|&i| self.slots[i].target.heartbeat.as_path())
+            .collect();
+        let looks = self.fx.looker.look(&paths);
+        self.books.observations += looks.len() as u64;
+        let now = self.now();
+        // Judge every due target before starting any command, so that starting many
+        // commands at once never delays the detection of the last one.
+        let mut to_run = Vec::new();
+        for (&i, (obs, err)) in due.iter().zip(looks) {
+            self.slots[i].note_error(err);
+            match self.contained(i, "judging the heartbeat", |d| d.on_due(i, &obs, now)) {
+                Some(Some(cmd)) => to_run.push((i, cmd)),
+                Some(None) => self.agenda.push(self.slots[i].state.deadline, i),
+                None => self.recover(i),
+            }
+        }
+        for (i, cmd) in to_run {
+            if self
+                .contained(i, "starting a command", |d| d.spawn(i, cmd))
+                .is_none()
+            {
+                self.recover(i);
+            }
+        }
+    }
+
+    /// Runs `f`, which handles slot `i`, so that a bug (a panic) in the handling of one
+    /// target is logged and never stops the loop or any other target. `None` after a panic.
+    fn contained<T>(&mut self, i: usize, doing: &str, f: impl FnOnce(&mut Self) -> T) -> Option<T> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self))) {
+            Ok(v) => Some(v),
+            Err(payload) => {
+                error!(
+                    target = %self.slots[i].target.name,
+                    event = "internal_error",
+                    panic = panic_message(&*payload),
+                    "internal error while {doing}; this target is watched afresh and every other goes on"
+                );
+                None
+            }
+        }
+    }
+
+    /// After a panic in its handling, slot `i` starts over from a fresh look at its heartbeat
+    /// as at start-up (with its restart counts), so it is watched again whatever state the
+    /// panic left behind; a command of its still waiting for a place is dropped.
+    fn recover(&mut self, i: usize) {
+        let id = self.slots[i].id;
+        self.commands.retain(|(q, _)| *q != id);
+        let (obs, _) = self
+            .fx
+            .looker
+            .look(&[self.slots[i].target.heartbeat.as_path()])
+            .pop()
+            .expect("one look per path");
+        let now = self.now();
+        self.slots[i].start_over(&obs, now);
+        self.agenda.push(self.slots[i].state.deadline, i);
+        self.mark_dirty(true);
+    }
+
+    /// Applies a due check to slot `i`; returns the command to start, if any.
+    fn on_due(&mut self, i: usize, obs: &Observation, now: Now) -> Option<Cmd> {
+        let slot = &mut self.slots[i];
+        let was_given_up = slot.state.phase == Phase::GivenUp;
+        let out = slot.state.on_due(&slot.rules, obs, now);
+        // After the decision: the worst moment, the state already says a command runs.
+        inject_panic(&slot.target.name);
+        let name = slot.target.name.clone();
+        let age_secs = slot.state.age(now.mono).as_secs_f64();
+        if was_given_up && out.beat.is_none() {
+            debug!(target = %name, event = "still_given_up", age_secs, "still no heartbeat; given up");
+        }
+        if let Some(beat) = out.beat {
+            let next_check_in_secs = secs(slot.state.deadline.saturating_duration_since(now.mono));
+            if beat.resumed {
+                info!(target = %name, event = "resumed", "heartbeat is back; watching again after giving up");
+            } else if beat.after_restarts > 0 {
+                info!(target = %name, event = "heartbeat_back", restarts = beat.after_restarts, "heartbeat is back after restart");
+            } else {
+                debug!(target = %name, event = "heartbeat_seen", next_check_in_secs, "heartbeat seen");
+            }
+            if beat.resumed || beat.after_restarts > 0 {
+                self.notify(i, "recovery", beat.after_restarts);
+                self.mark_dirty(true);
+            } else {
+                self.mark_dirty(false);
+            }
+        }
+        let slot = &self.slots[i];
+        match out.action? {
+            Action::Restart { age, run } => {
+                warn!(
+                    target = %name,
+                    event = "stale",
+                    age_secs = secs(age),
+                    timeout_secs = secs(slot.target.timeout),
+                    consecutive_restarts = slot.state.consecutive,
+                    first = run.name(),
+                    "heartbeat is stale; {}",
+                    if run == Cmd::SkipIf { "asking skip_if before restarting" } else { "restarting" }
+                );
+                self.mark_dirty(true);
+                Some(run)
+            }
+            Action::GiveUp { age, restarts } => {
+                error!(
+                    target = %name,
+                    event = "give_up",
+                    age_secs = secs(age),
+                    restarts,
+                    "giving up: no heartbeat after max_restarts consecutive restarts; will resume when a heartbeat appears"
+                );
+                self.notify(i, "give-up", restarts);
+                self.mark_dirty(true);
+                None
+            }
+        }
+    }
+}
+
+/// A duration as a log field: seconds, as a number (JSON logs stay machine-readable).
+fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// Says, at start-up and when a reload adds or changes a target, that the heartbeat cannot
+/// appear yet because its directory does not exist (a writer such as Salt's `file.touch`
+/// does not create directories). Watching goes on: the target is judged as usual.
+fn warn_missing_dir(t: &Target) {
+    if let Some(dir) = crate::heartbeat::missing_dir(&t.heartbeat) {
+        warn!(
+            target = %t.name,
+            event = "heartbeat_dir_missing",
+            heartbeat = %t.heartbeat.display(),
+            directory = %dir.display(),
+            "the heartbeat's directory does not exist: nothing can write this heartbeat yet"
+        );
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// In-process tests: the next judgement of this target panics (see `inject_panic`).
+    pub(super) static PANIC_ON: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Test builds only: `PROTECTOR_TEST_PANIC=<target>` (or `PANIC_ON` in-process) makes the
+/// first judgement of that target panic (after the decision), to prove a bug in one target's
+/// handling harms nothing else. Compiled out of release builds.
+#[cfg(debug_assertions)]
+fn inject_panic(target: &str) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static DONE: AtomicBool = AtomicBool::new(false);
+    #[cfg(test)]
+    if PANIC_ON.with(|p| p.borrow().as_deref() == Some(target)) {
+        PANIC_ON.with(|p| *p.borrow_mut() = None);
+        panic!("injected for a test in the handling of {target}");
+    }
+    if std::env::var("PROTECTOR_TEST_PANIC").is_ok_and(|t| t == target)
+        && !DONE.swap(true, Ordering::Relaxed)
+    {
+        panic!("injected for a test in the handling of {target}");
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn inject_panic(_: &str) {}

@@ -1,0 +1,365 @@
+//! The harness: a fake clock, fake heartbeat files and fake commands (which finish after a
+//! given time with a given status, hang, cannot be spawned, or panic) around the real
+//! `Daemon`, driven turn by turn as the real loop would be, with no sleep and no process.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::super::effects::{Clock, Effects, Job, Look, Looker, Report, Runner};
+use super::super::{Daemon, Exit, Msg, Options};
+use crate::command::Outcome;
+use crate::platform::Signal;
+use crate::schedule::{Fingerprint, Now, Observation};
+
+/// How a fake command behaves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Behaviour {
+    /// Exits with this code after this long.
+    Exit(i32, Duration),
+    /// Never ends by itself (the test may end it with `finish`).
+    Hang,
+    /// Cannot be spawned.
+    NoSpawn,
+    /// Its thread panics (the runner reports it as an internal error, as the real one does).
+    Panic,
+}
+
+/// A command the fake runner was asked to run.
+#[derive(Debug, Clone)]
+pub(super) struct Started {
+    pub(super) target: String,
+    pub(super) what: &'static str,
+    pub(super) at: Duration,
+    /// Order among starts and touches (several can happen at one simulated instant).
+    pub(super) seq: u64,
+    pub(super) env: Vec<(&'static str, String)>,
+}
+
+struct Pending {
+    index: usize,
+    ends: Option<Duration>,
+    outcome: Outcome,
+    report: Report,
+}
+
+#[derive(Default)]
+pub(super) struct World {
+    pub(super) elapsed: Duration,
+    seq: u64,
+    /// Present heartbeat files: path -> (mtime as elapsed time, version).
+    files: HashMap<PathBuf, (Duration, u64)>,
+    pub(super) unreadable: HashMap<PathBuf, String>,
+    /// Every look: (path, when).
+    pub(super) looks: Vec<(PathBuf, Duration)>,
+    pub(super) started: Vec<Started>,
+    pending: Vec<Pending>,
+    /// Behaviour by (target, what); the default exits 0 at once.
+    behaviour: HashMap<(String, &'static str), Behaviour>,
+    /// A command started for a target that already had one unfinished.
+    pub(super) overlaps: Vec<String>,
+}
+
+struct Fake {
+    world: Rc<RefCell<World>>,
+    base_mono: Instant,
+    base_wall: SystemTime,
+}
+
+impl Clock for Fake {
+    fn now(&self) -> Now {
+        let e = self.world.borrow().elapsed;
+        Now {
+            mono: self.base_mono + e,
+            wall: self.base_wall + e,
+        }
+    }
+}
+
+impl Looker for Fake {
+    fn look(&self, paths: &[&Path]) -> Vec<Look> {
+        let mut w = self.world.borrow_mut();
+        let at = w.elapsed;
+        paths
+            .iter()
+            .map(|p| {
+                w.looks.push((p.to_path_buf(), at));
+                if let Some(reason) = w.unreadable.get(*p) {
+                    return (Observation::Absent, Some(reason.clone()));
+                }
+                match w.files.get(*p) {
+                    Some(&(mtime, version)) => (
+                        Observation::Present(Fingerprint {
+                            mtime: Some(self.base_wall + mtime),
+                            len: version,
+                            identity: (1, 1),
+                        }),
+                        None,
+                    ),
+                    None => (Observation::Absent, None),
+                }
+            })
+            .collect()
+    }
+}
+
+impl Runner for Fake {
+    fn run(&self, job: Job, report: Report) {
+        let mut w = self.world.borrow_mut();
+        let at = w.elapsed;
+        let busy = w.pending.iter().any(|p| {
+            w.started[p.index].target == job.target && w.started[p.index].what != "notify"
+        });
+        if busy && job.what != "notify" {
+            w.overlaps.push(job.target.clone());
+        }
+        let index = w.started.len();
+        w.seq += 1;
+        let seq = w.seq;
+        w.started.push(Started {
+            target: job.target.clone(),
+            what: job.what,
+            at,
+            seq,
+            env: job.env,
+        });
+        let behaviour = w
+            .behaviour
+            .get(&(job.target, job.what))
+            .copied()
+            .unwrap_or(Behaviour::Exit(0, Duration::ZERO));
+        let (ends, outcome) = match behaviour {
+            Behaviour::Exit(code, took) => (Some(at + took), exited(code, took)),
+            Behaviour::Hang => (None, exited(0, Duration::ZERO)),
+            Behaviour::NoSpawn => (
+                Some(at),
+                Outcome::failed("cannot spawn: No such file or directory".into()),
+            ),
+            Behaviour::Panic => (
+                Some(at),
+                Outcome::failed("internal error: injected by a test".into()),
+            ),
+        };
+        w.pending.push(Pending {
+            index,
+            ends,
+            outcome,
+            report,
+        });
+    }
+}
+
+#[cfg(unix)]
+fn exit_status(code: i32) -> ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    ExitStatus::from_raw(code << 8)
+}
+
+#[cfg(windows)]
+fn exit_status(code: i32) -> ExitStatus {
+    use std::os::windows::process::ExitStatusExt;
+    ExitStatus::from_raw(code as u32)
+}
+
+pub(super) fn exited(code: i32, took: Duration) -> Outcome {
+    Outcome {
+        status: Ok(exit_status(code)),
+        timed_out: false,
+        duration: took,
+        stdout: String::new(),
+        stderr: String::new(),
+    }
+}
+
+pub(super) fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+/// The daemon with fakes, and the simulated world around it.
+pub(super) struct Harness {
+    pub(super) d: Daemon,
+    pub(super) world: Rc<RefCell<World>>,
+    pub(super) exit: Option<Exit>,
+}
+
+impl Harness {
+    pub(super) fn new(yaml: &str) -> Harness {
+        Harness::with(yaml, false)
+    }
+
+    pub(super) fn with(yaml: &str, dry_run: bool) -> Harness {
+        let world = Rc::new(RefCell::new(World::default()));
+        let fake = || Fake {
+            world: world.clone(),
+            base_mono: Instant::now(),
+            base_wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        };
+        // One base for all three views of the world.
+        let clock = fake();
+        let (base_mono, base_wall) = (clock.base_mono, clock.base_wall);
+        let same = || Fake {
+            world: world.clone(),
+            base_mono,
+            base_wall,
+        };
+        let fx = Effects {
+            clock: Box::new(clock),
+            looker: Box::new(same()),
+            runner: Box::new(same()),
+        };
+        let opts = Options {
+            config_path: None,
+            dry_run,
+            signal_source: None,
+        };
+        let mut d = Daemon::new(fx, opts, PathBuf::from("test.lock"));
+        d.start(super::parse(yaml));
+        Harness {
+            d,
+            world,
+            exit: None,
+        }
+    }
+
+    pub(super) fn now(&self) -> Duration {
+        self.world.borrow().elapsed
+    }
+
+    pub(super) fn path_of(&self, target: &str) -> PathBuf {
+        self.d
+            .slots
+            .iter()
+            .find(|s| s.target.name == target)
+            .map(|s| s.target.heartbeat.clone())
+            .unwrap_or_else(|| panic!("no target {target}"))
+    }
+
+    /// Something touches the target's heartbeat now; returns its place in the order of
+    /// touches and command starts.
+    pub(super) fn touch(&mut self, target: &str) -> u64 {
+        let path = self.path_of(target);
+        let mut w = self.world.borrow_mut();
+        let now = w.elapsed;
+        let version = w.files.get(&path).map_or(0, |f| f.1) + 1;
+        w.files.insert(path, (now, version));
+        w.seq += 1;
+        w.seq
+    }
+
+    pub(super) fn behave(&mut self, target: &str, what: &'static str, b: Behaviour) {
+        self.world
+            .borrow_mut()
+            .behaviour
+            .insert((target.to_string(), what), b);
+    }
+
+    /// Runs the loop as the real one would, until simulated time `until`.
+    pub(super) fn run_until(&mut self, until: Duration) {
+        for _ in 0..1_000_000 {
+            if self.exit.is_some() {
+                return;
+            }
+            if let Some(exit) = self.d.turn() {
+                self.exit = Some(exit);
+                return;
+            }
+            if let Ok(msg) = self.d.rx.try_recv() {
+                self.exit = self.d.handle(msg);
+                continue;
+            }
+            if self.complete_due() {
+                continue;
+            }
+            let next_end = {
+                let w = self.world.borrow();
+                w.pending.iter().filter_map(|p| p.ends).min()
+            };
+            let base = self.d.now().mono - self.now();
+            let wake = self
+                .d
+                .next_wake()
+                .map(|at| at.saturating_duration_since(base));
+            let next = [wake, next_end].into_iter().flatten().min();
+            let mut w = self.world.borrow_mut();
+            match next {
+                Some(t) if t <= until => w.elapsed = w.elapsed.max(t),
+                _ => {
+                    w.elapsed = w.elapsed.max(until);
+                    return;
+                }
+            }
+        }
+        panic!("the loop did not settle");
+    }
+
+    pub(super) fn advance(&mut self, by: Duration) {
+        let until = self.now() + by;
+        self.run_until(until);
+    }
+
+    /// Reports every fake command whose end has come; true if there was one.
+    fn complete_due(&mut self) -> bool {
+        let now = self.now();
+        let due = {
+            let mut w = self.world.borrow_mut();
+            let at = w
+                .pending
+                .iter()
+                .position(|p| p.ends.is_some_and(|e| e <= now));
+            at.map(|i| w.pending.remove(i))
+        };
+        match due {
+            Some(p) => {
+                (p.report)(p.outcome);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends a hanging command of the target now.
+    pub(super) fn finish_hung(&mut self, target: &str) {
+        let mut w = self.world.borrow_mut();
+        let now = w.elapsed;
+        let started = w.started.clone();
+        for p in w.pending.iter_mut() {
+            if p.ends.is_none() && started[p.index].target == target {
+                p.ends = Some(now);
+            }
+        }
+    }
+
+    pub(super) fn signal(&mut self, s: Signal) {
+        self.exit = self.d.handle(Msg::Signal(s));
+    }
+
+    /// (what, when) of every command started for `target`.
+    pub(super) fn commands(&self, target: &str) -> Vec<(&'static str, Duration)> {
+        self.world
+            .borrow()
+            .started
+            .iter()
+            .filter(|s| s.target == target)
+            .map(|s| (s.what, s.at))
+            .collect()
+    }
+
+    pub(super) fn stops(&self, target: &str) -> Vec<Duration> {
+        self.commands(target)
+            .into_iter()
+            .filter(|c| c.0 == "stop")
+            .map(|c| c.1)
+            .collect()
+    }
+
+    pub(super) fn slot(&self, target: &str) -> &super::super::books::Slot {
+        self.d
+            .slots
+            .iter()
+            .find(|s| s.target.name == target)
+            .unwrap()
+    }
+}

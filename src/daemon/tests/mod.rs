@@ -1,0 +1,454 @@
+//! The daemon loop on simulated time (see `harness`): grace and backoff, max_restarts, a storm
+//! within max_parallel_commands, reloads mid-restart, notify bounds, skip_if, dry runs, panic
+//! containment, shutdown, and the loop's promises as a property over random schedules. What
+//! needs real processes, files and signals is tested with the real binary under tests/.
+
+mod harness;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::Exit;
+use crate::config::{self, Os};
+use crate::platform::Signal;
+use harness::{Behaviour, Harness, secs};
+
+pub(super) fn parse(yaml: &str) -> config::Config {
+    config::parse_str(yaml, "t.yaml", Os::host(), Some(&|_: &str| None))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A target named `name` with extra settings (YAML lines, 4 spaces in).
+fn target(name: &str, extra: &str) -> String {
+    format!(
+        "  - name: {name}\n    heartbeat: /h/{name}\n    timeout: 10s\n    stop: [stop, {name}]\n    start: [start, {name}]\n{extra}"
+    )
+}
+
+fn config(targets: &[String], top: &str) -> String {
+    format!("{top}targets:\n{}", targets.concat())
+}
+
+#[test]
+fn grace_then_restarts_with_growing_backoff() {
+    let mut h = Harness::new(&config(
+        &[target("a", "    backoff: {after: 2, max: 40s}\n")],
+        "",
+    ));
+    h.advance(secs(200.0));
+    // startup_grace (= timeout) 10 s, then restart_grace 10 s twice, then doubling to 40 s.
+    let stops: Vec<f64> = h.stops("a").iter().map(|d| d.as_secs_f64()).collect();
+    assert_eq!(stops, [10.0, 20.0, 30.0, 50.0, 90.0, 130.0, 170.0]);
+    let cmds: Vec<&str> = h.commands("a").iter().map(|c| c.0).collect();
+    assert_eq!(&cmds[..4], ["stop", "start", "stop", "start"]);
+    // A heartbeat ends the backoff: the next restart comes a whole timeout after it.
+    h.touch("a");
+    let touched = h.now();
+    h.advance(secs(200.0));
+    let after: Vec<Duration> = h.stops("a").into_iter().filter(|s| *s > touched).collect();
+    // Seen at the end of the 40 s wait (210 s): dated 200 s, so stale at once.
+    assert_eq!(after[0], touched + secs(10.0));
+    assert_eq!(after[1] - after[0], secs(10.0), "backoff starts over");
+    assert_eq!(h.slot("a").state.consecutive as usize, after.len());
+}
+
+#[test]
+fn a_fresh_heartbeat_is_never_restarted_and_startup_grace_counts_from_start() {
+    let mut h = Harness::new(&config(&[target("a", "    startup_grace: 30s\n")], ""));
+    for _ in 0..20 {
+        h.advance(secs(9.0));
+        h.touch("a");
+    }
+    assert!(h.commands("a").is_empty());
+    // Stopped touching: restarted one timeout after the last touch.
+    let last = h.now();
+    h.advance(secs(15.0));
+    assert_eq!(h.stops("a"), [last + secs(10.0)]);
+}
+
+#[test]
+fn max_restarts_gives_up_and_a_heartbeat_resumes_watching() {
+    let mut h = Harness::new(&config(&[target("a", "    max_restarts: 2\n")], ""));
+    h.advance(secs(300.0));
+    assert_eq!(h.stops("a").len(), 2, "gives up after 2 restarts");
+    assert_eq!(h.slot("a").status(), crate::state::TargetStatus::GivenUp);
+    h.touch("a");
+    h.advance(secs(10.5));
+    assert_eq!(h.slot("a").status(), crate::state::TargetStatus::Watching);
+    h.advance(secs(30.0));
+    assert_eq!(
+        h.stops("a").len(),
+        4,
+        "watched again: 2 more restarts, then it gives up again"
+    );
+    assert_eq!(h.slot("a").status(), crate::state::TargetStatus::GivenUp);
+}
+
+#[test]
+fn a_storm_of_1000_targets_runs_commands_in_order_of_detection_within_the_bound() {
+    let mut targets = Vec::new();
+    for i in 0..1000 {
+        // Deadlines 1 ms apart, so detection order is the target order.
+        targets.push(format!(
+            "  - name: t{i:04}\n    heartbeat: /h/t{i:04}\n    timeout: {}ms\n    restart_grace: 1h\n    start: [start]\n",
+            10_000 + i
+        ));
+    }
+    let mut h = Harness::new(&format!(
+        "max_parallel_commands: 8\ntargets:\n{}",
+        targets.concat()
+    ));
+    for i in 0..1000 {
+        h.behave(&format!("t{i:04}"), "start", Behaviour::Exit(0, secs(1.0)));
+    }
+    let mut most = 0;
+    for _ in 0..2000 {
+        h.advance(secs(0.1));
+        most = most.max(h.d.commands.running());
+        assert!(h.d.commands.running() <= 8);
+    }
+    assert_eq!(most, 8);
+    let started = h.world.borrow().started.clone();
+    assert_eq!(started.len(), 1000, "every stale target restarted once");
+    let order: Vec<&str> = started.iter().map(|s| s.target.as_str()).collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted, "commands start in order of detection");
+    // Detection is never held up by the queue: every target was judged at its deadline.
+    assert!(h.d.slots.iter().all(|s| s.state.restarts_total == 1));
+    // 1000 one-second commands, 8 at a time: 125 s.
+    let last = started.last().unwrap().at;
+    assert!(
+        last >= secs(10.0 + 124.0) && last <= secs(10.0 + 126.0),
+        "{last:?}"
+    );
+}
+
+#[test]
+fn a_reload_in_the_middle_of_a_restart_lets_the_command_finish_then_applies() {
+    let mut h = Harness::new(&config(&[target("a", ""), target("b", "")], ""));
+    h.behave("a", "stop", Behaviour::Hang);
+    h.advance(secs(10.0));
+    assert_eq!(h.commands("a"), [("stop", secs(10.0))]);
+    // New settings for a, b removed, c added, while a's stop hangs.
+    let new = config(
+        &[target("a", "    restart_grace: 50s\n"), target("c", "")],
+        "",
+    );
+    h.d.apply(parse(&new), false);
+    assert!(h.slot("a").is_running(), "a's restart goes on");
+    h.advance(secs(5.0));
+    h.finish_hung("a");
+    h.advance(secs(1.0));
+    let cmds: Vec<&str> = h.commands("a").iter().map(|c| c.0).collect();
+    assert_eq!(
+        cmds,
+        ["stop", "start"],
+        "the restart completes under the new settings"
+    );
+    assert_eq!(h.slot("a").target.restart_grace, secs(50.0));
+    // The new grace applies: no restart of a for 50 s after the start.
+    h.advance(secs(45.0));
+    assert_eq!(h.stops("a").len(), 1);
+    h.advance(secs(10.0));
+    assert_eq!(h.stops("a").len(), 2);
+    assert!(h.d.slots.iter().all(|s| s.target.name != "b"));
+    assert_eq!(
+        h.stops("c")[0],
+        secs(20.0),
+        "added at 10 s with startup_grace 10 s"
+    );
+}
+
+#[test]
+fn notify_commands_are_bounded_and_never_take_places_of_restarts() {
+    let mut targets = Vec::new();
+    for i in 0..6 {
+        targets.push(target(&format!("n{i}"), "    notify: [notify]\n"));
+    }
+    let mut h = Harness::new(&config(&targets, "max_parallel_commands: 2\n"));
+    for i in 0..6 {
+        h.behave(&format!("n{i}"), "notify", Behaviour::Hang);
+    }
+    h.advance(secs(10.0));
+    let notifies = |h: &Harness| {
+        h.world
+            .borrow()
+            .started
+            .iter()
+            .filter(|s| s.what == "notify")
+            .count()
+    };
+    assert_eq!(notifies(&h), 2, "two notify commands at a time");
+    assert_eq!(h.d.notifies.waiting(), 4);
+    // The restarts themselves all went through.
+    assert!((0..6).all(|i| h.commands(&format!("n{i}")).iter().any(|c| c.0 == "start")));
+    // Their environment says what happened.
+    let first = h
+        .world
+        .borrow()
+        .started
+        .iter()
+        .find(|s| s.what == "notify")
+        .cloned()
+        .unwrap();
+    assert!(first.env.contains(&("PROTECTOR_EVENT", "restart".into())));
+    assert!(first.env.contains(&("PROTECTOR_RESTARTS", "1".into())));
+    // As they finish, the waiting ones run.
+    h.finish_hung("n0");
+    h.finish_hung("n1");
+    h.advance(secs(0.1));
+    assert_eq!(notifies(&h), 4);
+    // Shutdown drops the waiting ones.
+    h.signal(Signal::Shutdown);
+    assert_eq!(h.d.notifies.waiting(), 0);
+}
+
+#[test]
+fn skip_if_postpones_and_a_failing_one_restarts() {
+    let mut h = Harness::new(&config(
+        &[target("a", "    skip_if: [busy]\n    skip_delay: 5s\n")],
+        "",
+    ));
+    h.behave("a", "skip_if", Behaviour::Exit(0, Duration::ZERO));
+    h.advance(secs(21.0));
+    let cmds: Vec<(&str, f64)> = h
+        .commands("a")
+        .iter()
+        .map(|c| (c.0, c.1.as_secs_f64()))
+        .collect();
+    assert_eq!(
+        cmds,
+        [("skip_if", 10.0), ("skip_if", 15.0), ("skip_if", 20.0)]
+    );
+    assert_eq!(h.slot("a").state.restarts_total, 0);
+    h.behave("a", "skip_if", Behaviour::Exit(1, Duration::ZERO));
+    h.advance(secs(5.0));
+    let cmds: Vec<&str> = h.commands("a").iter().map(|c| c.0).collect();
+    assert_eq!(&cmds[3..], ["skip_if", "stop", "start"]);
+}
+
+#[test]
+fn commands_that_fail_to_spawn_panic_or_fail_still_complete_the_restart() {
+    let mut h = Harness::new(&config(
+        &[
+            target("nospawn", ""),
+            target("panics", ""),
+            target("fails", ""),
+        ],
+        "",
+    ));
+    h.behave("nospawn", "stop", Behaviour::NoSpawn);
+    h.behave("panics", "stop", Behaviour::Panic);
+    h.behave("fails", "stop", Behaviour::Exit(3, secs(1.0)));
+    h.advance(secs(15.0));
+    for t in ["nospawn", "panics", "fails"] {
+        let cmds: Vec<&str> = h.commands(t).iter().map(|c| c.0).collect();
+        assert_eq!(
+            cmds,
+            ["stop", "start"],
+            "{t}: a failed stop still leads to start"
+        );
+        assert_eq!(h.slot(t).failures, 1, "{t}");
+        let rec = h.slot(t).last_restart.clone().unwrap();
+        assert_eq!(rec.commands.len(), 2);
+        assert!(!rec.commands[0].ok() && rec.commands[1].ok());
+    }
+}
+
+#[test]
+fn a_restart_waiting_for_a_place_is_called_off_when_the_heartbeat_comes_back() {
+    let mut h = Harness::new(&config(
+        &[target("busy", ""), target("waits", "    notify: [n]\n")],
+        "max_parallel_commands: 1\n",
+    ));
+    h.behave("busy", "stop", Behaviour::Exit(0, secs(5.0)));
+    h.advance(secs(11.0));
+    assert!(
+        h.commands("waits").iter().all(|c| c.0 == "notify"),
+        "waits for busy's stop"
+    );
+    h.touch("waits");
+    h.advance(secs(5.0));
+    assert!(
+        h.commands("waits").is_empty(),
+        "called off: no command, no notification"
+    );
+    assert_eq!(h.slot("waits").state.restarts_total, 0, "not counted");
+    assert!(!h.slot("waits").is_running());
+    // Watched as usual: stale again a timeout after that heartbeat.
+    h.advance(secs(10.0));
+    assert_eq!(h.stops("waits"), [secs(21.0)]);
+}
+
+#[test]
+fn a_dry_run_decides_as_usual_and_runs_nothing() {
+    let mut h = Harness::with(&config(&[target("a", "    notify: [n]\n")], ""), true);
+    h.advance(secs(35.0));
+    assert!(h.world.borrow().started.is_empty(), "nothing is run");
+    assert_eq!(
+        h.slot("a").state.restarts_total,
+        3,
+        "but the restarts are decided"
+    );
+}
+
+#[test]
+fn a_panic_in_one_targets_handling_is_contained() {
+    let mut h = Harness::new(&config(&[target("bad", ""), target("good", "")], ""));
+    super::PANIC_ON.with(|p| *p.borrow_mut() = Some("bad".into()));
+    h.advance(secs(10.0));
+    assert!(
+        super::PANIC_ON.with(|p| p.borrow().is_none()),
+        "the panic happened"
+    );
+    assert_eq!(
+        h.stops("good"),
+        [secs(10.0)],
+        "the other target is untouched"
+    );
+    assert!(
+        !h.slot("bad").is_running(),
+        "bad starts over rather than waiting for ever"
+    );
+    // bad is watched afresh (startup grace from the panic) and restarted in turn.
+    h.advance(secs(10.0));
+    assert_eq!(h.stops("bad"), [secs(20.0)]);
+}
+
+#[test]
+fn shutdown_waits_for_the_running_command_and_does_not_start_the_next() {
+    let mut h = Harness::new(&config(&[target("a", "")], ""));
+    h.behave("a", "stop", Behaviour::Exit(0, secs(3.0)));
+    h.advance(secs(11.0));
+    h.signal(Signal::Shutdown);
+    h.advance(secs(1.0));
+    assert!(h.exit.is_none(), "the stop command still runs");
+    h.advance(secs(2.0));
+    assert_eq!(h.exit, Some(Exit::Clean));
+    let cmds: Vec<&str> = h.commands("a").iter().map(|c| c.0).collect();
+    assert_eq!(cmds, ["stop"], "no start after shutdown began");
+}
+
+#[test]
+fn an_unreadable_heartbeat_counts_as_none() {
+    let mut h = Harness::new(&config(&[target("a", "")], ""));
+    let path = h.path_of("a");
+    h.touch("a");
+    h.world
+        .borrow_mut()
+        .unreadable
+        .insert(path, "Permission denied".into());
+    h.advance(secs(10.5));
+    assert_eq!(h.stops("a"), [secs(10.0)]);
+    assert_eq!(h.slot("a").last_error.as_deref(), Some("Permission denied"));
+}
+
+// --- the loop's promises, over random schedules ------------------------------------------------
+
+#[derive(Debug, Clone)]
+enum Step {
+    Advance(u64),
+    Touch(usize),
+    Behave(usize, u8, u64),
+    Reload(u64),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (1u64..8000).prop_map(Step::Advance),
+        3 => (0usize..4).prop_map(Step::Touch),
+        2 => (0usize..4, 0u8..4, 0u64..6000).prop_map(|(t, k, ms)| Step::Behave(t, k, ms)),
+        1 => (1u64..4).prop_map(Step::Reload),
+    ]
+}
+
+fn prop_config(timeout_s: u64) -> String {
+    let targets: Vec<String> = (0..4)
+        .map(|i| {
+            target(
+                &format!("p{i}"),
+                &format!(
+                    "    timeout: {}s\n    restart_grace: 2s\n    notify: [n]\n{}",
+                    timeout_s + i as u64,
+                    if i == 3 {
+                        "    skip_if: [busy]\n    skip_delay: 1s\n"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+        })
+        .collect();
+    config(&targets, "max_parallel_commands: 2\n")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Whatever the heartbeats, command outcomes, reloads and time steps: no target ever has
+    /// two commands in flight, a target whose heartbeat is fresh is never restarted, and
+    /// every target whose deadline has come is judged in the next turn of the loop.
+    #[test]
+    fn the_loop_keeps_its_promises(steps in proptest::collection::vec(step(), 1..60)) {
+        let mut h = Harness::new(&prop_config(5));
+        let mut touches: HashMap<String, Vec<(Duration, u64)>> = HashMap::new();
+        for s in steps {
+            match s {
+                Step::Advance(ms) => {
+                    let until = h.now() + Duration::from_millis(ms);
+                    while h.now() < until && h.exit.is_none() {
+                        // One deadline at a time, checking that everything due gets looked at.
+                        let base = h.d.now().mono - h.now();
+                        let next = h.d.next_wake().map(|at| at.saturating_duration_since(base));
+                        let to = next.map_or(until, |n| n.min(until)).max(h.now());
+                        let looks_before = h.world.borrow().looks.len();
+                        h.run_until(to);
+                        let now_mono = h.d.now().mono;
+                        let due: Vec<PathBuf> = h.d.slots.iter()
+                            .filter(|s| s.state.is_due_at(now_mono))
+                            .map(|s| s.target.heartbeat.clone())
+                            .collect();
+                        prop_assert!(due.is_empty(), "due but not judged: {due:?} (looks {looks_before})");
+                        if to == h.now() && next.is_none_or(|n| n > until) { break; }
+                    }
+                }
+                Step::Touch(i) => {
+                    let name = format!("p{i}");
+                    if h.d.slots.iter().any(|s| s.target.name == name) {
+                        let seq = h.touch(&name);
+                        touches.entry(name).or_default().push((h.now(), seq));
+                    }
+                }
+                Step::Behave(i, kind, ms) => {
+                    let what = ["stop", "start", "skip_if", "notify"][(ms % 4) as usize];
+                    let b = match kind {
+                        0 => Behaviour::Exit(0, Duration::from_millis(ms)),
+                        1 => Behaviour::Exit(1, Duration::from_millis(ms)),
+                        2 => Behaviour::NoSpawn,
+                        _ => Behaviour::Panic,
+                    };
+                    h.behave(&format!("p{i}"), what, b);
+                }
+                Step::Reload(t) => {
+                    h.d.apply(parse(&prop_config(4 + t)), false);
+                }
+            }
+            prop_assert!(h.world.borrow().overlaps.is_empty(), "two commands at once: {:?}", h.world.borrow().overlaps);
+        }
+        // A restart (its first command) never began while the heartbeat was fresh: at least
+        // the target's shortest timeout (5 s + its number) after its latest touch.
+        let started = h.world.borrow().started.clone();
+        for s in started.iter().filter(|s| s.what == "stop" || s.what == "skip_if") {
+            let i: u64 = s.target[1..].parse().unwrap();
+            let last = touches.get(&s.target).and_then(|t| t.iter().filter(|t| t.1 < s.seq).max());
+            if let Some((at, _)) = last {
+                prop_assert!(s.at >= *at + Duration::from_secs(5 + i),
+                    "{} restarted at {:?}, touched at {:?}", s.target, s.at, at);
+            }
+        }
+    }
+}
