@@ -1,4 +1,6 @@
 //! Staleness and restarts, end to end: the real binary, real heartbeat files, real commands.
+//! The timing of decisions (grace, backoff, max_restarts, max_parallel_commands) is tested
+//! in-process on simulated time: src/daemon/tests.
 #![cfg(unix)]
 
 mod common;
@@ -18,14 +20,6 @@ fn target(name: &str, extra: &str) -> String {
     start: echo "start $(date +%s.%N) $PROTECTOR_TARGET" >> events
 {extra}"#
     )
-}
-
-fn events(sb: &Sandbox, kind: &str) -> Vec<f64> {
-    sb.lines("events")
-        .iter()
-        .filter(|l| l.starts_with(kind))
-        .map(|l| l.split(' ').nth(1).unwrap().parse().unwrap())
-        .collect()
 }
 
 #[test]
@@ -55,110 +49,6 @@ fn stale_heartbeat_runs_stop_then_start() {
         2,
         "one restart only within the grace"
     );
-}
-
-#[test]
-fn heartbeat_touched_more_often_than_the_timeout_never_restarts() {
-    let sb = Sandbox::new();
-    sb.touch("svc.beat");
-    let p = sb.run_config(&format!("targets:{}", target("svc", "    timeout: 1s\n")));
-    // Touch every 250 ms until protector has judged the file fresh over three timeouts.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let toucher = {
-        let stop = stop.clone();
-        let path = sb.path("svc.beat");
-        std::thread::spawn(move || {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                std::fs::write(&path, format!("{:?}", std::time::SystemTime::now())).unwrap();
-                std::thread::sleep(Duration::from_millis(250));
-            }
-        })
-    };
-    p.wait_events("heartbeat_seen", Some("svc"), 3);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    toucher.join().unwrap();
-    assert!(p.events("stale", None).is_empty(), "{}", p.log_text());
-    assert!(sb.lines("events").is_empty());
-}
-
-#[test]
-fn restart_grace_is_respected() {
-    let sb = Sandbox::new();
-    let p = sb.run_config(&format!(
-        "targets:{}",
-        target(
-            "svc",
-            "    timeout: 1s\n    startup_grace: 1s\n    restart_grace: 3s\n    backoff: {after: 10}\n"
-        )
-    ));
-    p.wait_events("restart_done", Some("svc"), 2);
-    let starts = events(&sb, "start");
-    let stops = events(&sb, "stop");
-    assert!(starts.len() >= 2 && stops.len() >= 2);
-    let gap = stops[1] - starts[0];
-    assert!(
-        gap >= 2.95,
-        "second restart {gap:.2}s after the first start; grace is 3s"
-    );
-    assert!(gap < 3.0 + 10.0, "second restart far too late: {gap:.2}s");
-}
-
-#[test]
-fn backoff_doubles_and_a_heartbeat_resets_it() {
-    let sb = Sandbox::new();
-    let p = sb.run_config(&format!(
-        "targets:{}",
-        target(
-            "svc",
-            "    timeout: 500ms\n    startup_grace: 500ms\n    backoff: {after: 1, max: 4s}\n"
-        )
-    ));
-    let done = p.wait_events("restart_done", Some("svc"), 4);
-    let waits: Vec<f64> = done
-        .iter()
-        .map(|r| r["next_check_in_secs"].as_f64().unwrap())
-        .collect();
-    assert_eq!(waits, [0.5, 1.0, 2.0, 4.0]);
-    // The real gaps between restarts grow accordingly.
-    let starts = events(&sb, "start");
-    let stops = events(&sb, "stop");
-    assert!(stops[2] - starts[1] >= 0.95, "{starts:?} {stops:?}");
-    assert!(stops[3] - starts[2] >= 1.95, "{starts:?} {stops:?}");
-
-    // A heartbeat during the 4 s wait ends the streak; the next restarts start over.
-    sb.touch("svc.beat");
-    let back = p.wait_events("heartbeat_back", Some("svc"), 1);
-    assert_eq!(back[0]["restarts"], 4);
-    let done = p.wait_events("restart_done", Some("svc"), 6);
-    assert_eq!(done[4]["next_check_in_secs"], 0.5, "{}", p.log_text());
-    assert_eq!(done[4]["consecutive_restarts"], 1);
-    assert_eq!(done[5]["next_check_in_secs"], 1.0);
-}
-
-#[test]
-fn max_restarts_gives_up_and_a_heartbeat_resumes() {
-    let sb = Sandbox::new();
-    let p = sb.run_config(&format!(
-        "targets:{}",
-        target(
-            "svc",
-            "    timeout: 500ms\n    startup_grace: 500ms\n    max_restarts: 2\n    backoff: {after: 5}\n"
-        )
-    ));
-    let gave_up = p.wait_events("give_up", Some("svc"), 1);
-    assert_eq!(gave_up[0]["level"], "ERROR");
-    assert_eq!(gave_up[0]["restarts"], 2);
-    assert_eq!(events(&sb, "start").len(), 2);
-    // Given up: further checks find no heartbeat and restart nothing.
-    p.wait_events("still_given_up", Some("svc"), 2);
-    assert_eq!(events(&sb, "start").len(), 2, "no restart while given up");
-    sb.touch("svc.beat");
-    let resumed = p.wait_events("resumed", Some("svc"), 1);
-    // Watching again: the file goes stale once more and is restarted.
-    wait_until(PATIENCE, "a third start", || {
-        events(&sb, "start").len() >= 3
-    });
-    assert!(events(&sb, "start")[2] > timestamp(&resumed[0]));
 }
 
 #[test]
@@ -337,60 +227,4 @@ fn disabled_targets_are_not_watched() {
     p.wait_events("restart_done", Some("on"), 1);
     let lines = sb.lines("events");
     assert!(lines.iter().all(|l| l.ends_with(" on")), "{lines:?}");
-}
-
-#[test]
-fn max_parallel_commands_bounds_a_storm_without_delaying_detection() {
-    let sb = Sandbox::new();
-    let mut yaml = String::from(
-        "max_parallel_commands: 1\ndefaults:\n  timeout: 1s\n  restart_grace: 30s\n  shell: true\n  start: echo \"+ $PROTECTOR_TARGET\" >> events; sleep 0.5; echo \"- $PROTECTOR_TARGET\" >> events\ntargets:\n",
-    );
-    for name in ["a", "b", "c"] {
-        sb.touch(&format!("{name}.beat"));
-        yaml.push_str(&format!("  - name: {name}\n    heartbeat: {name}.beat\n"));
-    }
-    let p = sb.run_config(&yaml);
-    wait_until(PATIENCE, "three starts", || sb.lines("events").len() >= 6);
-    let lines = sb.lines("events");
-    // One at a time: every start ends before the next begins.
-    for pair in lines.chunks(2) {
-        assert!(
-            pair[0].starts_with("+ ") && pair[1] == pair[0].replacen('+', "-", 1),
-            "commands overlapped: {lines:?}"
-        );
-    }
-    // All three were found stale before the last of them could start: waiting for a place
-    // does not delay detection.
-    let stale = p.wait_events("stale", None, 3);
-    let last_detected = stale.iter().map(timestamp).fold(f64::MIN, f64::max);
-    let starts = p.wait_command_events("command_started", "start", None, 3);
-    let last_started = starts.iter().map(timestamp).fold(f64::MIN, f64::max);
-    assert!(
-        last_detected + 0.4 < last_started,
-        "detected at {last_detected}, last start at {last_started}\n{}",
-        p.log_text()
-    );
-}
-
-#[test]
-fn max_parallel_commands_also_bounds_notify_commands() {
-    let sb = Sandbox::new();
-    let mut yaml = String::from(
-        "max_parallel_commands: 1\ndefaults:\n  timeout: 1s\n  restart_grace: 30s\n  start: ['true']\n  shell: true\n  notify: echo \"+ $PROTECTOR_TARGET\" >> notes; sleep 0.5; echo \"- $PROTECTOR_TARGET\" >> notes\ntargets:\n",
-    );
-    for name in ["a", "b", "c"] {
-        sb.touch(&format!("{name}.beat"));
-        yaml.push_str(&format!("  - name: {name}\n    heartbeat: {name}.beat\n"));
-    }
-    let _p = sb.run_config(&yaml);
-    wait_until(PATIENCE, "three notifications", || {
-        sb.lines("notes").len() >= 6
-    });
-    let lines = sb.lines("notes");
-    for pair in lines.chunks(2) {
-        assert!(
-            pair[0].starts_with("+ ") && pair[1] == pair[0].replacen('+', "-", 1),
-            "notify commands overlapped: {lines:?}"
-        );
-    }
 }

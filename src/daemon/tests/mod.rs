@@ -56,6 +56,21 @@ fn grace_then_restarts_with_growing_backoff() {
 }
 
 #[test]
+fn restart_grace_is_its_own_wait_after_a_restart() {
+    let mut h = Harness::new(&config(
+        &[target(
+            "a",
+            "    restart_grace: 30s\n    backoff: {after: 10}\n",
+        )],
+        "",
+    ));
+    h.behave("a", "start", Behaviour::Exit(0, secs(2.0)));
+    h.advance(secs(100.0));
+    // Restarted at the startup grace (10 s); each start takes 2 s; then 30 s of grace.
+    assert_eq!(h.stops("a"), [secs(10.0), secs(42.0), secs(74.0)]);
+}
+
+#[test]
 fn a_fresh_heartbeat_is_never_restarted_and_startup_grace_counts_from_start() {
     let mut h = Harness::new(&config(&[target("a", "    startup_grace: 30s\n")], ""));
     for _ in 0..20 {
