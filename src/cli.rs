@@ -285,7 +285,7 @@ fn run_watchdog(
         Ok(daemon::Exit::Clean) => ExitCode::SUCCESS,
         Ok(daemon::Exit::Immediate) => ExitCode::from(1),
         Err(e) => {
-            tracing::error!("{e:#}");
+            tracing::error!(event = "fatal", "{e:#}");
             if !log.stderr {
                 eprintln!("protector: {e:#}");
             }

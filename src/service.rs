@@ -199,7 +199,7 @@ fn service_main(_args: Vec<OsString>) {
     let launch = LAUNCH.get().expect("set before the dispatcher starts");
     let _ = logging::init(&launch.log);
     if let Err(e) = serve(launch) {
-        tracing::error!("{e:#}");
+        tracing::error!(event = "fatal", "{e:#}");
     }
 }
 
@@ -257,13 +257,13 @@ fn serve(launch: &Launch) -> Result<()> {
     let config = match config::load(&launch.config, Os::host()) {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!("{e}");
+            tracing::error!(event = "fatal", "{e}");
             handle.set_service_status(status(ServiceState::Stopped, 1, Duration::ZERO))?;
             return Ok(());
         }
     };
     handle.set_service_status(status(ServiceState::Running, 0, Duration::ZERO))?;
-    tracing::info!(service = %launch.name, "running as a Windows service");
+    tracing::info!(event = "service_started", service = %launch.name, "running as a Windows service");
     let source = {
         let deliver = deliver.clone();
         Box::new(move |f: OnSignal| {
@@ -282,7 +282,7 @@ fn serve(launch: &Launch) -> Result<()> {
     let exit = match daemon::watch(config, &launch.config, opts) {
         Ok(_) => 0,
         Err(e) => {
-            tracing::error!("{e:#}");
+            tracing::error!(event = "fatal", "{e:#}");
             1
         }
     };

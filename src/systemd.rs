@@ -29,7 +29,7 @@ pub fn send(note: Note) {
         Note::Watchdog => sd_notify::notify(&[NotifyState::Watchdog]),
     };
     if let Err(e) = result {
-        tracing::warn!("cannot notify systemd ({note:?}): {e}");
+        tracing::warn!(event = "systemd_notify_failed", note = ?note, reason = %e, "cannot notify systemd");
     }
 }
 
