@@ -92,7 +92,7 @@ pub fn run(line: &CommandLine, env: &[(&str, String)], timeout: Duration) -> Out
     // Wait for the command itself (not for what it left running) with a bounded poll: the
     // same code for process groups and Job Objects, no extra thread per command, and at most
     // 20 ms between the command's exit and noticing it.
-    let deadline = started + timeout;
+    let deadline = crate::schedule::later(started, timeout);
     let mut pause = Duration::from_millis(1);
     let mut timed_out = false;
     let status = loop {

@@ -38,6 +38,22 @@ impl Now {
     }
 }
 
+/// `at + d`, saturating: a deadline beyond what the clock can hold is as late as it can be
+/// (durations are at most 100 years, so this is a guard, not a rule).
+pub fn later(at: Instant, d: Duration) -> Instant {
+    if let Some(t) = at.checked_add(d) {
+        return t;
+    }
+    let mut step = d;
+    while !step.is_zero() {
+        step /= 2;
+        if let Some(t) = at.checked_add(step) {
+            return t;
+        }
+    }
+    at
+}
+
 /// What identifies one version of a heartbeat file: a touch, a write, or a replacement by a
 /// new file all change it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,13 +224,13 @@ impl TargetState {
         let (last_beat, deadline) = match age {
             Some(age) if age < rules.timeout => {
                 let beat = now.mono.checked_sub(age).unwrap_or(now.mono);
-                (beat, beat + rules.timeout)
+                (beat, later(beat, rules.timeout))
             }
             _ => {
                 let beat = age
                     .and_then(|a| now.mono.checked_sub(a))
                     .unwrap_or(now.mono);
-                (beat, now.mono + rules.startup_grace)
+                (beat, later(now.mono, rules.startup_grace))
             }
         };
         TargetState {
@@ -248,7 +264,7 @@ impl TargetState {
         }
         let age = now.mono.saturating_duration_since(self.last_beat);
         if self.phase == Phase::GivenUp {
-            self.deadline = now.mono + rules.timeout;
+            self.deadline = later(now.mono, rules.timeout);
             return out;
         }
         if rules
@@ -256,7 +272,7 @@ impl TargetState {
             .is_some_and(|max| self.consecutive >= max)
         {
             self.phase = Phase::GivenUp;
-            self.deadline = now.mono + rules.timeout;
+            self.deadline = later(now.mono, rules.timeout);
             out.action = Some(Action::GiveUp {
                 age,
                 restarts: self.consecutive,
@@ -295,7 +311,7 @@ impl TargetState {
             self.skip_refused = false;
             self.last_beat = dated;
             self.beat_known = true;
-            self.deadline = dated + rules.timeout;
+            self.deadline = later(dated, rules.timeout);
             beat
         });
         self.last_seen = seen;
@@ -322,8 +338,8 @@ impl TargetState {
 
     /// Counts a restart that really begins; returns its first command.
     fn begin_restart(&mut self, rules: &Rules) -> Cmd {
-        self.consecutive += 1;
-        self.restarts_total += 1;
+        self.consecutive = self.consecutive.saturating_add(1);
+        self.restarts_total = self.restarts_total.saturating_add(1);
         if rules.has_stop {
             Cmd::Stop
         } else {
@@ -344,7 +360,7 @@ impl TargetState {
         match cmd {
             Cmd::SkipIf if success => {
                 self.phase = Phase::Watching;
-                self.deadline = now + rules.skip_delay;
+                self.deadline = later(now, rules.skip_delay);
                 Next::Postponed {
                     wait: rules.skip_delay,
                 }
@@ -362,7 +378,7 @@ impl TargetState {
             Cmd::Start => {
                 let wait = rules.wait_after_restart(self.consecutive);
                 self.phase = Phase::Watching;
-                self.deadline = now + wait;
+                self.deadline = later(now, wait);
                 Next::Judge { wait }
             }
         }
@@ -385,7 +401,7 @@ impl TargetState {
             && consecutive > 0
             && self.phase == Phase::Watching
         {
-            let cap = now + rules.backoff_max.max(rules.restart_grace);
+            let cap = later(now, rules.backoff_max.max(rules.restart_grace));
             self.deadline = self.deadline.max(at.min(cap));
         }
     }
@@ -839,6 +855,14 @@ mod tests {
                 run: Cmd::SkipIf
             })
         );
+    }
+
+    #[test]
+    fn later_saturates_instead_of_overflowing() {
+        let now = Instant::now();
+        assert_eq!(later(now, 5 * S), now + 5 * S);
+        let far = later(now, Duration::MAX);
+        assert!(far > now + super::super::config::duration::MAX);
     }
 
     #[test]

@@ -340,3 +340,60 @@ fn check_warns_when_a_heartbeat_directory_does_not_exist() {
         .success()
         .stderr(predicate::str::contains("warning").not());
 }
+
+#[test]
+fn check_refuses_durations_beyond_100_years_with_their_place() {
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        "targets:
+  - name: a
+    heartbeat: a.beat
+    timeout: 10000000000000000000
+    start: 'true'
+    startup_grace: 1e19
+    backoff: {max: 1e19}
+",
+    );
+    let out = protector_cmd(sb.dir.path())
+        .args(["check", "--config", "p.yaml"])
+        .assert()
+        .code(1);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    for expected in [
+        "p.yaml:4:5: targets[0].timeout: 10000000000000000000 is too long: the longest duration is 100 years",
+        "p.yaml:6:5: targets[0].startup_grace: 1e+19 is too long",
+        "p.yaml:7:15: targets[0].backoff.max: 1e+19 is too long",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    // Written with units (only `check`'s own parser sees these), and exactly 100 years.
+    sb.write(
+        "p.yaml",
+        "targets:
+  - name: a
+    heartbeat: a.beat
+    timeout: 200000000000000d
+    command_timeout: 36525d 1s
+    start: 'true'
+  - name: b
+    heartbeat: b.beat
+    timeout: 36525d
+    start: 'true'
+",
+    );
+    let out = protector_cmd(sb.dir.path())
+        .args(["check", "--config", "p.yaml"])
+        .assert()
+        .code(1);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(err.starts_with("p.yaml: 2 problems found"), "{err}");
+    assert!(
+        err.contains("p.yaml:4:5: targets[0].timeout: \"200000000000000d\" is too long"),
+        "{err}"
+    );
+    assert!(
+        err.contains("p.yaml:5:5: targets[0].command_timeout: \"36525d 1s\" is too long"),
+        "{err}"
+    );
+}

@@ -4,28 +4,60 @@ use std::time::Duration;
 
 use super::raw::DurationSpec;
 
+/// The longest duration any setting takes: 100 years. Every deadline protector computes
+/// stays far inside what its clocks can represent.
+pub const MAX: Duration = Duration::from_secs(MAX_SECS as u64);
+/// [`MAX`] in seconds (the schema's `maximum`).
+pub const MAX_SECS: f64 = 3_155_760_000.0;
+
+/// The reason a duration written as `written` is refused for being too long.
+pub fn too_long(written: &str) -> String {
+    format!("{written} is too long: the longest duration is 100 years ({MAX_SECS} seconds)")
+}
+
 /// Turns a written duration into a `Duration`; the error is a one-line reason.
 pub fn parse(spec: &DurationSpec) -> Result<Duration, String> {
-    let d = match spec {
-        DurationSpec::Seconds(secs) => from_secs(*secs)?,
-        DurationSpec::Text(text) => parse_text(text)?,
+    let written = || match spec {
+        DurationSpec::Seconds(secs) if secs.abs() >= 1e15 => format!("{secs:e}"),
+        DurationSpec::Seconds(secs) => secs.to_string(),
+        DurationSpec::Text(text) => format!("{text:?}"),
     };
+    let d = match spec {
+        DurationSpec::Seconds(secs) => from_secs(*secs),
+        DurationSpec::Text(text) => parse_text(text),
+    };
+    let d = match d {
+        Ok(d) => d,
+        Err(Overflow::TooLong) => return Err(too_long(&written())),
+        Err(Overflow::Bad(reason)) => return Err(reason),
+    };
+    if d > MAX {
+        return Err(too_long(&written()));
+    }
     if d.is_zero() {
         return Err("must be greater than zero".into());
     }
     Ok(d)
 }
 
-fn from_secs(secs: f64) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| format!("{secs} is not a usable number of seconds"))
+enum Overflow {
+    TooLong,
+    Bad(String),
 }
 
-fn parse_text(text: &str) -> Result<Duration, String> {
+fn from_secs(secs: f64) -> Result<Duration, Overflow> {
+    if secs > MAX_SECS {
+        return Err(Overflow::TooLong);
+    }
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| Overflow::Bad(format!("{secs} is not a usable number of seconds")))
+}
+
+fn parse_text(text: &str) -> Result<Duration, Overflow> {
     let bad = || {
-        format!(
+        Overflow::Bad(format!(
             "{text:?} is not a duration (use seconds, or a string such as 90s, 5m, 1500ms, 1h30m)"
-        )
+        ))
     };
     let s = text.trim();
     if s.is_empty() {
@@ -63,7 +95,7 @@ fn parse_text(text: &str) -> Result<Duration, String> {
         rest = rest[unit_len..].trim_start();
         total = total
             .checked_add(from_secs(number * scale)?)
-            .ok_or_else(bad)?;
+            .ok_or(Overflow::TooLong)?;
     }
     Ok(total)
 }

@@ -154,9 +154,11 @@ impl JsonSchema for DurationSpec {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "description": "Seconds as a number, or a string of numbers with units ms, s, m, h, d \
-                            (`90s`, `5m`, `1500ms`, `1h30m`). Must be greater than zero.",
+                            (`90s`, `5m`, `1500ms`, `1h30m`). Greater than zero, at most 100 \
+                            years (3155760000 seconds).",
             "type": ["number", "string"],
             "exclusiveMinimum": 0,
+            "maximum": super::duration::MAX_SECS,
             "pattern": DURATION_PATTERN
         })
     }

@@ -108,6 +108,12 @@ pub fn validate(document: &Value) -> Vec<Problem> {
                     format!("{instance} must be greater than zero"),
                 ));
             }
+            ValidationErrorKind::Maximum { .. } => {
+                problems.push(Problem::new(
+                    at,
+                    super::duration::too_long(&instance.to_string()),
+                ));
+            }
             ValidationErrorKind::MinItems { .. } => {
                 problems.push(Problem::new(at, "must not be empty"));
             }

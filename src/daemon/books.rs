@@ -88,10 +88,10 @@ impl Slot {
             return;
         }
         if !o.success() {
-            self.failures += 1;
+            self.failures = self.failures.saturating_add(1);
         }
         if o.timed_out {
-            self.timeouts += 1;
+            self.timeouts = self.timeouts.saturating_add(1);
         }
         if let Some(r) = &mut self.last_restart {
             r.commands.push(CommandRecord {
@@ -111,7 +111,8 @@ impl Slot {
     pub fn restore_record(&mut self, rec: &TargetRecord, now: Now) {
         let resume = rec.next_check.and_then(|at| {
             let ahead = at - epoch_secs(now.wall);
-            (ahead > 0.0).then(|| now.mono + Duration::from_secs_f64(ahead.min(1e9)))
+            (ahead > 0.0)
+                .then(|| crate::schedule::later(now.mono, Duration::from_secs_f64(ahead.min(1e9))))
         });
         self.state.restore(
             &self.rules,

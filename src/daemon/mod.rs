@@ -223,7 +223,7 @@ impl Daemon {
             && *at <= now
         {
             systemd::send(systemd::Note::Watchdog);
-            *at = now + *every;
+            *at = crate::schedule::later(now, *every);
         }
         if self.stopping && self.commands.running() == 0 {
             self.flush();

@@ -467,3 +467,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn absurd_values_in_the_state_file_cannot_stop_a_target_being_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    std::fs::write(
+        &state,
+        r#"{"format": "protector-state", "version": 1, "pid": 1, "protector_version": "0",
+            "started_at": 0, "written_at": 0, "config": null, "lock_file": null,
+            "targets": [{"name": "a", "heartbeat": "/h/a", "state": "backing off",
+            "last_heartbeat": 1e300, "next_check": 1e300,
+            "restarts_total": 18446744073709551615, "consecutive_restarts": 4294967295,
+            "backoff_secs": 1e300, "command_failures_total": 18446744073709551615,
+            "command_timeouts_total": 18446744073709551615, "last_restart": null}]}"#,
+    )
+    .unwrap();
+    let top = format!("state_file: {}\n", serde_json::to_string(&state).unwrap());
+    let mut h = Harness::new(&config(&[target("a", "    backoff: {max: 1h}\n")], &top));
+    h.behave("a", "stop", Behaviour::Exit(1, Duration::ZERO));
+    h.advance(secs(7300.0));
+    // The pending backoff is honoured only up to backoff.max; restarts go on, counts saturate.
+    assert_eq!(h.stops("a"), [secs(3600.0), secs(7200.0)]);
+    let slot = h.slot("a");
+    assert_eq!(slot.state.restarts_total, u64::MAX);
+    assert_eq!(slot.failures, u64::MAX);
+}
