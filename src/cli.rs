@@ -205,7 +205,15 @@ pub fn main() -> ExitCode {
                         files: Default::default(),
                         max_parallel_commands: config::model::DEFAULT_MAX_PARALLEL_COMMANDS,
                     };
-                    run_watchdog(config, &key, None, &log(&cli.run), cli.run.dry_run)
+                    match daemon::Inbox::listen() {
+                        Ok(inbox) => {
+                            run_watchdog(config, &key, None, &log(&cli.run), cli.run.dry_run, inbox)
+                        }
+                        Err(e) => {
+                            eprintln!("protector: cannot listen for signals: {e}");
+                            ExitCode::from(1)
+                        }
+                    }
                 }
                 Err(msg) => usage_error(&msg),
             },
@@ -254,8 +262,16 @@ pub fn legacy_target(args: &[String]) -> Result<Target, String> {
 }
 
 fn run_config(path: &Path, log: &LogOptions, dry_run: bool) -> ExitCode {
+    // Before the config is read: a signal during a long start-up waits for the loop.
+    let inbox = match daemon::Inbox::listen() {
+        Ok(inbox) => inbox,
+        Err(e) => {
+            eprintln!("protector: cannot listen for signals: {e}");
+            return ExitCode::from(1);
+        }
+    };
     match config::load(path, Os::host()) {
-        Ok(config) => run_watchdog(config, path, Some(path.to_path_buf()), log, dry_run),
+        Ok(config) => run_watchdog(config, path, Some(path.to_path_buf()), log, dry_run, inbox),
         Err(e) => {
             eprint!("{e}");
             ExitCode::from(1)
@@ -271,6 +287,7 @@ fn run_watchdog(
     config_path: Option<PathBuf>,
     log: &LogOptions,
     dry_run: bool,
+    inbox: daemon::Inbox,
 ) -> ExitCode {
     if let Err(e) = logging::init(log) {
         eprintln!("protector: {e:#}");
@@ -281,7 +298,7 @@ fn run_watchdog(
         dry_run,
         signal_source: None,
     };
-    match daemon::watch(config, lock_key, opts) {
+    match daemon::watch(config, lock_key, opts, inbox) {
         Ok(daemon::Exit::Clean) => ExitCode::SUCCESS,
         Ok(daemon::Exit::Immediate) => ExitCode::from(1),
         Err(e) => {

@@ -254,6 +254,7 @@ fn serve(launch: &Launch) -> Result<()> {
     let handle = service_control_handler::register(&launch.name, handler)?;
     let _ = handle_slot.set(handle);
 
+    let inbox = daemon::Inbox::listen()?;
     let config = match config::load(&launch.config, Os::host()) {
         Ok(c) => c,
         Err(e) => {
@@ -279,7 +280,7 @@ fn serve(launch: &Launch) -> Result<()> {
         dry_run: false,
         signal_source: Some(source),
     };
-    let exit = match daemon::watch(config, &launch.config, opts) {
+    let exit = match daemon::watch(config, &launch.config, opts, inbox) {
         Ok(_) => 0,
         Err(e) => {
             tracing::error!(event = "fatal", "{e:#}");

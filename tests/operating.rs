@@ -653,3 +653,41 @@ fn a_heartbeat_whose_directory_is_missing_is_warned_about_at_start_up_and_reload
     assert_eq!(warned.len(), 2, "{}", p.log_text());
     assert_eq!(warned[1]["target"], "other");
 }
+
+/// Whether process `pid` catches signal `sig` (its SigCgt mask in /proc).
+fn catches(pid: u32, sig: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (sig - 1)) != 0)
+}
+
+#[test]
+fn a_sighup_during_start_up_is_applied_once_start_up_completes() {
+    let sb = Sandbox::new();
+    // A config large enough that reading it takes a while.
+    let mut yaml = String::from("state_file: state.json\ntargets:\n");
+    for i in 0..20_000 {
+        yaml.push_str(&format!(
+            "  - name: t{i}\n    heartbeat: t{i}.beat\n    timeout: 1h\n    start: 'true'\n"
+        ));
+    }
+    let p = sb.run_config(&yaml);
+    const SIGHUP: u32 = 1;
+    wait_until(PATIENCE, "protector to catch SIGHUP", || {
+        catches(p.pid(), SIGHUP)
+    });
+    // Still reading the config: the instance lock is taken only after that.
+    assert!(
+        !sb.path("state.json.lock").exists(),
+        "SIGHUP is caught only after the config was read"
+    );
+    p.signal("HUP");
+    p.wait_events("started", None, 1);
+    let done = p.wait_events("reload_done", None, 1);
+    assert_eq!(done[0]["unchanged"], 20_000);
+    let mut p = p;
+    assert!(p.child_alive());
+}

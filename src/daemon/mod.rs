@@ -107,47 +107,71 @@ pub(crate) struct Daemon {
     watchdog: Option<(Duration, Instant)>,
 }
 
+/// The loop's channel, made before anything else: signals are caught from the moment it
+/// exists, so a SIGHUP or SIGTERM while a large config is still being read waits here and is
+/// acted on once start-up completes (SIGHUP's default action would end the process).
+pub(crate) struct Inbox {
+    tx: mpsc::Sender<Msg>,
+    rx: mpsc::Receiver<Msg>,
+}
+
+impl Inbox {
+    /// Catches SIGTERM, SIGINT and SIGHUP (console events on Windows) from now on.
+    pub fn listen() -> std::io::Result<Inbox> {
+        let inbox = Inbox::quiet();
+        platform::listen_for_signals(inbox.deliver())?;
+        Ok(inbox)
+    }
+
+    /// A channel that hears no OS signal.
+    fn quiet() -> Inbox {
+        let (tx, rx) = mpsc::channel();
+        Inbox { tx, rx }
+    }
+
+    fn deliver(&self) -> OnSignal {
+        let tx = self.tx.clone();
+        Box::new(move |s| {
+            let _ = tx.send(Msg::Signal(s));
+        })
+    }
+}
+
 /// Takes the instance lock (the config's `lock_file`, or the default one named after
 /// `lock_key`) and watches the targets of `config` until told to stop.
-pub(crate) fn watch(config: Config, lock_key: &Path, opts: Options) -> Result<Exit> {
+pub(crate) fn watch(config: Config, lock_key: &Path, opts: Options, inbox: Inbox) -> Result<Exit> {
     let lock_path = config
         .files
         .lock_file
         .clone()
         .unwrap_or_else(|| lock::default_path(config.files.state_file.as_deref(), lock_key));
     let lock = lock::acquire(&lock_path)?;
-    let exit = run(config, lock.path.clone(), opts);
+    let exit = run(config, lock.path.clone(), opts, inbox);
     drop(lock);
     exit
 }
 
 /// Watches the enabled targets of `config` until told to stop. `lock_file` is the path of the
 /// instance lock the caller holds (recorded in the state file for `status`).
-fn run(config: Config, lock_file: PathBuf, mut opts: Options) -> Result<Exit> {
+fn run(config: Config, lock_file: PathBuf, mut opts: Options, inbox: Inbox) -> Result<Exit> {
     // A panic is a bug: log it like everything else (the loop contains it, see `contained`).
     std::panic::set_hook(Box::new(|info| {
         let location = info.location().map(|l| l.to_string()).unwrap_or_default();
         error!(event = "panic", %location, panic = panic_message(info.payload()), "panic");
     }));
     let source = opts.signal_source.take();
-    let mut d = Daemon::new(Effects::real(), opts, lock_file);
-    let deliver = |tx: mpsc::Sender<Msg>| -> OnSignal {
-        Box::new(move |s| {
-            let _ = tx.send(Msg::Signal(s));
-        })
-    };
-    platform::listen_for_signals(deliver(d.tx.clone()))?;
     if let Some(source) = source {
-        source(deliver(d.tx.clone()));
+        source(inbox.deliver());
     }
+    let mut d = Daemon::new(Effects::real(), opts, lock_file, inbox);
     d.watchdog = systemd::watchdog_interval().map(|every| (every, d.fx.clock.now().mono));
     d.start(config);
     Ok(d.run_loop())
 }
 
 impl Daemon {
-    fn new(fx: Effects, opts: Options, lock_file: PathBuf) -> Daemon {
-        let (tx, rx) = mpsc::channel();
+    fn new(fx: Effects, opts: Options, lock_file: PathBuf, inbox: Inbox) -> Daemon {
+        let Inbox { tx, rx } = inbox;
         let started_at = fx.clock.now().wall;
         Daemon {
             opts,

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::super::effects::{Clock, Effects, Job, Look, Looker, Report, Runner};
-use super::super::{Daemon, Exit, Msg, Options};
+use super::super::{Daemon, Exit, Inbox, Msg, Options};
 use crate::command::Outcome;
 use crate::platform::Signal;
 use crate::schedule::{Fingerprint, Now, Observation};
@@ -215,7 +215,7 @@ impl Harness {
             dry_run,
             signal_source: None,
         };
-        let mut d = Daemon::new(fx, opts, PathBuf::from("test.lock"));
+        let mut d = Daemon::new(fx, opts, PathBuf::from("test.lock"), Inbox::quiet());
         d.start(super::parse(yaml));
         Harness {
             d,
