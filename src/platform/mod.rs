@@ -17,7 +17,8 @@ pub use windows::*;
 pub enum Signal {
     /// SIGTERM, SIGINT; Ctrl-C, Ctrl-Break, console close on Windows.
     Shutdown,
-    /// SIGHUP.
+    /// SIGHUP (Windows has none).
+    #[cfg_attr(not(unix), allow(dead_code))]
     Reload,
 }
 
