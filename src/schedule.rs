@@ -406,6 +406,18 @@ impl TargetState {
         }
     }
 
+    /// The previous protector stopped (crashed, was killed) while this target's restart,
+    /// begun at `began`, was under way: judge it at once rather than after `startup_grace`,
+    /// unless a heartbeat came since. Returns whether it is judged at once.
+    pub fn resume_interrupted(&mut self, began: Instant, now: Instant) -> bool {
+        if self.beat_known && self.last_beat > began {
+            return false;
+        }
+        self.phase = Phase::Watching;
+        self.deadline = now;
+        true
+    }
+
     /// Drops a restart half way (shutting down): the target is simply due again.
     pub fn abandon(&mut self, now: Instant) {
         self.phase = Phase::Watching;
@@ -855,6 +867,20 @@ mod tests {
                 run: Cmd::SkipIf
             })
         );
+    }
+
+    #[test]
+    fn an_interrupted_restart_is_judged_at_once_unless_a_heartbeat_came_since() {
+        let c = Clock::new();
+        let r = rules();
+        // The file was last touched at 5; the restart began at 8; protector starts at 9.
+        let mut st = TargetState::start(&r, &c.file(5.0, 1), c.at(9.0));
+        assert!(st.resume_interrupted(c.at(8.0).mono, c.at(9.0).mono));
+        assert_eq!(c.secs(st.deadline), 9.0);
+        // Touched at 8.5, after the restart began: a heartbeat since, no hurry.
+        let mut st = TargetState::start(&r, &c.file(8.5, 2), c.at(9.0));
+        assert!(!st.resume_interrupted(c.at(8.0).mono, c.at(9.0).mono));
+        assert_eq!(c.secs(st.deadline), 18.5);
     }
 
     #[test]

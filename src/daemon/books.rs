@@ -124,6 +124,23 @@ impl Slot {
         self.failures = rec.command_failures_total;
         self.timeouts = rec.command_timeouts_total;
         self.last_restart = rec.last_restart.clone();
+        if rec.state == TargetStatus::Restarting {
+            // When it began; not on record (skip_if was asked before any restart): then any
+            // heartbeat on record counts as one since.
+            let at = rec.last_restart.as_ref().map_or(0.0, |r| r.at);
+            let ago = (epoch_secs(now.wall) - at).clamp(0.0, 1e9);
+            let began = now
+                .mono
+                .checked_sub(Duration::from_secs_f64(ago))
+                .unwrap_or(now.mono);
+            if self.state.resume_interrupted(began, now.mono) {
+                info!(
+                    target = %self.target.name,
+                    event = "restart_resumed",
+                    "resuming an interrupted restart: protector stopped while it ran"
+                );
+            }
+        }
         if rec.consecutive_restarts > 0 {
             info!(
                 target = %self.target.name,
