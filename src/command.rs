@@ -30,6 +30,9 @@ pub struct Outcome {
     pub duration: Duration,
     pub stdout: String,
     pub stderr: String,
+    /// It could not run for lack of resources (processes, threads, file descriptors,
+    /// memory): worth trying again soon, and no fault of the command.
+    pub transient: bool,
 }
 
 impl Outcome {
@@ -41,6 +44,15 @@ impl Outcome {
             duration: Duration::ZERO,
             stdout: String::new(),
             stderr: String::new(),
+            transient: false,
+        }
+    }
+
+    /// A command that could not run for lack of resources.
+    pub fn short_of_resources(reason: String) -> Outcome {
+        Outcome {
+            transient: true,
+            ..Outcome::failed(reason)
         }
     }
 
@@ -76,7 +88,11 @@ pub fn run(line: &CommandLine, env: &[(&str, String)], timeout: Duration) -> Out
 
     let mut child = match platform::contain(cmd).spawn() {
         Ok(c) => c,
-        Err(e) => return failed(format!("cannot start {:?}: {e}", line.argv()[0])),
+        Err(e) => {
+            let mut o = failed(format!("cannot start {:?}: {e}", line.argv()[0]));
+            o.transient = platform::is_resource_shortage(&e);
+            return o;
+        }
     };
     let (done_tx, done_rx) = mpsc::channel();
     let stdout = child
@@ -128,6 +144,7 @@ pub fn run(line: &CommandLine, env: &[(&str, String)], timeout: Duration) -> Out
         duration,
         stdout: stdout.map(|t| t.text()).unwrap_or_default(),
         stderr: stderr.map(|t| t.text()).unwrap_or_default(),
+        transient: false,
     }
 }
 

@@ -37,6 +37,8 @@ pub(super) struct Slot {
     pub failures: u64,
     pub timeouts: u64,
     pub last_restart: Option<RestartRecord>,
+    /// Tries in a row of a command that could not run for lack of resources.
+    pub short_tries: u32,
 }
 
 impl Slot {
@@ -52,6 +54,7 @@ impl Slot {
             failures: 0,
             timeouts: 0,
             last_restart: None,
+            short_tries: 0,
         };
         slot.note_error(err);
         slot

@@ -13,7 +13,7 @@ use super::effects::{Job, Report};
 use super::{Daemon, Msg, secs};
 use crate::command::Outcome;
 use crate::fsutil::epoch_secs;
-use crate::schedule::{Cmd, Next};
+use crate::schedule::{Cmd, Next, Phase};
 use crate::state::RestartRecord;
 
 /// Jobs that take one of `max` places while they run; the rest wait in order.
@@ -126,10 +126,59 @@ impl Daemon {
         }
     }
 
+    /// A command that could not run for lack of resources (a process, thread or file
+    /// descriptor limit) is tried again in a few seconds, with jitter so that a storm does
+    /// not come back at once. It is no fault of the target: nothing is counted.
+    fn retry_soon(&mut self, i: usize, cmd: Cmd, o: &Outcome) {
+        let now = self.now();
+        let slot = &mut self.slots[i];
+        slot.short_tries = slot.short_tries.saturating_add(1);
+        let base = Duration::from_secs(1 << slot.short_tries.min(5).saturating_sub(1));
+        let nanos = now
+            .wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() as u64);
+        let jitter = (slot.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ nanos) % 1000;
+        let wait = base + Duration::from_millis(jitter);
+        warn!(
+            target = %slot.target.name,
+            event = "command_retry",
+            command = cmd.name(),
+            reason = o.status.as_ref().err().map_or("", |r| r.as_str()),
+            retry_in_secs = secs(wait),
+            "{} command could not run for lack of resources; trying again soon",
+            cmd.name()
+        );
+        self.retries
+            .push((crate::schedule::later(now.mono, wait), slot.id, cmd));
+    }
+
+    /// Tries again the commands whose wait is over (a restart still only if the heartbeat
+    /// did not come back meanwhile).
+    pub(super) fn run_retries(&mut self) {
+        if self.retries.is_empty() {
+            return;
+        }
+        let now = self.now().mono;
+        let (due, later): (Vec<_>, Vec<_>) = self.retries.drain(..).partition(|r| r.0 <= now);
+        self.retries = later;
+        for (_, id, cmd) in due {
+            if let Some(&i) = self.index.get(&id)
+                && self.slots[i].state.phase == Phase::Running(cmd)
+                && (!self.begins_restart(i, cmd) || self.still_stale(i))
+            {
+                self.spawn(i, cmd);
+            }
+        }
+    }
+
     /// Drops the queues on shutdown: those commands never start.
     pub(super) fn drop_queued(&mut self) {
         let now = self.now().mono;
-        for (id, cmd) in self.commands.drain_waiting() {
+        let retries = std::mem::take(&mut self.retries)
+            .into_iter()
+            .map(|(_, id, cmd)| (id, cmd));
+        for (id, cmd) in self.commands.drain_waiting().into_iter().chain(retries) {
             if let Some(&i) = self.index.get(&id) {
                 info!(target = %self.slots[i].target.name, event = "command_dropped", command = cmd.name(), "shutting down: not running the {} command", cmd.name());
                 self.slots[i].state.abandon(now);
@@ -176,8 +225,9 @@ impl Daemon {
 
     /// Runs `cmd` of slot `i`, which holds a place.
     fn start_command(&mut self, i: usize, cmd: Cmd) {
-        // A restart begins with stop, or with start when there is no stop.
-        if cmd != Cmd::SkipIf && self.begins_restart(i, cmd) {
+        // A restart begins with stop, or with start when there is no stop (tried again after
+        // a shortage of resources, it is the same restart).
+        if cmd != Cmd::SkipIf && self.begins_restart(i, cmd) && self.slots[i].short_tries == 0 {
             self.slots[i].last_restart = Some(RestartRecord {
                 at: epoch_secs(self.now().wall),
                 commands: Vec::new(),
@@ -232,6 +282,12 @@ impl Daemon {
             self.start_queued();
             return;
         };
+        if let Some(o) = outcome.as_ref().filter(|o| o.transient) {
+            self.retry_soon(i, cmd, o);
+            self.start_queued();
+            return;
+        }
+        self.slots[i].short_tries = 0;
         let slot = &mut self.slots[i];
         let success = match &outcome {
             Some(o) => {

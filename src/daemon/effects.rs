@@ -63,7 +63,7 @@ impl Effects {
     pub fn real() -> Effects {
         Effects {
             clock: Box::new(SystemClock),
-            looker: Box::new(FileLooker),
+            looker: Box::new(FileLooker::default()),
             runner: Box::new(ThreadRunner),
         }
     }
@@ -77,15 +77,41 @@ impl Clock for SystemClock {
     }
 }
 
-struct FileLooker;
+/// Looks with `stat`; many files at once on a thread pool of its own, made when first
+/// needed. Where no threads can be made (a tasks limit), it looks one by one instead.
+#[derive(Default)]
+struct FileLooker {
+    pool: std::sync::OnceLock<Option<rayon::ThreadPool>>,
+}
+
+impl FileLooker {
+    fn pool(&self) -> Option<&rayon::ThreadPool> {
+        self.pool
+            .get_or_init(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .thread_name(|i| format!("protector-look-{i}"))
+                    .build()
+                    .map_err(|e| {
+                        tracing::warn!(
+                            event = "looks_one_by_one",
+                            reason = %e,
+                            "cannot start threads to look at heartbeats in parallel; looking one by one"
+                        );
+                    })
+                    .ok()
+            })
+            .as_ref()
+    }
+}
 
 impl Looker for FileLooker {
     fn look(&self, paths: &[&Path]) -> Vec<Look> {
-        if paths.len() >= PARALLEL_OBSERVE_MIN {
-            paths.par_iter().map(|p| heartbeat::observe(p)).collect()
-        } else {
-            paths.iter().map(|p| heartbeat::observe(p)).collect()
+        if paths.len() >= PARALLEL_OBSERVE_MIN
+            && let Some(pool) = self.pool()
+        {
+            return pool.install(|| paths.par_iter().map(|p| heartbeat::observe(p)).collect());
         }
+        paths.iter().map(|p| heartbeat::observe(p)).collect()
     }
 }
 
@@ -114,7 +140,7 @@ impl Runner for ThreadRunner {
         if let Err(e) = spawned {
             let report = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(report) = report {
-                report(Outcome::failed(format!(
+                report(Outcome::short_of_resources(format!(
                     "cannot start a thread for the command: {e}"
                 )));
             }

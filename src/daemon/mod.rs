@@ -103,6 +103,9 @@ pub(crate) struct Daemon {
     /// notifications neither flood the machine nor take places from restarts).
     notifies: Bounded<Job>,
     books: Books,
+    /// Commands that could not run for lack of resources, tried again at: (when, slot id,
+    /// command).
+    retries: Vec<(Instant, u64, Cmd)>,
     stopping: bool,
     watchdog: Option<(Duration, Instant)>,
 }
@@ -186,6 +189,7 @@ impl Daemon {
             commands: Bounded::new(1),
             notifies: Bounded::new(1),
             books: Books::new(lock_file, started_at),
+            retries: Vec::new(),
             stopping: false,
             watchdog: None,
         }
@@ -238,6 +242,7 @@ impl Daemon {
     fn turn(&mut self) -> Option<Exit> {
         if !self.stopping {
             self.run_due();
+            self.run_retries();
         }
         let now = self.now().mono;
         if self.books.flush_due(now) {
@@ -260,15 +265,20 @@ impl Daemon {
     /// When the loop must wake up with no message: the nearest deadline, state write or
     /// watchdog ping. `None`: only a message can wake it.
     fn next_wake(&self) -> Option<Instant> {
-        let deadline = if self.stopping {
-            None
+        let (deadline, retry) = if self.stopping {
+            (None, None)
         } else {
-            self.agenda.next()
+            (self.agenda.next(), self.retries.iter().map(|r| r.0).min())
         };
-        [deadline, self.books.flush_at, self.watchdog.map(|w| w.1)]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            deadline,
+            retry,
+            self.books.flush_at,
+            self.watchdog.map(|w| w.1),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Handles one message; returns how the loop ends, if it does.

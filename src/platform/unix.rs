@@ -24,6 +24,15 @@ pub fn file_identity(meta: &Metadata) -> (u64, u64) {
     (meta.dev(), meta.ino())
 }
 
+/// Did an operation fail for lack of resources (processes or threads: EAGAIN; file
+/// descriptors: EMFILE, ENFILE; memory: ENOMEM), rather than for good?
+pub fn is_resource_shortage(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAGAIN | libc::EMFILE | libc::ENFILE | libc::ENOMEM)
+    )
+}
+
 /// Delivers SIGTERM, SIGINT and SIGHUP to `deliver` from a thread of its own.
 pub fn listen_for_signals(deliver: super::OnSignal) -> std::io::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -66,5 +75,19 @@ pub fn return_free_memory() {
     // SAFETY: malloc_trim is thread-safe and only releases memory that is already free.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn resource_shortages_are_told_from_lasting_failures() {
+        use std::io::Error;
+        for e in [libc::EAGAIN, libc::EMFILE, libc::ENFILE, libc::ENOMEM] {
+            assert!(super::is_resource_shortage(&Error::from_raw_os_error(e)));
+        }
+        for e in [libc::ENOENT, libc::EACCES, libc::ENOEXEC] {
+            assert!(!super::is_resource_shortage(&Error::from_raw_os_error(e)));
+        }
     }
 }

@@ -56,5 +56,11 @@ pub fn listen_for_signals(deliver: super::OnSignal) -> std::io::Result<()> {
 /// Nothing to tune: the Windows heap returns large blocks to the OS by itself.
 pub fn tune_memory() {}
 
+/// Did an operation fail for lack of resources (ERROR_NOT_ENOUGH_MEMORY, ERROR_OUTOFMEMORY,
+/// ERROR_TOO_MANY_OPEN_FILES, ERROR_NO_SYSTEM_RESOURCES), rather than for good?
+pub fn is_resource_shortage(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(8 | 14 | 4 | 1450))
+}
+
 /// Nothing to do on Windows (see `tune_memory`).
 pub fn return_free_memory() {}

@@ -24,6 +24,8 @@ pub(super) enum Behaviour {
     Hang,
     /// Cannot be spawned.
     NoSpawn,
+    /// Cannot be spawned for lack of resources (EAGAIN, EMFILE).
+    NoResources,
     /// Its thread panics (the runner reports it as an internal error, as the real one does).
     Panic,
 }
@@ -138,6 +140,12 @@ impl Runner for Fake {
                 Some(at),
                 Outcome::failed("cannot spawn: No such file or directory".into()),
             ),
+            Behaviour::NoResources => (
+                Some(at),
+                Outcome::short_of_resources(
+                    "cannot start: Resource temporarily unavailable".into(),
+                ),
+            ),
             Behaviour::Panic => (
                 Some(at),
                 Outcome::failed("internal error: injected by a test".into()),
@@ -171,6 +179,7 @@ pub(super) fn exited(code: i32, took: Duration) -> Outcome {
         duration: took,
         stdout: String::new(),
         stderr: String::new(),
+        transient: false,
     }
 }
 

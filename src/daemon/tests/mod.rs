@@ -300,6 +300,38 @@ fn a_restart_waiting_for_a_place_is_called_off_when_the_heartbeat_comes_back() {
 }
 
 #[test]
+fn a_command_short_of_resources_is_tried_again_soon_and_counts_for_nothing() {
+    let mut h = Harness::new(&config(
+        &[target("a", "    max_restarts: 1\n    notify: [n]\n")],
+        "",
+    ));
+    h.behave("a", "stop", Behaviour::NoResources);
+    h.advance(secs(40.0));
+    let starts = h.stops("a");
+    assert!(starts.len() >= 5, "tried again within seconds: {starts:?}");
+    for pair in starts.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap >= secs(1.0) && gap <= secs(17.0), "{starts:?}");
+    }
+    let slot = h.slot("a");
+    assert!(slot.is_running(), "still restarting, not given up");
+    assert_eq!((slot.state.restarts_total, slot.failures), (1, 0));
+    let notified = |h: &Harness| h.commands("a").iter().filter(|c| c.0 == "notify").count();
+    assert_eq!(notified(&h), 1, "one restart, one notification");
+    // Resources come back: the restart completes, one restart in all.
+    h.behave("a", "stop", Behaviour::Exit(0, Duration::ZERO));
+    h.advance(secs(20.0));
+    let slot = h.slot("a");
+    assert!(!slot.is_running());
+    assert_eq!(slot.state.restarts_total, 1);
+    assert_eq!(
+        slot.last_restart.as_ref().unwrap().commands.len(),
+        2,
+        "stop, then start"
+    );
+}
+
+#[test]
 fn a_dry_run_decides_as_usual_and_runs_nothing() {
     let mut h = Harness::with(&config(&[target("a", "    notify: [n]\n")], ""), true);
     h.advance(secs(35.0));
@@ -376,7 +408,7 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         4 => (1u64..8000).prop_map(Step::Advance),
         3 => (0usize..4).prop_map(Step::Touch),
-        2 => (0usize..4, 0u8..4, 0u64..6000).prop_map(|(t, k, ms)| Step::Behave(t, k, ms)),
+        2 => (0usize..4, 0u8..5, 0u64..6000).prop_map(|(t, k, ms)| Step::Behave(t, k, ms)),
         1 => (1u64..4).prop_map(Step::Reload),
     ]
 }
@@ -444,6 +476,7 @@ proptest! {
                         0 => Behaviour::Exit(0, Duration::from_millis(ms)),
                         1 => Behaviour::Exit(1, Duration::from_millis(ms)),
                         2 => Behaviour::NoSpawn,
+                        3 => Behaviour::NoResources,
                         _ => Behaviour::Panic,
                     };
                     h.behave(&format!("p{i}"), what, b);
