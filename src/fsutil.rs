@@ -43,11 +43,48 @@ pub fn create_parent(path: &Path) -> std::io::Result<()> {
 }
 
 fn temp_sibling(path: &Path) -> PathBuf {
+    path.with_file_name(format!("{}{}", temp_prefix(path), std::process::id()))
+}
+
+/// `.NAME.tmp-`: the temporary siblings of `path` start with this, then a pid.
+fn temp_prefix(path: &Path) -> String {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+    format!(".{name}.tmp-")
+}
+
+/// Removes temporary siblings of `path` that an earlier protector left behind when it died
+/// in the middle of a write (the caller holds the instance lock, so no other protector is
+/// writing `path`). Only names of exactly our own form are touched; returns how many went.
+pub fn remove_stale_temps(path: &Path) -> usize {
+    let prefix = temp_prefix(path);
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let ours = std::process::id().to_string();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file
+            && !pid.is_empty()
+            && pid.bytes().all(|b| b.is_ascii_digit())
+            && pid != ours
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Seconds since the Unix epoch, as a float (the unit of every time in the state file).

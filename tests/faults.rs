@@ -347,3 +347,36 @@ fn a_log_file_moved_or_deleted_while_running_is_started_again() {
         "still writing to the rotated file"
     );
 }
+
+#[test]
+fn temporary_files_left_by_a_crash_mid_write_are_removed_at_start_up() {
+    let sb = Sandbox::new();
+    sb.touch("svc.beat");
+    for name in [".state.json.tmp-12345", ".protector.prom.tmp-7"] {
+        sb.write(name, "half a file");
+    }
+    // Not ours: other names, and our prefix with something else than a pid after it.
+    for name in [
+        ".other.json.tmp-12345",
+        ".state.json.tmp-12345x",
+        "state.json.tmp-1",
+    ] {
+        sb.write(name, "keep");
+    }
+    let p = sb.run_config(&format!(
+        "state_file: state.json\nmetrics_file: protector.prom\n{}",
+        svc("svc.beat", "")
+    ));
+    let removed = p.wait_events("stale_temps_removed", None, 2);
+    assert_eq!(removed[0]["removed"], 1);
+    p.wait_events("started", None, 1);
+    assert!(!sb.path(".state.json.tmp-12345").exists());
+    assert!(!sb.path(".protector.prom.tmp-7").exists());
+    for name in [
+        ".other.json.tmp-12345",
+        ".state.json.tmp-12345x",
+        "state.json.tmp-1",
+    ] {
+        assert!(sb.path(name).exists(), "{name} was removed");
+    }
+}

@@ -307,6 +307,25 @@ impl Daemon {
         }
     }
 
+    /// Start-up: temporary files an earlier protector left when it died mid-write go.
+    pub(super) fn remove_stale_temps(&self) {
+        let files = &self.books.files;
+        for path in [&files.state_file, &files.metrics_file]
+            .into_iter()
+            .flatten()
+        {
+            let removed = crate::fsutil::remove_stale_temps(path);
+            if removed > 0 {
+                info!(
+                    event = "stale_temps_removed",
+                    file = %path.display(),
+                    removed,
+                    "removed temporary files an earlier protector left behind"
+                );
+            }
+        }
+    }
+
     /// Records of the previous run, by target name. An unusable file is set aside.
     pub(super) fn read_state_file(&self) -> HashMap<String, TargetRecord> {
         let Some(path) = &self.books.files.state_file else {

@@ -153,6 +153,7 @@ impl Daemon {
         self.commands.set_max(max);
         self.notifies.set_max(max);
         let restored = if first {
+            self.remove_stale_temps();
             self.read_state_file()
         } else {
             HashMap::new()
