@@ -117,21 +117,77 @@ impl std::fmt::Display for TargetStatus {
     }
 }
 
-/// Reads a state file. `Ok(None)` when there is none yet; `Err` with a reason when it is
-/// corrupt or not a protector state file.
-pub fn load(path: &Path) -> Result<Option<StateFile>, String> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+/// A state file larger than this is not read (10,000 targets take about 6 MiB).
+pub const MAX_BYTES: u64 = 64 << 20;
+
+/// Why a state file cannot be used.
+#[derive(Debug)]
+pub enum Unusable {
+    /// Unreadable, corrupt, too large, or not a protector state file: set it aside.
+    Corrupt(String),
+    /// Not a regular file (a FIFO, a device, a directory): never read, renamed or written.
+    NotRegular(String),
+}
+
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unusable::Corrupt(r) | Unusable::NotRegular(r) => f.write_str(r),
+        }
+    }
+}
+
+/// Opens for reading without waiting: opening a FIFO would otherwise block until someone
+/// writes to it.
+fn open_without_waiting(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    options.open(path)
+}
+
+/// Reads a state file. `Ok(None)` when there is none yet. Only a regular file of at most
+/// [`MAX_BYTES`] is read, so a FIFO or a device put in its place can neither hang protector
+/// nor fill its memory.
+pub fn load(path: &Path) -> Result<Option<StateFile>, Unusable> {
+    use std::io::Read;
+    let file = match open_without_waiting(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(Unusable::Corrupt(e.to_string())),
     };
-    let state: StateFile =
-        serde_json::from_str(&text).map_err(|e| format!("not a protector state file: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Unusable::Corrupt(e.to_string()))?;
+    if !meta.is_file() {
+        let kind = if meta.is_dir() {
+            "a directory"
+        } else {
+            "a FIFO, socket or device"
+        };
+        return Err(Unusable::NotRegular(format!("not a regular file ({kind})")));
+    }
+    let mut text = String::new();
+    file.take(MAX_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| Unusable::Corrupt(e.to_string()))?;
+    if text.len() as u64 > MAX_BYTES {
+        return Err(Unusable::Corrupt(format!(
+            "larger than {} MiB",
+            MAX_BYTES >> 20
+        )));
+    }
+    let state: StateFile = serde_json::from_str(&text)
+        .map_err(|e| Unusable::Corrupt(format!("not a protector state file: {e}")))?;
     if state.format != FORMAT || state.version != VERSION {
-        return Err(format!(
+        return Err(Unusable::Corrupt(format!(
             "not a protector state file of version {VERSION} (format {:?}, version {})",
             state.format, state.version
-        ));
+        )));
     }
     Ok(Some(state))
 }

@@ -770,3 +770,53 @@ fn an_interrupted_restart_is_not_resumed_when_a_heartbeat_came_since() {
     // Judged a timeout after that heartbeat, not at once.
     assert!(watching[0]["first_check_in_secs"].as_f64().unwrap() > 0.1);
 }
+
+#[test]
+fn a_state_file_that_is_a_fifo_or_a_device_is_never_read_renamed_or_written() {
+    let sb = Sandbox::new();
+    let fifo = sb.path("state.json");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::os::unix::fs::symlink("/dev/zero", sb.path("zero.json")).unwrap();
+    for (state, what) in [("state.json", "a FIFO"), ("zero.json", "/dev/zero")] {
+        let mut p = sb.run_config(&format!(
+            "state_file: {state}\nlock_file: {state}.lock\ntargets:\n{}",
+            target("svc", "    timeout: 1h\n")
+        ));
+        let unusable = p.wait_events("state_file_unusable", None, 1);
+        assert_eq!(unusable[0]["level"], "ERROR", "{what}");
+        p.wait_events("started", None, 1);
+        // `status` does not hang on it either.
+        protector_cmd(sb.dir.path())
+            .args(["status", "--state-file", state])
+            .timeout(Duration::from_secs(20))
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("not a regular file"));
+        p.signal("TERM");
+        assert_eq!(p.wait_exit(PATIENCE), Some(0), "{what}");
+    }
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::metadata(&fifo).unwrap().file_type().is_fifo(),
+        "the FIFO was replaced"
+    );
+    assert!(
+        std::fs::metadata("/dev/zero")
+            .unwrap()
+            .file_type()
+            .is_char_device(),
+        "/dev/zero was replaced"
+    );
+    assert!(
+        std::fs::symlink_metadata(sb.path("zero.json"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}

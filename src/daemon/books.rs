@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::Daemon;
 use super::effects::Look;
@@ -327,10 +327,11 @@ impl Daemon {
     }
 
     /// Records of the previous run, by target name. An unusable file is set aside.
-    pub(super) fn read_state_file(&self) -> HashMap<String, TargetRecord> {
-        let Some(path) = &self.books.files.state_file else {
+    pub(super) fn read_state_file(&mut self) -> HashMap<String, TargetRecord> {
+        let Some(path) = self.books.files.state_file.clone() else {
             return HashMap::new();
         };
+        let path = &path;
         match state::load(path) {
             Ok(Some(file)) => file
                 .targets
@@ -338,7 +339,17 @@ impl Daemon {
                 .map(|t| (t.name.clone(), t))
                 .collect(),
             Ok(None) => HashMap::new(),
-            Err(reason) => {
+            Err(state::Unusable::NotRegular(reason)) => {
+                error!(
+                    event = "state_file_unusable",
+                    state_file = %path.display(),
+                    reason = %reason,
+                    "the state file is not a regular file; it is left alone and no state is kept"
+                );
+                self.books.files.state_file = None;
+                HashMap::new()
+            }
+            Err(state::Unusable::Corrupt(reason)) => {
                 match state::set_aside(path) {
                     Ok(aside) => warn!(
                         event = "state_file_unusable",
