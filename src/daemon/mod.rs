@@ -29,6 +29,7 @@
 mod books;
 mod commands;
 mod effects;
+mod judge;
 mod reload;
 #[cfg(test)]
 mod tests;
@@ -39,12 +40,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use crate::command::Outcome;
 use crate::config::{Config, Target};
 use crate::platform::{self, OnSignal, Signal};
-use crate::schedule::{Action, Agenda, Cmd, Now, Observation, Phase};
+use crate::schedule::{Agenda, Cmd, Now};
 use crate::{lock, systemd};
 
 use books::{Books, Slot};
@@ -316,141 +317,6 @@ impl Daemon {
             info!(event = "stopping", running, "shutting down");
         }
     }
-
-    /// Looks at and judges every target whose deadline has come.
-    fn run_due(&mut self) {
-        let now_mono = self.now().mono;
-        let mut due = Vec::new();
-        let slots = &self.slots;
-        self.agenda.take_due(
-            now_mono,
-            |i, at| slots[i].state.is_due_at(now_mono) && slots[i].state.deadline == at,
-            &mut due,
-        );
-        if due.is_empty() {
-            return;
-        }
-        let paths: Vec<&Path> = due
-            .iter()
-            .map(|&i| self.slots[i].target.heartbeat.as_path())
-            .collect();
-        let looks = self.fx.looker.look(&paths);
-        self.books.observations += looks.len() as u64;
-        let now = self.now();
-        // Judge every due target before starting any command, so that starting many
-        // commands at once never delays the detection of the last one.
-        let mut to_run = Vec::new();
-        for (&i, (obs, err)) in due.iter().zip(looks) {
-            self.slots[i].note_error(err);
-            match self.contained(i, "judging the heartbeat", |d| d.on_due(i, &obs, now)) {
-                Some(Some(cmd)) => to_run.push((i, cmd)),
-                Some(None) => self.agenda.push(self.slots[i].state.deadline, i),
-                None => self.recover(i),
-            }
-        }
-        for (i, cmd) in to_run {
-            if self
-                .contained(i, "starting a command", |d| d.spawn(i, cmd))
-                .is_none()
-            {
-                self.recover(i);
-            }
-        }
-    }
-
-    /// Runs `f`, which handles slot `i`, so that a bug (a panic) in the handling of one
-    /// target is logged and never stops the loop or any other target. `None` after a panic.
-    fn contained<T>(&mut self, i: usize, doing: &str, f: impl FnOnce(&mut Self) -> T) -> Option<T> {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self))) {
-            Ok(v) => Some(v),
-            Err(payload) => {
-                error!(
-                    target = %self.slots[i].target.name,
-                    event = "internal_error",
-                    panic = panic_message(&*payload),
-                    "internal error while {doing}; this target is watched afresh and every other goes on"
-                );
-                None
-            }
-        }
-    }
-
-    /// After a panic in its handling, slot `i` starts over from a fresh look at its heartbeat
-    /// as at start-up (with its restart counts), so it is watched again whatever state the
-    /// panic left behind; a command of its still waiting for a place is dropped.
-    fn recover(&mut self, i: usize) {
-        let id = self.slots[i].id;
-        self.commands.retain(|(q, _)| *q != id);
-        let (obs, _) = self
-            .fx
-            .looker
-            .look(&[self.slots[i].target.heartbeat.as_path()])
-            .pop()
-            .expect("one look per path");
-        let now = self.now();
-        self.slots[i].start_over(&obs, now);
-        self.agenda.push(self.slots[i].state.deadline, i);
-        self.mark_dirty(true);
-    }
-
-    /// Applies a due check to slot `i`; returns the command to start, if any.
-    fn on_due(&mut self, i: usize, obs: &Observation, now: Now) -> Option<Cmd> {
-        let slot = &mut self.slots[i];
-        let was_given_up = slot.state.phase == Phase::GivenUp;
-        let out = slot.state.on_due(&slot.rules, obs, now);
-        // After the decision: the worst moment, the state already says a command runs.
-        inject_panic(&slot.target.name);
-        let name = slot.target.name.clone();
-        let age_secs = slot.state.age(now.mono).as_secs_f64();
-        if was_given_up && out.beat.is_none() {
-            debug!(target = %name, event = "still_given_up", age_secs, "still no heartbeat; given up");
-        }
-        if let Some(beat) = out.beat {
-            let next_check_in_secs = secs(slot.state.deadline.saturating_duration_since(now.mono));
-            if beat.resumed {
-                info!(target = %name, event = "resumed", "heartbeat is back; watching again after giving up");
-            } else if beat.after_restarts > 0 {
-                info!(target = %name, event = "heartbeat_back", restarts = beat.after_restarts, "heartbeat is back after restart");
-            } else {
-                debug!(target = %name, event = "heartbeat_seen", next_check_in_secs, "heartbeat seen");
-            }
-            if beat.resumed || beat.after_restarts > 0 {
-                self.notify(i, "recovery", beat.after_restarts);
-                self.mark_dirty(true);
-            } else {
-                self.mark_dirty(false);
-            }
-        }
-        let slot = &self.slots[i];
-        match out.action? {
-            Action::Restart { age, run } => {
-                warn!(
-                    target = %name,
-                    event = "stale",
-                    age_secs = secs(age),
-                    timeout_secs = secs(slot.target.timeout),
-                    consecutive_restarts = slot.state.consecutive,
-                    first = run.name(),
-                    "heartbeat is stale; {}",
-                    if run == Cmd::SkipIf { "asking skip_if before restarting" } else { "restarting" }
-                );
-                self.mark_dirty(true);
-                Some(run)
-            }
-            Action::GiveUp { age, restarts } => {
-                error!(
-                    target = %name,
-                    event = "give_up",
-                    age_secs = secs(age),
-                    restarts,
-                    "giving up: no heartbeat after max_restarts consecutive restarts; will resume when a heartbeat appears"
-                );
-                self.notify(i, "give-up", restarts);
-                self.mark_dirty(true);
-                None
-            }
-        }
-    }
 }
 
 /// A duration as a log field: seconds, as a number (JSON logs stay machine-readable).
@@ -472,31 +338,3 @@ fn warn_missing_dir(t: &Target) {
         );
     }
 }
-
-#[cfg(test)]
-thread_local! {
-    /// In-process tests: the next judgement of this target panics (see `inject_panic`).
-    pub(super) static PANIC_ON: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Test builds only: `PROTECTOR_TEST_PANIC=<target>` (or `PANIC_ON` in-process) makes the
-/// first judgement of that target panic (after the decision), to prove a bug in one target's
-/// handling harms nothing else. Compiled out of release builds.
-#[cfg(debug_assertions)]
-fn inject_panic(target: &str) {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static DONE: AtomicBool = AtomicBool::new(false);
-    #[cfg(test)]
-    if PANIC_ON.with(|p| p.borrow().as_deref() == Some(target)) {
-        PANIC_ON.with(|p| *p.borrow_mut() = None);
-        panic!("injected for a test in the handling of {target}");
-    }
-    if std::env::var("PROTECTOR_TEST_PANIC").is_ok_and(|t| t == target)
-        && !DONE.swap(true, Ordering::Relaxed)
-    {
-        panic!("injected for a test in the handling of {target}");
-    }
-}
-
-#[cfg(not(debug_assertions))]
-fn inject_panic(_: &str) {}

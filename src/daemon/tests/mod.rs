@@ -346,10 +346,10 @@ fn a_dry_run_decides_as_usual_and_runs_nothing() {
 #[test]
 fn a_panic_in_one_targets_handling_is_contained() {
     let mut h = Harness::new(&config(&[target("bad", ""), target("good", "")], ""));
-    super::PANIC_ON.with(|p| *p.borrow_mut() = Some("bad".into()));
+    super::judge::PANIC_ON.with(|p| *p.borrow_mut() = Some("bad".into()));
     h.advance(secs(10.0));
     assert!(
-        super::PANIC_ON.with(|p| p.borrow().is_none()),
+        super::judge::PANIC_ON.with(|p| p.borrow().is_none()),
         "the panic happened"
     );
     assert_eq!(
