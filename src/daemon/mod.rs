@@ -5,8 +5,8 @@
 //! nearest deadline, a finished command or a signal, so it does no work while nothing is due
 //! and reacts at once to what it is told. Each turn of the loop ([`Daemon::turn`]):
 //! 1. takes every target whose deadline has come, looks at their heartbeat files in one batch
-//!    and lets `schedule` judge each one (all of them before any command starts, so a storm of
-//!    restarts never delays the detection of the last stale target);
+//!    and lets `schedule` judge each one (`judge.rs`; all of them before any command starts,
+//!    so a storm of restarts never delays the detection of the last stale target);
 //! 2. starts the commands decided on, at most `max_parallel_commands` at a time, the rest
 //!    waiting in order of detection (`commands.rs`); commands run off this thread and report
 //!    back on the channel, so a hung command never delays any other target;
