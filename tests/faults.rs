@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
@@ -255,7 +255,10 @@ fn a_missing_state_directory_is_created_and_recreated() {
     });
     assert!(sb.path("lib/state.json.lock").exists());
     p.wait_events("stale", Some("svc"), 1);
-    std::fs::remove_dir_all(sb.path("lib")).unwrap();
+    // protector may be writing into it at that moment ("directory not empty"): try again.
+    wait_until(PATIENCE, "the state directory removed", || {
+        std::fs::remove_dir_all(sb.path("lib")).is_ok()
+    });
     wait_until(PATIENCE, "the state file again", || {
         sb.path("lib/state.json").exists()
     });
@@ -379,4 +382,122 @@ fn temporary_files_left_by_a_crash_mid_write_are_removed_at_start_up() {
     ] {
         assert!(sb.path(name).exists(), "{name} was removed");
     }
+}
+
+/// A mount of tests/support/fuse_hang.py: a filesystem where every look hangs. Unmounted and
+/// its server killed when dropped (which also ends the looks still waiting on it).
+struct DeadMount {
+    path: std::path::PathBuf,
+    server: std::process::Child,
+}
+
+impl DeadMount {
+    /// `None` (the test is skipped, saying so) without root, /dev/fuse or python3.
+    fn new(path: std::path::PathBuf) -> Option<DeadMount> {
+        use std::io::BufRead;
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0"));
+        if !root || !std::path::Path::new("/dev/fuse").exists() {
+            eprintln!("skipped: a filesystem that never answers needs root and /dev/fuse");
+            return None;
+        }
+        std::fs::create_dir_all(&path).unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/fuse_hang.py");
+        let Ok(mut server) = std::process::Command::new("python3")
+            .arg(script)
+            .arg(&path)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+        else {
+            eprintln!("skipped: no python3");
+            return None;
+        };
+        let mut line = String::new();
+        std::io::BufReader::new(server.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "mounted", "the FUSE server did not mount");
+        Some(DeadMount { path, server })
+    }
+}
+
+impl Drop for DeadMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+#[test]
+fn a_heartbeat_on_a_filesystem_that_never_answers_holds_nothing_up() {
+    use std::os::unix::net::UnixDatagram;
+    let sb = Sandbox::new();
+    let Some(dead) = DeadMount::new(sb.path("dead")) else {
+        return;
+    };
+    let sock_path = sb.path("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(PATIENCE)).unwrap();
+    sb.touch("hung.beat");
+    let yaml = "targets:
+  - name: hung
+    heartbeat: dead/beat
+    timeout: 2s
+    start: [sh, -c, 'echo start hung >> events']
+  - name: healthy
+    heartbeat: healthy.beat
+    timeout: 1s
+    restart_grace: 1s
+    start: [sh, -c, 'echo start healthy >> events']
+";
+    let mut p = sb.run_config_env(
+        yaml,
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "1000000"),
+        ],
+    );
+    // Bound after `p`, so dropped before it: a thread stuck in the kernel on the dead mount
+    // keeps protector's process from being reaped until the mount is gone.
+    let dead = dead;
+    let unreadable = p.wait_events("heartbeat_unreadable", Some("hung"), 1);
+    assert_eq!(
+        unreadable[0]["reason"],
+        "no answer in time: the filesystem does not respond"
+    );
+    // The other target is restarted on time, again and again.
+    let done = p.wait_events("restart_done", Some("healthy"), 3);
+    let gaps: Vec<f64> = done
+        .windows(2)
+        .map(|w| timestamp(&w[1]) - timestamp(&w[0]))
+        .collect();
+    assert!(
+        gaps.iter().all(|g| *g < 2.5),
+        "restarts of healthy held up: {gaps:?}"
+    );
+    // The hung one counts as having no heartbeat, and its stuck look is logged once.
+    p.wait_events("restart_done", Some("hung"), 2);
+    assert_eq!(p.events("heartbeat_unreadable", Some("hung")).len(), 1);
+    // The watchdog keeps being fed.
+    let mut watchdogs = 0;
+    let mut buf = [0u8; 256];
+    while watchdogs < 3 {
+        let n = sock.recv(&mut buf).expect("WATCHDOG=1 before the deadline");
+        if &buf[..n] == b"WATCHDOG=1\n" {
+            watchdogs += 1;
+        }
+    }
+    // SIGTERM ends the loop promptly, stuck look or not.
+    p.signal("TERM");
+    p.wait_events("stopped", None, 1);
+    // The thread whose look never returned is stuck in the kernel: no process with such a
+    // thread can be reaped (kill -9 included) until the filesystem answers or goes away.
+    drop(dead);
+    assert_eq!(p.wait_exit(PATIENCE), Some(0));
 }

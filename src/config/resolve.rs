@@ -4,6 +4,8 @@
 //! Every problem is collected, each with the JSON pointer of the value that caused it.
 
 use std::collections::HashMap;
+
+use rayon::prelude::*;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use super::raw::{CommandSpec, DurationSpec, OsOverrides, RawConfig, Settings};
 
 /// Looks up an environment variable. `None` as the whole lookup means "do not expand":
 /// used when checking a config for another OS, whose environment is not this one.
-pub type EnvLookup<'a> = Option<&'a dyn Fn(&str) -> Option<String>>;
+pub type EnvLookup<'a> = Option<&'a (dyn Fn(&str) -> Option<String> + Sync)>;
 
 pub fn resolve(raw: &RawConfig, os: Os, env: EnvLookup<'_>) -> Result<Config, Vec<Problem>> {
     let mut problems = Vec::new();
@@ -35,27 +37,40 @@ pub fn resolve(raw: &RawConfig, os: Os, env: EnvLookup<'_>) -> Result<Config, Ve
                 ),
             ));
         }
-        let mut layers = Vec::with_capacity(6);
-        push_os_layers(
-            &mut layers,
-            format!("/targets/{i}"),
-            target.os.as_deref(),
-            os,
-        );
-        layers.push((format!("/targets/{i}"), &target.settings));
-        if let Some(defaults) = &raw.defaults {
-            push_os_layers(&mut layers, "/defaults".into(), defaults.os.as_deref(), os);
-            layers.push(("/defaults".into(), &defaults.settings));
-        }
-        let layered = Layered {
-            layers,
-            target_ptr: format!("/targets/{i}"),
-            name: &target.name,
-            os,
-        };
-        if let Some(t) = layered.resolve(env, &mut problems) {
-            targets.push(t);
-        }
+    }
+    // Each target resolves on its own: in parallel (a config of 10,000 targets is checked
+    // in a fraction of the time), results and problems kept in the file's order.
+    let resolved: Vec<(Option<Target>, Vec<Problem>)> = raw
+        .targets
+        .par_iter()
+        .enumerate()
+        .map(|(i, target)| {
+            let mut layers = Vec::with_capacity(6);
+            push_os_layers(
+                &mut layers,
+                format!("/targets/{i}"),
+                target.os.as_deref(),
+                os,
+            );
+            layers.push((format!("/targets/{i}"), &target.settings));
+            if let Some(defaults) = &raw.defaults {
+                push_os_layers(&mut layers, "/defaults".into(), defaults.os.as_deref(), os);
+                layers.push(("/defaults".into(), &defaults.settings));
+            }
+            let layered = Layered {
+                layers,
+                target_ptr: format!("/targets/{i}"),
+                name: &target.name,
+                os,
+            };
+            let mut found = Vec::new();
+            let t = layered.resolve(env, &mut found);
+            (t, found)
+        })
+        .collect();
+    for (t, found) in resolved {
+        problems.extend(found);
+        targets.extend(t);
     }
 
     let mut files = Files::default();

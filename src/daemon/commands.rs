@@ -205,9 +205,7 @@ impl Daemon {
     /// watched as usual) when the heartbeat came back meanwhile.
     fn still_stale(&mut self, i: usize) -> bool {
         let look = self
-            .fx
-            .looker
-            .look(&[self.slots[i].target.heartbeat.as_path()])
+            .look_at(&[&self.slots[i].target])
             .pop()
             .expect("one look per path");
         self.books.observations += 1;

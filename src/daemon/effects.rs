@@ -6,16 +6,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rayon::prelude::*;
-
 use crate::command::{self, Outcome};
 use crate::config::CommandLine;
-use crate::heartbeat;
 use crate::schedule::{Now, Observation};
-
-/// Below this many heartbeats to look at, look on the calling thread: a single stat is
-/// cheaper than waking the pool.
-const PARALLEL_OBSERVE_MIN: usize = 16;
 
 /// A look at one heartbeat file, with the reason when it could not be read.
 pub(crate) type Look = (Observation, Option<String>);
@@ -26,9 +19,10 @@ pub(crate) trait Clock {
     fn now(&self) -> Now;
 }
 
-/// Looks at heartbeat files, one result per path, in order.
+/// Looks at heartbeat files, one result per path, in order; a look that has not answered
+/// `within` counts as unreadable.
 pub(crate) trait Looker {
-    fn look(&self, paths: &[&Path]) -> Vec<Look>;
+    fn look(&self, paths: &[&Path], within: Duration) -> Vec<Look>;
 }
 
 /// One command to run: a target's stop, start, skip_if or notify command.
@@ -58,12 +52,12 @@ pub(crate) struct Effects {
 }
 
 impl Effects {
-    /// The system clocks, `stat` (on the rayon pool for many files at once), and a thread
-    /// per command running it contained (`command::run`).
+    /// The system clocks, `stat` on worker threads with a deadline (`looks.rs`), and a
+    /// thread per command running it contained (`command::run`).
     pub fn real() -> Effects {
         Effects {
             clock: Box::new(SystemClock),
-            looker: Box::new(FileLooker::default()),
+            looker: Box::new(super::looks::FileLooker::default()),
             runner: Box::new(ThreadRunner),
         }
     }
@@ -74,44 +68,6 @@ struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> Now {
         Now::read()
-    }
-}
-
-/// Looks with `stat`; many files at once on a thread pool of its own, made when first
-/// needed. Where no threads can be made (a tasks limit), it looks one by one instead.
-#[derive(Default)]
-struct FileLooker {
-    pool: std::sync::OnceLock<Option<rayon::ThreadPool>>,
-}
-
-impl FileLooker {
-    fn pool(&self) -> Option<&rayon::ThreadPool> {
-        self.pool
-            .get_or_init(|| {
-                rayon::ThreadPoolBuilder::new()
-                    .thread_name(|i| format!("protector-look-{i}"))
-                    .build()
-                    .map_err(|e| {
-                        tracing::warn!(
-                            event = "looks_one_by_one",
-                            reason = %e,
-                            "cannot start threads to look at heartbeats in parallel; looking one by one"
-                        );
-                    })
-                    .ok()
-            })
-            .as_ref()
-    }
-}
-
-impl Looker for FileLooker {
-    fn look(&self, paths: &[&Path]) -> Vec<Look> {
-        if paths.len() >= PARALLEL_OBSERVE_MIN
-            && let Some(pool) = self.pool()
-        {
-            return pool.install(|| paths.par_iter().map(|p| heartbeat::observe(p)).collect());
-        }
-        paths.iter().map(|p| heartbeat::observe(p)).collect()
     }
 }
 

@@ -3,14 +3,31 @@
 //! in the handling of one target is contained: that target starts over, every other goes on.
 
 use std::path::Path;
+use std::time::Duration;
 
 use tracing::{debug, error, info, warn};
 
-use super::effects::panic_message;
+use super::effects::{Look, panic_message};
 use super::{Daemon, secs};
+use crate::config::Target;
 use crate::schedule::{Action, Cmd, Now, Observation, Phase};
 
+/// The longest a look at a heartbeat file is waited for (see `looks.rs`).
+const LOOK_BUDGET_MAX: Duration = Duration::from_secs(5);
+
 impl Daemon {
+    /// Looks at these targets' heartbeats, each waited for at most a quarter of its timeout
+    /// (at most 5 s; the shortest budget of the batch applies to all of it).
+    pub(super) fn look_at(&self, targets: &[&Target]) -> Vec<Look> {
+        let within = targets
+            .iter()
+            .map(|t| (t.timeout / 4).min(LOOK_BUDGET_MAX))
+            .min()
+            .unwrap_or(LOOK_BUDGET_MAX);
+        let paths: Vec<&Path> = targets.iter().map(|t| t.heartbeat.as_path()).collect();
+        self.fx.looker.look(&paths, within)
+    }
+
     /// Looks at and judges every target whose deadline has come.
     pub(super) fn run_due(&mut self) {
         let now_mono = self.now().mono;
@@ -24,11 +41,8 @@ impl Daemon {
         if due.is_empty() {
             return;
         }
-        let paths: Vec<&Path> = due
-            .iter()
-            .map(|&i| self.slots[i].target.heartbeat.as_path())
-            .collect();
-        let looks = self.fx.looker.look(&paths);
+        let targets: Vec<&Target> = due.iter().map(|&i| &self.slots[i].target).collect();
+        let looks = self.look_at(&targets);
         self.books.observations += looks.len() as u64;
         let now = self.now();
         // Judge every due target before starting any command, so that starting many
@@ -81,9 +95,7 @@ impl Daemon {
         let id = self.slots[i].id;
         self.commands.retain(|(q, _)| *q != id);
         let (obs, _) = self
-            .fx
-            .looker
-            .look(&[self.slots[i].target.heartbeat.as_path()])
+            .look_at(&[&self.slots[i].target])
             .pop()
             .expect("one look per path");
         let now = self.now();

@@ -30,6 +30,7 @@ mod books;
 mod commands;
 mod effects;
 mod judge;
+mod looks;
 mod reload;
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,6 @@
 //! command of theirs finishes and is logged).
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use tracing::{debug, error, info, warn};
 
@@ -126,9 +125,8 @@ impl Daemon {
             })
             .map(|(t, _)| t)
             .collect();
-        let paths: Vec<&Path> = fresh.iter().map(|t| t.heartbeat.as_path()).collect();
-        self.books.observations += paths.len() as u64;
-        let looks = self.fx.looker.look(&paths);
+        self.books.observations += fresh.len() as u64;
+        let looks = self.look_at(&fresh);
         for (t, (obs, err)) in fresh.iter().zip(&looks) {
             if *obs == Observation::Absent && err.is_none() {
                 warn_missing_dir(t);

@@ -82,7 +82,7 @@ impl Clock for Fake {
 }
 
 impl Looker for Fake {
-    fn look(&self, paths: &[&Path]) -> Vec<Look> {
+    fn look(&self, paths: &[&Path], _within: Duration) -> Vec<Look> {
         let mut w = self.world.borrow_mut();
         let at = w.elapsed;
         paths
