@@ -692,6 +692,22 @@ fn a_sighup_during_start_up_is_applied_once_start_up_completes() {
     assert!(p.child_alive());
 }
 
+/// Runs `cfg` until svc's stop command (which writes its pid to `stop-began`) runs and the
+/// state file says so, then kills protector with SIGKILL, and the stop command too.
+fn kill_during_stop(sb: &Sandbox, cfg: &str) {
+    let mut p = sb.run_config(cfg);
+    wait_until(PATIENCE, "the stop command to begin", || {
+        sb.path("stop-began").exists()
+    });
+    wait_until(PATIENCE, "the state file to say svc is restarting", || {
+        std::fs::read_to_string(sb.path("state.json"))
+            .is_ok_and(|t| t.contains("\"state\": \"restarting\""))
+    });
+    p.signal("KILL");
+    p.wait_exit(PATIENCE);
+    kill(read_pid(sb, "stop-began"));
+}
+
 #[test]
 fn a_restart_interrupted_by_a_crash_is_resumed_at_once() {
     let sb = Sandbox::new();
@@ -705,18 +721,7 @@ fn a_restart_interrupted_by_a_crash_is_resumed_at_once() {
         )
     )
     .replace("startup_grace: 1h", "startup_grace: 500ms");
-    let mut p = sb.run_config(&cfg);
-    wait_until(PATIENCE, "the stop command to begin", || {
-        sb.path("stop-began").exists()
-    });
-    wait_until(PATIENCE, "the state file to say svc is restarting", || {
-        std::fs::read_to_string(sb.path("state.json"))
-            .is_ok_and(|t| t.contains("\"state\": \"restarting\""))
-    });
-    p.signal("KILL");
-    p.wait_exit(PATIENCE);
-    let orphan: u32 = read_pid(&sb, "stop-began");
-    kill(orphan);
+    kill_during_stop(&sb, &cfg);
 
     let started = sb.write(
         "protector.yaml",
@@ -742,17 +747,7 @@ fn an_interrupted_restart_is_not_resumed_when_a_heartbeat_came_since() {
             "    timeout: 500ms\n    startup_grace: 500ms\n    restart_grace: 1h\n    stop: [sh, -c, 'echo $$ > stop-began; exec sleep 60']\n"
         )
     );
-    let mut p = sb.run_config(&cfg);
-    wait_until(PATIENCE, "the stop command to begin", || {
-        sb.path("stop-began").exists()
-    });
-    wait_until(PATIENCE, "the state file to say svc is restarting", || {
-        std::fs::read_to_string(sb.path("state.json"))
-            .is_ok_and(|t| t.contains("\"state\": \"restarting\""))
-    });
-    p.signal("KILL");
-    p.wait_exit(PATIENCE);
-    kill(read_pid(&sb, "stop-began"));
+    kill_during_stop(&sb, &cfg);
     sb.touch("svc.beat");
 
     let cfg = cfg
