@@ -32,7 +32,7 @@ pub fn observe(path: &Path) -> (Observation, Option<String>) {
             )
         }
         Err(e) if e.kind() == ErrorKind::NotFound => (Observation::Absent, None),
-        Err(e) => (Observation::Absent, Some(e.to_string())),
+        Err(e) => (Observation::Unknown, Some(e.to_string())),
     }
 }
 

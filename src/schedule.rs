@@ -70,13 +70,17 @@ pub struct Fingerprint {
 pub enum Observation {
     Present(Fingerprint),
     Absent,
+    /// The look failed (an I/O error, no answer in time): no heartbeat, and nothing learnt
+    /// about the file, so the next look that works compares with the last one that did
+    /// (a file unchanged since then is not taken for a heartbeat).
+    Unknown,
 }
 
 impl Observation {
     fn fingerprint(&self) -> Option<Fingerprint> {
         match self {
             Observation::Present(f) => Some(*f),
-            Observation::Absent => None,
+            Observation::Absent | Observation::Unknown => None,
         }
     }
 }
@@ -293,6 +297,9 @@ impl TargetState {
     /// A heartbeat, if `obs` shows the file changed since the last look: dated by its mtime
     /// when that is plausible (after the last look, not in the future), else now.
     fn take_beat(&mut self, rules: &Rules, obs: &Observation, now: Now) -> Option<Beat> {
+        if *obs == Observation::Unknown {
+            return None;
+        }
         let seen = obs.fingerprint();
         let changed = seen.is_some() && seen != self.last_seen;
         let beat = changed.then(|| {
@@ -881,6 +888,25 @@ mod tests {
         let mut st = TargetState::start(&r, &c.file(8.5, 2), c.at(9.0));
         assert!(!st.resume_interrupted(c.at(8.0).mono, c.at(9.0).mono));
         assert_eq!(c.secs(st.deadline), 18.5);
+    }
+
+    #[test]
+    fn a_failed_look_is_not_taken_for_a_change_by_the_next_one() {
+        let c = Clock::new();
+        let r = rules();
+        let mut st = TargetState::start(&r, &c.file(0.0, 1), c.at(1.0));
+        // Due at 10: the look fails (no answer, EIO); then it works again, file unchanged.
+        let out = st.on_due(&r, &Observation::Unknown, c.at(10.0));
+        assert!(out.beat.is_none());
+        assert!(matches!(out.action, Some(Action::Restart { .. })));
+        st.on_command_done(&r, Cmd::Stop, true, c.at(10.0).mono);
+        st.on_command_done(&r, Cmd::Start, true, c.at(10.0).mono);
+        let out = st.on_due(&r, &c.file(0.0, 1), c.at(15.0));
+        assert!(
+            out.beat.is_none(),
+            "the same file as before the failed look"
+        );
+        assert!(matches!(out.action, Some(Action::Restart { .. })));
     }
 
     #[test]

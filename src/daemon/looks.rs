@@ -95,7 +95,7 @@ impl FileLooker {
 /// The same words every time, so that a stuck file is logged once, not at every look.
 fn no_answer() -> Look {
     (
-        Observation::Absent,
+        Observation::Unknown,
         Some("no answer in time: the filesystem does not respond".into()),
     )
 }

@@ -90,7 +90,7 @@ impl Looker for Fake {
             .map(|p| {
                 w.looks.push((p.to_path_buf(), at));
                 if let Some(reason) = w.unreadable.get(*p) {
-                    return (Observation::Absent, Some(reason.clone()));
+                    return (Observation::Unknown, Some(reason.clone()));
                 }
                 match w.files.get(*p) {
                     Some(&(mtime, version)) => (
