@@ -14,14 +14,17 @@ use crate::schedule::{Action, Cmd, Now, Observation, Phase};
 
 /// The longest a look at a heartbeat file is waited for (see `looks.rs`).
 const LOOK_BUDGET_MAX: Duration = Duration::from_secs(5);
+/// And the shortest: a busy machine may take a while to schedule a worker, and a look that
+/// merely waited for a CPU must not count as a filesystem that does not answer.
+const LOOK_BUDGET_MIN: Duration = Duration::from_millis(200);
 
 impl Daemon {
     /// Looks at these targets' heartbeats, each waited for at most a quarter of its timeout
-    /// (at most 5 s; the shortest budget of the batch applies to all of it).
+    /// (between 200 ms and 5 s; the shortest budget of the batch applies to all of it).
     pub(super) fn look_at(&self, targets: &[&Target]) -> Vec<Look> {
         let within = targets
             .iter()
-            .map(|t| (t.timeout / 4).min(LOOK_BUDGET_MAX))
+            .map(|t| (t.timeout / 4).clamp(LOOK_BUDGET_MIN, LOOK_BUDGET_MAX))
             .min()
             .unwrap_or(LOOK_BUDGET_MAX);
         let paths: Vec<&Path> = targets.iter().map(|t| t.heartbeat.as_path()).collect();

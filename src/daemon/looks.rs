@@ -1,7 +1,7 @@
 //! Looking at heartbeat files so that no file can hold anything up. A `stat` on a dead NFS or
 //! FUSE mount may never return; if the loop made it itself, every target, the systemd
 //! watchdog and shutdown would wait with it. So each look runs on a worker thread and the
-//! loop waits for it at most a short budget (a quarter of the target's timeout, at most 5 s):
+//! loop waits for it at most a short budget (a quarter of the target's timeout, 200 ms to 5 s):
 //! a look past it counts as "no answer", which is no heartbeat. At most one look per file is
 //! in flight: while an earlier one has not returned, the file is "no answer" at once, without
 //! waiting again. A stuck worker is left behind (never joined); new workers are made while
@@ -139,7 +139,10 @@ impl Looker for FileLooker {
                     outstanding -= 1;
                 }
             }
-            self.pool.work.notify_all();
+            // One worker woken per look queued, not every idle one for each.
+            for _ in 0..st.queue.len().min(st.idle) {
+                self.pool.work.notify_one();
+            }
         }
         drop(tx);
         let deadline = Instant::now() + within;
