@@ -61,8 +61,14 @@ impl Outcome {
     }
 }
 
-/// Runs `line` with extra environment `env`, killing its tree after `timeout`.
-pub fn run(line: &CommandLine, env: &[(&str, String)], timeout: Duration) -> Outcome {
+/// Runs `line` with extra environment `env`, killing its tree after `timeout`. `spawned` is
+/// told the process group's id once the command runs.
+pub fn run(
+    line: &CommandLine,
+    env: &[(&str, String)],
+    timeout: Duration,
+    spawned: impl FnOnce(u32),
+) -> Outcome {
     let started = Instant::now();
     let mut cmd = match line {
         CommandLine::Exec(argv) => {
@@ -94,6 +100,7 @@ pub fn run(line: &CommandLine, env: &[(&str, String)], timeout: Duration) -> Out
             return o;
         }
     };
+    spawned(child.id());
     let (done_tx, done_rx) = mpsc::channel();
     let stdout = child
         .stdout()

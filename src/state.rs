@@ -41,6 +41,22 @@ pub struct TargetRecord {
     pub command_failures_total: u64,
     pub command_timeouts_total: u64,
     pub last_restart: Option<RestartRecord>,
+    /// The stop, start or skip_if command running when this was written (Linux): a
+    /// protector started after a crash waits for what is left of it, or kills it, before it
+    /// runs another command for the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_command: Option<RunningCommand>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunningCommand {
+    /// `stop`, `start` or `skip_if`.
+    pub command: String,
+    /// Its process group.
+    pub pgid: u32,
+    /// Tells this group from a later one with the same number (boot and start time).
+    pub stamp: String,
+    pub started_at: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

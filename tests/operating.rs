@@ -9,20 +9,6 @@ use std::time::Duration;
 use common::*;
 use predicates::prelude::*;
 
-fn starts_of(sb: &Sandbox, name: &str) -> usize {
-    sb.lines("events")
-        .iter()
-        .filter(|l| *l == &format!("start {name}"))
-        .count()
-}
-
-/// A target whose start appends "start NAME" to `events`.
-fn target(name: &str, extra: &str) -> String {
-    format!(
-        "  - name: {name}\n    heartbeat: {name}.beat\n    start: [sh, -c, 'echo start {name} >> events']\n{extra}"
-    )
-}
-
 #[test]
 fn reload_keeps_unchanged_targets_and_applies_changes() {
     let sb = Sandbox::new();
@@ -690,80 +676,6 @@ fn a_sighup_during_start_up_is_applied_once_start_up_completes() {
     assert_eq!(done[0]["unchanged"], 20_000);
     let mut p = p;
     assert!(p.child_alive());
-}
-
-/// Runs `cfg` until svc's stop command (which writes its pid to `stop-began`) runs and the
-/// state file says so, then kills protector with SIGKILL, and the stop command too.
-fn kill_during_stop(sb: &Sandbox, cfg: &str) {
-    let mut p = sb.run_config(cfg);
-    wait_until(PATIENCE, "the stop command to begin", || {
-        sb.path("stop-began").exists()
-    });
-    wait_until(PATIENCE, "the state file to say svc is restarting", || {
-        std::fs::read_to_string(sb.path("state.json"))
-            .is_ok_and(|t| t.contains("\"state\": \"restarting\""))
-    });
-    p.signal("KILL");
-    p.wait_exit(PATIENCE);
-    kill(read_pid(sb, "stop-began"));
-}
-
-#[test]
-fn a_restart_interrupted_by_a_crash_is_resumed_at_once() {
-    let sb = Sandbox::new();
-    // The first stop hangs (and says so); later ones return at once. startup_grace is an hour:
-    // only resuming the interrupted restart can restart svc within the test.
-    let cfg = format!(
-        "state_file: state.json\ntargets:\n{}",
-        target(
-            "svc",
-            "    timeout: 500ms\n    startup_grace: 1h\n    restart_grace: 1h\n    stop: [sh, -c, 'if [ ! -e stop-began ]; then echo $$ > stop-began; exec sleep 60; fi']\n"
-        )
-    )
-    .replace("startup_grace: 1h", "startup_grace: 500ms");
-    kill_during_stop(&sb, &cfg);
-
-    let started = sb.write(
-        "protector.yaml",
-        &cfg.replace("startup_grace: 500ms", "startup_grace: 1h"),
-    );
-    let p = sb.spawn(&["--config", started.to_str().unwrap()]);
-    p.wait_events("restart_resumed", Some("svc"), 1);
-    p.wait_events("restart_done", Some("svc"), 1);
-    assert_eq!(
-        starts_of(&sb, "svc"),
-        1,
-        "started once, by the new protector"
-    );
-}
-
-#[test]
-fn an_interrupted_restart_is_not_resumed_when_a_heartbeat_came_since() {
-    let sb = Sandbox::new();
-    let cfg = format!(
-        "state_file: state.json\ntargets:\n{}",
-        target(
-            "svc",
-            "    timeout: 500ms\n    startup_grace: 500ms\n    restart_grace: 1h\n    stop: [sh, -c, 'echo $$ > stop-began; exec sleep 60']\n"
-        )
-    );
-    kill_during_stop(&sb, &cfg);
-    sb.touch("svc.beat");
-
-    let cfg = cfg
-        .replace("startup_grace: 500ms", "startup_grace: 1h")
-        .replace("timeout: 500ms", "timeout: 1h");
-    sb.write("protector.yaml", &cfg);
-    let p = sb.spawn(&["--config", "protector.yaml"]);
-    p.wait_events("started", None, 1);
-    let watching = p.wait_events("watching", Some("svc"), 1);
-    assert!(
-        p.events("restart_resumed", None).is_empty(),
-        "{}",
-        p.log_text()
-    );
-    // Judged a timeout after that heartbeat, not at once.
-    assert!(watching[0]["first_check_in_secs"].as_f64().unwrap() > 0.1);
 }
 
 #[test]

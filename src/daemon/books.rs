@@ -16,7 +16,9 @@ use crate::config::{Files, Target};
 use crate::fsutil::epoch_secs;
 use crate::metrics;
 use crate::schedule::{Cmd, Now, Observation, Phase, Rules, TargetState};
-use crate::state::{self, CommandRecord, RestartRecord, StateFile, TargetRecord, TargetStatus};
+use crate::state::{
+    self, CommandRecord, RestartRecord, RunningCommand, StateFile, TargetRecord, TargetStatus,
+};
 
 /// Changes that only move a heartbeat are written to the state file at most this often, per
 /// started thousand targets (up to ten times this).
@@ -39,6 +41,10 @@ pub(super) struct Slot {
     pub last_restart: Option<RestartRecord>,
     /// Tries in a row of a command that could not run for lack of resources.
     pub short_tries: u32,
+    /// The process group of the command running for it, once spawned.
+    pub running: Option<RunningCommand>,
+    /// A command an earlier protector left running: its next command waits for it first.
+    pub leftover: Option<RunningCommand>,
 }
 
 impl Slot {
@@ -55,6 +61,8 @@ impl Slot {
             timeouts: 0,
             last_restart: None,
             short_tries: 0,
+            running: None,
+            leftover: None,
         };
         slot.note_error(err);
         slot
@@ -127,6 +135,21 @@ impl Slot {
         self.failures = rec.command_failures_total;
         self.timeouts = rec.command_timeouts_total;
         self.last_restart = rec.last_restart.clone();
+        self.leftover = rec
+            .running_command
+            .clone()
+            .filter(|r| crate::platform::group_alive(r.pgid, &r.stamp));
+        if let Some(left) = &self.leftover {
+            warn!(
+                target = %self.target.name,
+                event = "leftover_found",
+                command = %left.command,
+                pgid = left.pgid,
+                "a {} command of the previous protector is still running; the next command \
+                 for this target waits for it (at most command_timeout after it began), then kills it",
+                left.command
+            );
+        }
         if rec.state == TargetStatus::Restarting {
             // When it began; not on record (skip_if was asked before any restart): then any
             // heartbeat on record counts as one since.
@@ -181,6 +204,7 @@ impl Slot {
             command_failures_total: self.failures,
             command_timeouts_total: self.timeouts,
             last_restart: self.last_restart.clone(),
+            running_command: self.running.clone().or_else(|| self.leftover.clone()),
         }
     }
 }
@@ -288,6 +312,7 @@ impl Daemon {
             command_failures_total: 0,
             command_timeouts_total: 0,
             last_restart: None,
+            running_command: None,
         }));
         StateFile {
             format: state::FORMAT.into(),

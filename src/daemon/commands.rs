@@ -14,7 +14,7 @@ use super::{Daemon, Msg, secs};
 use crate::command::Outcome;
 use crate::fsutil::epoch_secs;
 use crate::schedule::{Cmd, Next, Phase};
-use crate::state::RestartRecord;
+use crate::state::{RestartRecord, RunningCommand};
 
 /// Jobs that take one of `max` places while they run; the rest wait in order.
 pub(super) struct Bounded<J> {
@@ -255,12 +255,17 @@ impl Daemon {
             return;
         }
         info!(target = %slot.target.name, event = "command_started", command = cmd.name(), line = %line, "running {} command", cmd.name());
+        let tx = self.tx.clone();
         let job = Job {
             target: slot.target.name.clone(),
             what: cmd.name(),
             line,
             env: self.command_env(slot),
             timeout: slot.target.command_timeout,
+            after: self.leftover_of(i),
+            spawned: Some(Box::new(move |running| {
+                let _ = tx.send(Msg::Spawned { id, cmd, running });
+            })),
         };
         self.launch(job, move |o| Msg::Done {
             id,
@@ -269,8 +274,32 @@ impl Daemon {
         });
     }
 
+    /// The command an earlier protector left running for slot `i`, taken (the next command
+    /// waits for it), with how much of its command_timeout is left.
+    fn leftover_of(&mut self, i: usize) -> Option<(RunningCommand, Duration)> {
+        let now = epoch_secs(self.now().wall);
+        let slot = &mut self.slots[i];
+        let left = slot.leftover.take()?;
+        let timeout = slot.target.command_timeout.as_secs_f64();
+        let wait = (left.started_at + timeout - now).clamp(0.0, timeout);
+        Some((left, Duration::from_secs_f64(wait)))
+    }
+
+    /// A command of slot `id` runs as process group `running`: the state file records it.
+    pub(super) fn on_spawned(&mut self, id: u64, cmd: Cmd, running: RunningCommand) {
+        if let Some(&i) = self.index.get(&id)
+            && self.slots[i].state.phase == Phase::Running(cmd)
+        {
+            self.slots[i].running = Some(running);
+            self.mark_dirty(true);
+        }
+    }
+
     pub(super) fn on_done(&mut self, id: u64, cmd: Cmd, outcome: Option<Outcome>) {
         self.commands.release();
+        if let Some(&i) = self.index.get(&id) {
+            self.slots[i].running = None;
+        }
         let Some(&i) = self.index.get(&id) else {
             // A target removed by a reload while this command ran.
             let (name, timeout) = self.orphans.remove(&id).unwrap_or_default();
@@ -366,6 +395,8 @@ impl Daemon {
             line,
             env,
             timeout: slot.target.command_timeout,
+            after: None,
+            spawned: None,
         };
         match self.notifies.offer(job) {
             Some(job) => self.run_notify(job),

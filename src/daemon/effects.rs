@@ -4,11 +4,16 @@
 //! time, with no sleep and no process.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
+
+use tracing::{info, warn};
 
 use crate::command::{self, Outcome};
 use crate::config::CommandLine;
+use crate::fsutil::epoch_secs;
+use crate::platform;
 use crate::schedule::{Now, Observation};
+use crate::state::RunningCommand;
 
 /// A look at one heartbeat file, with the reason when it could not be read.
 pub(crate) type Look = (Observation, Option<String>);
@@ -33,7 +38,15 @@ pub(crate) struct Job {
     pub line: CommandLine,
     pub env: Vec<(&'static str, String)>,
     pub timeout: Duration,
+    /// A command of the target that an earlier protector left running: waited for (at most
+    /// the given time), then killed, before this one starts.
+    pub after: Option<(RunningCommand, Duration)>,
+    /// Told the command's process group once it runs.
+    pub spawned: Option<Spawned>,
 }
+
+/// Called with the process group of a command that was spawned.
+pub(crate) type Spawned = Box<dyn FnOnce(RunningCommand) + Send>;
 
 /// Called exactly once with how a command ended.
 pub(crate) type Report = Box<dyn FnOnce(Outcome) + Send>;
@@ -83,11 +96,27 @@ impl Runner for ThreadRunner {
             .name(format!("protector-{}", job.what))
             .stack_size(256 * 1024)
             .spawn(move || {
-                let outcome =
-                    std::panic::catch_unwind(|| command::run(&job.line, &job.env, job.timeout))
-                        .unwrap_or_else(|p| {
-                            Outcome::failed(format!("internal error: {}", panic_message(&*p)))
-                        });
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                    if let Some((left, wait)) = &job.after {
+                        settle(&job.target, left, *wait);
+                    }
+                    let mut spawned = job.spawned;
+                    command::run(&job.line, &job.env, job.timeout, |pgid| {
+                        if let Some(tell) = spawned.take()
+                            && let Some(stamp) = platform::group_stamp(pgid)
+                        {
+                            tell(RunningCommand {
+                                command: job.what.into(),
+                                pgid,
+                                stamp,
+                                started_at: epoch_secs(SystemTime::now()),
+                            });
+                        }
+                    })
+                }))
+                .unwrap_or_else(|p| {
+                    Outcome::failed(format!("internal error: {}", panic_message(&*p)))
+                });
                 let report = theirs.lock().unwrap_or_else(|e| e.into_inner()).take();
                 if let Some(report) = report {
                     report(outcome);
@@ -102,6 +131,35 @@ impl Runner for ThreadRunner {
             }
         }
     }
+}
+
+/// Waits for a command group an earlier protector left running, at most `wait`, then kills
+/// it (and waits a little for it to go).
+fn settle(target: &str, left: &RunningCommand, wait: Duration) {
+    let alive = || platform::group_alive(left.pgid, &left.stamp);
+    let what = &left.command;
+    if wait_while(alive, wait) {
+        info!(target = %target, event = "leftover_finished", command = %what, pgid = left.pgid, "the {what} command of the previous protector has finished; going on");
+        return;
+    }
+    warn!(target = %target, event = "leftover_killed", command = %what, pgid = left.pgid, "the {what} command of the previous protector outlived its command_timeout; killed its process group");
+    platform::kill_group(left.pgid);
+    wait_while(alive, Duration::from_secs(5));
+}
+
+/// Polls `cond` until it is false (true) or `limit` has passed (false).
+fn wait_while(mut cond: impl FnMut() -> bool, limit: Duration) -> bool {
+    let deadline = crate::schedule::later(Instant::now(), limit);
+    let mut pause = Duration::from_millis(10);
+    while cond() {
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+    true
 }
 
 /// The message of a panic payload.

@@ -47,6 +47,7 @@ use crate::command::Outcome;
 use crate::config::{Config, Target};
 use crate::platform::{self, OnSignal, Signal};
 use crate::schedule::{Agenda, Cmd, Now};
+use crate::state::RunningCommand;
 use crate::{lock, systemd};
 
 use books::{Books, Slot};
@@ -78,6 +79,12 @@ pub(crate) enum Msg {
         id: u64,
         cmd: Cmd,
         outcome: Option<Outcome>,
+    },
+    /// A stop, start or skip_if command runs as a process group.
+    Spawned {
+        id: u64,
+        cmd: Cmd,
+        running: RunningCommand,
     },
     /// A notify command finished.
     NotifyDone {
@@ -287,6 +294,7 @@ impl Daemon {
     fn handle(&mut self, msg: Msg) -> Option<Exit> {
         match msg {
             Msg::Done { id, cmd, outcome } => self.on_done(id, cmd, outcome),
+            Msg::Spawned { id, cmd, running } => self.on_spawned(id, cmd, running),
             Msg::NotifyDone { target, outcome } => self.on_notify_done(&target, &outcome),
             Msg::Signal(Signal::Reload) => self.reload(),
             Msg::Signal(Signal::Shutdown) if self.stopping => {

@@ -12,8 +12,29 @@ pub fn shell_command(line: &str) -> Command {
 }
 
 /// Puts the command in a process group of its own, so a timeout kills its whole tree
-/// (children that did not leave the group included).
-pub fn contain(cmd: Command) -> CommandWrap {
+/// (children that did not leave the group included). On Linux the group's leader is also
+/// killed when protector dies (`PR_SET_PDEATHSIG`): a shell line stops at the step it was
+/// at; what the leader started already is found again by the next protector
+/// ([`group_alive`]).
+pub fn contain(mut cmd: Command) -> CommandWrap {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        let parent = std::process::id();
+        // SAFETY: prctl and getppid are async-signal-safe; nothing is allocated.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // protector died before the line above: nothing would kill this one.
+                if libc::getppid() as u32 != parent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+    }
     let mut wrap = CommandWrap::from(cmd);
     wrap.wrap(ProcessGroup::leader());
     wrap
@@ -31,6 +52,104 @@ pub fn is_resource_shortage(e: &std::io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::EAGAIN | libc::EMFILE | libc::ENFILE | libc::ENOMEM)
     )
+}
+
+/// What tells a command's process group from a later one that reuses its number: the boot
+/// and the leader's start time (Linux). `None` where that cannot be told, or when the leader
+/// is gone already; such a group is not recorded.
+pub fn group_stamp(pgid: u32) -> Option<String> {
+    #[cfg(target_os = "linux")]
+    {
+        let (_, start) = proc_stat(pgid)?;
+        Some(format!("{}/{start}", boot_id()?))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pgid;
+        None
+    }
+}
+
+/// Does a process of the group `pgid`, stamped `stamp` by [`group_stamp`], still run? Its
+/// members all started at or after its leader, in the same boot.
+pub fn group_alive(pgid: u32, stamp: &str) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let Some((boot, start)) = stamp.split_once('/') else {
+            return false;
+        };
+        let Ok(start) = start.parse::<u64>() else {
+            return false;
+        };
+        if !valid_group(pgid) || boot_id().as_deref() != Some(boot) {
+            return false;
+        }
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return false;
+        };
+        dir.flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter_map(proc_stat)
+            .any(|(group, since)| group == pgid && since >= start)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (pgid, stamp);
+        false
+    }
+}
+
+/// Kills every process of group `pgid` (SIGKILL).
+pub fn kill_group(pgid: u32) {
+    if valid_group(pgid) {
+        // SAFETY: kill has no memory effects; a negative pid names a process group, and
+        // valid_group keeps 0, 1 and "every process" (-1) out.
+        unsafe {
+            libc::kill(-(pgid as i32), libc::SIGKILL);
+        }
+    }
+}
+
+/// A number that can name one process group of commands: never 0 (our own group), 1 (init)
+/// or one that would turn negative.
+fn valid_group(pgid: u32) -> bool {
+    pgid >= 2 && pgid <= i32::MAX as u32
+}
+
+/// This boot's random id.
+#[cfg(target_os = "linux")]
+fn boot_id() -> Option<String> {
+    let text = read_small("/proc/sys/kernel/random/boot_id")?;
+    Some(text.trim().to_string())
+}
+
+/// Process `pid`'s group and start time (clock ticks after boot), from `/proc/PID/stat`;
+/// `None` when it is gone or a zombie (dead, waiting to be reaped).
+#[cfg(target_os = "linux")]
+fn proc_stat(pid: u32) -> Option<(u32, u64)> {
+    let text = read_small(&format!("/proc/{pid}/stat"))?;
+    // The command name, in parentheses, may hold anything: fields are counted after it.
+    let (_, rest) = text.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if matches!(fields.first(), Some(&("Z" | "X" | "x"))) {
+        return None;
+    }
+    // rest starts at field 3 (state); pgrp is field 5, starttime field 22.
+    let pgrp = fields.get(2)?.parse().ok()?;
+    let start = fields.get(19)?.parse().ok()?;
+    Some((pgrp, start))
+}
+
+#[cfg(target_os = "linux")]
+fn read_small(path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(4096)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
 }
 
 /// Delivers SIGTERM, SIGINT and SIGHUP to `deliver` from a thread of its own.
@@ -80,6 +199,9 @@ pub fn return_free_memory() {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_os = "linux")]
+    use std::os::unix::process::CommandExt;
+
     #[test]
     fn resource_shortages_are_told_from_lasting_failures() {
         use std::io::Error;
@@ -89,5 +211,30 @@ mod tests {
         for e in [libc::ENOENT, libc::EACCES, libc::ENOEXEC] {
             assert!(!super::is_resource_shortage(&Error::from_raw_os_error(e)));
         }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_process_group_is_told_from_a_later_one_with_the_same_number() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = child.id();
+        let stamp = super::group_stamp(pgid).expect("a stamp for a running leader");
+        assert!(super::group_alive(pgid, &stamp));
+        // Started later than this group: another one.
+        let (boot, start) = stamp.split_once('/').unwrap();
+        let later = format!("{boot}/{}", start.parse::<u64>().unwrap() + 1);
+        assert!(!super::group_alive(pgid, &later));
+        // Another boot, a malformed stamp, numbers that are no one's group.
+        assert!(!super::group_alive(pgid, &format!("x/{start}")));
+        assert!(!super::group_alive(pgid, "nonsense"));
+        assert!(!super::group_alive(1, &stamp));
+        assert!(!super::group_alive(0, &stamp));
+        super::kill_group(pgid);
+        child.wait().unwrap();
+        assert!(!super::group_alive(pgid, &stamp));
     }
 }

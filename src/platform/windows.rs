@@ -19,6 +19,18 @@ pub fn contain(cmd: Command) -> CommandWrap {
     wrap
 }
 
+/// Commands left running by an earlier protector are not recorded on Windows (see
+/// `unix.rs`): their Job Object is not kept across a restart of protector.
+pub fn group_stamp(_pid: u32) -> Option<String> {
+    None
+}
+
+pub fn group_alive(_pid: u32, _stamp: &str) -> bool {
+    false
+}
+
+pub fn kill_group(_pid: u32) {}
+
 /// Creation time: a heartbeat file replaced by another one is a change.
 pub fn file_identity(meta: &Metadata) -> (u64, u64) {
     (meta.creation_time(), 0)

@@ -255,6 +255,21 @@ pub fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// How many times target `name` of [`target`] was started.
+pub fn starts_of(sb: &Sandbox, name: &str) -> usize {
+    sb.lines("events")
+        .iter()
+        .filter(|l| *l == &format!("start {name}"))
+        .count()
+}
+
+/// A target whose start appends "start NAME" to `events`; `extra` adds settings.
+pub fn target(name: &str, extra: &str) -> String {
+    format!(
+        "  - name: {name}\n    heartbeat: {name}.beat\n    start: [sh, -c, 'echo start {name} >> events']\n{extra}"
+    )
+}
+
 /// Kills a process the test started through protector (cleanup).
 pub fn kill(pid: u32) {
     let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
