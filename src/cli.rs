@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{self, CommandLine, Config, Os, Target, duration::format as fmt_dur};
 use crate::daemon;
 use crate::logging::{self, LogFormat, LogOptions};
+use crate::schedule::Observation;
 
 const ABOUT: &str = "Restarts services whose heartbeat file has gone stale.";
 
@@ -349,6 +350,17 @@ fn check(path: &Path, os: Os) -> ExitCode {
                              exist: nothing can write this heartbeat yet",
                             t.name,
                             dir.display()
+                        );
+                    }
+                    if let (Observation::Present(print), _) =
+                        crate::heartbeat::observe(&t.heartbeat)
+                        && print.coarse
+                    {
+                        eprintln!(
+                            "{file}: warning: target {} ({}): {}",
+                            t.name,
+                            t.heartbeat.display(),
+                            crate::heartbeat::COARSE_ADVICE
                         );
                     }
                 }

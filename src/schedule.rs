@@ -56,12 +56,34 @@ pub fn later(at: Instant, d: Duration) -> Instant {
 
 /// What identifies one version of a heartbeat file: a touch, a write, or a replacement by a
 /// new file all change it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Fingerprint {
     pub mtime: Option<SystemTime>,
     pub len: u64,
     /// Device and inode on Unix, creation time on Windows.
     pub identity: (u64, u64),
+    /// The filesystem keeps file times in whole seconds (ext2/ext3 with small inodes, FAT,
+    /// some NFS servers): two changes within one second leave the same mtime.
+    pub coarse: bool,
+    /// On such a filesystem, a hash of a small file's content: a write within the same second
+    /// as the previous one still shows.
+    pub content: Option<u64>,
+}
+
+/// How far a coarse file time may be behind the change it records (FAT's two seconds).
+pub const COARSE_GRANULE: Duration = Duration::from_secs(2);
+
+impl Fingerprint {
+    /// The latest the file can have changed by `now`, per its mtime: a coarse time is
+    /// rounded down.
+    fn changed_by(&self, now: SystemTime) -> Option<SystemTime> {
+        let m = self.mtime?;
+        Some(if self.coarse {
+            m.checked_add(COARSE_GRANULE).unwrap_or(m).min(now).max(m)
+        } else {
+            m
+        })
+    }
 }
 
 /// A look at the heartbeat file. Missing and unreadable files are both "no heartbeat";
@@ -223,7 +245,7 @@ impl TargetState {
     pub fn start(rules: &Rules, obs: &Observation, now: Now) -> TargetState {
         let age = obs
             .fingerprint()
-            .and_then(|f| f.mtime)
+            .and_then(|f| f.changed_by(now.wall))
             .and_then(|m| now.wall.duration_since(m).ok());
         let (last_beat, deadline) = match age {
             Some(age) if age < rules.timeout => {
@@ -295,7 +317,8 @@ impl TargetState {
     }
 
     /// A heartbeat, if `obs` shows the file changed since the last look: dated by its mtime
-    /// when that is plausible (after the last look, not in the future), else now.
+    /// (the latest it can stand for, on a coarse filesystem) when that is plausible (after
+    /// the last look, not in the future), else now.
     fn take_beat(&mut self, rules: &Rules, obs: &Observation, now: Now) -> Option<Beat> {
         if *obs == Observation::Unknown {
             return None;
@@ -304,8 +327,9 @@ impl TargetState {
         let changed = seen.is_some() && seen != self.last_seen;
         let beat = changed.then(|| {
             let dated = seen
-                .and_then(|f| f.mtime)
-                .filter(|m| *m <= now.wall && *m > self.last_look.wall)
+                .and_then(|f| f.changed_by(now.wall))
+                .map(|m| m.min(now.wall))
+                .filter(|m| *m > self.last_look.wall)
                 .and_then(|m| now.wall.duration_since(m).ok())
                 .and_then(|ago| now.mono.checked_sub(ago))
                 .map_or(now.mono, |at| at.max(self.last_look.mono));
@@ -540,6 +564,7 @@ mod tests {
                 mtime: Some(mtime),
                 len: v,
                 identity: (1, 1),
+                ..Fingerprint::default()
             })
         }
         fn secs(&self, at: Instant) -> f64 {
@@ -777,6 +802,53 @@ mod tests {
         );
     }
 
+    /// A file on a filesystem with whole-second times, written at `secs` (rounded down), with
+    /// content `v`.
+    fn coarse(c: &Clock, secs: f64, v: u64) -> Observation {
+        let Observation::Present(mut f) = c.file(secs.floor(), 1) else {
+            unreachable!()
+        };
+        f.coarse = true;
+        f.content = Some(v);
+        Observation::Present(f)
+    }
+
+    #[test]
+    fn a_write_in_the_same_whole_second_is_seen_on_a_coarse_filesystem() {
+        let c = Clock::new();
+        let r = rules();
+        let mut st = TargetState::start(&r, &coarse(&c, 100.2, 1), c.at(100.4));
+        // Written again at 100.7: same mtime (100), new content.
+        let out = st.on_due(&r, &coarse(&c, 100.7, 2), c.at(110.4));
+        assert!(out.beat.is_some() && out.action.is_none());
+        // Unchanged content and time: stale.
+        let out = st.on_due(&r, &coarse(&c, 100.7, 2), c.at(st_secs(&c, &st)));
+        assert!(out.beat.is_none() && out.action.is_some());
+    }
+
+    fn st_secs(c: &Clock, st: &TargetState) -> f64 {
+        c.secs(st.deadline)
+    }
+
+    #[test]
+    fn a_coarse_file_time_is_read_as_the_latest_it_can_stand_for() {
+        let c = Clock::new();
+        let r = rules();
+        // At start-up: written at 100.9, recorded as 100; the deadline is not before 110.9.
+        let st = TargetState::start(&r, &coarse(&c, 100.9, 1), c.at(101.0));
+        assert_eq!(
+            st_secs(&c, &st),
+            111.0,
+            "100 + 2 s of rounding, capped at now"
+        );
+        let mut st = TargetState::start(&r, &coarse(&c, 90.0, 1), c.at(95.0));
+        assert_eq!(st_secs(&c, &st), 102.0, "90 + 2 s of rounding");
+        // A heartbeat recorded as 100 is dated 102 (not 100: restarting up to 2 s early
+        // would be worse than 2 s late).
+        st.on_due(&r, &coarse(&c, 100.5, 2), c.at(104.0));
+        assert_eq!(st_secs(&c, &st), 112.0);
+    }
+
     #[test]
     fn wall_clock_steps_neither_cause_nor_hide_restarts() {
         let c = Clock::new();
@@ -998,7 +1070,7 @@ mod properties {
             let mut last_touch: Option<Duration> = None;
             let file = |version: u64, touched: Option<Duration>| match touched {
                 None => Observation::Absent,
-                Some(t) => Observation::Present(Fingerprint { mtime: Some(wall0 + t), len: version, identity: (1, 1) }),
+                Some(t) => Observation::Present(Fingerprint { mtime: Some(wall0 + t), len: version, identity: (1, 1), ..Fingerprint::default() }),
             };
             let mut st = TargetState::start(&r, &file(version, last_touch), at(elapsed));
             let mut waits_since_beat: Vec<Duration> = Vec::new();

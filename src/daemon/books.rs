@@ -45,6 +45,8 @@ pub(super) struct Slot {
     pub running: Option<RunningCommand>,
     /// A command an earlier protector left running: its next command waits for it first.
     pub leftover: Option<RunningCommand>,
+    /// The heartbeat was seen on a filesystem with whole-second file times (said once).
+    pub coarse_said: bool,
 }
 
 impl Slot {
@@ -63,8 +65,9 @@ impl Slot {
             short_tries: 0,
             running: None,
             leftover: None,
+            coarse_said: false,
         };
-        slot.note_error(err);
+        slot.note_look(&obs, err);
         slot
     }
 
@@ -80,7 +83,27 @@ impl Slot {
             .restore(&self.rules, consecutive, total, None, now.mono);
     }
 
-    pub fn note_error(&mut self, err: Option<String>) {
+    /// Logs what a look tells an operator: why the file could not be read (each new reason
+    /// once), that its filesystem keeps whole-second times (once).
+    pub fn note_look(&mut self, obs: &Observation, err: Option<String>) {
+        if let Observation::Present(print) = obs
+            && print.coarse
+            && !self.coarse_said
+        {
+            self.coarse_said = true;
+            warn!(
+                target = %self.target.name,
+                event = "heartbeat_coarse_times",
+                heartbeat = %self.target.heartbeat.display(),
+                hashed = print.content.is_some(),
+                "{}",
+                crate::heartbeat::COARSE_ADVICE
+            );
+        }
+        self.note_error(err);
+    }
+
+    fn note_error(&mut self, err: Option<String>) {
         if err.is_some() && err != self.last_error {
             warn!(
                 target = %self.target.name,

@@ -211,7 +211,7 @@ impl Daemon {
         self.books.observations += 1;
         let now = self.now();
         let slot = &mut self.slots[i];
-        slot.note_error(look.1);
+        slot.note_look(&look.0, look.1);
         if slot.state.still_stale(&slot.rules, &look.0, now) {
             return true;
         }

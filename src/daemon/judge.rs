@@ -52,7 +52,7 @@ impl Daemon {
         // commands at once never delays the detection of the last one.
         let mut to_run = Vec::new();
         for (&i, (obs, err)) in due.iter().zip(looks) {
-            self.slots[i].note_error(err);
+            self.slots[i].note_look(&obs, err);
             match self.contained(i, "judging the heartbeat", |d| d.on_due(i, &obs, now)) {
                 Some(Some(cmd)) => to_run.push((i, cmd)),
                 Some(None) => self.agenda.push(self.slots[i].state.deadline, i),

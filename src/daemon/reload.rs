@@ -169,7 +169,7 @@ impl Daemon {
                         // New settings, new timing (startup grace); the counts carry over.
                         let (obs, err) = looks.next().expect("looked above");
                         slot.start_over(&obs, now);
-                        slot.note_error(err);
+                        slot.note_look(&obs, err);
                     }
                     info!(target = %slot.target.name, event = "target_changed", "settings changed; applied");
                     slot

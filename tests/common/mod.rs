@@ -5,8 +5,9 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 use tempfile::TempDir;
@@ -253,6 +254,45 @@ pub fn alive(pid: u32) -> bool {
             !state.starts_with('Z') && !state.starts_with('X')
         })
         .unwrap_or(false)
+}
+
+/// Writes to a heartbeat file every 200 ms (ignoring failures, e.g. while its directory is
+/// gone) until dropped.
+pub struct Toucher {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Toucher {
+    pub fn new(path: PathBuf) -> Toucher {
+        Toucher::with(move || {
+            let _ = std::fs::write(&path, format!("{:?}", SystemTime::now()));
+        })
+    }
+
+    pub fn with(mut beat: impl FnMut() + Send + 'static) -> Toucher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                beat();
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        Toucher {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Toucher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// How many times target `name` of [`target`] was started.

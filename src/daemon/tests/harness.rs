@@ -98,6 +98,7 @@ impl Looker for Fake {
                             mtime: Some(self.base_wall + mtime),
                             len: version,
                             identity: (1, 1),
+                            ..Fingerprint::default()
                         }),
                         None,
                     ),

@@ -70,8 +70,8 @@ def heartbeat_path():
 
 def beat(path=None):
     """
-    Touch this minion's heartbeat file (creating it, and its directory, when missing), so
-    protector knows the minion still answers its master.
+    Write the time into this minion's heartbeat file (creating it, and its directory, when
+    missing), so protector knows the minion still answers its master.
 
     path
         Another heartbeat file to touch (default: the salt-minion target's).
@@ -84,11 +84,14 @@ def beat(path=None):
     directory = os.path.dirname(path)
     if directory:
         os.makedirs(directory, mode=0o755, exist_ok=True)
-    # Never follow a symlink planted where the heartbeat should be.
-    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    # Never follow a symlink planted where the heartbeat should be. The time is written, not
+    # only the file touched: on a filesystem with whole-second file times (ext3, FAT, some
+    # NFS) protector tells two beats in the same second apart by the content.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(path, flags, 0o644)
     try:
         now = time.time()
+        os.write(fd, ("%.6f\n" % now).encode())
         os.utime(fd if os.utime in os.supports_fd else path, (now, now))
     finally:
         os.close(fd)
