@@ -38,36 +38,30 @@ pub fn resolve(raw: &RawConfig, os: Os, env: EnvLookup<'_>) -> Result<Config, Ve
             ));
         }
     }
-    // Each target resolves on its own: in parallel (a config of 10,000 targets is checked
-    // in a fraction of the time), results and problems kept in the file's order.
-    let resolved: Vec<(Option<Target>, Vec<Problem>)> = raw
-        .targets
-        .par_iter()
-        .enumerate()
-        .map(|(i, target)| {
-            let mut layers = Vec::with_capacity(6);
-            push_os_layers(
-                &mut layers,
-                format!("/targets/{i}"),
-                target.os.as_deref(),
-                os,
-            );
-            layers.push((format!("/targets/{i}"), &target.settings));
-            if let Some(defaults) = &raw.defaults {
-                push_os_layers(&mut layers, "/defaults".into(), defaults.os.as_deref(), os);
-                layers.push(("/defaults".into(), &defaults.settings));
-            }
-            let layered = Layered {
-                layers,
-                target_ptr: format!("/targets/{i}"),
-                name: &target.name,
-                os,
-            };
-            let mut found = Vec::new();
-            let t = layered.resolve(env, &mut found);
-            (t, found)
-        })
-        .collect();
+    // Each target resolves on its own, results and problems kept in the file's order.
+    let resolved: Vec<(Option<Target>, Vec<Problem>)> = map_targets(&raw.targets, |i, target| {
+        let mut layers = Vec::with_capacity(6);
+        push_os_layers(
+            &mut layers,
+            format!("/targets/{i}"),
+            target.os.as_deref(),
+            os,
+        );
+        layers.push((format!("/targets/{i}"), &target.settings));
+        if let Some(defaults) = &raw.defaults {
+            push_os_layers(&mut layers, "/defaults".into(), defaults.os.as_deref(), os);
+            layers.push(("/defaults".into(), &defaults.settings));
+        }
+        let layered = Layered {
+            layers,
+            target_ptr: format!("/targets/{i}"),
+            name: &target.name,
+            os,
+        };
+        let mut found = Vec::new();
+        let t = layered.resolve(env, &mut found);
+        (t, found)
+    });
     for (t, found) in resolved {
         problems.extend(found);
         targets.extend(t);
@@ -96,6 +90,26 @@ pub fn resolve(raw: &RawConfig, os: Os, env: EnvLookup<'_>) -> Result<Config, Ve
     } else {
         Err(problems)
     }
+}
+
+/// Configs with at least this many targets are resolved in parallel.
+const PARALLEL_FROM: usize = 256;
+
+/// `f` over `items` in order: in parallel for a large config (10,000 targets are checked in
+/// a fraction of the time), on a pool made for the occasion. Where no threads can be made (a
+/// tasks limit: TasksMax, pids.max), one by one: never a panic, as rayon's global pool gives.
+fn map_targets<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &T) -> R + Sync) -> Vec<R> {
+    if items.len() >= PARALLEL_FROM {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(std::thread::available_parallelism().map_or(2, |n| n.get().min(8)))
+            .thread_name(|i| format!("protector-config-{i}"))
+            .stack_size(256 * 1024)
+            .build();
+        if let Ok(pool) = pool {
+            return pool.install(|| items.par_iter().enumerate().map(|(i, t)| f(i, t)).collect());
+        }
+    }
+    items.iter().enumerate().map(|(i, t)| f(i, t)).collect()
 }
 
 /// Expands a path for `os`; with no environment (another OS) it is kept as written.

@@ -90,7 +90,23 @@ impl Sandbox {
 
     /// `spawn` with extra environment variables.
     pub fn spawn_env(&self, args: &[&str], env: &[(&str, &str)]) -> Running {
-        let mut child = Command::new(bin())
+        self.spawn_through(&[], args, env)
+    }
+
+    /// `spawn` with protector's command line appended to `wrapper` (a program that sets
+    /// something up, then runs it).
+    pub fn spawn_through(&self, wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Running {
+        let bin = bin();
+        let (program, first): (&std::ffi::OsStr, &[&str]) = match wrapper {
+            [program, rest @ ..] => (program.as_ref(), rest),
+            [] => (bin.as_os_str(), &[]),
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(first);
+        if !wrapper.is_empty() {
+            cmd.arg(&bin);
+        }
+        let mut child = cmd
             .envs(env.iter().copied())
             .args(["--log-format", "json", "-v"])
             .args(args)
