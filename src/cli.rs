@@ -1,7 +1,6 @@
 //! Command line: `run` (default), `check`, `schema`, and the original positional form
 //! `protector FILE STOP_CMD START_CMD TIMEOUT_SECS`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -91,6 +90,10 @@ struct Global {
     /// Log format.
     #[arg(long, value_enum, default_value_t, global = true)]
     log_format: LogFormat,
+    /// Running as root, accept a config file (or a directory protector writes into) that
+    /// another user could change. Without it such a file is refused (see SECURITY.md).
+    #[arg(long, global = true)]
+    no_strict_modes: bool,
 }
 
 /// Options of the watchdog itself (`run`, `--config`, the positional form).
@@ -163,6 +166,9 @@ enum Command {
 pub fn main() -> ExitCode {
     crate::platform::tune_memory();
     let cli = Cli::parse();
+    if cli.global.no_strict_modes {
+        crate::perms::relax();
+    }
     let log = |run: &RunOpts| LogOptions {
         verbosity: cli.global.verbose as i8 - cli.global.quiet as i8,
         format: cli.global.log_format,
@@ -253,10 +259,12 @@ pub fn legacy_target(args: &[String]) -> Result<Target, String> {
         os: Os::host(),
     };
     let heartbeat = PathBuf::from(file);
-    let name = heartbeat
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| file.clone());
+    let name = config::raw::safe_name(
+        &heartbeat
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| file.clone()),
+    );
     let mut target = Target::new(&name, heartbeat, timeout, shell(start));
     target.stop = Some(shell(stop));
     Ok(target)
@@ -274,7 +282,7 @@ fn run_config(path: &Path, log: &LogOptions, dry_run: bool) -> ExitCode {
     match config::load(path, Os::host()) {
         Ok(config) => run_watchdog(config, path, Some(path.to_path_buf()), log, dry_run, inbox),
         Err(e) => {
-            eprint!("{e}");
+            crate::text::print_stderr(&e.to_string());
             ExitCode::from(1)
         }
     }
@@ -327,13 +335,65 @@ fn status(config: Option<PathBuf>, state_file: Option<PathBuf>, json: bool) -> E
                 }
             },
             Err(e) => {
-                eprint!("{e}");
+                crate::text::print_stderr(&e.to_string());
                 return ExitCode::from(1);
             }
         },
         (None, None) => unreachable!("clap requires one of them"),
     };
     crate::status::run(&path, json)
+}
+
+/// How long `check` waits for the heartbeats' filesystems to answer its looks.
+const CHECK_LOOKS_WITHIN: Duration = Duration::from_secs(5);
+
+/// What `check` says about the heartbeats' places on this machine: a missing directory, one
+/// any user can write, whole-second file times. Looked at on a thread of its own and waited
+/// for a bounded time, so a filesystem that never answers cannot hang `check` (which the
+/// systemd unit runs before protector starts).
+fn heartbeat_warnings(config: &Config) -> Vec<String> {
+    let targets: Vec<(String, PathBuf)> = config
+        .targets
+        .iter()
+        .filter(|t| t.enabled)
+        .map(|t| (t.name.clone(), t.heartbeat.clone()))
+        .collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let looked = std::thread::Builder::new()
+        .name("protector-check".into())
+        .spawn(move || {
+            let mut out = Vec::new();
+            for (name, beat) in targets {
+                if let Some(dir) = crate::heartbeat::missing_dir(&beat) {
+                    out.push(format!(
+                        "target {name}: the heartbeat's directory {} does not exist: nothing can \
+                         write this heartbeat yet",
+                        dir.display()
+                    ));
+                }
+                if let Some(reason) = crate::perms::heartbeat_exposure(&beat) {
+                    out.push(format!("target {name}: {reason}"));
+                }
+                if let (Observation::Present(print), _) = crate::heartbeat::observe(&beat)
+                    && print.coarse
+                {
+                    out.push(format!(
+                        "target {name} ({}): {}",
+                        beat.display(),
+                        crate::heartbeat::COARSE_ADVICE
+                    ));
+                }
+            }
+            let _ = tx.send(out);
+        });
+    match looked.map(|_| rx.recv_timeout(CHECK_LOOKS_WITHIN)) {
+        Ok(Ok(warnings)) => warnings,
+        _ => vec![format!(
+            "the heartbeats' directories could not all be looked at within {}s (a filesystem \
+             that does not answer?): what they would show is left out",
+            CHECK_LOOKS_WITHIN.as_secs()
+        )],
+    }
 }
 
 fn check(path: &Path, os: Os) -> ExitCode {
@@ -343,32 +403,14 @@ fn check(path: &Path, os: Os) -> ExitCode {
             print_stdout(&describe(&file, &config));
             // Only this machine's directories can be looked at.
             if config.os == Os::host() {
-                for t in config.targets.iter().filter(|t| t.enabled) {
-                    if let Some(dir) = crate::heartbeat::missing_dir(&t.heartbeat) {
-                        eprintln!(
-                            "{file}: warning: target {}: the heartbeat's directory {} does not \
-                             exist: nothing can write this heartbeat yet",
-                            t.name,
-                            dir.display()
-                        );
-                    }
-                    if let (Observation::Present(print), _) =
-                        crate::heartbeat::observe(&t.heartbeat)
-                        && print.coarse
-                    {
-                        eprintln!(
-                            "{file}: warning: target {} ({}): {}",
-                            t.name,
-                            t.heartbeat.display(),
-                            crate::heartbeat::COARSE_ADVICE
-                        );
-                    }
+                for warning in heartbeat_warnings(&config) {
+                    crate::text::print_stderr(&format!("{file}: warning: {warning}\n"));
                 }
             }
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprint!("{e}");
+            crate::text::print_stderr(&e.to_string());
             ExitCode::from(1)
         }
     }
@@ -452,5 +494,5 @@ pub fn describe(file: &str, config: &Config) -> String {
 
 /// Prints to stdout; a closed pipe (`protector schema | head`) is not an error.
 fn print_stdout(text: &str) {
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    crate::text::print_stdout(text);
 }

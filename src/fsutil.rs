@@ -1,10 +1,35 @@
-//! Writing files that other programs read while protector runs (state, metrics): always
-//! through a temporary file in the same directory and a rename, so a reader sees the old
-//! version or the new one, never half of one. A missing directory is created (when a write
-//! finds it gone, so an ordinary write costs no extra look).
+//! Creating protector's own files safely, and writing files that other programs read while
+//! protector runs (state, metrics) always through a temporary file in the same directory and
+//! a rename, so a reader sees the old version or the new one, never half of one. A missing
+//! directory is created (when a write finds it gone, so an ordinary write costs no extra
+//! look).
+//!
+//! protector runs as root: a file it creates is never opened through a symlink (a user who
+//! can write the directory could otherwise point it at /etc/shadow), and a temporary file has
+//! a name no one can guess and must not exist yet.
 
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+/// Options that refuse a symlink as the last part of the path and give a created file
+/// `mode` (Unix; on Windows only what std does).
+pub fn no_follow(mode: u32) -> OpenOptions {
+    #[cfg_attr(not(unix), allow(unused_mut))]
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    options
+}
+
+/// Mode of the state and metrics files: readable by monitoring tools, written by root.
+pub const SHARED_MODE: u32 = 0o644;
 
 /// Writes `path` through a temporary sibling and a rename; `fill` writes the contents
 /// (buffered, so large files are never built in memory first).
@@ -13,11 +38,17 @@ pub fn write_atomically(
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let tmp = temp_sibling(path);
+    let create = || {
+        no_follow(SHARED_MODE)
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+    };
     let result = (|| {
-        let file = match std::fs::File::create(&tmp) {
+        let file = match create() {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 create_parent(path)?;
-                std::fs::File::create(&tmp)?
+                create()?
             }
             other => other?,
         };
@@ -42,11 +73,30 @@ pub fn create_parent(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// `.NAME.tmp-PID-RANDOM`: the pid says whose it is, the random part makes it unguessable.
 fn temp_sibling(path: &Path) -> PathBuf {
-    path.with_file_name(format!("{}{}", temp_prefix(path), std::process::id()))
+    path.with_file_name(format!(
+        "{}{}-{:016x}",
+        temp_prefix(path),
+        std::process::id(),
+        random()
+    ))
 }
 
-/// `.NAME.tmp-`: the temporary siblings of `path` start with this, then a pid.
+/// 64 unpredictable bits: std seeds each `RandomState` from the OS's random source.
+pub fn random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+/// `.NAME.tmp-`: the temporary siblings of `path` start with this, then a pid (and, since
+/// they are random, a dash and 16 hex digits).
 fn temp_prefix(path: &Path) -> String {
     let name = path
         .file_name()
@@ -71,9 +121,19 @@ pub fn remove_stale_temps(path: &Path) -> usize {
     let mut removed = 0;
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
             continue;
         };
+        let pid = match rest.split_once('-') {
+            Some((pid, random))
+                if random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                pid
+            }
+            Some(_) => continue,
+            None => rest,
+        };
+        // Regular files only: a symlink of that name is someone else's doing, left alone.
         let is_file = entry.file_type().is_ok_and(|t| t.is_file());
         if is_file
             && !pid.is_empty()

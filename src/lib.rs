@@ -16,6 +16,7 @@ pub(crate) mod heartbeat;
 pub(crate) mod lock;
 pub(crate) mod logging;
 pub(crate) mod metrics;
+pub(crate) mod perms;
 pub(crate) mod platform;
 pub(crate) mod schedule;
 #[cfg(windows)]
@@ -23,3 +24,4 @@ pub(crate) mod service;
 pub(crate) mod state;
 pub(crate) mod status;
 pub(crate) mod systemd;
+pub(crate) mod text;

@@ -2,7 +2,7 @@
 //! when the process dies however it dies, so a lock file left behind by a crash never blocks a
 //! new start. The holder's pid is written into the file for the "already running" message.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
@@ -21,13 +21,34 @@ pub fn acquire(path: &Path) -> anyhow::Result<InstanceLock> {
             path.display()
         )
     })?;
-    let mut file = OpenOptions::new()
+    if crate::perms::enforced()
+        && let Some(reason) = path.parent().and_then(crate::perms::exposure)
+    {
+        anyhow::bail!(
+            "lock file {}: {}",
+            path.display(),
+            crate::perms::refusal(&reason)
+        );
+    }
+    // Never through a symlink, never truncated before it is known to be ours.
+    let mut file = crate::fsutil::no_follow(0o644)
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(path)
-        .map_err(|e| anyhow::anyhow!("cannot open lock file {}: {e}", path.display()))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open lock file {}: {}",
+                path.display(),
+                if is_symlink_refusal(&e) {
+                    "it is a symbolic link (a lock file is never opened through one)".into()
+                } else {
+                    e.to_string()
+                }
+            )
+        })?;
+    check_ours(&file, path)?;
     match file.try_lock() {
         Ok(()) => {
             let _ = file.set_len(0);
@@ -56,6 +77,45 @@ pub fn acquire(path: &Path) -> anyhow::Result<InstanceLock> {
     }
 }
 
+/// ELOOP is how O_NOFOLLOW refuses a symlink.
+fn is_symlink_refusal(e: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        e.raw_os_error() == Some(libc::ELOOP)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = e;
+        false
+    }
+}
+
+/// A lock file must be a regular file of protector's own user: one made by someone else
+/// (to keep protector from starting, or to have root write into it) is an error naming them.
+fn check_ours(file: &File, path: &Path) -> anyhow::Result<()> {
+    let meta = file
+        .metadata()
+        .map_err(|e| anyhow::anyhow!("cannot look at lock file {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        anyhow::bail!("lock file {} is not a regular file", path.display());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid cannot fail and touches no memory.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me {
+            anyhow::bail!(
+                "lock file {} belongs to {}, not to protector's user (uid {me}): someone else \
+                 made it; remove it if that is not expected, or set lock_file",
+                path.display(),
+                crate::perms::user_name(meta.uid())
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Is a protector holding the lock at `path` right now?
 pub fn is_held(path: &Path) -> bool {
     let Ok(file) = File::open(path) else {
@@ -65,22 +125,64 @@ pub fn is_held(path: &Path) -> bool {
 }
 
 /// The lock used when the config names none: beside the state file when there is one,
-/// otherwise in the temp directory, named after `key` (the config file, or the heartbeat file
-/// of the positional form) so protectors on different configs do not exclude each other.
+/// otherwise in protector's runtime directory ([`runtime_dir`]), named after `key` (the
+/// config file, or the heartbeat file of the positional form) so protectors on different
+/// configs do not exclude each other. The key is the path as named, with its directories
+/// resolved but not a symlink at its end: re-pointing `current.yaml` at another file does not
+/// make room for a second protector on the same name.
 pub fn default_path(state_file: Option<&Path>, key: &Path) -> PathBuf {
     if let Some(state) = state_file {
         let mut name = state.as_os_str().to_owned();
         name.push(".lock");
         return PathBuf::from(name);
     }
-    let absolute = std::fs::canonicalize(key)
-        .or_else(|_| std::path::absolute(key))
-        .unwrap_or_else(|_| key.to_path_buf());
+    let absolute = std::path::absolute(key).unwrap_or_else(|_| key.to_path_buf());
+    let absolute = match (absolute.parent(), absolute.file_name()) {
+        (Some(dir), Some(name)) => std::fs::canonicalize(dir)
+            .map(|d| d.join(name))
+            .unwrap_or(absolute),
+        _ => absolute,
+    };
     // FNV-1a: stable across builds and platforms, unlike std's hasher.
     let mut hash: u64 = 0xcbf29ce484222325;
     for b in absolute.to_string_lossy().bytes() {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x100000001b3);
     }
-    std::env::temp_dir().join(format!("protector-{hash:016x}.lock"))
+    runtime_dir().join(format!("protector-{hash:016x}.lock"))
+}
+
+/// Where protector keeps files that only matter while it runs: `/run/protector` for root on
+/// Linux (systemd's `RuntimeDirectory=protector` makes it; protector does too, root's and
+/// 0755), `$XDG_RUNTIME_DIR/protector` for another user (else `~/.local/state/protector`),
+/// `%ProgramData%\protector` on Windows. Never a directory any user can write, like /tmp,
+/// where anyone could take the name first.
+pub fn runtime_dir() -> PathBuf {
+    #[cfg(windows)]
+    {
+        let data = std::env::var_os("ProgramData").unwrap_or_else(|| r"C:\ProgramData".into());
+        PathBuf::from(data).join("protector")
+    }
+    #[cfg(not(windows))]
+    {
+        if crate::perms::is_root() {
+            return PathBuf::from(if cfg!(target_os = "linux") {
+                "/run/protector"
+            } else {
+                "/var/run/protector"
+            });
+        }
+        let var = |name| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        if let Some(dir) = var("XDG_RUNTIME_DIR") {
+            return dir.join("protector");
+        }
+        if let Some(home) = var("HOME") {
+            return home.join(".local/state/protector");
+        }
+        std::env::temp_dir().join(format!("protector-{}", unsafe { libc::geteuid() }))
+    }
 }

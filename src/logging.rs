@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use tracing::Level;
+use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -55,6 +56,11 @@ pub fn init(opts: &LogOptions) -> Result<()> {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("."), PathBuf::from);
+        if crate::perms::enforced()
+            && let Some(reason) = crate::perms::exposure(&dir)
+        {
+            anyhow::bail!(crate::perms::refusal(&reason));
+        }
         let prefix = path
             .file_name()
             .context("--log-file needs a file name")?
@@ -79,7 +85,22 @@ where
         .with_target(false)
         .with_ansi(false);
     match format {
-        LogFormat::Text => base.boxed(),
+        // Every value escaped (JSON escapes by itself): a path, an error or a command's output
+        // with a line break or a terminal escape cannot forge a log line.
+        LogFormat::Text => base
+            .fmt_fields(
+                tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+                    let text = format!("{value:?}");
+                    let text = crate::text::clean(&text);
+                    if field.name() == "message" {
+                        write!(w, "{text}")
+                    } else {
+                        write!(w, "{field}={text}")
+                    }
+                })
+                .delimited(" "),
+            )
+            .boxed(),
         LogFormat::Json => base.json().flatten_event(true).boxed(),
     }
 }
@@ -179,10 +200,30 @@ fn path_of(dir: &std::path::Path, prefix: &str, day: &str) -> PathBuf {
     dir.join(format!("{prefix}.{day}"))
 }
 
-/// Opens a log file for appending, creating it (and its directory) when missing.
+/// Mode of log files: they hold command output, which may hold secrets.
+const LOG_MODE: u32 = 0o600;
+
+/// Opens a log file for appending, creating it (and its directory) when missing: never
+/// through a symlink, only a regular file, readable by its owner only (a file of an older
+/// version is made so too).
 fn create(path: &std::path::Path) -> std::io::Result<File> {
     crate::fsutil::create_parent(path)?;
-    File::options().create(true).append(true).open(path)
+    let file = crate::fsutil::no_follow(LOG_MODE)
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(LOG_MODE))?;
+        }
+    }
+    Ok(file)
 }
 
 /// One formatted event, handed to the file in one write.

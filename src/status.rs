@@ -2,7 +2,6 @@
 //! Exit status 0 only when protector is running and every enabled target is watching normally,
 //! so it works in scripts and monitoring checks.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -53,7 +52,7 @@ pub fn run(state_path: &Path, json: bool) -> ExitCode {
     } else {
         table(&file, running, now)
     };
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    crate::text::print_stdout(&text);
     if healthy {
         ExitCode::SUCCESS
     } else {

@@ -108,6 +108,11 @@ pub fn load(path: &Path, os: Os) -> Result<Config, ConfigError> {
         problems: vec![(Problem::new("", message), at)],
     };
     let single = |message: String| located(message, None);
+    if crate::perms::enforced()
+        && let Some(reason) = crate::perms::exposure(path)
+    {
+        return Err(single(crate::perms::refusal(&reason)));
+    }
     let meta =
         std::fs::metadata(path).map_err(|e| single(format!("cannot read config file: {e}")))?;
     if !meta.is_file() {
@@ -157,6 +162,37 @@ pub fn load(path: &Path, os: Os) -> Result<Config, ConfigError> {
             if p.is_relative() {
                 *p = dir.join(&*p);
             }
+        }
+    }
+    if on_host && crate::perms::enforced() {
+        let files = &config.files;
+        let exposed: Vec<Problem> = [
+            ("state_file", &files.state_file),
+            ("metrics_file", &files.metrics_file),
+            ("lock_file", &files.lock_file),
+        ]
+        .into_iter()
+        .filter_map(|(key, p)| {
+            let dir = p.as_deref()?.parent()?;
+            let reason = crate::perms::exposure(dir)?;
+            Some(Problem::new(
+                format!("/{key}"),
+                crate::perms::refusal(&reason),
+            ))
+        })
+        .collect();
+        if !exposed.is_empty() {
+            let positions = PositionMap::build(&text);
+            return Err(ConfigError {
+                file,
+                problems: exposed
+                    .into_iter()
+                    .map(|p| {
+                        let pos = positions.find(&p.pointer);
+                        (p, pos)
+                    })
+                    .collect(),
+            });
         }
     }
     Ok(config)

@@ -51,8 +51,11 @@ pub struct RawDefaults {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTarget {
-    /// Unique name, used in logs and in the commands' environment (PROTECTOR_TARGET).
-    #[schemars(length(min = 1))]
+    /// Unique name, used in logs and in the commands' environment (PROTECTOR_TARGET):
+    /// letters, digits, spaces and `. _ - @ : / +` (nothing that could forge a log line or
+    /// reach a terminal as an escape), at most 200 characters, starting with a letter, digit
+    /// or sign.
+    #[schemars(length(min = 1, max = 200), regex(pattern = NAME_PATTERN))]
     pub name: String,
     #[serde(flatten)]
     pub settings: Settings,
@@ -143,6 +146,33 @@ pub enum DurationSpec {
 }
 
 /// Pattern for duration strings; kept in sync with `super::duration::parse`.
+/// What a target name may hold: letters (of any script, with their marks), digits, spaces
+/// and `. _ - @ : / +`; never a control or formatting character (line breaks, terminal
+/// escapes, bidirectional overrides).
+pub const NAME_PATTERN: &str = r"^[\p{L}\p{N}._@:/+-][\p{L}\p{M}\p{N}._@:/+ -]*$";
+
+/// `text` made a valid target name: each character a name may not hold becomes `_` (the
+/// positional form names its target after the heartbeat file).
+pub fn safe_name(text: &str) -> String {
+    let mut name: String = text
+        .chars()
+        .take(200)
+        .map(|c| {
+            if c.is_alphanumeric() || "._@:/+- ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() || !name.starts_with(|c: char| c.is_alphanumeric() || "._@:/+-".contains(c))
+    {
+        name.insert(0, '_');
+        name.truncate(200);
+    }
+    name
+}
+
 pub const DURATION_PATTERN: &str =
     r"^\s*([0-9]+(\.[0-9]+)?\s*(ms|s|m|h|d)\s*)+$|^\s*[0-9]+(\.[0-9]+)?\s*$";
 
@@ -187,5 +217,76 @@ impl JsonSchema for CommandSpec {
             "minItems": 1,
             "items": { "type": "string" }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_name;
+    use crate::config::{Os, parse_str};
+
+    fn check_name(name: &str) -> Result<(), String> {
+        // Double-quoted YAML with every character outside printable ASCII escaped, so the
+        // name (not the YAML parser) is what is judged.
+        let quoted: String = name
+            .chars()
+            .map(|c| match c {
+                '"' | '\\' => format!("\\{c}"),
+                ' '..='~' => c.to_string(),
+                c if (c as u32) < 0x10000 => format!("\\u{:04x}", c as u32),
+                c => format!("\\U{:08x}", c as u32),
+            })
+            .collect();
+        let yaml = format!(
+            "targets:\n  - name: \"{quoted}\"\n    heartbeat: /run/x\n    timeout: 5m\n    start: 'true'\n"
+        );
+        parse_str(&yaml, "t.yaml", Os::Linux, None)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn names_hold_nothing_that_could_forge_a_line_or_reach_a_terminal() {
+        for good in [
+            "salt-minion",
+            "web 01",
+            "mínion été",
+            "backup@db:5432",
+            "a/b+c.d_e",
+        ] {
+            assert_eq!(check_name(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "svc\nINFO forged",
+            "svc\u{1b}[2J",
+            "svc\u{202e}gnp.exe",
+            "\tsvc",
+            " svc",
+            "svc\r",
+            "svc\u{7f}",
+            "",
+        ] {
+            let err = check_name(bad).expect_err(bad);
+            assert!(err.contains("targets[0].name"), "{err}");
+            assert!(!err.chars().any(|c| c.is_control() && c != '\n'), "{err:?}");
+        }
+        assert!(check_name(&"x".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn a_name_made_from_a_file_name_is_always_valid() {
+        for file in [
+            "htrd_minion_alived",
+            "mínion alive ✓.beat",
+            "a\nb\u{1b}",
+            " lead",
+            "\u{301}mark first",
+            "",
+            &"é".repeat(300),
+        ] {
+            let name = safe_name(file);
+            assert_eq!(check_name(&name), Ok(()), "{file:?} -> {name:?}");
+        }
+        assert_eq!(safe_name("htrd_minion_alived"), "htrd_minion_alived");
     }
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::Problem;
 use super::position::escape;
-use super::raw::{DURATION_PATTERN, RawConfig};
+use super::raw::{DURATION_PATTERN, NAME_PATTERN, RawConfig};
 
 /// The schema as JSON.
 pub fn schema() -> &'static Value {
@@ -93,6 +93,16 @@ pub fn validate(document: &Value) -> Vec<Problem> {
             ValidationErrorKind::Required { property } => {
                 let key = property.as_str().unwrap_or_default();
                 problems.push(Problem::new(at, format!("missing required key `{key}`")));
+            }
+            ValidationErrorKind::Pattern { pattern } if pattern == NAME_PATTERN => {
+                problems.push(Problem::new(
+                    at,
+                    format!(
+                        "{} is not a valid name: use letters, digits, spaces and . _ - @ : / + \
+                         (not starting with a space or a mark)",
+                        crate::text::clean(&instance.to_string())
+                    ),
+                ));
             }
             ValidationErrorKind::Pattern { pattern } if pattern == DURATION_PATTERN => {
                 problems.push(Problem::new(

@@ -131,6 +131,13 @@ impl Daemon {
             if *obs == Observation::Absent && err.is_none() {
                 warn_missing_dir(t);
             }
+            // Only where the look answered: the directory of a file on a filesystem that does
+            // not answer would hold up the loop.
+            if *obs != Observation::Unknown
+                && let Some(reason) = crate::perms::heartbeat_exposure(&t.heartbeat)
+            {
+                warn!(target = %t.name, event = "heartbeat_exposed", heartbeat = %t.heartbeat.display(), "{reason}");
+            }
         }
         let mut looks = looks.into_iter();
 

@@ -1,0 +1,306 @@
+//! Who may change what protector trusts. protector runs as root and runs the commands of its
+//! config as root, so (like sshd's StrictModes) a config file, or a directory protector
+//! writes its own files into, that another user could change is refused when running as
+//! root: the file, and every directory above it, must belong to root (or protector's own
+//! user) and not be writable by group or others. A directory writable by all but with the
+//! sticky bit and owned by root (like /tmp) is fine above an entry owned by root: no one else
+//! can replace that entry. `--no-strict-modes` turns the refusal off.
+//!
+//! Heartbeat files are another matter: other programs write them, so their place is only
+//! warned about (see [`heartbeat_exposure`]).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static RELAXED: AtomicBool = AtomicBool::new(false);
+
+/// `--no-strict-modes`: say what is wrong, but do not refuse.
+pub fn relax() {
+    RELAXED.store(true, Ordering::Relaxed);
+}
+
+/// Are the checks enforced: running as root (Unix), and not relaxed?
+pub fn enforced() -> bool {
+    is_root() && !RELAXED.load(Ordering::Relaxed)
+}
+
+pub fn is_root() -> bool {
+    #[cfg(unix)]
+    {
+        // SAFETY: geteuid cannot fail and touches no memory.
+        unsafe { libc::geteuid() == 0 }
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
+}
+
+/// Why another user could change `path` (a file protector trusts, or a directory it writes
+/// into), or `None` when no one but root (or protector's user) can. Both the path as given
+/// and the file a symlink on it leads to are checked, each from the root down. Parts that
+/// do not exist yet are not looked at (protector creates them itself).
+pub fn exposure(path: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        let given = std::path::absolute(path).ok()?;
+        let resolved = std::fs::canonicalize(&given).ok();
+        unix::chain(&given).or_else(|| resolved.and_then(|r| unix::chain(&r)))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+/// The refusal, from what [`exposure`] found.
+pub fn refusal(reason: &str) -> String {
+    format!(
+        "{reason}: another user could make protector (running as root) do what they want; \
+         make it and the directories above it belong to root and not writable by group or \
+         others (chown root, chmod go-w), or start protector with --no-strict-modes"
+    )
+}
+
+/// Why any user could plant, keep fresh or remove the heartbeat at `path`: its directory is
+/// writable by all (with or without the sticky bit, like /tmp), or the file itself is.
+/// `None` when that is not so, or cannot be told (the directory does not exist).
+pub fn heartbeat_exposure(path: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        unix::heartbeat(path)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+#[cfg(unix)]
+mod unix {
+    use std::os::unix::fs::MetadataExt;
+    use std::path::{Component, Path, PathBuf};
+
+    const STICKY: u32 = 0o1000;
+
+    /// The first entry on the way from `/` to `path` (absolute) that another user could
+    /// change.
+    pub fn chain(path: &Path) -> Option<String> {
+        // SAFETY: geteuid cannot fail and touches no memory.
+        let me = unsafe { libc::geteuid() };
+        let mut at = PathBuf::new();
+        for part in path.components() {
+            match part {
+                Component::CurDir => continue,
+                Component::ParentDir => {
+                    at.pop();
+                    continue;
+                }
+                _ => at.push(part),
+            }
+            let Ok(meta) = std::fs::symlink_metadata(&at) else {
+                // Not there yet: protector makes the rest.
+                return None;
+            };
+            if let Some(r) = entry(&at, &meta, me) {
+                return Some(r);
+            }
+        }
+        None
+    }
+
+    fn sticky_root(meta: &std::fs::Metadata) -> bool {
+        meta.is_dir() && meta.mode() & STICKY != 0 && meta.uid() == 0
+    }
+
+    /// Why entry `at` is not safe: it belongs to another user, or others may write it. A
+    /// directory all may write is fine when it is root's and sticky (like /tmp): only an
+    /// entry's owner can then replace the entry, and every entry checked must be root's.
+    fn entry(at: &Path, meta: &std::fs::Metadata, me: u32) -> Option<String> {
+        let (uid, mode) = (meta.uid(), meta.mode());
+        if uid != 0 && uid != me {
+            return Some(format!(
+                "{} belongs to {} (mode {:04o})",
+                at.display(),
+                super::user_name(uid),
+                mode & 0o7777
+            ));
+        }
+        // A symlink's own mode means nothing; where it leads is checked as a chain of its own.
+        if meta.file_type().is_symlink() {
+            return None;
+        }
+        let writable_by_others = mode & 0o022 != 0;
+        if writable_by_others && !sticky_root(meta) {
+            return Some(format!(
+                "{} is writable by {} (owner {}, mode {:04o})",
+                at.display(),
+                if mode & 0o002 != 0 {
+                    "every user"
+                } else {
+                    "its group"
+                },
+                super::user_name(uid),
+                mode & 0o7777
+            ));
+        }
+        None
+    }
+
+    pub fn heartbeat(path: &Path) -> Option<String> {
+        let path = std::path::absolute(path).ok()?;
+        let dir = path.parent()?;
+        let meta = std::fs::metadata(dir).ok()?;
+        let mode = meta.mode();
+        if mode & 0o002 != 0 {
+            let how = if mode & STICKY != 0 {
+                "any user can create the heartbeat file before the writer does and keep it fresh \
+                 (a hung service then looks alive) or make it unwritable"
+            } else {
+                "any user can delete or replace the heartbeat (getting a healthy service \
+                 restarted) or keep it fresh (a hung service then looks alive)"
+            };
+            return Some(format!(
+                "the heartbeat's directory {} is writable by every user (mode {:04o}): {how}; \
+                 put heartbeats in a directory only root can write, such as /run/protector",
+                dir.display(),
+                mode & 0o7777
+            ));
+        }
+        let file = std::fs::metadata(&path).ok()?;
+        if file.mode() & 0o002 != 0 {
+            return Some(format!(
+                "the heartbeat {} is writable by every user (mode {:04o}): any user can keep it \
+                 fresh, so a hung service looks alive; make it writable only by its writer",
+                path.display(),
+                file.mode() & 0o7777
+            ));
+        }
+        None
+    }
+}
+
+/// `uid 1000 (alice)`, or `uid 1000` when the name is unknown.
+#[cfg(unix)]
+pub fn user_name(uid: u32) -> String {
+    let mut buf = vec![0u8; 4096];
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is to memory that outlives the call; buf's length is passed.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc == 0 && !found.is_null() && !pwd.pw_name.is_null() {
+        // SAFETY: getpwuid_r filled pw_name with a NUL-terminated string inside buf.
+        let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+        format!(
+            "uid {uid} ({})",
+            crate::text::clean(&name.to_string_lossy())
+        )
+    } else {
+        format!("uid {uid}")
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn chmod(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn a_file_or_directory_others_can_write_is_named_with_its_mode() {
+        // Under the crate's directory: its ancestors are the builder's, not /tmp's.
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("conf");
+        std::fs::create_dir(&dir).unwrap();
+        chmod(&dir, 0o755);
+        let file = dir.join("protector.yaml");
+        std::fs::write(&file, "targets: []").unwrap();
+        chmod(&file, 0o644);
+        let base = exposure(&file);
+        if base.is_some() {
+            // The temp directory's own ancestors are not safe here (not root, say).
+            return;
+        }
+        chmod(&file, 0o666);
+        let r = exposure(&file).expect("a file everyone can write");
+        assert!(
+            r.contains("protector.yaml is writable by every user"),
+            "{r}"
+        );
+        assert!(r.contains("mode 0666"), "{r}");
+        chmod(&file, 0o620);
+        assert!(exposure(&file).unwrap().contains("by its group"));
+        chmod(&file, 0o644);
+        chmod(&dir, 0o777);
+        let r = exposure(&file).expect("a directory everyone can write");
+        assert!(r.contains("conf is writable by every user"), "{r}");
+        // Sticky and root's: fine above root's entries (when this runs as root).
+        chmod(&dir, 0o1777);
+        if is_root() {
+            assert_eq!(exposure(&file), None);
+        }
+        // Not there yet: nothing to say about what protector will make itself.
+        chmod(&dir, 0o755);
+        assert_eq!(exposure(&dir.join("absent/state.json")), None);
+    }
+
+    #[test]
+    fn a_symlinked_config_is_checked_where_it_leads_too() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real_dir = tmp.path().join("shared");
+        std::fs::create_dir(&real_dir).unwrap();
+        let real = real_dir.join("v2.yaml");
+        std::fs::write(&real, "targets: []").unwrap();
+        chmod(&real, 0o644);
+        chmod(&real_dir, 0o755);
+        let link = tmp.path().join("current.yaml");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        if exposure(&link).is_some() {
+            return;
+        }
+        chmod(&real_dir, 0o777);
+        let r = exposure(&link).expect("the target's directory is open to all");
+        assert!(r.contains("shared is writable by every user"), "{r}");
+    }
+
+    #[test]
+    fn heartbeats_in_directories_everyone_can_write_are_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("beats");
+        std::fs::create_dir(&dir).unwrap();
+        chmod(&dir, 0o755);
+        let beat = dir.join("svc.alive");
+        assert_eq!(heartbeat_exposure(&beat), None);
+        chmod(&dir, 0o1777);
+        let r = heartbeat_exposure(&beat).unwrap();
+        assert!(
+            r.contains("create the heartbeat file before the writer"),
+            "{r}"
+        );
+        chmod(&dir, 0o777);
+        let r = heartbeat_exposure(&beat).unwrap();
+        assert!(r.contains("delete or replace the heartbeat"), "{r}");
+        chmod(&dir, 0o755);
+        std::fs::write(&beat, "").unwrap();
+        chmod(&beat, 0o666);
+        assert!(
+            heartbeat_exposure(&beat)
+                .unwrap()
+                .contains("writable by every user")
+        );
+        assert!(heartbeat_exposure(Path::new("/tmp/htrd_minion_alived")).is_some());
+    }
+}
