@@ -38,15 +38,17 @@ pub fn acquire(path: &Path) -> anyhow::Result<InstanceLock> {
         .truncate(false)
         .open(path)
         .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot open lock file {}: {}",
-                path.display(),
-                if is_symlink_refusal(&e) {
-                    "it is a symbolic link (a lock file is never opened through one)".into()
-                } else {
-                    e.to_string()
-                }
-            )
+            // The kernel may refuse root a file another user made in a sticky directory
+            // (fs.protected_regular): say whose it is.
+            let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_symlink());
+            let reason = if is_link || is_symlink_refusal(&e) {
+                "it is a symbolic link (a lock file is never opened through one)".into()
+            } else if let Some(owner) = foreign_owner(path) {
+                format!("it belongs to {owner} ({e})")
+            } else {
+                e.to_string()
+            };
+            anyhow::anyhow!("cannot open lock file {}: {reason}", path.display())
         })?;
     check_ours(&file, path)?;
     match file.try_lock() {
@@ -87,6 +89,22 @@ fn is_symlink_refusal(e: &std::io::Error) -> bool {
     {
         let _ = e;
         false
+    }
+}
+
+/// The owner of the file at `path`, when it is not protector's user.
+fn foreign_owner(path: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let uid = std::fs::symlink_metadata(path).ok()?.uid();
+        // SAFETY: geteuid cannot fail and touches no memory.
+        (uid != unsafe { libc::geteuid() }).then(|| crate::perms::user_name(uid))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
     }
 }
 
