@@ -59,6 +59,17 @@ impl Outcome {
     pub fn success(&self) -> bool {
         !self.timed_out && self.status.as_ref().is_ok_and(|s| s.success())
     }
+
+    /// Why it did not succeed, in words that follow "the command": `could not run: ...`,
+    /// `timed out`, `ended with exit status: 1`.
+    pub fn failure(&self) -> Option<String> {
+        match &self.status {
+            _ if self.success() => None,
+            Err(reason) => Some(format!("could not run: {reason}")),
+            Ok(_) if self.timed_out => Some("timed out and was killed".into()),
+            Ok(status) => Some(format!("ended with {status}")),
+        }
+    }
 }
 
 /// Runs `line` with extra environment `env`, killing its tree after `timeout`. `spawned` is

@@ -20,7 +20,7 @@ pub fn render(state: &StateFile, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "# TYPE {name} {kind}")
     };
     let now = state.written_at;
-    let per_target: [Family; 8] = [
+    let per_target: [Family; 9] = [
         (
             "protector_heartbeat_age_seconds",
             "gauge",
@@ -38,6 +38,12 @@ pub fn render(state: &StateFile, out: &mut dyn Write) -> io::Result<()> {
             "counter",
             "Restarts of the target.",
             &|t| Some(t.restarts_total as f64),
+        ),
+        (
+            "protector_restarts_failed_total",
+            "counter",
+            "Restarts whose start command failed, could not run, or timed out.",
+            &|t| Some(t.restarts_failed_total as f64),
         ),
         (
             "protector_consecutive_restarts",

@@ -40,6 +40,9 @@ pub struct TargetRecord {
     pub backoff_secs: f64,
     pub command_failures_total: u64,
     pub command_timeouts_total: u64,
+    /// Restarts whose start command failed, could not run or timed out.
+    #[serde(default)]
+    pub restarts_failed_total: u64,
     pub last_restart: Option<RestartRecord>,
     /// The stop, start or skip_if command running when this was written (Linux): a
     /// protector started after a crash waits for what is left of it, or kills it, before it

@@ -464,7 +464,7 @@ fn dry_run_decides_but_runs_nothing() {
     let cfg = sb.write(
         "protector.yaml",
         &format!(
-            "targets:\n{}",
+            "state_file: state.json\nmetrics_file: metrics.prom\ntargets:\n{}",
             target("svc", "    timeout: 500ms\n    restart_grace: 500ms\n    stop: [sh, -c, 'echo stop >> events']\n")
         ),
     );
@@ -476,6 +476,18 @@ fn dry_run_decides_but_runs_nothing() {
     assert_eq!(would[1]["command"], "start");
     assert_eq!(would[1]["line"], "sh -c 'echo start svc >> events'");
     assert!(sb.lines("events").is_empty(), "a dry run ran a command");
+    // Nothing it decided is written down for a real run to restore, and it says so.
+    let said = p.events("dry_run", None);
+    assert!(
+        said[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("state and metrics files are not written")
+    );
+    let mut p = p;
+    p.signal("TERM");
+    assert_eq!(p.wait_exit(PATIENCE), Some(0));
+    assert!(!sb.path("state.json").exists() && !sb.path("metrics.prom").exists());
 }
 
 #[test]

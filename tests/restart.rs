@@ -121,6 +121,53 @@ fn a_command_that_cannot_be_spawned_is_logged_and_retried() {
 }
 
 #[test]
+fn a_restart_whose_start_command_fails_is_a_failed_restart() {
+    let sb = Sandbox::new();
+    let p = sb.run_config(
+        "state_file: state.json
+metrics_file: metrics.prom
+targets:
+  - name: exits
+    heartbeat: e.beat
+    timeout: 300ms
+    restart_grace: 300ms
+    max_restarts: 1
+    start: [sh, -c, 'exit 3']
+  - name: missing
+    heartbeat: m.beat
+    timeout: 300ms
+    restart_grace: 300ms
+    max_restarts: 1
+    start: /nonexistent/protector-test-start
+  - name: slow
+    heartbeat: s.beat
+    timeout: 300ms
+    restart_grace: 300ms
+    max_restarts: 1
+    command_timeout: 300ms
+    start: [sleep, '60']
+",
+    );
+    for (name, why) in [
+        ("exits", "ended with exit status: 3"),
+        ("missing", "could not run: cannot start"),
+        ("slow", "timed out and was killed"),
+    ] {
+        let failed = p.wait_events("restart_failed", Some(name), 1);
+        assert_eq!(failed[0]["level"], "ERROR");
+        let reason = failed[0]["reason"].as_str().unwrap();
+        assert!(reason.starts_with(why), "{name}: {reason}");
+        assert!(p.events("restart_done", Some(name)).is_empty());
+    }
+    wait_until(PATIENCE, "the failures in the state and metrics files", || {
+        let state = std::fs::read_to_string(sb.path("state.json")).unwrap_or_default();
+        let metrics = std::fs::read_to_string(sb.path("metrics.prom")).unwrap_or_default();
+        state.matches("\"restarts_failed_total\": 1").count() == 3
+            && metrics.contains("protector_restarts_failed_total{target=\"slow\"} 1")
+    });
+}
+
+#[test]
 fn legacy_positional_form_runs_commands_through_the_shell() {
     let sb = Sandbox::new();
     let beat = sb.path("htrd_minion_alived");

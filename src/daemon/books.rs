@@ -38,6 +38,7 @@ pub(super) struct Slot {
     pub last_error: Option<String>,
     pub failures: u64,
     pub timeouts: u64,
+    pub failed_restarts: u64,
     pub last_restart: Option<RestartRecord>,
     /// Tries in a row of a command that could not run for lack of resources.
     pub short_tries: u32,
@@ -61,6 +62,7 @@ impl Slot {
             last_error: None,
             failures: 0,
             timeouts: 0,
+            failed_restarts: 0,
             last_restart: None,
             short_tries: 0,
             running: None,
@@ -157,6 +159,7 @@ impl Slot {
         );
         self.failures = rec.command_failures_total;
         self.timeouts = rec.command_timeouts_total;
+        self.failed_restarts = rec.restarts_failed_total;
         self.last_restart = rec.last_restart.clone();
         self.leftover = rec
             .running_command
@@ -226,6 +229,7 @@ impl Slot {
             },
             command_failures_total: self.failures,
             command_timeouts_total: self.timeouts,
+            restarts_failed_total: self.failed_restarts,
             last_restart: self.last_restart.clone(),
             running_command: self.running.clone().or_else(|| self.leftover.clone()),
         }
@@ -283,6 +287,10 @@ impl Daemon {
     /// watching goes on.
     pub(super) fn flush(&mut self) {
         self.books.flush_at = None;
+        if self.opts.dry_run {
+            // What a dry run decides never happened: the next real run must not restore it.
+            return;
+        }
         let files = &self.books.files;
         if files.state_file.is_none() && files.metrics_file.is_none() {
             return;
@@ -334,6 +342,7 @@ impl Daemon {
             backoff_secs: 0.0,
             command_failures_total: 0,
             command_timeouts_total: 0,
+            restarts_failed_total: 0,
             last_restart: None,
             running_command: None,
         }));
@@ -395,6 +404,10 @@ impl Daemon {
                     "the state file is not a regular file; it is left alone and no state is kept"
                 );
                 self.books.files.state_file = None;
+                HashMap::new()
+            }
+            Err(state::Unusable::Corrupt(reason)) if self.opts.dry_run => {
+                warn!(event = "state_file_unusable", state_file = %path.display(), reason = %reason, "state file is unusable; dry run: left as it is");
                 HashMap::new()
             }
             Err(state::Unusable::Corrupt(reason)) => {

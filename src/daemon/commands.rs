@@ -242,7 +242,7 @@ impl Daemon {
         // away while it waited for a place: then that step is done (skip_if: "do not skip").
         let Some(line) = line else {
             self.commands.release();
-            return self.finish(i, cmd, cmd != Cmd::SkipIf);
+            return self.finish(i, cmd, cmd != Cmd::SkipIf, None);
         };
         let id = slot.id;
         if self.opts.dry_run {
@@ -316,7 +316,7 @@ impl Daemon {
         }
         self.slots[i].short_tries = 0;
         let slot = &mut self.slots[i];
-        let success = match &outcome {
+        let (success, failure) = match &outcome {
             Some(o) => {
                 log_outcome(
                     &slot.target.name,
@@ -325,14 +325,14 @@ impl Daemon {
                     o,
                 );
                 slot.record(cmd, o);
-                o.success()
+                (o.success(), o.failure())
             }
             // A dry run has nothing to say; for skip_if that means "do not skip".
-            None => cmd != Cmd::SkipIf,
+            None => (cmd != Cmd::SkipIf, None),
         };
         if self
             .contained(i, "moving on after a command", |d| {
-                d.finish(i, cmd, success)
+                d.finish(i, cmd, success, failure)
             })
             .is_none()
         {
@@ -341,8 +341,8 @@ impl Daemon {
         self.start_queued();
     }
 
-    /// Moves slot `i` on after its `cmd` finished.
-    fn finish(&mut self, i: usize, cmd: Cmd, success: bool) {
+    /// Moves slot `i` on after its `cmd` finished; `failure` says why it did not succeed.
+    fn finish(&mut self, i: usize, cmd: Cmd, success: bool, failure: Option<String>) {
         let now = self.now().mono;
         let slot = &mut self.slots[i];
         let next = slot.state.on_command_done(&slot.rules, cmd, success, now);
@@ -355,14 +355,27 @@ impl Daemon {
             }
             Next::Run(next) => self.spawn(i, next),
             Next::Judge { wait } => {
-                let slot = &self.slots[i];
-                info!(
-                    target = %name,
-                    event = "restart_done",
-                    next_check_in_secs = secs(wait),
-                    consecutive_restarts = slot.state.consecutive,
-                    "restart done"
-                );
+                let slot = &mut self.slots[i];
+                match failure.filter(|_| cmd == Cmd::Start) {
+                    Some(reason) => {
+                        slot.failed_restarts = slot.failed_restarts.saturating_add(1);
+                        error!(
+                            target = %name,
+                            event = "restart_failed",
+                            reason = %reason,
+                            next_check_in_secs = secs(wait),
+                            consecutive_restarts = slot.state.consecutive,
+                            "restart failed: the start command {reason}"
+                        );
+                    }
+                    None => info!(
+                        target = %name,
+                        event = "restart_done",
+                        next_check_in_secs = secs(wait),
+                        consecutive_restarts = slot.state.consecutive,
+                        "restart done"
+                    ),
+                }
                 self.agenda.push(slot.state.deadline, i);
             }
             Next::Recheck => {

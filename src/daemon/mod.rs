@@ -212,7 +212,10 @@ impl Daemon {
     fn start(&mut self, config: Config) {
         self.apply(config, true);
         if self.opts.dry_run {
-            warn!(event = "dry_run", "dry run: commands are logged, not run");
+            warn!(
+                event = "dry_run",
+                "dry run: commands are logged, not run; the state and metrics files are not written"
+            );
         }
         info!(
             event = "started",

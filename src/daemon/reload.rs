@@ -158,7 +158,9 @@ impl Daemon {
         self.commands.set_max(max);
         self.notifies.set_max(max);
         let restored = if first {
-            self.remove_stale_temps();
+            if !self.opts.dry_run {
+                self.remove_stale_temps();
+            }
             self.read_state_file()
         } else {
             HashMap::new()
