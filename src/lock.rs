@@ -178,8 +178,7 @@ pub fn default_path(state_file: Option<&Path>, key: &Path) -> PathBuf {
 pub fn runtime_dir() -> PathBuf {
     #[cfg(windows)]
     {
-        let data = std::env::var_os("ProgramData").unwrap_or_else(|| r"C:\ProgramData".into());
-        PathBuf::from(data).join("protector")
+        crate::platform::program_data().join("protector")
     }
     #[cfg(not(windows))]
     {

@@ -274,7 +274,6 @@ fn legacy_form_usage_errors_exit_2() {
         vec!["/tmp/beat", "stop", "start", "300", "extra"],
         vec!["/tmp/beat", "stop", "start", "five"],
         vec!["/tmp/beat", "stop", "start", "0"],
-        vec![],
     ] {
         protector_cmd(sb.dir.path())
             .args(&args)
@@ -284,6 +283,77 @@ fn legacy_form_usage_errors_exit_2() {
                 "usage: protector FILE STOP_CMD START_CMD TIMEOUT_SECS",
             ));
     }
+}
+
+#[test]
+fn a_mistyped_subcommand_gets_a_suggestion_not_the_positional_form() {
+    let sb = Sandbox::new();
+    for (args, suggestion) in [
+        (&["stauts", "--config", "x"][..], "'status'"),
+        (&["chek"], "'check'"),
+        (&["shcema"], "'schema'"),
+    ] {
+        protector_cmd(sb.dir.path())
+            .args(args)
+            .assert()
+            .code(2)
+            .stderr(
+                predicate::str::contains(format!("unrecognized subcommand '{}'", args[0]))
+                    .and(predicate::str::contains(format!(
+                        "a similar subcommand exists: {suggestion}"
+                    )))
+                    // The short usage names every subcommand.
+                    .and(predicate::str::contains("protector run"))
+                    .and(predicate::str::contains("protector check"))
+                    .and(predicate::str::contains("protector status"))
+                    .and(predicate::str::contains("protector schema"))
+                    .and(predicate::str::contains(
+                        "FILE STOP_CMD START_CMD TIMEOUT_SECS",
+                    )),
+            );
+    }
+    #[cfg(not(windows))]
+    protector_cmd(sb.dir.path())
+        .args(["service", "install"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("for Windows only"));
+}
+
+#[test]
+fn the_config_file_has_a_default_and_can_be_given_without_config() {
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        "state_file: state.json\ntargets:\n  - name: svc\n    heartbeat: svc.beat\n    timeout: 1h\n    start: 'true'\n",
+    );
+    protector_cmd(sb.dir.path())
+        .args(["check", "p.yaml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("p.yaml: valid for"));
+    // No state yet: status says where it looked (the config's state_file).
+    protector_cmd(sb.dir.path())
+        .args(["status", "p.yaml"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("state.json"));
+    // Without a config, the default one (absent here) is what each command reads.
+    for args in [&["check"][..], &[], &["run"], &["status"]] {
+        if std::path::Path::new("/etc/protector/protector.yaml").exists() {
+            break;
+        }
+        protector_cmd(sb.dir.path())
+            .args(args)
+            .timeout(std::time::Duration::from_secs(20))
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("/etc/protector/protector.yaml"));
+    }
+    protector_cmd(sb.dir.path())
+        .arg("--help")
+        .assert()
+        .stdout(predicate::str::contains("/etc/protector/protector.yaml"));
 }
 
 #[test]

@@ -159,12 +159,16 @@ targets:
         assert!(reason.starts_with(why), "{name}: {reason}");
         assert!(p.events("restart_done", Some(name)).is_empty());
     }
-    wait_until(PATIENCE, "the failures in the state and metrics files", || {
-        let state = std::fs::read_to_string(sb.path("state.json")).unwrap_or_default();
-        let metrics = std::fs::read_to_string(sb.path("metrics.prom")).unwrap_or_default();
-        state.matches("\"restarts_failed_total\": 1").count() == 3
-            && metrics.contains("protector_restarts_failed_total{target=\"slow\"} 1")
-    });
+    wait_until(
+        PATIENCE,
+        "the failures in the state and metrics files",
+        || {
+            let state = std::fs::read_to_string(sb.path("state.json")).unwrap_or_default();
+            let metrics = std::fs::read_to_string(sb.path("metrics.prom")).unwrap_or_default();
+            state.matches("\"restarts_failed_total\": 1").count() == 3
+                && metrics.contains("protector_restarts_failed_total{target=\"slow\"} 1")
+        },
+    );
 }
 
 #[test]

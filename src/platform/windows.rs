@@ -19,6 +19,13 @@ pub fn contain(cmd: Command) -> CommandWrap {
     wrap
 }
 
+/// `%ProgramData%` (`C:\ProgramData` when unset): where protector's config, lock and logs go.
+pub fn program_data() -> std::path::PathBuf {
+    std::env::var_os("ProgramData")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| r"C:\ProgramData".into(), std::path::PathBuf::from)
+}
+
 /// Commands left running by an earlier protector are not recorded on Windows (see
 /// `unix.rs`): their Job Object is not kept across a restart of protector.
 pub fn group_stamp(_pid: u32) -> Option<String> {

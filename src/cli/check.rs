@@ -1,0 +1,157 @@
+//! `protector check`: validate a config offline, print the effective targets, and warn about
+//! the heartbeats' places on this machine.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::config::{self, CommandLine, Config, Os, duration::format as fmt_dur};
+use crate::schedule::Observation;
+
+/// How long `check` waits for the heartbeats' filesystems to answer its looks.
+const CHECK_LOOKS_WITHIN: Duration = Duration::from_secs(5);
+
+/// What `check` says about the heartbeats' places on this machine: a missing directory, one
+/// any user can write, whole-second file times. Looked at on a thread of its own and waited
+/// for a bounded time, so a filesystem that never answers cannot hang `check` (which the
+/// systemd unit runs before protector starts).
+fn heartbeat_warnings(config: &Config) -> Vec<String> {
+    let targets: Vec<(String, PathBuf)> = config
+        .targets
+        .iter()
+        .filter(|t| t.enabled)
+        .map(|t| (t.name.clone(), t.heartbeat.clone()))
+        .collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let looked = std::thread::Builder::new()
+        .name("protector-check".into())
+        .spawn(move || {
+            let mut out = Vec::new();
+            for (name, beat) in targets {
+                if let Some(dir) = crate::heartbeat::missing_dir(&beat) {
+                    out.push(format!(
+                        "target {name}: the heartbeat's directory {} does not exist: nothing can \
+                         write this heartbeat yet",
+                        dir.display()
+                    ));
+                }
+                if let Some(reason) = crate::perms::heartbeat_exposure(&beat) {
+                    out.push(format!("target {name}: {reason}"));
+                }
+                if let (Observation::Present(print), _) = crate::heartbeat::observe(&beat)
+                    && print.coarse
+                {
+                    out.push(format!(
+                        "target {name} ({}): {}",
+                        beat.display(),
+                        crate::heartbeat::COARSE_ADVICE
+                    ));
+                }
+            }
+            let _ = tx.send(out);
+        });
+    match looked.map(|_| rx.recv_timeout(CHECK_LOOKS_WITHIN)) {
+        Ok(Ok(warnings)) => warnings,
+        _ => vec![format!(
+            "the heartbeats' directories could not all be looked at within {}s (a filesystem \
+             that does not answer?): what they would show is left out",
+            CHECK_LOOKS_WITHIN.as_secs()
+        )],
+    }
+}
+
+pub fn run(path: &Path, os: Os) -> ExitCode {
+    match config::load(path, os) {
+        Ok(config) => {
+            let file = path.display().to_string();
+            crate::text::print_stdout(&describe(&file, &config));
+            // Only this machine's directories can be looked at.
+            if config.os == Os::host() {
+                for warning in heartbeat_warnings(&config) {
+                    crate::text::print_stderr(&format!("{file}: warning: {warning}\n"));
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            crate::text::print_stderr(&e.to_string());
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The effective targets, as `check` prints them.
+pub fn describe(file: &str, config: &Config) -> String {
+    use std::fmt::Write;
+    let n = config.targets.len();
+    let mut out = format!(
+        "{file}: valid for {}; {n} target{}\n",
+        config.os,
+        if n == 1 { "" } else { "s" }
+    );
+    if config.os != Os::host() {
+        let _ = writeln!(
+            out,
+            "(paths are shown as written: variables are expanded only on {} itself)",
+            config.os
+        );
+    }
+    for (key, path) in [
+        ("state_file", &config.files.state_file),
+        ("metrics_file", &config.files.metrics_file),
+        ("lock_file", &config.files.lock_file),
+    ] {
+        if let Some(p) = path {
+            let _ = writeln!(out, "{key}: {}", p.display());
+        }
+    }
+    let _ = writeln!(
+        out,
+        "max_parallel_commands: {}",
+        config.max_parallel_commands
+    );
+    for t in &config.targets {
+        let argv = |c: &CommandLine| serde_json::to_string(&c.argv()).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "\ntarget {}{}",
+            t.name,
+            if t.enabled { "" } else { " (disabled)" }
+        );
+        let _ = writeln!(out, "  heartbeat:       {}", t.heartbeat.display());
+        let _ = writeln!(out, "  timeout:         {}", fmt_dur(t.timeout));
+        let _ = writeln!(
+            out,
+            "  stop:            {}",
+            t.stop.as_ref().map_or("(none)".into(), argv)
+        );
+        let _ = writeln!(out, "  start:           {}", argv(&t.start));
+        let _ = writeln!(out, "  command_timeout: {}", fmt_dur(t.command_timeout));
+        let _ = writeln!(out, "  restart_grace:   {}", fmt_dur(t.restart_grace));
+        let _ = writeln!(out, "  startup_grace:   {}", fmt_dur(t.startup_grace));
+        let _ = writeln!(
+            out,
+            "  backoff:         doubles after {} consecutive restarts, up to {}",
+            t.backoff.after,
+            fmt_dur(t.backoff.max)
+        );
+        let _ = writeln!(
+            out,
+            "  max_restarts:    {}",
+            t.max_restarts
+                .map_or("none (never give up)".into(), |m| m.to_string())
+        );
+        if let Some(notify) = &t.notify {
+            let _ = writeln!(out, "  notify:          {}", argv(notify));
+        }
+        if let Some(skip_if) = &t.skip_if {
+            let _ = writeln!(
+                out,
+                "  skip_if:         {} (then wait {})",
+                argv(skip_if),
+                fmt_dur(t.skip_delay)
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,342 @@
+//! Command line: `run` (default), `check`, `status`, `schema`, and the original positional
+//! form `protector FILE STOP_CMD START_CMD TIMEOUT_SECS` (`legacy.rs`).
+
+mod check;
+mod legacy;
+
+pub use check::describe;
+pub use legacy::target as legacy_target;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Config, Os};
+use crate::daemon;
+use crate::logging::{self, LogFormat, LogOptions};
+
+const ABOUT: &str = "Restarts services whose heartbeat file has gone stale.";
+
+const LONG_ABOUT: &str = "\
+Restarts services whose heartbeat file has gone stale.
+
+Something outside the service (a Salt master, a cron job, the service itself) touches a \
+heartbeat file while all is well. When a file has not changed for its timeout, protector runs \
+the target's stop command, then its start command, each bounded by a timeout that kills the \
+command's whole process tree.";
+
+const EXAMPLES: &str = "\
+Examples:
+  Watch the targets of a config file (runs until stopped; SIGHUP reloads):
+    protector --config /etc/protector/protector.yaml
+
+  Validate a config offline and show the effective targets for Windows:
+    protector check --config protector.yaml --os windows
+
+  What is protector doing? (exit status 1 unless every target is fine)
+    protector status --config /etc/protector/protector.yaml
+
+  The original single-target form (commands run through /bin/sh -c or cmd /C):
+    protector /tmp/htrd_minion_alived \"service salt-minion stop\" \"service salt-minion start\" 300
+
+  Print the JSON schema of the config file:
+    protector schema > protector.schema.json
+
+Exit status: 0 success; 1 invalid config, another protector running, unhealthy status, or a
+runtime failure; 2 wrong usage.";
+
+/// The config file used when none is named.
+pub fn default_config() -> PathBuf {
+    #[cfg(windows)]
+    {
+        crate::platform::program_data()
+            .join("protector")
+            .join("protector.yaml")
+    }
+    #[cfg(not(windows))]
+    {
+        PathBuf::from("/etc/protector/protector.yaml")
+    }
+}
+
+#[cfg(windows)]
+const CONFIG_HELP: &str = "Config file (YAML) [default: %ProgramData%\\protector\\protector.yaml]";
+#[cfg(not(windows))]
+const CONFIG_HELP: &str = "Config file (YAML) [default: /etc/protector/protector.yaml]";
+
+const USAGE: &str = "protector [OPTIONS] [--config FILE]
+       protector run [--config FILE] [OPTIONS]
+       protector check [--config FILE | FILE] [--os OS]
+       protector status [--config FILE | FILE | --state-file FILE] [--json]
+       protector schema
+       protector FILE STOP_CMD START_CMD TIMEOUT_SECS";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "protector",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true,
+    override_usage = USAGE,
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+
+    /// Config file to run (same as `protector run --config FILE`) [default:
+    /// /etc/protector/protector.yaml; %ProgramData%\protector\protector.yaml on Windows].
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(flatten)]
+    run: RunOpts,
+
+    /// The original form: FILE STOP_CMD START_CMD TIMEOUT_SECS. STOP_CMD and START_CMD run
+    /// through the platform shell; TIMEOUT_SECS is a whole number of seconds.
+    #[arg(value_name = "FILE STOP_CMD START_CMD TIMEOUT_SECS", num_args = 0..)]
+    legacy: Vec<String>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Less log output (-q warnings and errors only, -qq errors only).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    quiet: u8,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t, global = true)]
+    log_format: LogFormat,
+    /// Running as root, accept a config file (or a directory protector writes into) that
+    /// another user could change. Without it such a file is refused (see SECURITY.md).
+    #[arg(long, global = true)]
+    no_strict_modes: bool,
+}
+
+/// Options of the watchdog itself (`run`, `--config`, the positional form).
+#[derive(Debug, Args, Clone)]
+struct RunOpts {
+    /// Decide as usual and log the commands it would run, but run none.
+    #[arg(long)]
+    dry_run: bool,
+    /// Also log to this file, rotated daily (PATH.YYYY-MM-DD).
+    #[arg(long, value_name = "PATH")]
+    log_file: Option<PathBuf>,
+    /// How many daily log files to keep.
+    #[arg(long, value_name = "N", default_value_t = 7, requires = "log_file")]
+    log_keep: usize,
+    /// With --log-file: log only to the file, not to stderr.
+    #[arg(long, requires = "log_file")]
+    no_stderr: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Watch the targets of a config file until stopped.
+    Run {
+        #[arg(short, long, value_name = "FILE", help = CONFIG_HELP)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        run: RunOpts,
+    },
+    /// Validate a config file offline (never runs a command) and print the effective targets.
+    Check {
+        #[arg(short, long, value_name = "FILE", help = CONFIG_HELP)]
+        config: Option<PathBuf>,
+        /// The config file, given without --config.
+        #[arg(value_name = "FILE", conflicts_with = "config")]
+        file: Option<PathBuf>,
+        /// Resolve for this OS instead of the one protector runs on. Variables in paths are
+        /// only expanded for the OS protector runs on.
+        #[arg(long, value_enum)]
+        os: Option<Os>,
+    },
+    /// Show each target's state from protector's state file; exit 1 unless protector runs and
+    /// every enabled target is watching normally.
+    Status {
+        /// Config file whose `state_file` to read [default: the default config file].
+        #[arg(short, long, value_name = "FILE", conflicts_with = "state_file")]
+        config: Option<PathBuf>,
+        /// The config file, given without --config.
+        #[arg(value_name = "FILE", conflicts_with_all = ["config", "state_file"])]
+        file: Option<PathBuf>,
+        /// The state file to read.
+        #[arg(long, value_name = "FILE")]
+        state_file: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the JSON schema of the config file.
+    Schema,
+    /// Install, remove or run protector as a Windows service.
+    #[cfg(windows)]
+    Service {
+        #[command(subcommand)]
+        action: crate::service::Action,
+    },
+}
+
+/// Parses the command line and does what it says.
+pub fn main() -> ExitCode {
+    crate::platform::tune_memory();
+    let cli = Cli::parse();
+    let or_default = |given: Option<PathBuf>| given.unwrap_or_else(default_config);
+    if cli.global.no_strict_modes {
+        crate::perms::relax();
+    }
+    let log = |run: &RunOpts| LogOptions {
+        verbosity: cli.global.verbose as i8 - cli.global.quiet as i8,
+        format: cli.global.log_format,
+        file: run.log_file.clone(),
+        keep: run.log_keep,
+        stderr: !run.no_stderr,
+    };
+    match cli.command {
+        Some(Command::Schema) => {
+            crate::text::print_stdout(&config::schema::schema_text());
+            ExitCode::SUCCESS
+        }
+        Some(Command::Check { config, file, os }) => {
+            check::run(&or_default(config.or(file)), os.unwrap_or(Os::host()))
+        }
+        #[cfg(windows)]
+        Some(Command::Service { action }) => crate::service::main(
+            action,
+            cli.global.log_format,
+            cli.global.verbose as i8 - cli.global.quiet as i8,
+        ),
+        Some(Command::Status {
+            config,
+            file,
+            state_file,
+            json,
+        }) => status(config.or(file), state_file, json),
+        Some(Command::Run {
+            ref config,
+            ref run,
+        }) => run_config(&or_default(config.clone()), &log(run), run.dry_run),
+        None => match (
+            &cli.config,
+            cli.legacy.is_empty(),
+            legacy::shape(&cli.legacy),
+        ) {
+            (config, true, _) => {
+                run_config(&or_default(config.clone()), &log(&cli.run), cli.run.dry_run)
+            }
+            (_, false, legacy::Shape::Subcommand(word)) => legacy::unknown_subcommand(word),
+            (Some(_), false, legacy::Shape::Legacy) => legacy::usage_error(
+                "give either --config FILE or the four positional arguments, not both",
+            ),
+            (None, false, legacy::Shape::Legacy) => {
+                run_legacy(&cli.legacy, &log(&cli.run), cli.run.dry_run)
+            }
+        },
+    }
+}
+
+/// Runs the original form's single target.
+fn run_legacy(words: &[String], log: &LogOptions, dry_run: bool) -> ExitCode {
+    let target = match legacy::target(words) {
+        Ok(target) => target,
+        Err(msg) => return legacy::usage_error(&msg),
+    };
+    let key = target.heartbeat.clone();
+    let config = Config {
+        os: Os::host(),
+        targets: vec![target],
+        files: Default::default(),
+        max_parallel_commands: config::model::DEFAULT_MAX_PARALLEL_COMMANDS,
+    };
+    match daemon::Inbox::listen() {
+        Ok(inbox) => run_watchdog(config, &key, None, log, dry_run, inbox),
+        Err(e) => {
+            eprintln!("protector: cannot listen for signals: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_config(path: &Path, log: &LogOptions, dry_run: bool) -> ExitCode {
+    // Before the config is read: a signal during a long start-up waits for the loop.
+    let inbox = match daemon::Inbox::listen() {
+        Ok(inbox) => inbox,
+        Err(e) => {
+            eprintln!("protector: cannot listen for signals: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match config::load(path, Os::host()) {
+        Ok(config) => run_watchdog(config, path, Some(path.to_path_buf()), log, dry_run, inbox),
+        Err(e) => {
+            crate::text::print_stderr(&e.to_string());
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Sets up logging and the instance lock, then runs the loop. `lock_key` names the default
+/// lock (the config file, or the heartbeat of the positional form).
+fn run_watchdog(
+    config: Config,
+    lock_key: &Path,
+    config_path: Option<PathBuf>,
+    log: &LogOptions,
+    dry_run: bool,
+    inbox: daemon::Inbox,
+) -> ExitCode {
+    if let Err(e) = logging::init(log) {
+        eprintln!("protector: {e:#}");
+        return ExitCode::from(1);
+    }
+    let opts = daemon::Options {
+        config_path,
+        dry_run,
+        signal_source: None,
+    };
+    match daemon::watch(config, lock_key, opts, inbox) {
+        Ok(daemon::Exit::Clean) => ExitCode::SUCCESS,
+        Ok(daemon::Exit::Immediate) => ExitCode::from(1),
+        Err(e) => {
+            tracing::error!(event = "fatal", "{e:#}");
+            if !log.stderr {
+                eprintln!("protector: {e:#}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn status(config: Option<PathBuf>, state_file: Option<PathBuf>, json: bool) -> ExitCode {
+    let path = match (state_file, config) {
+        (Some(p), _) => p,
+        (None, Some(cfg)) => match config::load(&cfg, Os::host()) {
+            Ok(c) => match c.files.state_file {
+                Some(p) => p,
+                None => {
+                    eprintln!(
+                        "protector: {} sets no `state_file`, so there is no status to show",
+                        cfg.display()
+                    );
+                    return ExitCode::from(1);
+                }
+            },
+            Err(e) => {
+                crate::text::print_stderr(&e.to_string());
+                return ExitCode::from(1);
+            }
+        },
+        (None, None) => {
+            return status(Some(default_config()), None, json);
+        }
+    };
+    crate::status::run(&path, json)
+}
