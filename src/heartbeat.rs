@@ -111,7 +111,9 @@ mod tests {
             UNIX_EPOCH + Duration::from_secs(1_700_000_000)
         ));
         // 100 ns: the finest a Windows file time holds.
-        assert!(!whole_second(UNIX_EPOCH + Duration::new(1_700_000_000, 100)));
+        assert!(!whole_second(
+            UNIX_EPOCH + Duration::new(1_700_000_000, 100)
+        ));
         assert!(whole_second(UNIX_EPOCH - Duration::from_secs(5)));
     }
 

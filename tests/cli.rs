@@ -356,6 +356,46 @@ fn the_config_file_has_a_default_and_can_be_given_without_config() {
         .stdout(predicate::str::contains("/etc/protector/protector.yaml"));
 }
 
+/// The indented lines after the README line `intro`, up to the next unindented one.
+#[cfg(not(windows))]
+fn readme_block(readme: &str, intro: &str) -> String {
+    let mut lines = readme
+        .lines()
+        .skip_while(|l| !l.contains(intro))
+        .skip(1)
+        .skip_while(|l| l.is_empty());
+    let mut block = String::new();
+    for line in lines.by_ref() {
+        match line.strip_prefix("    ") {
+            Some(rest) => {
+                block.push_str(rest);
+                block.push('\n');
+            }
+            None if line.is_empty() => block.push('\n'),
+            None => break,
+        }
+    }
+    block.trim_end().to_string() + "\n"
+}
+
+#[cfg(not(windows))]
+#[test]
+fn the_readme_check_example_is_what_check_prints() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let yaml = readme_block(&readme, "For example, this `bad.yaml`:");
+    let expected = readme_block(&readme, "gives (`protector check bad.yaml`");
+    assert!(yaml.contains("timout") && expected.contains("problems found"));
+    let sb = Sandbox::new();
+    sb.write("bad.yaml", &yaml);
+    let out = protector_cmd(sb.dir.path())
+        .args(["check", "bad.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), expected);
+}
+
 #[test]
 fn help_explains_with_examples() {
     protector_cmd(Path::new("."))

@@ -329,30 +329,43 @@ fn heartbeats_any_user_can_write_are_warned_about() {
     assert!(as_nobody(&sb, "touch shared/svc.beat"));
 }
 
+/// A child killed when the test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn output_and_names_cannot_forge_log_lines_or_reach_a_terminal() {
     let Some(sb) = arena() else { return };
-    let forged =
-        r"printf 'ok\n2026-01-01T00:00:00Z  INFO heartbeat is back target=salt-minion\033[2J'";
+    sb.write(
+        "forge.sh",
+        "printf 'ok\\n2026-01-01T00:00:00Z  INFO heartbeat is back target=salt-minion\\033[2J'\n",
+    );
     sb.write(
         "protector.yaml",
-        &format!(
-            "targets:\n  - name: svc\n    heartbeat: svc.beat\n    timeout: 200ms\n    \
-             startup_grace: 200ms\n    max_restarts: 1\n    shell: true\n    start: \"{forged}\"\n"
-        ),
+        "targets:\n  - name: svc\n    heartbeat: svc.beat\n    timeout: 200ms\n    \
+         startup_grace: 200ms\n    max_restarts: 1\n    start: [sh, forge.sh]\n",
     );
+    // The text log (the default format), to a file.
     let err = std::fs::File::create(sb.path("stderr")).unwrap();
-    let mut child = std::process::Command::new(bin())
+    let child = std::process::Command::new(bin())
         .args(["--config", "protector.yaml"])
         .current_dir(sb.dir.path())
+        .stdout(std::process::Stdio::null())
         .stderr(err)
         .spawn()
         .unwrap();
+    let mut child = KillOnDrop(child);
     wait_until(PATIENCE, "the restart in the text log", || {
         std::fs::read_to_string(sb.path("stderr")).is_ok_and(|t| t.contains("restart done"))
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = child.0.kill();
+    let _ = child.0.wait();
     let text = std::fs::read_to_string(sb.path("stderr")).unwrap();
     assert!(!text.contains('\u{1b}'), "{text:?}");
     assert!(

@@ -8,6 +8,7 @@
 pub mod duration;
 pub mod expand;
 pub mod model;
+mod partial;
 pub mod position;
 pub mod raw;
 pub mod resolve;
@@ -205,12 +206,21 @@ pub fn parse_str(
     os: Os,
     env: resolve::EnvLookup<'_>,
 ) -> Result<Config, ConfigError> {
+    // Built on every load: it also finds keys written twice, which the parser hides.
+    let positions = std::cell::OnceCell::new();
+    let positions = || positions.get_or_init(|| PositionMap::build(text));
     let fail = |problems: Vec<Problem>| {
-        let positions = PositionMap::build(text);
+        let positions = positions();
         let mut located: Vec<_> = problems
             .into_iter()
             .map(|p| {
-                let pos = positions.find(&p.pointer);
+                // A key written twice is reported where it is written again.
+                let again = positions
+                    .duplicates
+                    .iter()
+                    .find(|(ptr, ..)| *ptr == p.pointer && p.message.contains("written twice"))
+                    .map(|(.., again)| *again);
+                let pos = again.or_else(|| positions.find(&p.pointer));
                 (p, pos)
             })
             .collect();
@@ -241,12 +251,25 @@ pub fn parse_str(
         )]));
     }
 
-    let problems = schema::validate(&document);
-    if !problems.is_empty() {
+    // Every problem in one run: keys written twice, names used twice and the schema's
+    // findings; then what can still be resolved of the rest (partial.rs).
+    let mut problems = partial::written_twice(&positions().duplicates);
+    problems.extend(partial::duplicate_names(&document));
+    let invalid = schema::validate(&document);
+    if !invalid.is_empty() {
+        problems.extend(partial::resolve_the_rest(&document, &invalid, os, env));
+        problems.extend(invalid);
         return Err(fail(problems));
     }
 
     let raw: raw::RawConfig = serde_json::from_value(document)
         .map_err(|e| fail(vec![Problem::new("", e.to_string())]))?;
-    resolve::resolve(&raw, os, env).map_err(fail)
+    match resolve::resolve(&raw, os, env) {
+        Ok(config) if problems.is_empty() => Ok(config),
+        Ok(_) => Err(fail(problems)),
+        Err(found) => {
+            problems.extend(found);
+            Err(fail(problems))
+        }
+    }
 }

@@ -4,7 +4,8 @@
 //! violations, duplicate names, unset variables) would have no line number. This module
 //! re-reads the text with a position-reporting YAML parser and records, for every mapping
 //! key and sequence item, the position it starts at. It is only used when there is something
-//! to report.
+//! to report, and to find keys written twice in one mapping (YAML says a key is unique; the
+//! parser would silently keep the last one).
 
 use std::collections::HashMap;
 
@@ -22,6 +23,9 @@ pub struct Position {
 #[derive(Debug, Default)]
 pub struct PositionMap {
     by_pointer: HashMap<String, Position>,
+    /// Keys written again in the same mapping: the pointer, where it was first written and
+    /// where again.
+    pub duplicates: Vec<(String, Position, Position)>,
 }
 
 impl PositionMap {
@@ -31,6 +35,7 @@ impl PositionMap {
         let _ = Parser::new_from_str(text).load(&mut builder, false);
         PositionMap {
             by_pointer: builder.map,
+            duplicates: builder.duplicates,
         }
     }
 
@@ -47,14 +52,23 @@ impl PositionMap {
 }
 
 enum Frame {
-    Map { path: String, key: Option<String> },
-    Seq { path: String, next: usize },
+    Map {
+        path: String,
+        key: Option<String>,
+        /// Keys of this mapping so far, where each was written.
+        seen: HashMap<String, Position>,
+    },
+    Seq {
+        path: String,
+        next: usize,
+    },
 }
 
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
     map: HashMap<String, Position>,
+    duplicates: Vec<(String, Position, Position)>,
 }
 
 impl Builder {
@@ -76,11 +90,17 @@ impl Builder {
                 }
                 Some(child)
             }
-            Some(Frame::Map { path, key }) => match key.take() {
+            Some(Frame::Map { path, key, seen }) => match key.take() {
                 None => {
                     // This node is a key: remember where the entry starts.
                     let name = key_scalar.unwrap_or("?");
                     let child = format!("{path}/{}", escape(name));
+                    if key_scalar.is_some()
+                        && let Some(first) = seen.insert(name.to_string(), pos)
+                    {
+                        seen.insert(name.to_string(), first);
+                        self.duplicates.push((child.clone(), first, pos));
+                    }
                     self.map.entry(child).or_insert(pos);
                     self.map.entry(path.clone()).or_insert(pos);
                     *key = Some(name.to_string());
@@ -107,7 +127,11 @@ impl MarkedEventReceiver for Builder {
             }
             Event::MappingStart(..) => {
                 let path = self.node(None, mark, false).unwrap_or_default();
-                self.stack.push(Frame::Map { path, key: None });
+                self.stack.push(Frame::Map {
+                    path,
+                    key: None,
+                    seen: HashMap::new(),
+                });
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 self.stack.pop();
@@ -138,5 +162,26 @@ mod tests {
         assert_eq!(at("/targets/1/stop/1"), Some((7, 15)));
         // Unknown paths fall back to the nearest ancestor.
         assert_eq!(at("/targets/1/nothing/here"), Some((6, 5)));
+        assert!(map.duplicates.is_empty());
+    }
+
+    #[test]
+    fn keys_written_twice_are_found_at_every_level() {
+        let text = "defaults:\n  timeout: 5m\n  timeout: 9m\ntargets:\n  - name: a\n    os: {linux: {stop: x, stop: y}}\n    name: b\ntargets: []\n";
+        let map = PositionMap::build(text);
+        let found: Vec<(&str, usize, usize)> = map
+            .duplicates
+            .iter()
+            .map(|(p, a, b)| (p.as_str(), a.line, b.line))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("/defaults/timeout", 2, 3),
+                ("/targets/0/os/linux/stop", 6, 6),
+                ("/targets/0/name", 5, 7),
+                ("/targets", 4, 8),
+            ]
+        );
     }
 }

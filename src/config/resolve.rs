@@ -3,8 +3,6 @@
 //! (duplicate names, settings missing after layering, unparsable commands, unset variables).
 //! Every problem is collected, each with the JSON pointer of the value that caused it.
 
-use std::collections::HashMap;
-
 use rayon::prelude::*;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,23 +19,9 @@ use super::raw::{CommandSpec, DurationSpec, OsOverrides, RawConfig, Settings};
 pub type EnvLookup<'a> = Option<&'a (dyn Fn(&str) -> Option<String> + Sync)>;
 
 pub fn resolve(raw: &RawConfig, os: Os, env: EnvLookup<'_>) -> Result<Config, Vec<Problem>> {
+    // Names used twice are found before (partial.rs), on the document as written.
     let mut problems = Vec::new();
-    let mut first_by_name: HashMap<&str, usize> = HashMap::new();
     let mut targets = Vec::with_capacity(raw.targets.len());
-
-    for (i, target) in raw.targets.iter().enumerate() {
-        if let Some(first) = first_by_name.insert(&target.name, i) {
-            // Keep pointing duplicates at the first occurrence.
-            first_by_name.insert(&target.name, first);
-            problems.push(Problem::new(
-                format!("/targets/{i}/name"),
-                format!(
-                    "duplicate target name {:?} (also used by targets[{first}])",
-                    target.name
-                ),
-            ));
-        }
-    }
     // Each target resolves on its own, results and problems kept in the file's order.
     let resolved: Vec<(Option<Target>, Vec<Problem>)> = map_targets(&raw.targets, |i, target| {
         let mut layers = Vec::with_capacity(6);

@@ -428,6 +428,8 @@ fn prop_config(timeout_s: u64) -> String {
                     }
                 ),
             )
+            // Its own timeout instead of target()'s (a key may be written only once).
+            .replacen("    timeout: 10s\n", "", 1)
         })
         .collect();
     config(&targets, "max_parallel_commands: 2\n")
