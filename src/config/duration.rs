@@ -1,4 +1,6 @@
-//! Durations as operators write them: `300`, `1.5`, `90s`, `5m`, `1500ms`, `1h30m`, `2d`.
+//! Durations as operators write them: `300`, `1.5`, `90s`, `5m`, `1500ms`, `1h30m`, `2d`, and
+//! as systemd writes them (operators copy them from unit files): `5min`, `30sec`, `2hours`,
+//! `1h 30min`, `500msec`, `1w`.
 
 use std::time::Duration;
 
@@ -53,10 +55,30 @@ fn from_secs(secs: f64) -> Result<Duration, Overflow> {
         .map_err(|_| Overflow::Bad(format!("{secs} is not a usable number of seconds")))
 }
 
+/// Each unit's spellings (protector's own first, then systemd's) and its length in seconds.
+/// `M` (month) and `y` (year) are left out: their length is not one number.
+pub const UNITS: [(&[&str], f64); 6] = [
+    (&["ms", "msec"], 0.001),
+    (&["s", "sec", "second", "seconds"], 1.0),
+    (&["m", "min", "minute", "minutes"], 60.0),
+    (&["h", "hr", "hour", "hours"], 3600.0),
+    (&["d", "day", "days"], 86400.0),
+    (&["w", "week", "weeks"], 604800.0),
+];
+
+/// The schema's pattern for a duration written as text: exactly what [`parse_text`] reads
+/// (made from [`UNITS`], longest spelling first so the regex tries it first).
+pub fn pattern() -> String {
+    let mut names: Vec<&str> = UNITS.iter().flat_map(|(n, _)| n.iter().copied()).collect();
+    names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    let units = names.join("|");
+    format!(r"^\s*([0-9]+(\.[0-9]+)?\s*({units})\s*)+$|^\s*[0-9]+(\.[0-9]+)?\s*$")
+}
+
 fn parse_text(text: &str) -> Result<Duration, Overflow> {
     let bad = || {
         Overflow::Bad(format!(
-            "{text:?} is not a duration (use seconds, or a string such as 90s, 5m, 1500ms, 1h30m)"
+            "{text:?} is not a duration (use seconds, or a string such as 90s, 5m, 1500ms, 1h30m, 5min)"
         ))
     };
     let s = text.trim();
@@ -84,13 +106,14 @@ fn parse_text(text: &str) -> Result<Duration, Overflow> {
         let unit_len = rest
             .find(|c: char| !c.is_ascii_alphabetic())
             .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86400.0,
-            _ => return Err(bad()),
+        let unit = &rest[..unit_len];
+        let Some(&(_, scale)) = UNITS.iter().find(|(names, _)| names.contains(&unit)) else {
+            if matches!(unit, "us" | "usec" | "µs") {
+                return Err(Overflow::Bad(format!(
+                    "{text:?}: microseconds are too fine for protector; use ms or more"
+                )));
+            }
+            return Err(bad());
         };
         rest = rest[unit_len..].trim_start();
         total = total
@@ -145,22 +168,35 @@ mod tests {
         assert_eq!(text("1.5s"), Ok(Duration::from_millis(1500)));
     }
 
+    /// Spellings copied from systemd units, and what they mean.
+    const SYSTEMD: [(&str, u64); 9] = [
+        ("5min", 300_000),
+        ("30sec", 30_000),
+        ("2hours", 7_200_000),
+        ("1h 30min", 5_400_000),
+        ("500msec", 500),
+        ("1w", 604_800_000),
+        ("2 days", 172_800_000),
+        ("1hr 1second", 3_601_000),
+        ("90 s", 90_000),
+    ];
+
+    #[test]
+    fn accepts_systemd_spellings_and_refuses_microseconds_clearly() {
+        for (written, ms) in SYSTEMD {
+            assert_eq!(text(written), Ok(Duration::from_millis(ms)), "{written}");
+        }
+        let e = text("500us").unwrap_err();
+        assert!(e.contains("microseconds are too fine"), "{e}");
+        assert!(text("1M").is_err() && text("1y").is_err());
+    }
+
     #[test]
     fn rejects_zero_and_garbage() {
         assert!(parse(&DurationSpec::Seconds(0.0)).is_err());
         assert!(parse(&DurationSpec::Seconds(-1.0)).is_err());
         assert!(text("0s").is_err());
-        for bad in [
-            "",
-            "s",
-            "5 minutes",
-            "5x",
-            "-5s",
-            "1e3",
-            "inf",
-            "NaN",
-            "5m3",
-        ] {
+        for bad in ["", "s", "5 minits", "5x", "-5s", "1e3", "inf", "NaN", "5m3"] {
             assert!(text(bad).is_err(), "{bad:?} should be rejected");
         }
     }
@@ -177,19 +213,21 @@ mod tests {
     #[test]
     fn pattern_agrees_with_parser() {
         let re = regex_lite_match;
-        for ok in ["90s", "5m", "1500ms", "1h30m", "12", "1.5s", " 2d "] {
+        let ours = ["90s", "5m", "1500ms", "1h30m", "12", "1.5s", " 2d "];
+        for ok in ours.into_iter().chain(SYSTEMD.map(|(w, _)| w)) {
             assert!(re(ok), "{ok:?}");
             assert!(text(ok).is_ok(), "{ok:?}");
         }
-        for bad in ["5 minutes", "5x", "-5s", "1e3", "5m3"] {
+        for bad in [
+            "5 minits", "5x", "-5s", "1e3", "5m3", "500us", "1M", "1y", "5mins",
+        ] {
             assert!(!re(bad), "{bad:?}");
             assert!(text(bad).is_err(), "{bad:?}");
         }
     }
 
     fn regex_lite_match(s: &str) -> bool {
-        let schema =
-            serde_json::json!({ "type": "string", "pattern": super::super::raw::DURATION_PATTERN });
+        let schema = serde_json::json!({ "type": "string", "pattern": pattern() });
         jsonschema::validator_for(&schema)
             .unwrap()
             .is_valid(&serde_json::json!(s))

@@ -173,9 +173,6 @@ pub fn safe_name(text: &str) -> String {
     name
 }
 
-pub const DURATION_PATTERN: &str =
-    r"^\s*([0-9]+(\.[0-9]+)?\s*(ms|s|m|h|d)\s*)+$|^\s*[0-9]+(\.[0-9]+)?\s*$";
-
 impl JsonSchema for DurationSpec {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "Duration".into()
@@ -189,7 +186,7 @@ impl JsonSchema for DurationSpec {
             "type": ["number", "string"],
             "exclusiveMinimum": 0,
             "maximum": super::duration::MAX_SECS,
-            "pattern": DURATION_PATTERN
+            "pattern": super::duration::pattern()
         })
     }
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::Problem;
 use super::position::escape;
-use super::raw::{DURATION_PATTERN, NAME_PATTERN, RawConfig};
+use super::raw::{NAME_PATTERN, RawConfig};
 
 /// The schema as JSON.
 pub fn schema() -> &'static Value {
@@ -104,13 +104,13 @@ pub fn validate(document: &Value) -> Vec<Problem> {
                     ),
                 ));
             }
-            ValidationErrorKind::Pattern { pattern } if pattern == DURATION_PATTERN => {
-                problems.push(Problem::new(
-                    at,
-                    format!(
-                        "{instance} is not a duration (use seconds, or a string such as 90s, 5m, 1500ms, 1h30m)"
-                    ),
-                ));
+            ValidationErrorKind::Pattern { pattern } if *pattern == super::duration::pattern() => {
+                // The parser's own reason (the pattern is made to accept exactly what it reads).
+                let text = instance.as_str().unwrap_or_default().to_string();
+                let reason = super::duration::parse(&super::raw::DurationSpec::Text(text))
+                    .err()
+                    .unwrap_or_else(|| format!("{instance} is not a duration"));
+                problems.push(Problem::new(at, crate::text::clean(&reason).into_owned()));
             }
             ValidationErrorKind::ExclusiveMinimum { .. } => {
                 problems.push(Problem::new(
