@@ -356,6 +356,39 @@ fn the_config_file_has_a_default_and_can_be_given_without_config() {
         .stdout(predicate::str::contains("/etc/protector/protector.yaml"));
 }
 
+#[cfg(not(windows))]
+#[test]
+fn shell_syntax_in_a_command_without_a_shell_is_a_problem_and_unknown_programs_are_named() {
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        "targets:\n  - name: a\n    heartbeat: a.beat\n    timeout: 5m\n    \
+         stop: kill $(cat /run/x.pid) 2>/dev/null\n    start: systemctl start a\n",
+    );
+    protector_cmd(sb.dir.path())
+        .args(["check", "p.yaml"])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("p.yaml:5:5: targets[0].stop: `$(`").and(
+                predicate::str::contains("set `shell: true`, or write the command as a list"),
+            ),
+        );
+    // With a shell, or as a list, it is fine; a program this machine lacks is a warning.
+    sb.write(
+        "p.yaml",
+        "targets:\n  - name: a\n    heartbeat: a.beat\n    timeout: 5m\n    shell: true\n    \
+         stop: kill $(cat /run/x.pid) 2>/dev/null\n    start: [protector-no-such-program, go]\n",
+    );
+    protector_cmd(sb.dir.path())
+        .args(["check", "p.yaml"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "warning: target a: start: program `protector-no-such-program` is not found on PATH",
+        ));
+}
+
 /// The indented lines after the README line `intro`, up to the next unindented one.
 #[cfg(not(windows))]
 fn readme_block(readme: &str, intro: &str) -> String {

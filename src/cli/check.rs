@@ -8,26 +8,79 @@ use std::time::Duration;
 use crate::config::{self, CommandLine, Config, Os, duration::format as fmt_dur};
 use crate::schedule::Observation;
 
+/// Why `program` (a command's first word) could not be run here: not found on PATH, or not
+/// an executable file.
+fn not_runnable(program: &str) -> Option<String> {
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                m.is_file() && m.permissions().mode() & 0o111 != 0
+            }
+            #[cfg(not(unix))]
+            {
+                m.is_file()
+            }
+        })
+    };
+    let path = Path::new(program);
+    if path.components().count() > 1 {
+        return (!executable(path))
+            .then(|| format!("program {program} does not exist or is not executable here"));
+    }
+    let found = std::env::var_os("PATH").is_some_and(|dirs| {
+        std::env::split_paths(&dirs).any(|dir| {
+            let candidate = dir.join(program);
+            executable(&candidate)
+                || (cfg!(windows)
+                    && ["exe", "com", "bat", "cmd"]
+                        .iter()
+                        .any(|ext| executable(&candidate.with_extension(ext))))
+        })
+    });
+    (!found).then(|| format!("program `{program}` is not found on PATH here"))
+}
+
 /// How long `check` waits for the heartbeats' filesystems to answer its looks.
 const CHECK_LOOKS_WITHIN: Duration = Duration::from_secs(5);
 
-/// What `check` says about the heartbeats' places on this machine: a missing directory, one
-/// any user can write, whole-second file times. Looked at on a thread of its own and waited
+/// What `check` says about this machine: programs of commands not found, heartbeats' places
+/// (a missing directory, one any user can write, whole-second file times). Looked at on a thread of its own and waited
 /// for a bounded time, so a filesystem that never answers cannot hang `check` (which the
 /// systemd unit runs before protector starts).
 fn heartbeat_warnings(config: &Config) -> Vec<String> {
-    let targets: Vec<(String, PathBuf)> = config
+    let targets: Vec<(String, PathBuf, Vec<(&'static str, String)>)> = config
         .targets
         .iter()
         .filter(|t| t.enabled)
-        .map(|t| (t.name.clone(), t.heartbeat.clone()))
+        .map(|t| {
+            let programs = [
+                ("stop", &t.stop),
+                ("start", &Some(t.start.clone())),
+                ("skip_if", &t.skip_if),
+                ("notify", &t.notify),
+            ]
+            .into_iter()
+            .filter_map(|(what, line)| match line {
+                Some(CommandLine::Exec(argv)) => Some((what, argv[0].clone())),
+                _ => None,
+            })
+            .collect();
+            (t.name.clone(), t.heartbeat.clone(), programs)
+        })
         .collect();
     let (tx, rx) = std::sync::mpsc::channel();
     let looked = std::thread::Builder::new()
         .name("protector-check".into())
         .spawn(move || {
             let mut out = Vec::new();
-            for (name, beat) in targets {
+            for (name, beat, programs) in targets {
+                for (what, program) in programs {
+                    if let Some(why) = not_runnable(&program) {
+                        out.push(format!("target {name}: {what}: {why}"));
+                    }
+                }
                 if let Some(dir) = crate::heartbeat::missing_dir(&beat) {
                     out.push(format!(
                         "target {name}: the heartbeat's directory {} does not exist: nothing can \
