@@ -42,6 +42,9 @@ fn not_runnable(program: &str) -> Option<String> {
     (!found).then(|| format!("program `{program}` is not found on PATH here"))
 }
 
+/// Each command's program: (`stop`, `systemctl`).
+type Programs = Vec<(&'static str, String)>;
+
 /// How long `check` waits for the heartbeats' filesystems to answer its looks.
 const CHECK_LOOKS_WITHIN: Duration = Duration::from_secs(5);
 
@@ -50,7 +53,7 @@ const CHECK_LOOKS_WITHIN: Duration = Duration::from_secs(5);
 /// for a bounded time, so a filesystem that never answers cannot hang `check` (which the
 /// systemd unit runs before protector starts).
 fn heartbeat_warnings(config: &Config) -> Vec<String> {
-    let targets: Vec<(String, PathBuf, Vec<(&'static str, String)>)> = config
+    let targets: Vec<(String, PathBuf, Programs)> = config
         .targets
         .iter()
         .filter(|t| t.enabled)
