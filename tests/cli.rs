@@ -389,6 +389,32 @@ fn shell_syntax_in_a_command_without_a_shell_is_a_problem_and_unknown_programs_a
         ));
 }
 
+#[test]
+fn yaml_1_1_habits_get_a_hint() {
+    let sb = Sandbox::new();
+    for (yaml, said) in [
+        (
+            "targets:\n  - name: a\n    heartbeat: a.beat\n    timeout: 5m\n    enabled: no\n    start: 'true'\n",
+            "a.yaml:5:5: targets[0].enabled: \"no\" is a string here: use true or false",
+        ),
+        (
+            "targets:\n  - name: a\n\theartbeat: a.beat\n",
+            "a.yaml:3:1: tabs are not allowed for indentation",
+        ),
+        (
+            "targets:\n  - name: a\n    heartbeat: ~bob/a.beat\n    timeout: 5m\n    start: 'true'\n",
+            "`~bob` (another user's home directory) is not supported",
+        ),
+    ] {
+        sb.write("a.yaml", yaml);
+        protector_cmd(sb.dir.path())
+            .args(["check", "a.yaml"])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(said));
+    }
+}
+
 /// The indented lines after the README line `intro`, up to the next unindented one.
 #[cfg(not(windows))]
 fn readme_block(readme: &str, intro: &str) -> String {

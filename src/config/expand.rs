@@ -14,6 +14,16 @@ pub fn expand(
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
 
+    if rest.starts_with('~')
+        && !(rest == "~" || rest.starts_with("~/") || (windows && rest.starts_with("~\\")))
+    {
+        // `~user/...`: another user's home, which protector does not look up (a relative
+        // path named `~bob` is never what was meant).
+        return Err(format!(
+            "`{}` (another user's home directory) is not supported: write the path out",
+            rest.split(['/', '\\']).next().unwrap_or(rest)
+        ));
+    }
     if rest == "~" || rest.starts_with("~/") || (windows && rest.starts_with("~\\")) {
         let home_var = if windows { "USERPROFILE" } else { "HOME" };
         let home = lookup(home_var)
@@ -119,5 +129,7 @@ mod tests {
         assert!(expand("%NOPE%", true, &env).is_err());
         assert!(expand("${RUN", false, &env).is_err());
         assert!(expand("~/x", false, &|_| None).is_err());
+        let e = expand("~bob/x", false, &|_| Some("/home/op".into())).unwrap_err();
+        assert!(e.contains("`~bob` (another user's home directory)"), "{e}");
     }
 }

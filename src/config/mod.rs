@@ -238,9 +238,17 @@ pub fn parse_str(
                 line: l.line(),
                 column: l.column(),
             });
+            let message = e.to_string();
+            let message = if message.contains("tab character") {
+                format!(
+                    "tabs are not allowed for indentation in YAML; indent with spaces ({message})"
+                )
+            } else {
+                format!("invalid YAML: {message}")
+            };
             return Err(ConfigError {
                 file: file.to_string(),
-                problems: vec![(Problem::new("", format!("invalid YAML: {e}")), pos)],
+                problems: vec![(Problem::new("", message), pos)],
             });
         }
     };

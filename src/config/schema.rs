@@ -81,6 +81,23 @@ pub fn validate(document: &Value) -> Vec<Problem> {
         }
         let at = error.instance_path().as_str().to_string();
         let instance = error.instance();
+        // YAML 1.1 booleans (Salt's habit): plain strings in YAML 1.2.
+        if let ValidationErrorKind::Type { .. } = error.kind()
+            && let Some(word) = instance.as_str()
+            && matches!(
+                word.to_ascii_lowercase().as_str(),
+                "yes" | "no" | "on" | "off" | "y" | "n"
+            )
+        {
+            problems.push(Problem::new(
+                at,
+                format!(
+                    "{word:?} is a string here: use true or false (YAML 1.2, which protector \
+                     reads, has no yes/no/on/off booleans)"
+                ),
+            ));
+            continue;
+        }
         match error.kind() {
             ValidationErrorKind::AdditionalProperties { unexpected } => {
                 for key in unexpected {
