@@ -7,10 +7,12 @@ use std::process::ExitCode;
 
 use crate::fsutil::epoch_secs;
 use crate::lock;
-use crate::state::{self, StateFile, TargetRecord};
+use crate::state::{self, StateFile, TargetRecord, TargetStatus};
 
-pub fn run(state_path: &Path, json: bool) -> ExitCode {
-    let file = match state::load(state_path) {
+/// Shows the targets named in `names` (all when empty); an unknown name is an error (exit 2)
+/// listing the known ones.
+pub fn run(state_path: &Path, json: bool, names: &[String]) -> ExitCode {
+    let mut file = match state::load(state_path) {
         Ok(Some(f)) => f,
         Ok(None) => {
             eprintln!(
@@ -27,6 +29,20 @@ pub fn run(state_path: &Path, json: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(unknown) = names
+        .iter()
+        .find(|n| !file.targets.iter().any(|t| &t.name == *n))
+    {
+        let known: Vec<&str> = file.targets.iter().map(|t| t.name.as_str()).collect();
+        crate::text::print_stderr(&format!(
+            "protector: no target named {unknown:?}; known: {}\n",
+            known.join(", ")
+        ));
+        return ExitCode::from(2);
+    }
+    if !names.is_empty() {
+        file.targets.retain(|t| names.contains(&t.name));
+    }
     let running = file
         .lock_file
         .as_deref()
@@ -118,13 +134,17 @@ fn row(t: &TargetRecord, now: f64) -> [String; 6] {
     } else {
         t.restarts_total.to_string()
     };
-    let next = t.next_check.map_or("-".into(), |n| {
-        if n > now {
-            format!("in {}", human(n - now))
-        } else {
-            "now".into()
-        }
-    });
+    // A given-up target is only looked at for a heartbeat: no check is coming.
+    let next = t
+        .next_check
+        .filter(|_| t.state != TargetStatus::GivenUp)
+        .map_or("-".into(), |n| {
+            if n > now {
+                format!("in {}", human(n - now))
+            } else {
+                "now".into()
+            }
+        });
     let last = t.last_restart.as_ref().map_or("-".into(), |r| {
         let cmds: Vec<String> = r
             .commands

@@ -390,6 +390,31 @@ fn shell_syntax_in_a_command_without_a_shell_is_a_problem_and_unknown_programs_a
 }
 
 #[test]
+fn check_quiet_prints_one_line_and_trace_shows_each_look() {
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        "targets:\n  - name: a\n    heartbeat: a.beat\n    timeout: 200ms\n    start: 'true'\n",
+    );
+    let out = protector_cmd(sb.dir.path())
+        .args(["check", "-q", "p.yaml"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    let os = if cfg!(windows) {
+        "windows"
+    } else if cfg!(target_os = "macos") {
+        "macos"
+    } else {
+        "linux"
+    };
+    assert_eq!(text, format!("p.yaml: valid for {os}; 1 target\n"));
+    // -vv is trace: every look at a heartbeat is logged.
+    let p = sb.spawn(&["-vv", "--config", "p.yaml"]);
+    p.wait_events("looked", Some("a"), 2);
+}
+
+#[test]
 fn yaml_1_1_habits_get_a_hint() {
     let sb = Sandbox::new();
     for (yaml, said) in [

@@ -262,6 +262,20 @@ fn status_shows_targets_and_exits_by_health() {
     );
     assert!(sick.contains("ago: start ok"), "{text}");
 
+    // Only the targets asked for; the exit status is theirs. An unknown one is named.
+    protector_cmd(sb.dir.path())
+        .args(["status", "protector.yaml", "fine"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("fine ").and(predicate::str::contains("sick ").not()));
+    protector_cmd(sb.dir.path())
+        .args(["status", "--state-file", "state.json", "nope"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "no target named \"nope\"; known: fine, sick",
+        ));
+
     let out = protector_cmd(sb.dir.path())
         .args(["status", "--state-file", "state.json", "--json"])
         .assert()
@@ -340,7 +354,7 @@ fn parse_metrics(text: &str) -> Vec<(String, String, f64)> {
 fn metrics_file_is_prometheus_text_matching_what_happened() {
     let sb = Sandbox::new();
     let _p = sb.run_config(&format!(
-        "metrics_file: protector.prom\ntargets:\n{}",
+        "metrics_file: protector.prom\nstate_file: state.json\ntargets:\n{}",
         "  - name: svc\n    heartbeat: svc.beat\n    timeout: 500ms\n    restart_grace: 500ms\n    backoff: {after: 100}\n    max_restarts: 2\n    start: [sh, -c, 'exit 1']\n"
     ));
     let mut samples = Vec::new();
@@ -351,6 +365,19 @@ fn metrics_file_is_prometheus_text_matching_what_happened() {
             .iter()
             .any(|(n, l, v)| n == "protector_target_state" && l.contains("given up") && *v == 1.0)
     });
+    // `status` shows no next check for a target that only waits for a heartbeat.
+    let out = protector_cmd(sb.dir.path())
+        .args(["status", "protector.yaml"])
+        .assert()
+        .code(1);
+    let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    let row = text.lines().find(|l| l.starts_with("svc ")).unwrap();
+    let header = text.lines().find(|l| l.starts_with("TARGET")).unwrap();
+    let at = header.find("NEXT CHECK").unwrap();
+    assert!(
+        row.contains("given up") && row[at..].starts_with("- "),
+        "{text}"
+    );
     let get = |name: &str, label: &str| {
         samples
             .iter()

@@ -116,11 +116,19 @@ fn heartbeat_warnings(config: &Config) -> Vec<String> {
     }
 }
 
-pub fn run(path: &Path, os: Os) -> ExitCode {
+/// `quiet` (`check -q`, as the systemd unit's ExecStartPre runs it): only problems, warnings
+/// and the one summary line, so the journal gets one line per start, not one per setting.
+pub fn run(path: &Path, os: Os, quiet: bool) -> ExitCode {
     match config::load(path, os) {
         Ok(config) => {
             let file = path.display().to_string();
-            crate::text::print_stdout(&describe(&file, &config));
+            let report = describe(&file, &config);
+            if quiet {
+                let summary = report.lines().next().unwrap_or_default();
+                crate::text::print_stdout(&format!("{summary}\n"));
+            } else {
+                crate::text::print_stdout(&report);
+            }
             // Only this machine's directories can be looked at.
             if config.os == Os::host() {
                 for warning in heartbeat_warnings(&config) {

@@ -130,9 +130,10 @@ struct RunOpts {
     /// Also log to this file, rotated daily (PATH.YYYY-MM-DD).
     #[arg(long, value_name = "PATH")]
     log_file: Option<PathBuf>,
-    /// How many daily log files to keep.
-    #[arg(long, value_name = "N", default_value_t = 7, requires = "log_file")]
-    log_keep: usize,
+    /// How many daily log files to keep (at least 1).
+    #[arg(long, value_name = "N", default_value_t = 7, requires = "log_file",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    log_keep: u16,
     /// With --log-file: log only to the file, not to stderr.
     #[arg(long, requires = "log_file")]
     no_stderr: bool,
@@ -165,9 +166,10 @@ enum Command {
         /// Config file whose `state_file` to read [default: the default config file].
         #[arg(short, long, value_name = "FILE", conflicts_with = "state_file")]
         config: Option<PathBuf>,
-        /// The config file, given without --config.
-        #[arg(value_name = "FILE", conflicts_with_all = ["config", "state_file"])]
-        file: Option<PathBuf>,
+        /// The config file, given without --config (a word naming a file, or ending in .yaml
+        /// or .yml), then the targets to show (default: all).
+        #[arg(value_name = "FILE | NAME")]
+        words: Vec<String>,
         /// The state file to read.
         #[arg(long, value_name = "FILE")]
         state_file: Option<PathBuf>,
@@ -197,7 +199,7 @@ pub fn main() -> ExitCode {
         verbosity: cli.global.verbose as i8 - cli.global.quiet as i8,
         format: cli.global.log_format,
         file: run.log_file.clone(),
-        keep: run.log_keep,
+        keep: usize::from(run.log_keep),
         stderr: !run.no_stderr,
     };
     match cli.command {
@@ -206,7 +208,12 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Check { config, file, os }) => {
-            check::run(&or_default(config.or(file)), os.unwrap_or(Os::host()))
+            let quiet = cli.global.quiet > 0;
+            check::run(
+                &or_default(config.or(file)),
+                os.unwrap_or(Os::host()),
+                quiet,
+            )
         }
         #[cfg(windows)]
         Some(Command::Service { action }) => crate::service::main(
@@ -216,10 +223,24 @@ pub fn main() -> ExitCode {
         ),
         Some(Command::Status {
             config,
-            file,
+            words,
             state_file,
             json,
-        }) => status(config.or(file), state_file, json),
+        }) => {
+            // The first word is the config file when nothing else names one and it looks
+            // like a file; the others name targets.
+            let is_file =
+                |w: &String| w.ends_with(".yaml") || w.ends_with(".yml") || Path::new(w).is_file();
+            let (config, names) = match words.split_first() {
+                Some((first, rest))
+                    if config.is_none() && state_file.is_none() && is_file(first) =>
+                {
+                    (Some(PathBuf::from(first)), rest)
+                }
+                _ => (config, &words[..]),
+            };
+            status(config, state_file, json, names)
+        }
         Some(Command::Run {
             ref config,
             ref run,
@@ -315,7 +336,12 @@ fn run_watchdog(
     }
 }
 
-fn status(config: Option<PathBuf>, state_file: Option<PathBuf>, json: bool) -> ExitCode {
+fn status(
+    config: Option<PathBuf>,
+    state_file: Option<PathBuf>,
+    json: bool,
+    names: &[String],
+) -> ExitCode {
     let path = match (state_file, config) {
         (Some(p), _) => p,
         (None, Some(cfg)) => match config::load(&cfg, Os::host()) {
@@ -335,8 +361,8 @@ fn status(config: Option<PathBuf>, state_file: Option<PathBuf>, json: bool) -> E
             }
         },
         (None, None) => {
-            return status(Some(default_config()), None, json);
+            return status(Some(default_config()), None, json, names);
         }
     };
-    crate::status::run(&path, json)
+    crate::status::run(&path, json, names)
 }

@@ -52,6 +52,7 @@ impl Daemon {
         // commands at once never delays the detection of the last one.
         let mut to_run = Vec::new();
         for (&i, (obs, err)) in due.iter().zip(looks) {
+            tracing::trace!(target = %self.slots[i].target.name, event = "looked", observation = ?obs, "looked at the heartbeat");
             self.slots[i].note_look(&obs, err);
             match self.contained(i, "judging the heartbeat", |d| d.on_due(i, &obs, now)) {
                 Some(Some(cmd)) => to_run.push((i, cmd)),

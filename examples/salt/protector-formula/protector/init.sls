@@ -50,7 +50,7 @@ protector-unit-paths:
         # Managed by Salt (protector formula).
         [Service]
         ExecStartPre=
-        ExecStartPre={{ protector.bin }} check --config {{ protector.config_file }}
+        ExecStartPre={{ protector.bin }} check -q --config {{ protector.config_file }}
         ExecStart=
         ExecStart={{ protector.bin }} --config {{ protector.config_file }}
 
