@@ -339,8 +339,19 @@ fn the_config_file_has_a_default_and_can_be_given_without_config() {
         .code(1)
         .stderr(predicate::str::contains("state.json"));
     // Without a config, the default one (absent here) is what each command reads.
+    let (default, shown) = if cfg!(windows) {
+        (
+            "C:\\ProgramData\\protector\\protector.yaml",
+            "protector\\protector.yaml",
+        )
+    } else {
+        (
+            "/etc/protector/protector.yaml",
+            "/etc/protector/protector.yaml",
+        )
+    };
     for args in [&["check"][..], &[], &["run"], &["status"]] {
-        if std::path::Path::new("/etc/protector/protector.yaml").exists() {
+        if std::path::Path::new(default).exists() {
             break;
         }
         protector_cmd(sb.dir.path())
@@ -348,12 +359,12 @@ fn the_config_file_has_a_default_and_can_be_given_without_config() {
             .timeout(std::time::Duration::from_secs(20))
             .assert()
             .code(1)
-            .stderr(predicate::str::contains("/etc/protector/protector.yaml"));
+            .stderr(predicate::str::contains(shown));
     }
     protector_cmd(sb.dir.path())
         .arg("--help")
         .assert()
-        .stdout(predicate::str::contains("/etc/protector/protector.yaml"));
+        .stdout(predicate::str::contains(shown));
 }
 
 #[cfg(not(windows))]
