@@ -426,6 +426,38 @@ fn check_quiet_prints_one_line_and_trace_shows_each_look() {
 }
 
 #[test]
+fn check_explain_says_where_each_setting_comes_from() {
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        "defaults:\n  timeout: 5m\n  os:\n    linux: {stop: [a]}\n    windows: {stop: [b]}\n\
+         targets:\n  - name: t\n    heartbeat: t.beat\n    start: [c]\n    os:\n      unix: {restart_grace: 1m}\n",
+    );
+    let out = protector_cmd(sb.dir.path())
+        .args(["check", "--explain", "--os", "linux", "p.yaml"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(&format!("{key}:")))
+            .unwrap_or_else(|| panic!("no {key} in {text}"))
+            .to_string()
+    };
+    assert!(line("timeout").ends_with("[from defaults]"), "{text}");
+    assert!(line("stop").contains("stop: defaults.os.linux"), "{text}");
+    assert!(
+        line("restart_grace").ends_with("[from targets[0].os.unix]"),
+        "{text}"
+    );
+    assert!(
+        line("command_timeout").ends_with("[from default]"),
+        "{text}"
+    );
+    assert!(line("start").contains("start: targets[0]"), "{text}");
+}
+
+#[test]
 fn yaml_1_1_habits_get_a_hint() {
     let sb = Sandbox::new();
     for (yaml, said) in [

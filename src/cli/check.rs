@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::config::origins::Origins;
 use crate::config::{self, CommandLine, Config, Os, duration::format as fmt_dur};
 use crate::schedule::Observation;
 
@@ -118,11 +119,12 @@ fn heartbeat_warnings(config: &Config) -> Vec<String> {
 
 /// `quiet` (`check -q`, as the systemd unit's ExecStartPre runs it): only problems, warnings
 /// and the one summary line, so the journal gets one line per start, not one per setting.
-pub fn run(path: &Path, os: Os, quiet: bool) -> ExitCode {
+pub fn run(path: &Path, os: Os, quiet: bool, explain: bool) -> ExitCode {
     match config::load(path, os) {
         Ok(config) => {
             let file = path.display().to_string();
-            let report = describe(&file, &config);
+            let origins = explain.then(|| config::origins(path, os));
+            let report = describe(&file, &config, origins.as_ref());
             if quiet {
                 let summary = report.lines().next().unwrap_or_default();
                 crate::text::print_stdout(&format!("{summary}\n"));
@@ -145,7 +147,9 @@ pub fn run(path: &Path, os: Os, quiet: bool) -> ExitCode {
 }
 
 /// The effective targets, as `check` prints them.
-pub fn describe(file: &str, config: &Config) -> String {
+/// The effective settings of `config`; with `origins` (`check --explain`), where each comes
+/// from.
+pub fn describe(file: &str, config: &Config, origins: Option<&Origins>) -> String {
     use std::fmt::Write;
     let n = config.targets.len();
     let mut out = format!(
@@ -182,39 +186,66 @@ pub fn describe(file: &str, config: &Config) -> String {
             t.name,
             if t.enabled { "" } else { " (disabled)" }
         );
-        let _ = writeln!(out, "  heartbeat:       {}", t.heartbeat.display());
-        let _ = writeln!(out, "  timeout:         {}", fmt_dur(t.timeout));
-        let _ = writeln!(
-            out,
-            "  stop:            {}",
-            t.stop.as_ref().map_or("(none)".into(), argv)
+        let from = origins.and_then(|o| o.get(&t.name));
+        // `  key:   value`, and with --explain where the value comes from.
+        let mut line = |label: &str, value: String, keys: &[&str]| {
+            let _ = write!(out, "  {:<17}{value}", format!("{label}:"));
+            if let Some(from) = from {
+                let said: Vec<String> = keys
+                    .iter()
+                    .map(|k| {
+                        let layer = from.get(k).map_or("default", String::as_str);
+                        if keys.len() > 1 {
+                            format!("{}: {layer}", k.rsplit('/').next().unwrap_or(k))
+                        } else {
+                            layer.to_string()
+                        }
+                    })
+                    .collect();
+                let _ = write!(out, "   [from {}]", said.join(", "));
+            }
+            out.push('\n');
+        };
+        line(
+            "heartbeat",
+            t.heartbeat.display().to_string(),
+            &["heartbeat"],
         );
-        let _ = writeln!(out, "  start:           {}", argv(&t.start));
-        let _ = writeln!(out, "  command_timeout: {}", fmt_dur(t.command_timeout));
-        let _ = writeln!(out, "  restart_grace:   {}", fmt_dur(t.restart_grace));
-        let _ = writeln!(out, "  startup_grace:   {}", fmt_dur(t.startup_grace));
-        let _ = writeln!(
-            out,
-            "  backoff:         doubles after {} consecutive restarts, up to {}",
+        line("timeout", fmt_dur(t.timeout), &["timeout"]);
+        let stop = t.stop.as_ref().map_or("(none)".into(), argv);
+        line("stop", stop, &["stop", "shell"]);
+        line("start", argv(&t.start), &["start", "shell"]);
+        line(
+            "command_timeout",
+            fmt_dur(t.command_timeout),
+            &["command_timeout"],
+        );
+        line(
+            "restart_grace",
+            fmt_dur(t.restart_grace),
+            &["restart_grace"],
+        );
+        line(
+            "startup_grace",
+            fmt_dur(t.startup_grace),
+            &["startup_grace"],
+        );
+        let backoff = format!(
+            "doubles after {} consecutive restarts, up to {}",
             t.backoff.after,
             fmt_dur(t.backoff.max)
         );
-        let _ = writeln!(
-            out,
-            "  max_restarts:    {}",
-            t.max_restarts
-                .map_or("none (never give up)".into(), |m| m.to_string())
-        );
+        line("backoff", backoff, &["backoff/after", "backoff/max"]);
+        let max = t
+            .max_restarts
+            .map_or("none (never give up)".into(), |m| m.to_string());
+        line("max_restarts", max, &["max_restarts"]);
         if let Some(notify) = &t.notify {
-            let _ = writeln!(out, "  notify:          {}", argv(notify));
+            line("notify", argv(notify), &["notify", "shell"]);
         }
         if let Some(skip_if) = &t.skip_if {
-            let _ = writeln!(
-                out,
-                "  skip_if:         {} (then wait {})",
-                argv(skip_if),
-                fmt_dur(t.skip_delay)
-            );
+            let value = format!("{} (then wait {})", argv(skip_if), fmt_dur(t.skip_delay));
+            line("skip_if", value, &["skip_if", "skip_delay"]);
         }
     }
     out

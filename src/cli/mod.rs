@@ -157,6 +157,9 @@ enum Command {
         file: Option<PathBuf>,
         /// Resolve for this OS instead of the one protector runs on. Variables in paths are
         /// only expanded for the OS protector runs on.
+        /// Say where each setting comes from (which of the six layers, or the default).
+        #[arg(long)]
+        explain: bool,
         #[arg(long, value_enum)]
         os: Option<Os>,
     },
@@ -207,13 +210,15 @@ pub fn main() -> ExitCode {
             crate::text::print_stdout(&config::schema::schema_text());
             ExitCode::SUCCESS
         }
-        Some(Command::Check { config, file, os }) => {
+        Some(Command::Check {
+            config,
+            file,
+            os,
+            explain,
+        }) => {
             let quiet = cli.global.quiet > 0;
-            check::run(
-                &or_default(config.or(file)),
-                os.unwrap_or(Os::host()),
-                quiet,
-            )
+            let path = or_default(config.or(file));
+            check::run(&path, os.unwrap_or(Os::host()), quiet, explain)
         }
         #[cfg(windows)]
         Some(Command::Service { action }) => crate::service::main(

@@ -8,6 +8,7 @@
 pub mod duration;
 pub mod expand;
 pub mod model;
+pub mod origins;
 mod partial;
 pub mod position;
 pub mod raw;
@@ -197,6 +198,13 @@ pub fn load(path: &Path, os: Os) -> Result<Config, ConfigError> {
         }
     }
     Ok(config)
+}
+
+/// Where each target's settings come from (`check --explain`), for a file `load` accepted.
+pub fn origins(path: &Path, os: Os) -> origins::Origins {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let document: serde_json::Value = serde_yaml::from_str(&text).unwrap_or_default();
+    origins::of(&document, os)
 }
 
 /// The whole pipeline on a document already in memory (used by `load`, tests and fuzzing).

@@ -1,0 +1,109 @@
+//! Where each setting of each target comes from (`check --explain`): the six layers of
+//! precedence, most specific first, are the target's `os.<OS>`, `os.unix`, the target itself,
+//! then the same three under `defaults`; a setting no layer sets has its default.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::{Os, key_path};
+
+/// Every setting a layer can hold (`backoff` as its two parts, which are picked apart).
+pub const SETTINGS: [&str; 15] = [
+    "heartbeat",
+    "timeout",
+    "stop",
+    "start",
+    "shell",
+    "command_timeout",
+    "restart_grace",
+    "startup_grace",
+    "backoff/after",
+    "backoff/max",
+    "max_restarts",
+    "enabled",
+    "notify",
+    "skip_if",
+    "skip_delay",
+];
+
+/// Per target name, per setting: the key path of the layer that sets it (`defaults.os.linux`,
+/// `targets[0]`), or `default`.
+pub type Origins = HashMap<String, HashMap<&'static str, String>>;
+
+/// The origins of every setting of every target of `document` (a valid config) for `os`.
+pub fn of(document: &Value, os: Os) -> Origins {
+    let targets = document.get("targets").and_then(Value::as_array);
+    let mut out = Origins::new();
+    for (i, target) in targets.into_iter().flatten().enumerate() {
+        let Some(name) = target.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        let mut layers = Vec::with_capacity(6);
+        for base in [format!("/targets/{i}"), "/defaults".to_string()] {
+            layers.push(format!("{base}/os/{}", os.key()));
+            if os.is_unix() {
+                layers.push(format!("{base}/os/unix"));
+            }
+            layers.push(base);
+        }
+        let settings = SETTINGS
+            .iter()
+            .map(|&key| {
+                let from = layers
+                    .iter()
+                    .find(|layer| {
+                        document
+                            .pointer(&format!("{layer}/{key}"))
+                            .is_some_and(|v| !v.is_null())
+                    })
+                    .map_or_else(|| "default".to_string(), |layer| key_path(layer));
+                (key, from)
+            })
+            .collect();
+        out.insert(name.to_string(), settings);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_setting_of_the_schema_is_listed() {
+        let schema =
+            serde_json::to_value(schemars::schema_for!(super::super::raw::Settings)).unwrap();
+        let mut keys: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        let mut listed: Vec<&str> = SETTINGS
+            .iter()
+            .map(|k| k.split('/').next().unwrap())
+            .collect();
+        listed.sort_unstable();
+        listed.dedup();
+        assert_eq!(keys, listed);
+    }
+
+    #[test]
+    fn the_most_specific_layer_wins() {
+        let doc: Value = serde_yaml::from_str(
+            "defaults:\n  timeout: 5m\n  os: {linux: {stop: a}, unix: {stop: b, start: c}}\n\
+             targets:\n  - name: t\n    heartbeat: /x\n    start: d\n    os: {unix: {backoff: {max: 1h}}}\n",
+        )
+        .unwrap();
+        let o = &of(&doc, Os::Linux)["t"];
+        assert_eq!(o["timeout"], "defaults");
+        assert_eq!(o["stop"], "defaults.os.linux");
+        assert_eq!(o["start"], "targets[0]");
+        assert_eq!(o["backoff/max"], "targets[0].os.unix");
+        assert_eq!(o["backoff/after"], "default");
+        let w = &of(&doc, Os::Windows)["t"];
+        assert_eq!(w["stop"], "default");
+    }
+}
