@@ -365,6 +365,16 @@ fn the_config_file_has_a_default_and_can_be_given_without_config() {
         .arg("--help")
         .assert()
         .stdout(predicate::str::contains(shown));
+    // The original form keeps no state: status says what to do instead.
+    if !std::path::Path::new(default).exists() {
+        protector_cmd(sb.dir.path())
+            .arg("status")
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(
+                "the original positional form keeps none",
+            ));
+    }
 }
 
 #[cfg(not(windows))]

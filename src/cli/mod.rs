@@ -341,6 +341,11 @@ fn run_watchdog(
     }
 }
 
+/// Said when `status` finds no config: the original form keeps no state.
+const STATUS_HINT: &str = "protector: status reads the state file of a config that sets \
+    `state_file`; the original positional form keeps none: run it as a config instead \
+    (examples/protector.yaml is that form as a config) and add `state_file`\n";
+
 fn status(
     config: Option<PathBuf>,
     state_file: Option<PathBuf>,
@@ -353,15 +358,18 @@ fn status(
             Ok(c) => match c.files.state_file {
                 Some(p) => p,
                 None => {
-                    eprintln!(
-                        "protector: {} sets no `state_file`, so there is no status to show",
+                    crate::text::print_stderr(&format!(
+                        "protector: {} sets no `state_file`, so there is no status to show; add \
+                         `state_file: /var/lib/protector/state.json` (the unit's StateDirectory) \
+                         and reload\n",
                         cfg.display()
-                    );
+                    ));
                     return ExitCode::from(1);
                 }
             },
             Err(e) => {
                 crate::text::print_stderr(&e.to_string());
+                crate::text::print_stderr(STATUS_HINT);
                 return ExitCode::from(1);
             }
         },
