@@ -112,6 +112,8 @@ pub fn run(
         }
     };
     spawned(child.id());
+    // Tied to protector's life while it runs (Windows; Unix does it at spawn).
+    let tie = platform::tie(&*child);
     let (done_tx, done_rx) = mpsc::channel();
     let stdout = child
         .stdout()
@@ -147,6 +149,9 @@ pub fn run(
         pause = (pause * 2).min(Duration::from_millis(20));
     };
     let duration = started.elapsed();
+    if let Some(tie) = tie {
+        tie.release();
+    }
 
     // Give the readers a moment to collect the last output, but never wait for a daemon
     // that inherited the pipes.

@@ -164,6 +164,47 @@ fn a_hung_command_tree_is_killed_through_its_job_object() {
     });
 }
 
+#[test]
+fn a_command_running_when_protector_dies_dies_with_it_and_one_that_ended_leaves_its_daemon() {
+    let sb = Sandbox::new();
+    let yaml = format!(
+        "targets:
+  - name: hung
+    heartbeat: hung.beat
+    timeout: 1s
+    restart_grace: 1h
+    command_timeout: 1h
+    stop: ['{dummy}', tree, grandchild.pid, '300']
+    start: [cmd, /C, 'echo never> started.txt']
+  - name: daemon
+    heartbeat: daemon.beat
+    timeout: 1s
+    restart_grace: 1h
+    start: [cmd, /C, 'start \"\" /B \"{dummy}\" tree daemon.pid 300']
+",
+        dummy = dummy().display()
+    );
+    let mut p = sb.run_config(&yaml);
+    let grandchild = read_pid(&sb, "grandchild.pid");
+    let daemon = read_pid(&sb, "daemon.pid");
+    p.wait_events("restart_done", Some("daemon"), 1);
+    assert!(process_alive(grandchild) && process_alive(daemon));
+    // protector dies (TerminateProcess: no chance to clean up).
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+    wait_until(
+        PATIENCE,
+        "the hung command's tree to die with protector",
+        || !process_alive(grandchild),
+    );
+    assert!(!sb.path("started.txt").exists());
+    // What a finished start command left running on purpose stays.
+    assert!(process_alive(daemon), "the daemon died with protector");
+    let _ = Command::new("taskkill")
+        .args(["/F", "/PID", &daemon.to_string()])
+        .status();
+}
+
 fn manager() -> ServiceManager {
     ServiceManager::local_computer(
         None::<&str>,

@@ -54,6 +54,18 @@ pub fn is_resource_shortage(e: &std::io::Error) -> bool {
     )
 }
 
+/// On Unix a command's leader dies with protector through `PR_SET_PDEATHSIG` (see
+/// [`contain`]); nothing more is tied. (Windows ties the whole tree: `windows.rs`.)
+pub struct Tie;
+
+pub fn tie(_child: &dyn process_wrap::std::ChildWrapper) -> Option<Tie> {
+    None
+}
+
+impl Tie {
+    pub fn release(self) {}
+}
+
 /// What tells a command's process group from a later one that reuses its number: the boot
 /// and the leader's start time (Linux). `None` where that cannot be told, or when the leader
 /// is gone already; such a group is not recorded.

@@ -26,8 +26,80 @@ pub fn program_data() -> std::path::PathBuf {
         .map_or_else(|| r"C:\ProgramData".into(), std::path::PathBuf::from)
 }
 
-/// Commands left running by an earlier protector are not recorded on Windows (see
-/// `unix.rs`): their Job Object is not kept across a restart of protector.
+/// A running command's processes tied to protector's life: a second Job Object (nested in
+/// the one that contains the command) that kills them when its last handle is closed, which
+/// Windows does when protector dies, however it dies. [`Tie::release`] lifts that once the
+/// command has ended, so what it leaves running on purpose stays. `None` where Windows cannot
+/// nest jobs (before Windows 8): the command then outlives a crash of protector.
+pub struct Tie(windows_sys::Win32::Foundation::HANDLE);
+
+// SAFETY: a job handle may be used and closed from any thread.
+unsafe impl Send for Tie {}
+
+pub fn tie(child: &dyn process_wrap::std::ChildWrapper) -> Option<Tie> {
+    use std::os::windows::io::AsRawHandle;
+    use windows_sys::Win32::Foundation::CloseHandle;
+    use windows_sys::Win32::System::JobObjects::{
+        AssignProcessToJobObject, CreateJobObjectW, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+    };
+    let process = child.process_handle()?.as_raw_handle();
+    // SAFETY: plain Win32 calls on handles this function owns or borrows for the call.
+    unsafe {
+        let job = CreateJobObjectW(std::ptr::null(), std::ptr::null());
+        if job.is_null() {
+            return None;
+        }
+        if !set_limits(job, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE)
+            || AssignProcessToJobObject(job, process) == 0
+        {
+            CloseHandle(job);
+            return None;
+        }
+        Some(Tie(job))
+    }
+}
+
+/// Sets a job's basic limit flags.
+unsafe fn set_limits(job: windows_sys::Win32::Foundation::HANDLE, flags: u32) -> bool {
+    use windows_sys::Win32::System::JobObjects::{
+        JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JobObjectExtendedLimitInformation,
+        SetInformationJobObject,
+    };
+    // SAFETY: the structure is plain data, zero is its "no limits" value, and its size is
+    // passed with it.
+    unsafe {
+        let mut info: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = std::mem::zeroed();
+        info.BasicLimitInformation.LimitFlags = flags;
+        SetInformationJobObject(
+            job,
+            JobObjectExtendedLimitInformation,
+            (&info as *const JOBOBJECT_EXTENDED_LIMIT_INFORMATION).cast(),
+            std::mem::size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>() as u32,
+        ) != 0
+    }
+}
+
+impl Tie {
+    /// The command ended: what it left running is no longer killed with protector.
+    pub fn release(self) {
+        // SAFETY: the handle is this Tie's own.
+        unsafe {
+            set_limits(self.0, 0);
+        }
+    }
+}
+
+impl Drop for Tie {
+    fn drop(&mut self) {
+        // SAFETY: the handle is this Tie's own, closed once.
+        unsafe {
+            windows_sys::Win32::Foundation::CloseHandle(self.0);
+        }
+    }
+}
+
+/// Commands left running by an earlier protector are not recorded on Windows: they die with
+/// it (see [`tie`]).
 pub fn group_stamp(_pid: u32) -> Option<String> {
     None
 }
