@@ -98,8 +98,7 @@ fn foreign_owner(path: &Path) -> Option<String> {
     {
         use std::os::unix::fs::MetadataExt;
         let uid = std::fs::symlink_metadata(path).ok()?.uid();
-        // SAFETY: geteuid cannot fail and touches no memory.
-        (uid != unsafe { libc::geteuid() }).then(|| crate::perms::user_name(uid))
+        (uid != crate::perms::euid()).then(|| crate::perms::user_name(uid))
     }
     #[cfg(not(unix))]
     {
@@ -120,8 +119,7 @@ fn check_ours(file: &File, path: &Path) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        // SAFETY: geteuid cannot fail and touches no memory.
-        let me = unsafe { libc::geteuid() };
+        let me = crate::perms::euid();
         if meta.uid() != me {
             anyhow::bail!(
                 "lock file {} belongs to {}, not to protector's user (uid {me}): someone else \
@@ -200,6 +198,6 @@ pub fn runtime_dir() -> PathBuf {
         if let Some(home) = var("HOME") {
             return home.join(".local/state/protector");
         }
-        std::env::temp_dir().join(format!("protector-{}", unsafe { libc::geteuid() }))
+        std::env::temp_dir().join(format!("protector-{}", crate::perms::euid()))
     }
 }

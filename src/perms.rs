@@ -27,13 +27,19 @@ pub fn enforced() -> bool {
 pub fn is_root() -> bool {
     #[cfg(unix)]
     {
-        // SAFETY: geteuid cannot fail and touches no memory.
-        unsafe { libc::geteuid() == 0 }
+        euid() == 0
     }
     #[cfg(not(unix))]
     {
         false
     }
+}
+
+/// The user protector runs as.
+#[cfg(unix)]
+pub fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    unsafe { libc::geteuid() }
 }
 
 /// Why another user could change `path` (a file protector trusts, or a directory it writes
@@ -88,8 +94,7 @@ mod unix {
     /// The first entry on the way from `/` to `path` (absolute) that another user could
     /// change.
     pub fn chain(path: &Path) -> Option<String> {
-        // SAFETY: geteuid cannot fail and touches no memory.
-        let me = unsafe { libc::geteuid() };
+        let me = super::euid();
         let mut at = PathBuf::new();
         for part in path.components() {
             match part {
