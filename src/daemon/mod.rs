@@ -27,6 +27,7 @@
 //! shippers.
 
 mod books;
+mod bounded;
 mod commands;
 mod effects;
 mod judge;
@@ -51,7 +52,7 @@ use crate::state::RunningCommand;
 use crate::{lock, systemd};
 
 use books::{Books, Slot};
-use commands::Bounded;
+use bounded::Bounded;
 use effects::{Effects, Job, panic_message};
 
 pub(crate) struct Options {
