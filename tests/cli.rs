@@ -533,6 +533,61 @@ fn the_readme_check_example_is_what_check_prints() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), expected);
 }
 
+#[cfg(not(windows))]
+#[test]
+fn the_readme_status_example_is_what_status_prints() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let block = readme_block(&readme, "**Status.**");
+    let expected = block.split("\n\n").nth(1).unwrap().to_string();
+    // A state file as the README's protector wrote it, its times counted back from now, and
+    // its lock held (by this test) so that protector counts as running.
+    let sb = Sandbox::new();
+    let lock = std::fs::File::create(sb.path("lock")).unwrap();
+    lock.lock().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let command = |name: &str, code: i32| {
+        serde_json::json!({"command": name, "exit_code": code,
+            "status": format!("exit status: {code}"), "duration_ms": 100, "timed_out": false})
+    };
+    let target = |name: &str,
+                  state: &str,
+                  age: f64,
+                  next: f64,
+                  total: u64,
+                  row: u32,
+                  ago: f64,
+                  stop: i32| {
+        serde_json::json!({
+            "name": name, "heartbeat": format!("/run/protector/{name}.alive"), "state": state,
+            "last_heartbeat": now - age, "next_check": now + next, "restarts_total": total,
+            "consecutive_restarts": row, "backoff_secs": 0.0, "command_failures_total": 0,
+            "command_timeouts_total": 0,
+            "last_restart": {"at": now - ago, "commands": [command("stop", stop), command("start", 0)]}
+        })
+    };
+    let state = serde_json::json!({
+        "format": "protector-state", "version": 1, "pid": 4242, "protector_version": "0",
+        "started_at": now - 200_000.0, "written_at": now,
+        "config": "/etc/protector/protector.yaml",
+        "lock_file": sb.path("lock").display().to_string(),
+        "targets": [
+            target("salt-minion", "watching", 42.0, 258.0, 3, 0, 183_600.0, 0),
+            target("backup-agent", "backing off", 7_500.0, 460.0, 2, 2, 192.0, 1),
+        ]
+    });
+    sb.write("state.json", &serde_json::to_string(&state).unwrap());
+    let out = protector_cmd(sb.dir.path())
+        .args(["status", "--state-file", "state.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+}
+
 #[test]
 fn help_explains_with_examples() {
     protector_cmd(Path::new("."))
