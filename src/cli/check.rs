@@ -79,9 +79,14 @@ fn heartbeat_warnings(config: &Config) -> Vec<String> {
         .name("protector-check".into())
         .spawn(move || {
             let mut out = Vec::new();
+            // Thousands of targets share a few programs: each is looked up once.
+            let mut looked_up = std::collections::HashMap::new();
             for (name, beat, programs) in targets {
                 for (what, program) in programs {
-                    if let Some(why) = not_runnable(&program) {
+                    let why = looked_up
+                        .entry(program.clone())
+                        .or_insert_with(|| not_runnable(&program));
+                    if let Some(why) = why {
                         out.push(format!("target {name}: {what}: {why}"));
                     }
                 }

@@ -214,17 +214,15 @@ pub fn parse_str(
     os: Os,
     env: resolve::EnvLookup<'_>,
 ) -> Result<Config, ConfigError> {
-    // Built on every load: it also finds keys written twice, which the parser hides.
-    let positions = std::cell::OnceCell::new();
-    let positions = || positions.get_or_init(|| PositionMap::build(text));
+    // Keys written twice, which the parser hides (it keeps the last).
+    let twice = position::duplicates(text);
     let fail = |problems: Vec<Problem>| {
-        let positions = positions();
+        let positions = PositionMap::build(text);
         let mut located: Vec<_> = problems
             .into_iter()
             .map(|p| {
                 // A key written twice is reported where it is written again.
-                let again = positions
-                    .duplicates
+                let again = twice
                     .iter()
                     .find(|(ptr, ..)| *ptr == p.pointer && p.message.contains("written twice"))
                     .map(|(.., again)| *again);
@@ -269,7 +267,7 @@ pub fn parse_str(
 
     // Every problem in one run: keys written twice, names used twice and the schema's
     // findings; then what can still be resolved of the rest (partial.rs).
-    let mut problems = partial::written_twice(&positions().duplicates);
+    let mut problems = partial::written_twice(&twice);
     problems.extend(partial::duplicate_names(&document));
     let invalid = schema::validate(&document);
     if !invalid.is_empty() {

@@ -23,9 +23,109 @@ pub struct Position {
 #[derive(Debug, Default)]
 pub struct PositionMap {
     by_pointer: HashMap<String, Position>,
-    /// Keys written again in the same mapping: the pointer, where it was first written and
-    /// where again.
-    pub duplicates: Vec<(String, Position, Position)>,
+}
+
+/// A key written again in the same mapping: its pointer, where it was first written and
+/// where again.
+pub type Duplicate = (String, Position, Position);
+
+/// Every key written twice in one mapping. Read on every load, so it keeps only each open
+/// mapping's keys (no map of every value, which [`PositionMap`] builds when there is a
+/// problem to place).
+pub fn duplicates(text: &str) -> Vec<Duplicate> {
+    let mut scan = DupScan::default();
+    let _ = Parser::new_from_str(text).load(&mut scan, false);
+    scan.found
+}
+
+/// An open collection while scanning for duplicates.
+enum Open {
+    /// A mapping: its keys so far, and the key whose value comes next.
+    Map {
+        keys: HashMap<String, Position>,
+        key: Option<String>,
+    },
+    Seq {
+        next: usize,
+    },
+}
+
+#[derive(Default)]
+struct DupScan {
+    /// Each open collection with its place (pointer segment) in its parent.
+    stack: Vec<(String, Open)>,
+    found: Vec<Duplicate>,
+}
+
+impl DupScan {
+    /// A node starts; returns its segment in its parent, or `None` when it is a mapping key.
+    fn node(&mut self, scalar: Option<&str>, mark: Marker) -> Option<String> {
+        let Some((_, open)) = self.stack.last_mut() else {
+            return Some(String::new());
+        };
+        match open {
+            Open::Seq { next } => {
+                *next += 1;
+                Some((*next - 1).to_string())
+            }
+            Open::Map {
+                key: key @ Some(_), ..
+            } => key.take().map(|k| escape(&k)),
+            Open::Map { keys, .. } => {
+                let name = scalar.unwrap_or("?").to_string();
+                let pos = Position {
+                    line: mark.line(),
+                    column: mark.col() + 1,
+                };
+                match keys.get(&name) {
+                    Some(&first) if scalar.is_some() => {
+                        let mut pointer: String = self
+                            .stack
+                            .iter()
+                            .skip(1)
+                            .map(|(segment, _)| format!("/{segment}"))
+                            .collect();
+                        pointer.push_str(&format!("/{}", escape(&name)));
+                        self.found.push((pointer, first, pos));
+                    }
+                    _ => {
+                        keys.insert(name.clone(), pos);
+                    }
+                }
+                // Set apart from the lookup above: naming the pointer reads the whole stack.
+                if let Some((_, Open::Map { key, .. })) = self.stack.last_mut() {
+                    *key = Some(name);
+                }
+                None
+            }
+        }
+    }
+}
+
+impl MarkedEventReceiver for DupScan {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        match ev {
+            Event::Scalar(value, ..) => {
+                self.node(Some(&value), mark);
+            }
+            Event::Alias(_) => {
+                self.node(None, mark);
+            }
+            Event::SequenceStart(..) => {
+                let segment = self.node(None, mark).unwrap_or_else(|| "?".into());
+                self.stack.push((segment, Open::Seq { next: 0 }));
+            }
+            Event::MappingStart(..) => {
+                let segment = self.node(None, mark).unwrap_or_else(|| "?".into());
+                let keys = HashMap::new();
+                self.stack.push((segment, Open::Map { keys, key: None }));
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                self.stack.pop();
+            }
+            _ => {}
+        }
+    }
 }
 
 impl PositionMap {
@@ -35,7 +135,6 @@ impl PositionMap {
         let _ = Parser::new_from_str(text).load(&mut builder, false);
         PositionMap {
             by_pointer: builder.map,
-            duplicates: builder.duplicates,
         }
     }
 
@@ -52,23 +151,14 @@ impl PositionMap {
 }
 
 enum Frame {
-    Map {
-        path: String,
-        key: Option<String>,
-        /// Keys of this mapping so far, where each was written.
-        seen: HashMap<String, Position>,
-    },
-    Seq {
-        path: String,
-        next: usize,
-    },
+    Map { path: String, key: Option<String> },
+    Seq { path: String, next: usize },
 }
 
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
     map: HashMap<String, Position>,
-    duplicates: Vec<(String, Position, Position)>,
 }
 
 impl Builder {
@@ -90,17 +180,11 @@ impl Builder {
                 }
                 Some(child)
             }
-            Some(Frame::Map { path, key, seen }) => match key.take() {
+            Some(Frame::Map { path, key }) => match key.take() {
                 None => {
                     // This node is a key: remember where the entry starts.
                     let name = key_scalar.unwrap_or("?");
                     let child = format!("{path}/{}", escape(name));
-                    if key_scalar.is_some()
-                        && let Some(first) = seen.insert(name.to_string(), pos)
-                    {
-                        seen.insert(name.to_string(), first);
-                        self.duplicates.push((child.clone(), first, pos));
-                    }
                     self.map.entry(child).or_insert(pos);
                     self.map.entry(path.clone()).or_insert(pos);
                     *key = Some(name.to_string());
@@ -127,11 +211,7 @@ impl MarkedEventReceiver for Builder {
             }
             Event::MappingStart(..) => {
                 let path = self.node(None, mark, false).unwrap_or_default();
-                self.stack.push(Frame::Map {
-                    path,
-                    key: None,
-                    seen: HashMap::new(),
-                });
+                self.stack.push(Frame::Map { path, key: None });
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 self.stack.pop();
@@ -162,15 +242,14 @@ mod tests {
         assert_eq!(at("/targets/1/stop/1"), Some((7, 15)));
         // Unknown paths fall back to the nearest ancestor.
         assert_eq!(at("/targets/1/nothing/here"), Some((6, 5)));
-        assert!(map.duplicates.is_empty());
+        assert!(duplicates(text).is_empty());
     }
 
     #[test]
     fn keys_written_twice_are_found_at_every_level() {
         let text = "defaults:\n  timeout: 5m\n  timeout: 9m\ntargets:\n  - name: a\n    os: {linux: {stop: x, stop: y}}\n    name: b\ntargets: []\n";
-        let map = PositionMap::build(text);
-        let found: Vec<(&str, usize, usize)> = map
-            .duplicates
+        let found = duplicates(text);
+        let found: Vec<(&str, usize, usize)> = found
             .iter()
             .map(|(p, a, b)| (p.as_str(), a.line, b.line))
             .collect();
