@@ -430,6 +430,12 @@ fn check_quiet_prints_one_line_and_trace_shows_each_look() {
         "linux"
     };
     assert_eq!(text, format!("p.yaml: valid for {os}; 1 target\n"));
+    // Keeping no log file at all is not a choice --log-keep offers.
+    protector_cmd(sb.dir.path())
+        .args(["--log-file", "p.log", "--log-keep", "0", "--config", "p.yaml"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("invalid value '0' for '--log-keep <N>'"));
     // -vv is trace: every look at a heartbeat is logged.
     let p = sb.spawn(&["-vv", "--config", "p.yaml"]);
     p.wait_events("looked", Some("a"), 2);
