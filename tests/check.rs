@@ -1,0 +1,483 @@
+//! `protector check`: the schema, every problem with its place, the effective targets,
+//! warnings about this machine, `--explain`, `-q`, and every example passing.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use predicates::prelude::*;
+
+fn repo(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+#[test]
+fn committed_schema_matches_the_config_types() {
+    let out = protector_cmd(&repo(".")).arg("schema").assert().success();
+    let printed = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let committed = std::fs::read_to_string(repo("schema/protector.schema.json")).unwrap();
+    assert!(
+        printed == committed,
+        "schema/protector.schema.json is out of date: run `cargo run -- schema > schema/protector.schema.json`"
+    );
+}
+
+#[test]
+fn every_example_points_at_the_schema_and_passes_check() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(repo("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        seen += 1;
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("# yaml-language-server: $schema=../schema/protector.schema.json\n"),
+            "{} lacks the schema line",
+            path.display()
+        );
+        for os in ["linux", "macos", "windows"] {
+            protector_cmd(&repo("."))
+                .env("HOME", "/home/op")
+                .args(["check", "--config", path.to_str().unwrap(), "--os", os])
+                .assert()
+                .success()
+                .stdout(predicate::str::contains(format!("valid for {os}")));
+        }
+    }
+    assert!(
+        seen >= 3,
+        "examples/ should hold protector.yaml, multi.yaml and demo.yaml"
+    );
+}
+
+#[test]
+fn check_shows_effective_targets_with_overrides_applied() {
+    let cfg = repo("examples/protector.yaml");
+    let linux = protector_cmd(&repo("."))
+        .args(["check", "--config", cfg.to_str().unwrap(), "--os", "linux"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&linux.get_output().stdout).to_string();
+    assert!(
+        text.contains("heartbeat:       /tmp/htrd_minion_alived"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"stop:            ["/bin/sh","-c","service salt-minion stop"]"#),
+        "{text}"
+    );
+    assert!(text.contains("timeout:         5m"), "{text}");
+
+    let windows = protector_cmd(&repo("."))
+        .args([
+            "check",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--os",
+            "windows",
+        ])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&windows.get_output().stdout).to_string();
+    // Variables are expanded only for the OS protector runs on.
+    let temp = if cfg!(windows) {
+        std::env::var("TEMP").unwrap()
+    } else {
+        "%TEMP%".to_string()
+    };
+    assert!(
+        text.contains(&format!(r"heartbeat:       {temp}\htrd_minion_alived")),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"start:           ["cmd","/C","net start salt-minion"]"#),
+        "{text}"
+    );
+}
+
+#[test]
+#[cfg(unix)]
+fn check_expands_home_and_environment_variables() {
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "c.yaml",
+        "targets:
+  - {name: a, heartbeat: ~/beat, timeout: 90s, start: x}
+  - {name: b, heartbeat: $PROT_TEST_DIR/beat, timeout: 1500ms, start: x}
+  - {name: c, heartbeat: '${PROT_TEST_DIR}/c/beat', timeout: 1h30m, start: x}
+",
+    );
+    let out = protector_cmd(sb.dir.path())
+        .env("HOME", "/home/op")
+        .env("PROT_TEST_DIR", "/srv/beats")
+        .args([
+            "check",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--os",
+            host_os(),
+        ])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(text.contains("heartbeat:       /home/op/beat"), "{text}");
+    assert!(text.contains("heartbeat:       /srv/beats/beat"), "{text}");
+    assert!(
+        text.contains("heartbeat:       /srv/beats/c/beat"),
+        "{text}"
+    );
+    assert!(
+        text.contains("timeout:         1500ms") && text.contains("timeout:         90m"),
+        "{text}"
+    );
+
+    protector_cmd(sb.dir.path())
+        .env_remove("PROT_TEST_DIR")
+        .args([
+            "check",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--os",
+            host_os(),
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "c.yaml:3:15: targets[1].heartbeat: environment variable PROT_TEST_DIR is not set",
+        ));
+}
+
+#[cfg(unix)]
+fn host_os() -> &'static str {
+    if cfg!(windows) {
+        "windows"
+    } else if cfg!(target_os = "macos") {
+        "macos"
+    } else {
+        "linux"
+    }
+}
+
+#[test]
+fn check_reports_every_problem_with_its_line() {
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "bad.yaml",
+        "defaults:
+  timout: 5m
+targets:
+  - name: a
+    heartbeat: /tmp/a
+    timeout: soon
+    start: \"echo 'unbalanced\"
+  - name: a
+    heartbeat: /tmp/b
+    timeout: 0
+    start: ok
+    os:
+      linux: {colour: blue}
+",
+    );
+    let out = protector_cmd(sb.dir.path())
+        .args(["check", "--config", "bad.yaml"])
+        .assert()
+        .code(1);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    for expected in [
+        "bad.yaml:2:3: defaults.timout: unknown key `timout`",
+        "bad.yaml:6:5: targets[0].timeout: \"soon\" is not a duration",
+        "bad.yaml:10:5: targets[1].timeout: 0 must be greater than zero",
+        "bad.yaml:13:15: targets[1].os.linux.colour: unknown key `colour`",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    // Semantic problems are reported once the schema is satisfied.
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("timout", "timeout")
+            .replace("soon", "5s")
+            .replace("timeout: 0", "timeout: 1")
+            .replace("colour: blue", "stop: x"),
+    )
+    .unwrap();
+    let out = protector_cmd(sb.dir.path())
+        .args(["check", "--config", "bad.yaml"])
+        .assert()
+        .code(1);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(
+        err.contains("bad.yaml:7:5: targets[0].start: cannot split command"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.yaml:8:5: targets[1].name: duplicate target name \"a\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn yaml_syntax_errors_and_missing_files_are_reported() {
+    let sb = Sandbox::new();
+    sb.write("broken.yaml", "targets:\n  - name: a\n   heartbeat: x\n");
+    protector_cmd(sb.dir.path())
+        .args(["check", "--config", "broken.yaml"])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("broken.yaml:3:")
+                .and(predicate::str::contains("invalid YAML")),
+        );
+    protector_cmd(sb.dir.path())
+        .args(["check", "--config", "absent.yaml"])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("absent.yaml")
+                .and(predicate::str::contains("cannot read config file")),
+        );
+    sb.write("empty.yaml", "");
+    protector_cmd(sb.dir.path())
+        .args(["check", "--config", "empty.yaml"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("empty.yaml: the file is empty"));
+}
+
+#[cfg(not(windows))]
+#[test]
+fn shell_syntax_in_a_command_without_a_shell_is_a_problem_and_unknown_programs_are_named() {
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        "targets:\n  - name: a\n    heartbeat: a.beat\n    timeout: 5m\n    \
+         stop: kill $(cat /run/x.pid) 2>/dev/null\n    start: systemctl start a\n",
+    );
+    protector_cmd(sb.dir.path())
+        .args(["check", "p.yaml"])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("p.yaml:5:5: targets[0].stop: `$(`").and(
+                predicate::str::contains("set `shell: true`, or write the command as a list"),
+            ),
+        );
+    // With a shell, or as a list, it is fine; a program this machine lacks is a warning.
+    sb.write(
+        "p.yaml",
+        "targets:\n  - name: a\n    heartbeat: a.beat\n    timeout: 5m\n    shell: true\n    \
+         stop: kill $(cat /run/x.pid) 2>/dev/null\n    start: [protector-no-such-program, go]\n",
+    );
+    protector_cmd(sb.dir.path())
+        .args(["check", "p.yaml"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "warning: target a: start: program `protector-no-such-program` is not found on PATH",
+        ));
+}
+
+#[test]
+fn check_quiet_prints_one_line_and_trace_shows_each_look() {
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        "targets:\n  - name: a\n    heartbeat: a.beat\n    timeout: 200ms\n    start: 'true'\n",
+    );
+    let out = protector_cmd(sb.dir.path())
+        .args(["check", "-q", "p.yaml"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    let os = if cfg!(windows) {
+        "windows"
+    } else if cfg!(target_os = "macos") {
+        "macos"
+    } else {
+        "linux"
+    };
+    assert_eq!(text, format!("p.yaml: valid for {os}; 1 target\n"));
+    // Keeping no log file at all is not a choice --log-keep offers.
+    protector_cmd(sb.dir.path())
+        .args([
+            "--log-file",
+            "p.log",
+            "--log-keep",
+            "0",
+            "--config",
+            "p.yaml",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "invalid value '0' for '--log-keep <N>'",
+        ));
+    // -vv is trace: every look at a heartbeat is logged.
+    let p = sb.spawn(&["-vv", "--config", "p.yaml"]);
+    p.wait_events("looked", Some("a"), 2);
+}
+
+#[test]
+fn check_explain_says_where_each_setting_comes_from() {
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        "defaults:\n  timeout: 5m\n  os:\n    linux: {stop: [a]}\n    windows: {stop: [b]}\n\
+         targets:\n  - name: t\n    heartbeat: t.beat\n    start: [c]\n    os:\n      unix: {restart_grace: 1m}\n",
+    );
+    let out = protector_cmd(sb.dir.path())
+        .args(["check", "--explain", "--os", "linux", "p.yaml"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(&format!("{key}:")))
+            .unwrap_or_else(|| panic!("no {key} in {text}"))
+            .to_string()
+    };
+    assert!(line("timeout").ends_with("[from defaults]"), "{text}");
+    assert!(line("stop").contains("stop: defaults.os.linux"), "{text}");
+    assert!(
+        line("restart_grace").ends_with("[from targets[0].os.unix]"),
+        "{text}"
+    );
+    assert!(
+        line("command_timeout").ends_with("[from default]"),
+        "{text}"
+    );
+    assert!(line("start").contains("start: targets[0]"), "{text}");
+}
+
+#[test]
+fn yaml_1_1_habits_get_a_hint() {
+    let sb = Sandbox::new();
+    for (yaml, said) in [
+        (
+            "targets:\n  - name: a\n    heartbeat: a.beat\n    timeout: 5m\n    enabled: no\n    start: 'true'\n",
+            "a.yaml:5:5: targets[0].enabled: \"no\" is a string here: use true or false",
+        ),
+        (
+            "targets:\n  - name: a\n\theartbeat: a.beat\n",
+            "a.yaml:3:1: tabs are not allowed for indentation",
+        ),
+        (
+            "targets:\n  - name: a\n    heartbeat: ~bob/a.beat\n    timeout: 5m\n    start: 'true'\n",
+            "`~bob` (another user's home directory) is not supported",
+        ),
+    ] {
+        sb.write("a.yaml", yaml);
+        protector_cmd(sb.dir.path())
+            .args(["check", "a.yaml"])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(said));
+    }
+}
+
+#[test]
+fn check_warns_when_a_heartbeat_directory_does_not_exist() {
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        "targets:
+  - name: fine
+    heartbeat: fine.beat
+    timeout: 5m
+    start: 'true'
+  - name: nodir
+    heartbeat: absent/nodir.beat
+    timeout: 5m
+    start: 'true'
+  - name: off
+    heartbeat: absent/off.beat
+    timeout: 5m
+    start: 'true'
+    enabled: false
+",
+    );
+    let out = protector_cmd(sb.dir.path())
+        .args(["check", "--config", "p.yaml"])
+        .assert()
+        .success();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    // (`true` is no program on Windows: that warning is not what this is about.)
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("warning") && l.contains("heartbeat"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].starts_with("p.yaml: warning: target nodir: the heartbeat's directory ")
+            && warnings[0].contains("absent does not exist"),
+        "{err}"
+    );
+    // For another OS nothing of this machine is looked at.
+    let other = if cfg!(windows) { "linux" } else { "windows" };
+    protector_cmd(sb.dir.path())
+        .args(["check", "--config", "p.yaml", "--os", other])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("warning").not());
+}
+
+#[test]
+fn check_refuses_durations_beyond_100_years_with_their_place() {
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        "targets:
+  - name: a
+    heartbeat: a.beat
+    timeout: 10000000000000000000
+    start: 'true'
+    startup_grace: 1e19
+    backoff: {max: 1e19}
+",
+    );
+    let out = protector_cmd(sb.dir.path())
+        .args(["check", "--config", "p.yaml"])
+        .assert()
+        .code(1);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    for expected in [
+        "p.yaml:4:5: targets[0].timeout: 10000000000000000000 is too long: the longest duration is 100 years",
+        "p.yaml:6:5: targets[0].startup_grace: 1e+19 is too long",
+        "p.yaml:7:15: targets[0].backoff.max: 1e+19 is too long",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    // Written with units (only `check`'s own parser sees these), and exactly 100 years.
+    sb.write(
+        "p.yaml",
+        "targets:
+  - name: a
+    heartbeat: a.beat
+    timeout: 200000000000000d
+    command_timeout: 36525d 1s
+    start: 'true'
+  - name: b
+    heartbeat: b.beat
+    timeout: 36525d
+    start: 'true'
+",
+    );
+    let out = protector_cmd(sb.dir.path())
+        .args(["check", "--config", "p.yaml"])
+        .assert()
+        .code(1);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(err.starts_with("p.yaml: 2 problems found"), "{err}");
+    assert!(
+        err.contains("p.yaml:4:5: targets[0].timeout: \"200000000000000d\" is too long"),
+        "{err}"
+    );
+    assert!(
+        err.contains("p.yaml:5:5: targets[0].command_timeout: \"36525d 1s\" is too long"),
+        "{err}"
+    );
+}
