@@ -234,6 +234,28 @@ fn the_readme_status_example_is_what_status_prints() {
 }
 
 #[test]
+fn version_names_the_target_and_the_commit() {
+    let out = protector_cmd(Path::new("."))
+        .arg("--version")
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    let expected = format!("protector {} (", env!("CARGO_PKG_VERSION"));
+    assert!(text.starts_with(&expected), "{text}");
+    let inside = text
+        .trim()
+        .trim_start_matches(&expected)
+        .trim_end_matches(')');
+    let (target, commit) = inside.split_once(", commit ").expect("target, commit");
+    assert!(target.split('-').count() >= 3, "a target triple: {text}");
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{text}"
+    );
+}
+
+#[test]
 fn help_explains_with_examples() {
     protector_cmd(Path::new("."))
         .arg("--help")

@@ -46,6 +46,17 @@ Examples:
 Exit status: 0 success; 1 invalid config, another protector running, unhealthy status, or a
 runtime failure; 2 wrong usage.";
 
+/// `protector --version`: the version, the target it was built for, the commit it was built
+/// from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("PROTECTOR_TARGET"),
+    ", commit ",
+    env!("PROTECTOR_COMMIT"),
+    ")"
+);
+
 /// The config file used when none is named.
 pub fn default_config() -> PathBuf {
     #[cfg(windows)]
@@ -75,7 +86,7 @@ const USAGE: &str = "protector [OPTIONS] [--config FILE]
 #[derive(Debug, Parser)]
 #[command(
     name = "protector",
-    version,
+    version = VERSION,
     about = ABOUT,
     long_about = LONG_ABOUT,
     after_help = EXAMPLES,
