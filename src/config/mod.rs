@@ -214,9 +214,11 @@ pub fn parse_str(
     os: Os,
     env: resolve::EnvLookup<'_>,
 ) -> Result<Config, ConfigError> {
-    // Keys written twice, which the parser hides (it keeps the last).
-    let twice = position::duplicates(text);
+    // Keys written twice, which the parser hides (it keeps the last). Scanned only once the
+    // parser accepted the document (it bounds nesting; the scanner would recurse without end).
+    let twice = std::cell::OnceCell::new();
     let fail = |problems: Vec<Problem>| {
+        let twice: &[position::Duplicate] = twice.get().map_or(&[], Vec::as_slice);
         let positions = PositionMap::build(text);
         let mut located: Vec<_> = problems
             .into_iter()
@@ -267,7 +269,8 @@ pub fn parse_str(
 
     // Every problem in one run: keys written twice, names used twice and the schema's
     // findings; then what can still be resolved of the rest (partial.rs).
-    let mut problems = partial::written_twice(&twice);
+    let twice = twice.get_or_init(|| position::duplicates(text));
+    let mut problems = partial::written_twice(twice);
     problems.extend(partial::duplicate_names(&document));
     let invalid = schema::validate(&document);
     if !invalid.is_empty() {
