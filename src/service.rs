@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use windows_service::service::{
-    ServiceAccess, ServiceControl, ServiceControlAccept, ServiceErrorControl, ServiceExitCode,
+    ServiceAccess, ServiceAction, ServiceActionType, ServiceControl, ServiceControlAccept,
+    ServiceErrorControl, ServiceExitCode, ServiceFailureActions, ServiceFailureResetPeriod,
     ServiceInfo, ServiceStartType, ServiceState, ServiceStatus, ServiceType,
 };
 use windows_service::service_control_handler::{self, ServiceControlHandlerResult};
@@ -117,10 +118,25 @@ fn install(config: &Path, name: &str, log_file: Option<&Path>) -> Result<()> {
         account_name: None,
         account_password: None,
     };
+    // START: restart actions need it on the handle that sets them.
     let service = manager
-        .create_service(&info, ServiceAccess::CHANGE_CONFIG)
+        .create_service(&info, ServiceAccess::CHANGE_CONFIG | ServiceAccess::START)
         .with_context(|| format!("cannot create service {name}"))?;
     let _ = service.set_description("Restarts services whose heartbeat file has gone stale.");
+    // A protector that crashes is started again by the SCM: after 5 s, 10 s, then every 60 s;
+    // the count starts over after a day without a crash.
+    let restart = |secs| ServiceAction {
+        action_type: ServiceActionType::Restart,
+        delay: Duration::from_secs(secs),
+    };
+    service
+        .update_failure_actions(ServiceFailureActions {
+            reset_period: ServiceFailureResetPeriod::After(Duration::from_secs(86_400)),
+            reboot_msg: None,
+            command: None,
+            actions: Some(vec![restart(5), restart(10), restart(60)]),
+        })
+        .with_context(|| format!("cannot set service {name} to restart after a crash"))?;
     println!(
         "installed service {name} (config {}); start it with: net start {name}",
         config.display()

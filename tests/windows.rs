@@ -12,7 +12,8 @@ use std::process::Command;
 use common::*;
 use predicates::prelude::*;
 use windows_service::service::{
-    ServiceAccess, ServiceErrorControl, ServiceInfo, ServiceStartType, ServiceState, ServiceType,
+    ServiceAccess, ServiceActionType, ServiceErrorControl, ServiceInfo, ServiceStartType,
+    ServiceState, ServiceType,
 };
 use windows_service::service_manager::{ServiceManager, ServiceManagerAccess};
 
@@ -321,6 +322,25 @@ fn protector_runs_as_a_windows_service() {
             "installed service {name}"
         )));
     let _guard = ServiceGuard(name.clone());
+    // The SCM starts a crashed protector again: after 5 s, 10 s, then 60 s. (Wine accepts the
+    // setting but cannot report it back: "invalid level"; real Windows can.)
+    let service = manager()
+        .open_service(&name, ServiceAccess::QUERY_CONFIG)
+        .unwrap();
+    match service.get_failure_actions() {
+        Ok(actions) => {
+            let delays: Vec<(ServiceActionType, u64)> = actions
+                .actions
+                .unwrap_or_default()
+                .iter()
+                .map(|a| (a.action_type, a.delay.as_secs()))
+                .collect();
+            let restart = ServiceActionType::Restart;
+            assert_eq!(delays, [(restart, 5), (restart, 10), (restart, 60)]);
+        }
+        Err(e) => eprintln!("failure actions not checked: this Windows cannot report them ({e})"),
+    }
+    drop(service);
     assert!(
         Command::new("net")
             .args(["start", &name])
