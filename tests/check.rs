@@ -12,6 +12,15 @@ fn repo(path: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
+/// `protector check FILE` in the sandbox: it must exit 1; what it printed on stderr.
+fn check_fails(sb: &Sandbox, file: &str) -> String {
+    let out = protector_cmd(sb.dir.path())
+        .args(["check", "--config", file])
+        .assert()
+        .code(1);
+    String::from_utf8_lossy(&out.get_output().stderr).to_string()
+}
+
 #[test]
 fn committed_schema_matches_the_config_types() {
     let out = protector_cmd(&repo(".")).arg("schema").assert().success();
@@ -181,11 +190,7 @@ targets:
       linux: {colour: blue}
 ",
     );
-    let out = protector_cmd(sb.dir.path())
-        .args(["check", "--config", "bad.yaml"])
-        .assert()
-        .code(1);
-    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    let err = check_fails(&sb, "bad.yaml");
     for expected in [
         "bad.yaml:2:3: defaults.timout: unknown key `timout`",
         "bad.yaml:6:5: targets[0].timeout: \"soon\" is not a duration",
@@ -205,11 +210,7 @@ targets:
             .replace("colour: blue", "stop: x"),
     )
     .unwrap();
-    let out = protector_cmd(sb.dir.path())
-        .args(["check", "--config", "bad.yaml"])
-        .assert()
-        .code(1);
-    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    let err = check_fails(&sb, "bad.yaml");
     assert!(
         err.contains("bad.yaml:7:5: targets[0].start: cannot split command"),
         "{err}"
@@ -439,11 +440,7 @@ fn check_refuses_durations_beyond_100_years_with_their_place() {
     backoff: {max: 1e19}
 ",
     );
-    let out = protector_cmd(sb.dir.path())
-        .args(["check", "--config", "p.yaml"])
-        .assert()
-        .code(1);
-    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    let err = check_fails(&sb, "p.yaml");
     for expected in [
         "p.yaml:4:5: targets[0].timeout: 10000000000000000000 is too long: the longest duration is 100 years",
         "p.yaml:6:5: targets[0].startup_grace: 1e+19 is too long",
@@ -466,11 +463,7 @@ fn check_refuses_durations_beyond_100_years_with_their_place() {
     start: 'true'
 ",
     );
-    let out = protector_cmd(sb.dir.path())
-        .args(["check", "--config", "p.yaml"])
-        .assert()
-        .code(1);
-    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    let err = check_fails(&sb, "p.yaml");
     assert!(err.starts_with("p.yaml: 2 problems found"), "{err}");
     assert!(
         err.contains("p.yaml:4:5: targets[0].timeout: \"200000000000000d\" is too long"),
