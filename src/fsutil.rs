@@ -12,20 +12,36 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Options that refuse a symlink as the last part of the path and give a created file
-/// `mode` (Unix; on Windows only what std does).
+/// Options that refuse a symlink as the last part of the path, never wait at the open (a
+/// FIFO put in a file's place would otherwise hold the open for ever; regular files are not
+/// affected) and give a created file `mode` (Unix; on Windows only what std does). The caller
+/// checks that what it opened is a regular file.
 pub fn no_follow(mode: u32) -> OpenOptions {
     #[cfg_attr(not(unix), allow(unused_mut))]
     let mut options = OpenOptions::new();
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK);
         options.mode(mode);
     }
     #[cfg(not(unix))]
     let _ = mode;
     options
+}
+
+/// Opens `path` (symlinks followed) for reading without waiting: a FIFO put where a file was
+/// expected would otherwise hold the open until someone writes to it, and a terminal would
+/// become protector's. The caller checks that it is a regular file before reading.
+pub fn open_to_read(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC);
+    }
+    options.open(path)
 }
 
 /// Mode of the state and metrics files: readable by monitoring tools, written by root.

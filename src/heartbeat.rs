@@ -67,14 +67,7 @@ pub fn whole_second(t: SystemTime) -> bool {
 /// FNV-1a of the first [`HASHED_BYTES`] of the file at `path`, if it is still the regular
 /// file `identity` names. Opened without waiting (a FIFO swapped in cannot hang the look).
 fn content_hash(path: &Path, identity: (u64, u64)) -> Option<u64> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
-    }
-    let file = options.open(path).ok()?;
+    let file = crate::fsutil::open_to_read(path).ok()?;
     let meta = file.metadata().ok()?;
     if !meta.is_file() || platform::file_identity(&meta) != identity {
         return None;

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 static RELAXED: AtomicBool = AtomicBool::new(false);
 
-/// `--no-strict-modes`: say what is wrong, but do not refuse.
+/// `--no-strict-modes`: accept what another user could change (the operator said so).
 pub fn relax() {
     RELAXED.store(true, Ordering::Relaxed);
 }

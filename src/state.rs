@@ -156,25 +156,12 @@ impl std::fmt::Display for Unusable {
     }
 }
 
-/// Opens for reading without waiting: opening a FIFO would otherwise block until someone
-/// writes to it.
-fn open_without_waiting(path: &Path) -> std::io::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NONBLOCK);
-    }
-    options.open(path)
-}
-
 /// Reads a state file. `Ok(None)` when there is none yet. Only a regular file of at most
 /// [`MAX_BYTES`] is read, so a FIFO or a device put in its place can neither hang protector
 /// nor fill its memory.
 pub fn load(path: &Path) -> Result<Option<StateFile>, Unusable> {
     use std::io::Read;
-    let file = match open_without_waiting(path) {
+    let file = match fsutil::open_to_read(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Unusable::Corrupt(e.to_string())),

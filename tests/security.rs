@@ -304,6 +304,35 @@ fn log_files_are_for_root_only() {
 }
 
 #[test]
+fn a_fifo_planted_where_the_log_file_goes_is_refused_not_waited_on() {
+    let Some(sb) = arena() else { return };
+    shared_dir(&sb, "logs");
+    sb.touch("svc.beat");
+    sb.write("protector.yaml", &one_target(""));
+    // Today's file (UTC), made first by another user as a FIFO nobody reads.
+    let today = std::process::Command::new("date")
+        .args(["-u", "+%F"])
+        .output()
+        .unwrap();
+    let today = String::from_utf8_lossy(&today.stdout).trim().to_string();
+    assert!(as_nobody(
+        &sb,
+        &format!("mkfifo logs/protector.log.{today}")
+    ));
+    let (code, err) = run_once(
+        &sb,
+        &[
+            "--log-file",
+            "logs/protector.log",
+            "--config",
+            "protector.yaml",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("cannot open log file"), "{err}");
+}
+
+#[test]
 fn heartbeats_any_user_can_write_are_warned_about() {
     let Some(sb) = arena() else { return };
     shared_dir(&sb, "shared");

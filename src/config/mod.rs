@@ -101,33 +101,42 @@ pub fn key_path(pointer: &str) -> String {
     out
 }
 
-/// Reads and resolves the config file at `path` for `os`. Variables are expanded from this
-/// process's environment when `os` is the host OS; for another OS they are left as written.
-pub fn load(path: &Path, os: Os) -> Result<Config, ConfigError> {
-    let file = path.display().to_string();
+/// The text of the config file at `path`: a regular file (opened without waiting, so a FIFO
+/// cannot hang protector) of at most [`MAX_CONFIG_BYTES`], in UTF-8.
+fn read_text(path: &Path, file: &str) -> Result<String, ConfigError> {
+    use std::io::Read;
     let located = |message: String, at: Option<position::Position>| ConfigError {
-        file: file.clone(),
+        file: file.to_string(),
         problems: vec![(Problem::new("", message), at)],
     };
-    let single = |message: String| located(message, None);
-    if crate::perms::enforced()
-        && let Some(reason) = crate::perms::exposure(path)
-    {
-        return Err(single(crate::perms::refusal(&reason)));
-    }
-    let meta =
-        std::fs::metadata(path).map_err(|e| single(format!("cannot read config file: {e}")))?;
+    let unreadable = |e: std::io::Error| located(format!("cannot read config file: {e}"), None);
+    let handle = crate::fsutil::open_to_read(path).map_err(unreadable)?;
+    let meta = handle.metadata().map_err(unreadable)?;
     if !meta.is_file() {
-        return Err(single("cannot read config file: not a regular file".into()));
+        return Err(located(
+            "cannot read config file: not a regular file".into(),
+            None,
+        ));
     }
+    let too_large = |len: u64| {
+        located(
+            format!("config file is too large ({len} bytes, at most {MAX_CONFIG_BYTES})"),
+            None,
+        )
+    };
     if meta.len() > MAX_CONFIG_BYTES {
-        return Err(single(format!(
-            "config file is too large ({} bytes, at most {MAX_CONFIG_BYTES})",
-            meta.len()
-        )));
+        return Err(too_large(meta.len()));
     }
-    let bytes = std::fs::read(path).map_err(|e| single(format!("cannot read config file: {e}")))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
+    // Bounded even if the file grows after the look above.
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    handle
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|e| {
         let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         let at = position::Position {
@@ -142,7 +151,22 @@ pub fn load(path: &Path, os: Os) -> Result<Config, ConfigError> {
             ),
             Some(at),
         )
-    })?;
+    })
+}
+
+/// Reads and resolves the config file at `path` for `os`. Variables are expanded from this
+/// process's environment when `os` is the host OS; for another OS they are left as written.
+pub fn load(path: &Path, os: Os) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    if crate::perms::enforced()
+        && let Some(reason) = crate::perms::exposure(path)
+    {
+        return Err(ConfigError {
+            file,
+            problems: vec![(Problem::new("", crate::perms::refusal(&reason)), None)],
+        });
+    }
+    let text = read_text(path, &file)?;
     let env = |name: &str| std::env::var(name).ok();
     let on_host = os == Os::host();
     let lookup: resolve::EnvLookup<'_> = if on_host { Some(&env) } else { None };
@@ -202,7 +226,7 @@ pub fn load(path: &Path, os: Os) -> Result<Config, ConfigError> {
 
 /// Where each target's settings come from (`check --explain`), for a file `load` accepted.
 pub fn origins(path: &Path, os: Os) -> origins::Origins {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = read_text(path, "").unwrap_or_default();
     let document: serde_json::Value = serde_yaml::from_str(&text).unwrap_or_default();
     origins::of(&document, os)
 }
