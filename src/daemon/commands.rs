@@ -208,12 +208,13 @@ impl Daemon {
         });
     }
 
-    /// The command an earlier protector left running for slot `i`, taken (the next command
-    /// waits for it), with how much of its command_timeout is left.
-    fn leftover_of(&mut self, i: usize) -> Option<(RunningCommand, Duration)> {
+    /// The command an earlier protector left running for slot `i` (the next command waits
+    /// for it), with how much of its command_timeout is left. It stays on record until that
+    /// command runs, so a crash while waiting for it does not forget it.
+    fn leftover_of(&self, i: usize) -> Option<(RunningCommand, Duration)> {
         let now = epoch_secs(self.now().wall);
-        let slot = &mut self.slots[i];
-        let left = slot.leftover.take()?;
+        let slot = &self.slots[i];
+        let left = slot.leftover.clone()?;
         let timeout = slot.target.command_timeout.as_secs_f64();
         let wait = (left.started_at + timeout - now).clamp(0.0, timeout);
         Some((left, Duration::from_secs_f64(wait)))
@@ -224,6 +225,8 @@ impl Daemon {
         if let Some(&i) = self.index.get(&id)
             && self.slots[i].state.phase == Phase::Running(cmd)
         {
+            // What an earlier protector left is over by now (waited for or killed).
+            self.slots[i].leftover = None;
             self.slots[i].running = Some(running);
             self.mark_dirty(true);
         }
@@ -231,9 +234,6 @@ impl Daemon {
 
     pub(super) fn on_done(&mut self, id: u64, cmd: Cmd, outcome: Option<Outcome>) {
         self.commands.release();
-        if let Some(&i) = self.index.get(&id) {
-            self.slots[i].running = None;
-        }
         let Some(&i) = self.index.get(&id) else {
             // A target removed by a reload while this command ran.
             let (name, timeout) = self.orphans.remove(&id).unwrap_or_default();
@@ -243,6 +243,8 @@ impl Daemon {
             self.start_queued();
             return;
         };
+        self.slots[i].running = None;
+        self.slots[i].leftover = None;
         if let Some(o) = outcome.as_ref().filter(|o| o.transient) {
             self.retry_soon(i, cmd, o);
             self.start_queued();
