@@ -204,8 +204,9 @@ fn path_of(dir: &std::path::Path, prefix: &str, day: &str) -> PathBuf {
 const LOG_MODE: u32 = 0o600;
 
 /// Opens a log file for appending, creating it (and its directory) when missing: never
-/// through a symlink, only a regular file, readable by its owner only (a file of an older
-/// version is made so too).
+/// through a symlink, only a regular file of protector's own user (another user's would let
+/// them read what protector logs), readable by its owner only (a file of an older version is
+/// made so too).
 fn create(path: &std::path::Path) -> std::io::Result<File> {
     crate::fsutil::create_parent(path)?;
     let file = crate::fsutil::no_follow(LOG_MODE)
@@ -218,7 +219,13 @@ fn create(path: &std::path::Path) -> std::io::Result<File> {
     }
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        if meta.uid() != crate::perms::euid() {
+            return Err(std::io::Error::other(format!(
+                "it belongs to {}",
+                crate::perms::user_name(meta.uid())
+            )));
+        }
         if meta.permissions().mode() & 0o077 != 0 {
             file.set_permissions(std::fs::Permissions::from_mode(LOG_MODE))?;
         }

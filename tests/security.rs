@@ -304,7 +304,7 @@ fn log_files_are_for_root_only() {
 }
 
 #[test]
-fn a_fifo_planted_where_the_log_file_goes_is_refused_not_waited_on() {
+fn a_log_file_another_user_planted_is_refused_not_waited_on_nor_written() {
     let Some(sb) = arena() else { return };
     shared_dir(&sb, "logs");
     sb.touch("svc.beat");
