@@ -315,21 +315,24 @@ fn a_log_file_another_user_planted_is_refused_not_waited_on_nor_written() {
         .output()
         .unwrap();
     let today = String::from_utf8_lossy(&today.stdout).trim().to_string();
-    assert!(as_nobody(
-        &sb,
-        &format!("mkfifo logs/protector.log.{today}")
-    ));
-    let (code, err) = run_once(
-        &sb,
-        &[
-            "--log-file",
-            "logs/protector.log",
-            "--config",
-            "protector.yaml",
-        ],
-    );
+    let log = format!("logs/protector.log.{today}");
+    assert!(as_nobody(&sb, &format!("mkfifo {log}")));
+    let args = [
+        "--log-file",
+        "logs/protector.log",
+        "--config",
+        "protector.yaml",
+    ];
+    let (code, err) = run_once(&sb, &args);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("cannot open log file"), "{err}");
+    // A plain file of theirs, which they could read: refused too, and left empty.
+    std::fs::remove_file(sb.path(&log)).unwrap();
+    assert!(as_nobody(&sb, &format!("touch {log}")));
+    let (code, err) = run_once(&sb, &args);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("belongs to uid 65534 (nobody)"), "{err}");
+    assert_eq!(std::fs::metadata(sb.path(&log)).unwrap().len(), 0);
 }
 
 #[test]
