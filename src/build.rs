@@ -4,21 +4,30 @@
 
 use std::process::Command;
 
+/// `git rev-parse ARGS`, when git answers.
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").arg("rev-parse").args(args).output().ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    (out.status.success() && !text.trim().is_empty()).then(|| text.trim().to_string())
+}
+
 fn main() {
     let target = std::env::var("TARGET").unwrap_or_else(|_| "unknown".into());
-    let commit = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()))
+    let commit = git(&["--short=12", "HEAD"])
+        .filter(|s| s.bytes().all(|b| b.is_ascii_hexdigit()))
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=PROTECTOR_TARGET={target}");
     println!("cargo:rustc-env=PROTECTOR_COMMIT={commit}");
-    // A new commit means a new version string.
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs/heads");
     println!("cargo:rerun-if-changed=src/build.rs");
+    // A new commit means a new version string. Only files that exist are named: a missing
+    // one would make cargo run this script (and rebuild) every time.
+    let dirs = [git(&["--git-dir"]), git(&["--git-common-dir"])];
+    for dir in dirs.iter().flatten() {
+        for file in ["HEAD", "refs/heads", "packed-refs"] {
+            let path = std::path::Path::new(dir).join(file);
+            if path.exists() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+        }
+    }
 }
