@@ -6,7 +6,11 @@ use std::process::Command;
 
 /// `git rev-parse ARGS`, when git answers.
 fn git(args: &[&str]) -> Option<String> {
-    let out = Command::new("git").arg("rev-parse").args(args).output().ok()?;
+    let out = Command::new("git")
+        .arg("rev-parse")
+        .args(args)
+        .output()
+        .ok()?;
     let text = String::from_utf8(out.stdout).ok()?;
     (out.status.success() && !text.trim().is_empty()).then(|| text.trim().to_string())
 }
