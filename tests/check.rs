@@ -62,6 +62,30 @@ fn every_example_points_at_the_schema_and_passes_check() {
     );
 }
 
+/// The config the .deb and .rpm install as /etc/protector/protector.yaml: valid, and it restarts
+/// nothing until an operator edits it (every target switched off), with state where the unit's
+/// StateDirectory puts it.
+#[test]
+fn packaged_config_is_valid_and_watches_nothing() {
+    let path = repo("examples/packaging/protector.yaml");
+    let out = protector_cmd(&repo("."))
+        .args(["check", "--config", path.to_str().unwrap(), "--os", "linux"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(text.contains("valid for linux; 1 target"), "{text}");
+    assert!(text.contains("target salt-minion (disabled)"), "{text}");
+    assert_eq!(
+        text.matches("\ntarget ").count(),
+        text.matches(" (disabled)\n").count(),
+        "a target of the packaged config is enabled: {text}"
+    );
+    assert!(
+        text.contains("state_file: /var/lib/protector/state.json"),
+        "{text}"
+    );
+}
+
 #[test]
 fn check_shows_effective_targets_with_overrides_applied() {
     let cfg = repo("examples/protector.yaml");

@@ -1,4 +1,4 @@
-# Shared by the Salt tests (sourced): Salt from PyPI on this machine, and a Debian root with
+# Shared by the Salt and package tests (sourced): Salt from PyPI on this machine, and a Debian root with
 # systemd and Salt for minions booted with systemd-nspawn. Everything that takes long to make
 # is cached under CACHE (between runs and between clones) and made again when missing.
 SALT_VERSION=3008.4

@@ -141,4 +141,52 @@ grep -qF 'heartbeat: /srv/beats/minion.alive' "$dir/protector.yaml" || fail "the
 got=$( (call "$dir" protector.status || true) | python3 -c 'import json,sys; print(json.load(sys.stdin)["local"]["error"])')
 case "$got" in *"/opt/protector/bin/protector"*) ;; *) fail "protector.status does not run the pillar's binary: $got" ;; esac
 echo "  pillar's heartbeat and binary reach the module and the config"
+# install: package: the site's .deb/.rpm with pkg.installed; the package's unit (the formula
+# installs none), /usr/bin/protector wherever the formula or the module runs protector; clean
+# removes the package. On Windows, and for an unknown way, the state fails and says why.
+pkg=$T/package.sls
+printf 'protector:\n  install: package\n  package_version: 0.1.0-1\n' >"$pkg"
+for kernel in Linux Windows; do
+    dir=$(setup "$kernel" "$pkg")
+    call "$dir" saltutil.sync_modules >/dev/null
+    call "$dir" state.show_sls protector >"$dir/states.json" || { cat "$dir/states.json"; fail "$kernel: install: package does not render"; }
+    call "$dir" state.show_sls protector.clean >"$dir/clean.json" || { cat "$dir/clean.json"; fail "$kernel: clean with install: package does not render"; }
+    (call "$dir" protector.status || true) >"$dir/status.json"
+    python3 - "$kernel" "$dir" <<'PY' || fail "$kernel: install: package is not rendered as expected"
+import json, sys
+kernel, d = sys.argv[1:]
+states = json.load(open(d + "/states.json"))["local"]
+clean = json.load(open(d + "/clean.json"))["local"]
+status = json.load(open(d + "/status.json"))["local"]
+def args(state, fun):
+    return {k: v for i in states[state][fun] if isinstance(i, dict) for k, v in i.items() if k != "order"}
+problems = []
+def check(what, got, want):
+    if got != want:
+        problems.append(f"{what}: got {got!r}, want {want!r}")
+if kernel == "Windows":
+    check("refused on Windows", "test" in states["protector-binary"], True)
+    check("the reason", "for Linux" in args("protector-binary", "test")["name"], True)
+else:
+    check("pkg.installed", args("protector-binary", "pkg"), {"name": "protector", "version": "0.1.0-1"})
+    check("no unit file from the formula", "protector-unit" in states, False)
+    dropin = args("protector-unit-paths", "file")["contents"]
+    check("the drop-in runs the package's binary",
+          "ExecStart=/usr/bin/protector --config /etc/protector/protector.yaml" in dropin, True)
+    check("config checked with the package's binary",
+          args("protector-config", "file")["check_cmd"].startswith('"/usr/bin/protector" check'), True)
+    check("clean removes the package", "pkg" in clean.get("protector-clean-package", {}), True)
+    names = [i["names"] for i in clean["protector-clean-files"]["file"] if isinstance(i, dict) and "names" in i][0]
+    check("clean leaves the package's binary to the package", names, ["/etc/protector/protector.yaml"])
+    check("the module runs the package's binary", "/usr/bin/protector" in status.get("error", ""), True)
+if problems:
+    print("\n".join(problems))
+    sys.exit(1)
+PY
+done
+printf 'protector:\n  install: tarball\n' >"$pkg"
+dir=$(setup Linux "$pkg")
+call "$dir" state.show_sls protector >"$dir/states.json" || fail "install: tarball does not render"
+grep -q 'install must be binary or package, not tarball' "$dir/states.json" || fail "an unknown install way is not refused"
+echo "  install: package: pkg.installed, the package's unit and binary, clean removes the package; refused on Windows"
 say "formula renders as expected for Linux and Windows minions"

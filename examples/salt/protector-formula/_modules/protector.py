@@ -10,8 +10,8 @@ per-OS path:
     salt '*' protector.status
 
 Paths come from pillar ``protector`` (the same keys as the formula's pillar), else the
-formula's defaults below. They must agree with protector/defaults.yaml and kernelmap.yaml
-(the formula's test checks that they do).
+formula's defaults below. They must agree with protector/defaults.yaml, kernelmap.yaml and
+installmap.yaml (the formula's test checks that they do).
 """
 
 import json
@@ -42,13 +42,21 @@ def __virtual__():
     return __virtualname__
 
 
-def _setting(key, pillar_key=None):
+# What differs when pillar `protector:install` is `package` (installmap.yaml).
+PACKAGE = {"bin": "/usr/bin/protector"}
+
+
+def _pillar(key):
     # Read __pillar__ itself: pillar.get masks values when called from a module (Salt 3008).
-    value = salt.utils.data.traverse_dict_and_list(
-        __pillar__, "protector:" + (pillar_key or key), None
-    )
+    return salt.utils.data.traverse_dict_and_list(__pillar__, "protector:" + key, None)
+
+
+def _setting(key, pillar_key=None):
+    value = _pillar(pillar_key or key)
     if value:
         return value
+    if _pillar("install") == "package" and key in PACKAGE:
+        return PACKAGE[key]
     return DEFAULTS.get(__grains__.get("kernel"), DEFAULTS["Linux"])[key]
 
 

@@ -1,5 +1,5 @@
-{#- protector.clean: uninstalls protector: stops and removes the service, the binary and
-    the config. The state and metrics files stay unless pillar `protector:clean_state` is
+{#- protector.clean: uninstalls protector: stops and removes the service, the binary (or
+    the package) and the config. The state and metrics files stay unless pillar `protector:clean_state` is
     true. Remove the master's heartbeat schedule too, or protector.beat keeps touching. #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import protector with context %}
@@ -43,10 +43,24 @@ protector-clean-unregister:
       - file: protector-clean-files
 {%- endif %}
 
+{%- if protector.install == 'package' %}
+
+# The package's own scripts stop and disable the service; its files go with it.
+protector-clean-package:
+  pkg.removed:
+    - name: {{ protector.package | yaml_dquote }}
+    - require:
+      - service: protector-clean-service
+    - require_in:
+      - file: protector-clean-files
+{%- endif %}
+
 protector-clean-files:
   file.absent:
     - names:
+{%- if protector.install != 'package' %}
       - {{ protector.bin | yaml_dquote }}
+{%- endif %}
       - {{ protector.config_file | yaml_dquote }}
 {%- if protector.clean_state %}
 {%-   for key in ['state_file', 'metrics_file'] %}

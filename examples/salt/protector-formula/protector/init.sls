@@ -1,24 +1,54 @@
 {#- protector: puts protector on a minion and keeps it running. The binary for the minion's
-    OS, protector.yaml rendered from pillar and checked by `protector check` before it
-    replaces the old one, the module behind `protector.beat` synced, and the service
-    (systemd unit on Linux, Windows service on Windows) enabled, reloaded when the config
-    changes. Settings: map.jinja (defaults.yaml, kernelmap.yaml, pillar `protector`). #}
+    OS (the static binary from Salt's file server, or the .deb/.rpm from the site's
+    repository: pillar `protector:install`), protector.yaml rendered from pillar and checked
+    by `protector check` before it replaces the old one, the module behind `protector.beat`
+    synced, and the service (systemd unit on Linux, Windows service on Windows) enabled,
+    reloaded when the config changes. Settings: map.jinja (defaults.yaml, kernelmap.yaml,
+    installmap.yaml, pillar `protector`). #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import protector with context %}
 {%- set windows = grains['kernel'] == 'Windows' %}
+{#- The state that puts the binary there: pkg.installed, file.managed, or a refusal. #}
+{%- set binary_state = 'file' if protector.install == 'binary' else
+      'pkg' if protector.install == 'package' and not windows else 'test' %}
 
 # The master's heartbeat schedule calls protector.beat: have it before protector watches.
 protector-module:
   saltutil.sync_modules:
     - refresh: True
 
+{%- if protector.install == 'package' %}
+{%-   if windows %}
+
+protector-binary:
+  test.fail_without_changes:
+    - name: "protector: install: package is for Linux (.deb/.rpm); use install: binary on Windows"
+{%-   else %}
+
+# The .deb/.rpm from the site's repository: binary, unit (enabled) and a default config, which
+# protector-config below replaces.
+protector-binary:
+  pkg.installed:
+    - name: {{ protector.package | yaml_dquote }}
+{%-     if protector.package_version %}
+    - version: {{ protector.package_version | string | yaml_dquote }}
+{%-     endif %}
+{%-   endif %}
+{%- elif protector.install == 'binary' %}
+
 protector-binary:
   file.managed:
     - name: {{ protector.bin | yaml_dquote }}
     - source: {{ protector.source | yaml_dquote }}
     - makedirs: True
-{%- if not windows %}
+{%-   if not windows %}
     - mode: '0755'
+{%-   endif %}
+{%- else %}
+
+protector-binary:
+  test.fail_without_changes:
+    - name: {{ ("protector: install must be binary or package, not " ~ protector.install) | yaml_dquote }}
 {%- endif %}
 
 protector-config:
@@ -32,14 +62,16 @@ protector-config:
 {%- endif %}
     - check_cmd: {{ ('"' ~ protector.bin ~ '" check --config') | yaml_dquote }}
     - require:
-      - file: protector-binary
+      - {{ binary_state }}: protector-binary
 
 {%- if protector.service_manager == 'systemd' %}
+{%-   if protector.install != 'package' %}
 
 protector-unit:
   file.managed:
     - name: /etc/systemd/system/protector.service
     - source: {{ protector.unit_source | yaml_dquote }}
+{%-   endif %}
 
 # The unit as shipped, with this minion's binary and config paths.
 protector-unit-paths:
@@ -58,7 +90,9 @@ protector-daemon-reload:
   cmd.run:
     - name: systemctl daemon-reload
     - onchanges:
+{%- if protector.install != 'package' %}
       - file: protector-unit
+{%- endif %}
       - file: protector-unit-paths
 
 protector-service:
@@ -70,8 +104,10 @@ protector-service:
       - cmd: protector-daemon-reload
       - file: protector-config
     - watch:
-      - file: protector-binary
+      - {{ binary_state }}: protector-binary
+{%- if protector.install != 'package' %}
       - file: protector-unit
+{%- endif %}
       - file: protector-unit-paths
 
 # A changed config is reloaded (SIGHUP): every unchanged target keeps its state, and an
@@ -104,5 +140,5 @@ protector-service:
       - cmd: protector-service-installed
     - watch:
       - file: protector-config
-      - file: protector-binary
+      - {{ binary_state }}: protector-binary
 {%- endif %}

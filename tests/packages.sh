@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# The .deb and the .rpm that `.ci/dist` builds, installed as a sysadmin installs them.
+#
+# .deb: `dpkg -i` into a Debian system booted with systemd-nspawn (systemd as PID 1): the unit
+# is installed in /usr/lib/systemd/system, enabled and active, and the packaged config watches
+# nothing (protector logs no_targets); `protector check` (no argument: the default config path)
+# accepts the installed config; an upgrade restarts protector and keeps an operator's edited
+# config; `dpkg -r` stops the service and removes the binary and the unit, keeping the config;
+# `dpkg --purge` removes the config, the state directory and the enablement.
+# .rpm: its file list, config file flags (%config(noreplace)) and scriptlets inspected with
+# rpm -qlp / -qp; `rpm -i --root` into a temporary root (an overlay of the same Debian system,
+# which has the shell and systemctl the scriptlets run): files in place, the unit enabled;
+# an upgrade keeps the edited config; `rpm -e` removes it.
+#
+# Uses dist/ as `.ci/dist` left it (runs it when the packages are missing). Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+SAY_AS=packages
+source tests/salt/lib.sh
+[ "$(id -u)" = 0 ] || fail "needs root (systemd-nspawn, overlay mounts)"
+
+VERSION=$(cargo metadata --no-deps --format-version 1 |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["packages"][0]["version"])')
+DEB=$ROOT/dist/protector_$VERSION-1_amd64.deb
+RPM=$ROOT/dist/protector-$VERSION-1.x86_64.rpm
+[ -f "$DEB" ] && [ -f "$RPM" ] || .ci/dist
+apt_get systemd-container debootstrap rpm
+minion_root
+export PATH=$CACHE/tools/bin:$PATH
+
+T=$(mktemp -d /tmp/ppkg.XXXXXX)
+cleanup() {
+    local status=$?
+    set +e
+    if [ "$status" -ne 0 ] && has_leader deb 2>/dev/null; then
+        in_minion deb journalctl -u protector --no-pager -n 30 2>/dev/null | sed 's/^/  deb: /'
+    fi
+    cleanup_minions
+    mountpoint -q "$T/rpm/root" && umount -l "$T/rpm/root"
+    rm -rf "$T"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+# The upgrades: the same files under the next revision, as a site's next build would be.
+cargo deb -q --no-build --target x86_64-unknown-linux-musl --deb-revision 2 -o "$T/" >/dev/null
+cargo generate-rpm --target x86_64-unknown-linux-musl -s 'release = "2"' -o "$T/"
+DEB2=$T/protector_$VERSION-2_amd64.deb
+RPM2=$T/protector-$VERSION-2.x86_64.rpm
+[ -f "$DEB2" ] && [ -f "$RPM2" ] || fail "upgrade packages not built: $(ls "$T")"
+
+CONFIG=/etc/protector/protector.yaml
+# The operator's edit: the target stays off (nothing to restart here), its timeout changes.
+EDIT='s/^    timeout: 5m$/    timeout: 7m  # edited by the operator/'
+
+# --- .deb ------------------------------------------------------------------------------------
+say "booting a Debian system with systemd"
+boot_minion deb
+R=$T/deb/root
+cp "$DEB" "$DEB2" "$R/var/tmp/"
+in_minion deb dpkg -i "/var/tmp/$(basename "$DEB")" >"$T/dpkg.log" 2>&1 || { cat "$T/dpkg.log"; fail "dpkg -i failed"; }
+active() { in_minion deb systemctl is-active -q protector; }
+wait_for 60 "protector to be active after dpkg -i" active
+[ "$(in_minion deb systemctl is-enabled protector)" = enabled ] || fail "the unit is not enabled"
+# (Debian's /lib is /usr/lib: systemd may name the unit by either path.)
+in_minion deb dpkg-query -L protector | grep -qx /usr/lib/systemd/system/protector.service &&
+    [ "$(in_minion deb readlink -f "$(in_minion deb systemctl show -p FragmentPath --value protector)")" = /usr/lib/systemd/system/protector.service ] ||
+    fail "the unit in use is not /usr/lib/systemd/system/protector.service"
+logged() { in_minion deb journalctl -u protector -o cat --no-pager | grep -q "event=\"$1\""; }
+wait_for 30 "no_targets in protector's journal" logged no_targets
+[ "$(stat -c '%a %U' "$R$CONFIG")" = "600 root" ] || fail "config is not root's 0600: $(stat -c '%a %U' "$R$CONFIG")"
+out=$(in_minion deb protector check 2>&1) || fail "protector check on the installed config failed: $out"
+grep -q "^$CONFIG: valid for linux; 1 target" <<<"$out" && grep -q "^target salt-minion (disabled)" <<<"$out" ||
+    fail "unexpected check output: $out"
+in_minion deb dpkg-query -L protector | grep -qx /usr/share/doc/protector/README.md || fail "no README in the package"
+say "dpkg -i: unit enabled and active, watching nothing; protector check accepts the config"
+
+sed -i "$EDIT" "$R$CONFIG"
+in_minion deb systemctl reload protector
+old_pid=$(in_minion deb systemctl show -p MainPID --value protector)
+in_minion deb dpkg -i "/var/tmp/$(basename "$DEB2")" >"$T/dpkg2.log" 2>&1 || { cat "$T/dpkg2.log"; fail "upgrade failed"; }
+[ "$(in_minion deb dpkg-query -W -f '${Version}' protector)" = "$VERSION-2" ] || fail "not upgraded"
+grep -q 'edited by the operator' "$R$CONFIG" || fail "the upgrade replaced the edited config"
+[ ! -e "$R$CONFIG.dpkg-new" ] && [ ! -e "$R$CONFIG.dpkg-dist" ] || fail "the upgrade left a .dpkg-new/.dpkg-dist config"
+wait_for 60 "protector to be active after the upgrade" active
+new_pid=$(in_minion deb systemctl show -p MainPID --value protector)
+[ "$new_pid" != "$old_pid" ] || fail "protector was not restarted by the upgrade"
+out=$(in_minion deb protector check 2>&1) && grep -q 'timeout:         7m' <<<"$out" ||
+    fail "the edited config is not the one in use: $out"
+say "upgrade: protector restarted, the edited config kept"
+
+in_minion deb dpkg -r protector >"$T/dpkg3.log" 2>&1 || { cat "$T/dpkg3.log"; fail "dpkg -r failed"; }
+state=$(in_minion deb systemctl is-active protector 2>/dev/null) || true
+[ "$state" = inactive ] || [ "$state" = unknown ] || fail "protector is still $state after dpkg -r"
+in_minion deb pgrep -x protector >/dev/null && fail "a protector process is left after dpkg -r"
+for f in /usr/bin/protector /usr/lib/systemd/system/protector.service; do
+    [ ! -e "$R$f" ] || fail "$f is left after dpkg -r"
+done
+in_minion deb systemctl daemon-reload
+load=$(in_minion deb systemctl show -p LoadState --value protector)
+[ "$load" = not-found ] || [ "$load" = masked ] || fail "systemd still knows the unit after dpkg -r: $load"
+grep -q 'edited by the operator' "$R$CONFIG" || fail "dpkg -r removed the config (only --purge should)"
+in_minion deb dpkg --purge protector >/dev/null 2>&1 || fail "dpkg --purge failed"
+# (As every Debian service: the enablement is forgotten at purge, so a reinstall keeps it.)
+wants=/etc/systemd/system/multi-user.target.wants/protector.service
+[ ! -e "$R$CONFIG" ] && [ ! -e "$R/var/lib/protector" ] && [ ! -L "$R$wants" ] ||
+    fail "dpkg --purge left the config, /var/lib/protector or $wants"
+say "dpkg -r: stopped, binary and unit removed, config kept; --purge removed the config, state and enablement"
+
+# --- .rpm ------------------------------------------------------------------------------------
+list=$(rpm -qlp "$RPM")
+for f in /usr/bin/protector /usr/lib/systemd/system/protector.service "$CONFIG" \
+    /usr/share/doc/protector/README.md /usr/share/licenses/protector/LICENSE; do
+    grep -qx "$f" <<<"$list" || fail "rpm -qlp: $f is not in the package"
+done
+flags=$(rpm -qp --queryformat '[%{FILEFLAGS:fflags} %{FILEMODES:perms} %{FILENAMES}\n]' "$RPM")
+grep -qx "cn -rw------- $CONFIG" <<<"$flags" || fail "the config is not %config(noreplace) 0600: $flags"
+scripts=$(rpm -qp --scripts "$RPM")
+for want in 'systemctl enable protector.service' 'systemctl stop protector.service' 'try-restart protector.service'; do
+    grep -q "$want" <<<"$scripts" || fail "rpm -qp --scripts: no '$want'"
+done
+# Static: no shared library required (the scriptlets' /bin/sh is).
+! rpm -qp --requires "$RPM" | grep -q '\.so' || fail "the static build requires libraries: $(rpm -qp --requires "$RPM")"
+
+mkdir -p "$T/rpm/upper" "$T/rpm/work" "$T/rpm/root"
+mount -t overlay overlay -o "lowerdir=$MINION_ROOT,upperdir=$T/rpm/upper,workdir=$T/rpm/work" "$T/rpm/root"
+RR=$T/rpm/root
+# --nodeps: the temporary root's packages are Debian's, not in its rpm database.
+rpm -i --force-debian --root "$RR" --nodeps "$RPM" || fail "rpm -i --root failed"
+[ -x "$RR/usr/bin/protector" ] && [ -f "$RR/usr/lib/systemd/system/protector.service" ] || fail "rpm -i: files missing"
+[ -L "$RR/etc/systemd/system/multi-user.target.wants/protector.service" ] || fail "rpm -i: the unit is not enabled"
+out=$(chroot "$RR" /usr/bin/protector check 2>&1) || fail "protector check in the rpm root failed: $out"
+sed -i "$EDIT" "$RR$CONFIG"
+rpm -U --force-debian --root "$RR" --nodeps "$RPM2" || fail "rpm -U failed"
+[ "$(rpm -q --root "$RR" --queryformat '%{RELEASE}' protector)" = 2 ] || fail "rpm -U did not upgrade"
+grep -q 'edited by the operator' "$RR$CONFIG" || fail "rpm -U replaced the edited config"
+rpm -e --force-debian --root "$RR" --nodeps protector 2>/dev/null || fail "rpm -e failed"
+grep -q "edited by the operator" "$RR$CONFIG.rpmsave" || fail "rpm -e did not keep the edited config as .rpmsave"
+[ ! -e "$RR/usr/bin/protector" ] && [ ! -L "$RR/etc/systemd/system/multi-user.target.wants/protector.service" ] ||
+    fail "rpm -e left the binary or the enabled unit"
+say "rpm: files, noreplace config, scriptlets; rpm -i --root enables the unit; upgrade keeps the edit; rpm -e removes it"
+say "PASS"
