@@ -68,6 +68,9 @@ wait_for 60 "protector to be active after dpkg -i" active
 in_minion deb dpkg-query -L protector | grep -qx /usr/lib/systemd/system/protector.service &&
     [ "$(in_minion deb readlink -f "$(in_minion deb systemctl show -p FragmentPath --value protector)")" = /usr/lib/systemd/system/protector.service ] ||
     fail "the unit in use is not /usr/lib/systemd/system/protector.service"
+# systemd's own check of the installed unit: no unknown directive, no bad value.
+verify=$(in_minion deb systemd-analyze verify protector.service 2>&1) || fail "systemd-analyze verify: $verify"
+[ -z "$(grep -i protector <<<"$verify")" ] || fail "systemd-analyze verify complains: $verify"
 logged() { in_minion deb journalctl -u protector -o cat --no-pager | grep -q "event=\"$1\""; }
 wait_for 30 "no_targets in protector's journal" logged no_targets
 [ "$(stat -c '%a %U' "$R$CONFIG")" = "600 root" ] || fail "config is not root's 0600: $(stat -c '%a %U' "$R$CONFIG")"

@@ -1,41 +1,30 @@
 #!/bin/sh
-# Builds protector for Linux (one static binary for every x86_64 distribution) and Windows,
-# and puts both where the protector formula expects them: FILE_ROOT/protector/files/.
+# Builds protector for Linux (one static binary for every x86_64 distribution, one for every
+# aarch64 one) and Windows, and puts them where the protector formula expects them:
+# FILE_ROOT/protector/files/{protector,protector-aarch64,protector.exe}.
 # The successor of the original "copy the binaries to Salt's file server" script.
 #
 #   examples/salt/publish.sh [--linux-only] [FILE_ROOT]      (FILE_ROOT defaults to /srv/salt)
 #
-# The Linux binary must be static (x86_64-unknown-linux-musl): a binary linked against this
-# machine's glibc would not start on older distributions, and the formula pushes it to every
-# minion. When the musl target cannot be installed this fails; it never publishes another build.
+# The binaries are built, checked to be static and smoke-tested by .ci/dist (the release
+# build; see the README's Install section). The Linux binaries must be static (musl): a binary
+# linked against this machine's glibc would not start on older distributions, and the formula
+# pushes it to every minion. When they cannot be built this fails; it never publishes another build.
 set -eu
-linux_only=no
-if [ "${1:-}" = "--linux-only" ]; then linux_only=yes; shift; fi
+linux_only=
+if [ "${1:-}" = "--linux-only" ]; then linux_only=--linux-only; shift; fi
 root=${1:-/srv/salt}
 cd "$(dirname "$0")/../.."
 dest="$root/protector/files"
+out=target/publish
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 
-if ! rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1; then
-    echo "publish.sh: cannot install the Rust target x86_64-unknown-linux-musl (rustup target add x86_64-unknown-linux-musl); nothing published" >&2
-    exit 1
-fi
-cargo build --release --target x86_64-unknown-linux-musl
-bin=target/x86_64-unknown-linux-musl/release/protector
-if readelf -l "$bin" | grep -q 'INTERP'; then
-    echo "publish.sh: $bin asks for a dynamic loader: it is not static; nothing published" >&2
-    exit 1
-fi
+.ci/dist --binaries-only $linux_only "$out"
 mkdir -p "$dest"
-install -m 755 "$bin" "$dest/protector"
-echo "published $dest/protector (static, x86_64-unknown-linux-musl)"
-
-if [ "$linux_only" = yes ]; then exit 0; fi
-if command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 &&
-    rustup target add x86_64-pc-windows-gnu >/dev/null 2>&1; then
-    CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc \
-        cargo build --release --target x86_64-pc-windows-gnu
-    install -m 644 target/x86_64-pc-windows-gnu/release/protector.exe "$dest/protector.exe"
+install -m 755 "$out/protector-$version-x86_64-unknown-linux-musl" "$dest/protector"
+install -m 755 "$out/protector-$version-aarch64-unknown-linux-musl" "$dest/protector-aarch64"
+echo "published $dest/protector and $dest/protector-aarch64 (static, x86_64 and aarch64 musl)"
+if [ -f "$out/protector-$version-x86_64-pc-windows-gnu.exe" ]; then
+    install -m 644 "$out/protector-$version-x86_64-pc-windows-gnu.exe" "$dest/protector.exe"
     echo "published $dest/protector.exe"
-else
-    echo "SKIPPED: Windows build: needs mingw-w64 (apt-get install gcc-mingw-w64-x86-64) and the Rust target x86_64-pc-windows-gnu"
 fi

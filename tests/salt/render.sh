@@ -141,6 +141,13 @@ grep -qF 'heartbeat: /srv/beats/minion.alive' "$dir/protector.yaml" || fail "the
 got=$( (call "$dir" protector.status || true) | python3 -c 'import json,sys; print(json.load(sys.stdin)["local"]["error"])')
 case "$got" in *"/opt/protector/bin/protector"*) ;; *) fail "protector.status does not run the pillar's binary: $got" ;; esac
 echo "  pillar's heartbeat and binary reach the module and the config"
+# An aarch64 minion gets the aarch64 build (publish.sh puts both on the file server).
+dir=$(setup Linux "$empty")
+echo "grains: {cpuarch: aarch64}" >>"$dir/minion"
+call "$dir" state.show_sls protector >"$dir/states.json" || fail "aarch64: state.show_sls failed"
+grep -q '"source": "salt://protector/files/protector-aarch64"' "$dir/states.json" ||
+    { cat "$dir/states.json"; fail "an aarch64 minion does not get protector-aarch64"; }
+echo "  an aarch64 minion gets the aarch64 binary"
 # install: package: the site's .deb/.rpm with pkg.installed; the package's unit (the formula
 # installs none), /usr/bin/protector wherever the formula or the module runs protector; clean
 # removes the package. On Windows, and for an unknown way, the state fails and says why.
