@@ -4,12 +4,14 @@
 //! `daemon` (the loop) which drives `schedule` (pure decisions), `heartbeat` (observing
 //! files) and `command` (running stop/start with timeouts). The daemon keeps its books in
 //! `state` and `metrics` files, holds the single-instance `lock` and talks to `systemd`;
-//! `status` reads the state file back; on Windows `service` runs it as a Windows service.
+//! `status` reads the state file back; `control` carries operators' requests (pause, restart,
+//! reload...) to it; on Windows `service` runs it as a Windows service.
 //! Per-OS code lives in `platform`.
 
 pub mod cli;
 pub(crate) mod command;
 pub mod config;
+pub(crate) mod control;
 pub(crate) mod daemon;
 pub(crate) mod fsutil;
 pub(crate) mod heartbeat;

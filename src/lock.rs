@@ -181,11 +181,7 @@ pub fn runtime_dir() -> PathBuf {
     #[cfg(not(windows))]
     {
         if crate::perms::is_root() {
-            return PathBuf::from(if cfg!(target_os = "linux") {
-                "/run/protector"
-            } else {
-                "/var/run/protector"
-            });
+            return root_runtime_dir();
         }
         let var = |name| {
             std::env::var_os(name)
@@ -200,4 +196,14 @@ pub fn runtime_dir() -> PathBuf {
         }
         std::env::temp_dir().join(format!("protector-{}", crate::perms::euid()))
     }
+}
+
+/// [`runtime_dir`] of a protector running as root.
+#[cfg(not(windows))]
+pub fn root_runtime_dir() -> PathBuf {
+    PathBuf::from(if cfg!(target_os = "linux") {
+        "/run/protector"
+    } else {
+        "/var/run/protector"
+    })
 }

@@ -201,6 +201,8 @@ pub struct Beat {
 pub struct DueOutcome {
     pub beat: Option<Beat>,
     pub action: Option<Action>,
+    /// An operator's pause ran out at this check (the target is watched again).
+    pub pause_ended: bool,
 }
 
 /// After a command finished: what comes next.
@@ -237,6 +239,8 @@ pub struct TargetState {
     pub restarts_total: u64,
     /// skip_if said not to skip: the next stale judgement restarts without asking again.
     skip_refused: bool,
+    /// An operator paused the target until then: no judgement, no restart before it.
+    pub paused_until: Option<Instant>,
 }
 
 impl TargetState {
@@ -269,6 +273,7 @@ impl TargetState {
             consecutive: 0,
             restarts_total: 0,
             skip_refused: false,
+            paused_until: None,
         }
     }
 
@@ -285,6 +290,14 @@ impl TargetState {
             ..DueOutcome::default()
         };
 
+        if let Some(until) = self.paused_until {
+            if now.mono < until {
+                self.deadline = until;
+                return out;
+            }
+            self.unpause(rules, now.mono);
+            out.pause_ended = true;
+        }
         if self.deadline > now.mono {
             return out;
         }
@@ -447,6 +460,71 @@ impl TargetState {
         self.phase = Phase::Watching;
         self.deadline = now;
         true
+    }
+
+    /// An operator pauses the target until `until`: it is not judged (so never restarted) before
+    /// then; a command already running finishes. Pausing again moves the end.
+    pub fn pause(&mut self, until: Instant) {
+        self.paused_until = Some(until);
+        if !matches!(self.phase, Phase::Running(_)) {
+            self.deadline = until;
+        }
+    }
+
+    /// The pause ends (an operator's resume, or its end came): the target is watched as at
+    /// start-up: a heartbeat younger than `timeout` counts, else it gets `startup_grace`
+    /// before it is judged. A given-up target stays given up.
+    pub fn unpause(&mut self, rules: &Rules, now: Instant) {
+        if self.paused_until.take().is_none() || matches!(self.phase, Phase::Running(_)) {
+            return;
+        }
+        self.deadline = if self.age(now) < rules.timeout {
+            later(self.last_beat, rules.timeout)
+        } else {
+            later(now, rules.startup_grace)
+        };
+    }
+
+    /// An operator resumes the paused target; `obs` is a fresh look, so a heartbeat written
+    /// during the pause counts.
+    pub fn resume(&mut self, rules: &Rules, obs: &Observation, now: Now) {
+        if self.paused_until.is_none() {
+            return;
+        }
+        self.take_beat(rules, obs, now);
+        self.unpause(rules, now.mono);
+    }
+
+    /// An operator asks for a restart now: its first command (stop, or start without one),
+    /// not asking skip_if; `None` while a command of the target runs. It counts in
+    /// `restarts_total`, not as a consecutive restart (no backoff follows from it). A pause
+    /// stays; a given-up target is watched again.
+    pub fn restart_now(&mut self, rules: &Rules) -> Option<Cmd> {
+        if matches!(self.phase, Phase::Running(_)) {
+            return None;
+        }
+        self.restarts_total = self.restarts_total.saturating_add(1);
+        self.skip_refused = false;
+        let first = if rules.has_stop {
+            Cmd::Stop
+        } else {
+            Cmd::Start
+        };
+        self.phase = Phase::Running(first);
+        Some(first)
+    }
+
+    /// An operator clears the target's backoff, its consecutive restarts and a given-up
+    /// state: it is judged at once (unless paused), as if never restarted; a stale heartbeat
+    /// means a restart now. A running command goes on.
+    pub fn reset(&mut self, now: Instant) {
+        self.consecutive = 0;
+        self.skip_refused = false;
+        if matches!(self.phase, Phase::Running(_)) {
+            return;
+        }
+        self.phase = Phase::Watching;
+        self.deadline = self.paused_until.unwrap_or(now);
     }
 
     /// Drops a restart half way (shutting down): the target is simply due again.

@@ -21,6 +21,9 @@ pub struct StateFile {
     pub written_at: f64,
     pub config: Option<String>,
     pub lock_file: Option<String>,
+    /// Where the running protector takes operators' requests (`protector pause`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_socket: Option<String>,
     /// Heartbeat files looked at (one `stat` each) since protector started.
     #[serde(default)]
     pub observations_total: u64,
@@ -49,6 +52,12 @@ pub struct TargetRecord {
     /// runs another command for the target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub running_command: Option<RunningCommand>,
+    /// An operator paused the target (`protector pause`) until then: it is not judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_until: Option<f64>,
+    /// The reason the operator gave for the pause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -102,15 +111,19 @@ pub enum TargetStatus {
     GivenUp,
     #[serde(rename = "disabled")]
     Disabled,
+    /// An operator paused it (`protector pause`): not judged until resumed or the pause ends.
+    #[serde(rename = "paused")]
+    Paused,
 }
 
 impl TargetStatus {
-    pub const ALL: [TargetStatus; 5] = [
+    pub const ALL: [TargetStatus; 6] = [
         TargetStatus::Watching,
         TargetStatus::Restarting,
         TargetStatus::BackingOff,
         TargetStatus::GivenUp,
         TargetStatus::Disabled,
+        TargetStatus::Paused,
     ];
 
     /// The word used in the state file, `status` and the metrics' `state` label.
@@ -121,12 +134,16 @@ impl TargetStatus {
             TargetStatus::BackingOff => "backing off",
             TargetStatus::GivenUp => "given up",
             TargetStatus::Disabled => "disabled",
+            TargetStatus::Paused => "paused",
         }
     }
 
-    /// Fine: nothing for an operator to look at.
+    /// Fine: nothing for an operator to look at (a pause is an operator's own doing).
     pub fn is_fine(self) -> bool {
-        matches!(self, TargetStatus::Watching | TargetStatus::Disabled)
+        matches!(
+            self,
+            TargetStatus::Watching | TargetStatus::Disabled | TargetStatus::Paused
+        )
     }
 }
 

@@ -171,14 +171,18 @@ fn row(t: &TargetRecord, now: f64) -> [String; 6] {
             }
         )
     });
-    [
-        t.name.clone(),
-        t.state.to_string(),
-        age,
-        restarts,
-        next,
-        last,
-    ]
+    let state = match (t.state, t.paused_until) {
+        (TargetStatus::Paused, Some(until)) => format!(
+            "paused ({} left{})",
+            human(until - now),
+            t.pause_reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ),
+        _ => t.state.to_string(),
+    };
+    [t.name.clone(), state, age, restarts, next, last]
 }
 
 /// `45s`, `4m48s`, `2h3m`, `3d4h`.

@@ -13,6 +13,7 @@ pub const USAGE: &str = "\
 usage: protector FILE STOP_CMD START_CMD TIMEOUT_SECS
    or: protector [--config FILE]            (default /etc/protector/protector.yaml)
    or: protector run|check|status [--config FILE | FILE]
+   or: protector pause|resume|restart|reset NAME... | --all;  protector reload
    or: protector schema
 Run 'protector --help' for more.";
 

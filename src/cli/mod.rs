@@ -1,7 +1,9 @@
-//! Command line: `run` (default), `check`, `status`, `schema`, and the original positional
-//! form `protector FILE STOP_CMD START_CMD TIMEOUT_SECS` (`legacy.rs`).
+//! Command line: `run` (default), `check`, `status`, `schema`, the operators' requests to a
+//! running protector (`pause`, `resume`, `restart`, `reset`, `reload`: `control.rs`), and the
+//! original positional form `protector FILE STOP_CMD START_CMD TIMEOUT_SECS` (`legacy.rs`).
 
 mod check;
+mod control;
 mod legacy;
 
 pub use check::describe;
@@ -37,14 +39,26 @@ Examples:
   What is protector doing? (exit status 1 unless every target is fine)
     protector status --config /etc/protector/protector.yaml
 
+  Hold off restarts of the salt-minion for a manual upgrade (ends by itself after 30 min):
+    protector pause salt-minion --for 30m --reason \"upgrading salt\"
+    protector resume salt-minion
+
+  Restart a target now and wait for the outcome; clear a given-up target's counts:
+    protector restart salt-minion
+    protector reset salt-minion
+
+  Reload the config and say whether it was applied (the old one stays if it is invalid):
+    protector reload
+
   The original single-target form (commands run through /bin/sh -c or cmd /C):
     protector /tmp/htrd_minion_alived \"service salt-minion stop\" \"service salt-minion start\" 300
 
   Print the JSON schema of the config file:
     protector schema > protector.schema.json
 
-Exit status: 0 success; 1 invalid config, another protector running, unhealthy status, or a
-runtime failure; 2 wrong usage.";
+Exit status: 0 success; 1 invalid config, another protector running, unhealthy status, a
+request the running protector refused or could not carry out, or a runtime failure; 2 wrong
+usage.";
 
 /// `protector --version`: the version, the target it was built for, the commit it was built
 /// from.
@@ -80,6 +94,9 @@ const USAGE: &str = "protector [OPTIONS] [--config FILE]
        protector run [--config FILE] [OPTIONS]
        protector check [--config FILE | FILE] [--os OS]
        protector status [--config FILE | FILE | --state-file FILE] [--json]
+       protector pause NAME... | --all [--for DURATION] [--reason TEXT]
+       protector resume|restart|reset NAME... | --all
+       protector reload
        protector schema
        protector FILE STOP_CMD START_CMD TIMEOUT_SECS";
 
@@ -191,6 +208,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Stop judging targets (no restart) until resumed or the pause ends (default 1h).
+    Pause(control::PauseArgs),
+    /// Watch paused targets again.
+    Resume(control::Which),
+    /// Restart targets now (stop, then start; no skip_if) and wait for the outcome.
+    Restart(control::Which),
+    /// Clear targets' backoff, consecutive restarts and a given-up state.
+    Reset(control::Which),
+    /// Reload the config (as SIGHUP does) and say whether it was applied or why not.
+    Reload(control::To),
     /// Print the JSON schema of the config file.
     Schema,
     /// Install, remove or run protector as a Windows service.
@@ -221,6 +248,11 @@ pub fn main() -> ExitCode {
             crate::text::print_stdout(&config::schema::schema_text());
             ExitCode::SUCCESS
         }
+        Some(Command::Pause(args)) => control::pause(args),
+        Some(Command::Resume(which)) => control::on_targets(crate::control::Verb::Resume, which),
+        Some(Command::Restart(which)) => control::on_targets(crate::control::Verb::Restart, which),
+        Some(Command::Reset(which)) => control::on_targets(crate::control::Verb::Reset, which),
+        Some(Command::Reload(to)) => control::reload(to),
         Some(Command::Check {
             config,
             file,

@@ -48,6 +48,11 @@ pub(super) struct Slot {
     pub leftover: Option<RunningCommand>,
     /// The heartbeat was seen on a filesystem with whole-second file times (said once).
     pub coarse_said: bool,
+    /// Why an operator paused it (the end of the pause is `state.paused_until`).
+    pub pause_reason: Option<String>,
+    /// The running restart was asked for by an operator (`protector restart`): a heartbeat
+    /// while it waits for a place does not call it off, and the asker hears how it ended.
+    pub asked: bool,
 }
 
 impl Slot {
@@ -68,6 +73,8 @@ impl Slot {
             running: None,
             leftover: None,
             coarse_said: false,
+            pause_reason: None,
+            asked: false,
         };
         slot.note_look(&obs, err);
         slot
@@ -77,12 +84,16 @@ impl Slot {
         matches!(self.state.phase, Phase::Running(_))
     }
 
-    /// Starts timing over from `obs` as at start-up, keeping the restart counts.
+    /// Starts timing over from `obs` as at start-up, keeping the restart counts and a pause.
     pub fn start_over(&mut self, obs: &Observation, now: Now) {
         let (consecutive, total) = (self.state.consecutive, self.state.restarts_total);
+        let paused = self.state.paused_until;
         self.state = TargetState::start(&self.rules, obs, now);
         self.state
             .restore(&self.rules, consecutive, total, None, now.mono);
+        if let Some(until) = paused {
+            self.state.pause(until);
+        }
     }
 
     /// Logs what a look tells an operator: why the file could not be read (each new reason
@@ -176,6 +187,21 @@ impl Slot {
                 left.command
             );
         }
+        if let Some(until) = rec.paused_until {
+            let ahead = until - epoch_secs(now.wall);
+            if ahead > 0.0 {
+                let at = crate::schedule::later(now.mono, Duration::from_secs_f64(ahead.min(1e9)));
+                self.state.pause(at);
+                self.pause_reason = rec.pause_reason.clone();
+                info!(
+                    target = %self.target.name,
+                    event = "pause_restored",
+                    left_secs = super::secs(at - now.mono),
+                    reason = self.pause_reason.as_deref().unwrap_or_default(),
+                    "still paused (restored from the state file)"
+                );
+            }
+        }
         if rec.state == TargetStatus::Restarting {
             // When it began; not on record (skip_if was asked before any restart): then any
             // heartbeat on record counts as one since.
@@ -206,6 +232,7 @@ impl Slot {
     pub fn status(&self) -> TargetStatus {
         match self.state.phase {
             Phase::Running(_) => TargetStatus::Restarting,
+            _ if self.state.paused_until.is_some() => TargetStatus::Paused,
             Phase::GivenUp => TargetStatus::GivenUp,
             Phase::Watching if self.state.consecutive > 0 => TargetStatus::BackingOff,
             Phase::Watching => TargetStatus::Watching,
@@ -232,6 +259,8 @@ impl Slot {
             restarts_failed_total: self.failed_restarts,
             last_restart: self.last_restart.clone(),
             running_command: self.running.clone().or_else(|| self.leftover.clone()),
+            paused_until: st.paused_until.map(&wall_at),
+            pause_reason: st.paused_until.and_then(|_| self.pause_reason.clone()),
         }
     }
 }
@@ -240,6 +269,8 @@ impl Slot {
 pub(super) struct Books {
     pub files: Files,
     pub lock_file: PathBuf,
+    /// The control socket, when protector listens on one.
+    pub control_socket: Option<PathBuf>,
     pub started_at: SystemTime,
     /// Enabled targets are slots; disabled ones are only listed.
     pub disabled: Vec<Target>,
@@ -255,6 +286,7 @@ impl Books {
         Books {
             files: Files::default(),
             lock_file,
+            control_socket: None,
             started_at,
             disabled: Vec::new(),
             observations: 0,
@@ -345,6 +377,8 @@ impl Daemon {
             restarts_failed_total: 0,
             last_restart: None,
             running_command: None,
+            paused_until: None,
+            pause_reason: None,
         }));
         StateFile {
             format: state::FORMAT.into(),
@@ -359,6 +393,11 @@ impl Daemon {
                 .as_ref()
                 .map(|p| p.display().to_string()),
             lock_file: Some(self.books.lock_file.display().to_string()),
+            control_socket: self
+                .books
+                .control_socket
+                .as_ref()
+                .map(|p| p.display().to_string()),
             observations_total: self.books.observations,
             targets,
         }

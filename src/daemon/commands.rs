@@ -47,7 +47,11 @@ impl Daemon {
     pub(super) fn start_queued(&mut self) {
         while let Some((id, cmd)) = self.commands.next() {
             match self.index.get(&id).copied() {
-                Some(i) if self.begins_restart(i, cmd) && !self.still_stale(i) => {
+                Some(i)
+                    if self.begins_restart(i, cmd)
+                        && !self.slots[i].asked
+                        && !self.still_stale(i) =>
+                {
                     self.commands.release();
                 }
                 Some(i) => self.start_command(i, cmd),
@@ -99,7 +103,7 @@ impl Daemon {
         for (_, id, cmd) in due {
             if let Some(&i) = self.index.get(&id)
                 && self.slots[i].state.phase == Phase::Running(cmd)
-                && (!self.begins_restart(i, cmd) || self.still_stale(i))
+                && (!self.begins_restart(i, cmd) || self.slots[i].asked || self.still_stale(i))
             {
                 self.spawn(i, cmd);
             }
@@ -291,8 +295,10 @@ impl Daemon {
             }
             Next::Run(next) => self.spawn(i, next),
             Next::Judge { wait } => {
+                let failure = failure.filter(|_| cmd == Cmd::Start);
+                self.restart_ended(i, failure.as_deref());
                 let slot = &mut self.slots[i];
-                match failure.filter(|_| cmd == Cmd::Start) {
+                match failure {
                     Some(reason) => {
                         slot.failed_restarts = slot.failed_restarts.saturating_add(1);
                         error!(

@@ -116,6 +116,12 @@ impl Daemon {
         // After the decision: the worst moment, the state already says a command runs.
         inject_panic(&slot.target.name);
         let name = slot.target.name.clone();
+        if out.pause_ended {
+            slot.pause_reason = None;
+            info!(target = %name, event = "pause_ended", by = "expired", "the pause has ended: watched again");
+            self.mark_dirty(true);
+        }
+        let slot = &mut self.slots[i];
         let age_secs = slot.state.age(now.mono).as_secs_f64();
         if was_given_up && out.beat.is_none() {
             debug!(target = %name, event = "still_given_up", age_secs, "still no heartbeat; given up");

@@ -29,6 +29,7 @@
 mod books;
 mod bounded;
 mod commands;
+mod control;
 mod effects;
 mod judge;
 mod looks;
@@ -93,6 +94,12 @@ pub(crate) enum Msg {
         outcome: Outcome,
     },
     Signal(Signal),
+    /// An operator's request from the control socket; the answer goes to `reply`.
+    #[cfg_attr(windows, allow(dead_code))]
+    Control {
+        req: crate::control::Request,
+        reply: mpsc::Sender<crate::control::Reply>,
+    },
 }
 
 pub(crate) struct Daemon {
@@ -118,6 +125,8 @@ pub(crate) struct Daemon {
     retries: Vec<(Instant, u64, Cmd)>,
     stopping: bool,
     watchdog: Option<(Duration, Instant)>,
+    /// Operators waiting for the restart they asked for, by slot id.
+    waiters: HashMap<u64, Vec<mpsc::Sender<crate::control::Reply>>>,
 }
 
 /// The loop's channel, made before anything else: signals are caught from the moment it
@@ -159,14 +168,32 @@ pub(crate) fn watch(config: Config, lock_key: &Path, opts: Options, inbox: Inbox
         .clone()
         .unwrap_or_else(|| lock::default_path(config.files.state_file.as_deref(), lock_key));
     let lock = lock::acquire(&lock_path)?;
-    let exit = run(config, lock.path.clone(), opts, inbox);
-    drop(lock);
-    exit
+    // Operators' requests (pause, restart, ...); watching goes on without them. The socket is
+    // named after the config alone, so a client finds it without reading the config.
+    let socket = crate::control::socket_for(lock_key);
+    let listener = match control::listen(&socket, inbox.tx.clone()) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            warn!(event = "control_unavailable", socket = %socket.display(), reason = %e, "cannot listen for operators' requests; watching goes on without them");
+            None
+        }
+    };
+    let socket = listener.as_ref().map(|_| socket);
+    // Dropped in reverse order when this returns: the socket goes before the lock, so it is
+    // never a later protector's that is removed.
+    run(config, lock.path.clone(), socket, opts, inbox)
 }
 
 /// Watches the enabled targets of `config` until told to stop. `lock_file` is the path of the
-/// instance lock the caller holds (recorded in the state file for `status`).
-fn run(config: Config, lock_file: PathBuf, mut opts: Options, inbox: Inbox) -> Result<Exit> {
+/// instance lock the caller holds, `control_socket` where it takes requests (both recorded in
+/// the state file).
+fn run(
+    config: Config,
+    lock_file: PathBuf,
+    control_socket: Option<PathBuf>,
+    mut opts: Options,
+    inbox: Inbox,
+) -> Result<Exit> {
     // A panic is a bug: log it like everything else (the loop contains it, see `contained`).
     std::panic::set_hook(Box::new(|info| {
         let location = info.location().map(|l| l.to_string()).unwrap_or_default();
@@ -177,6 +204,7 @@ fn run(config: Config, lock_file: PathBuf, mut opts: Options, inbox: Inbox) -> R
         source(inbox.deliver());
     }
     let mut d = Daemon::new(Effects::real(), opts, lock_file, inbox);
+    d.books.control_socket = control_socket;
     d.watchdog = systemd::watchdog_interval().map(|every| (every, d.fx.clock.now().mono));
     d.start(config);
     Ok(d.run_loop())
@@ -202,6 +230,7 @@ impl Daemon {
             retries: Vec::new(),
             stopping: false,
             watchdog: None,
+            waiters: HashMap::new(),
         }
     }
 
@@ -300,7 +329,10 @@ impl Daemon {
             Msg::Done { id, cmd, outcome } => self.on_done(id, cmd, outcome),
             Msg::Spawned { id, cmd, running } => self.on_spawned(id, cmd, running),
             Msg::NotifyDone { target, outcome } => self.on_notify_done(&target, &outcome),
-            Msg::Signal(Signal::Reload) => self.reload(),
+            Msg::Signal(Signal::Reload) => {
+                let _ = self.reload();
+            }
+            Msg::Control { req, reply } => self.on_control(req, reply),
             Msg::Signal(Signal::Shutdown) if self.stopping => {
                 warn!(
                     event = "exit_immediate",

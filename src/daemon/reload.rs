@@ -72,23 +72,28 @@ pub(super) fn plan<'a>(old: impl IntoIterator<Item = &'a Target>, new: Vec<Targe
 }
 
 impl Daemon {
-    /// SIGHUP: re-reads the config; a valid one is applied, an invalid one logged (every
-    /// problem) and the old one kept.
-    pub(super) fn reload(&mut self) {
+    /// SIGHUP (or `protector reload`): re-reads the config; a valid one is applied, an
+    /// invalid one logged (every problem) and the old one kept. Returns what was done, or
+    /// why nothing was.
+    pub(super) fn reload(&mut self) -> Result<String, String> {
         let Some(path) = self.opts.config_path.clone() else {
             warn!(
                 event = "reload_impossible",
                 "reload requested, but protector was started with positional arguments: nothing to reload"
             );
-            return;
+            return Err(
+                "protector was started with positional arguments: there is no config to reload"
+                    .into(),
+            );
         };
         systemd::send(systemd::Note::Reloading);
         info!(event = "reload_started", config = %path.display(), "reloading the config");
-        match config::load(&path, Os::host()) {
+        let outcome = match config::load(&path, Os::host()) {
             Ok(config) => {
-                self.apply(config, false);
+                let summary = self.apply(config, false);
                 self.start_queued();
                 self.start_queued_notifies();
+                Ok(summary)
             }
             Err(e) => {
                 for line in e.lines() {
@@ -99,13 +104,19 @@ impl Daemon {
                     problems = e.problems.len(),
                     "reload failed; still running the previous config"
                 );
+                Err(format!(
+                    "{}\nreload refused; still running the previous config",
+                    e.to_string().trim_end()
+                ))
             }
-        }
+        };
         systemd::send(systemd::Note::Ready);
+        outcome
     }
 
-    /// Installs `config` (see the module's header). `first`: at start-up.
-    pub(super) fn apply(&mut self, config: Config, first: bool) {
+    /// Installs `config` (see the module's header). `first`: at start-up. Returns what
+    /// changed, in a few words.
+    pub(super) fn apply(&mut self, config: Config, first: bool) -> String {
         let now = self.now();
         let plan = plan(self.slots.iter().map(|s| &s.target), config.targets);
         let mut old: HashMap<String, Slot> = self
@@ -236,8 +247,16 @@ impl Daemon {
             .filter(|(_, s)| !s.is_running())
             .map(|(i, s)| (s.state.deadline, i))
             .collect();
+        let count = |c| plan.targets.iter().filter(|(_, x)| *x == c).count();
+        let summary = format!(
+            "config reloaded: {} unchanged, {} changed, {} added, {} removed, {} disabled",
+            count(Change::Unchanged),
+            count(Change::Changed),
+            count(Change::Added),
+            plan.removed.len(),
+            self.books.disabled.len()
+        );
         if !first {
-            let count = |c| plan.targets.iter().filter(|(_, x)| *x == c).count();
             info!(
                 event = "reload_done",
                 unchanged = count(Change::Unchanged),
@@ -251,6 +270,7 @@ impl Daemon {
         self.mark_dirty(true);
         // What loading the config needed beyond the model is free now.
         platform::return_free_memory();
+        summary
     }
 }
 

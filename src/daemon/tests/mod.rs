@@ -3,6 +3,7 @@
 //! containment, shutdown, and the loop's promises as a property over random schedules. What
 //! needs real processes, files and signals is tested with the real binary under tests/.
 
+mod control;
 mod harness;
 
 use std::collections::HashMap;

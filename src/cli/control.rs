@@ -1,0 +1,149 @@
+//! `protector pause|resume|restart|reset|reload`: an operator's request to the running
+//! protector, over its control socket (see `crate::control`), and its answer printed.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::config::duration;
+use crate::config::raw::DurationSpec;
+use crate::control::{self, Request, Verb};
+
+/// Which targets, for the commands that act on targets.
+#[derive(Debug, Args)]
+pub struct Which {
+    /// The targets, by name.
+    #[arg(value_name = "NAME", required_unless_present = "all")]
+    names: Vec<String>,
+    /// Every enabled target.
+    #[arg(long, conflicts_with = "names")]
+    all: bool,
+    #[command(flatten)]
+    to: To,
+}
+
+/// Which protector, and how to print its answer.
+#[derive(Debug, Args)]
+pub struct To {
+    #[arg(short, long, value_name = "FILE", help = super::CONFIG_HELP)]
+    config: Option<PathBuf>,
+    /// Print the daemon's JSON answer as it is.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    #[command(flatten)]
+    which: Which,
+    /// How long (e.g. 30m, 2h); the pause ends by itself then [default: 1h].
+    #[arg(long = "for", value_name = "DURATION")]
+    for_: Option<String>,
+    /// Why, for `protector status` and the log.
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+}
+
+pub fn pause(args: PauseArgs) -> ExitCode {
+    let for_secs = match args.for_.as_deref().map(parse_duration) {
+        None => None,
+        Some(Ok(d)) if d <= control::MAX_PAUSE => Some(d.as_secs_f64()),
+        Some(Ok(_)) => {
+            return usage(
+                "--for: a pause lasts at most a year (use enabled: false in the config for longer)",
+            );
+        }
+        Some(Err(e)) => return usage(&format!("--for {}: {e}", args.for_.unwrap_or_default())),
+    };
+    let mut req = request(Verb::Pause, &args.which);
+    req.for_secs = for_secs;
+    req.reason = args.reason;
+    send(&args.which.to, &req)
+}
+
+pub fn on_targets(verb: Verb, which: Which) -> ExitCode {
+    let req = request(verb, &which);
+    send(&which.to, &req)
+}
+
+pub fn reload(to: To) -> ExitCode {
+    let req = Request {
+        protocol: control::PROTOCOL,
+        command: Verb::Reload,
+        targets: Vec::new(),
+        all: false,
+        for_secs: None,
+        reason: None,
+    };
+    send(&to, &req)
+}
+
+fn request(verb: Verb, which: &Which) -> Request {
+    Request {
+        protocol: control::PROTOCOL,
+        command: verb,
+        targets: which.names.clone(),
+        all: which.all,
+        for_secs: None,
+        reason: None,
+    }
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let spec = match text.parse::<f64>() {
+        Ok(secs) => DurationSpec::Seconds(secs),
+        Err(_) => DurationSpec::Text(text.to_string()),
+    };
+    duration::parse(&spec)
+}
+
+fn usage(msg: &str) -> ExitCode {
+    crate::text::print_stderr(&format!("protector: {msg}\n"));
+    ExitCode::from(2)
+}
+
+/// Sends `req` to the protector of the config and prints its answer: exit 0 when everything
+/// asked for was done, 1 otherwise (or when no protector answers).
+fn send(to: &To, req: &Request) -> ExitCode {
+    let config = to.config.clone().unwrap_or_else(super::default_config);
+    let sockets = control::sockets_for(&config);
+    let socket = sockets
+        .iter()
+        .find(|s| std::fs::symlink_metadata(s).is_ok())
+        .unwrap_or(&sockets[0]);
+    let response = match control::ask(socket, req) {
+        Ok(r) => r,
+        Err(e) => {
+            crate::text::print_stderr(&format!("protector: {} ({})\n", e, describe(&config)));
+            return ExitCode::from(1);
+        }
+    };
+    if to.json {
+        let mut line = serde_json::to_string(&response).expect("a response serializes");
+        line.push('\n');
+        crate::text::print_stdout(&line);
+    } else {
+        let mut out = String::new();
+        if let Some(e) = &response.error {
+            crate::text::print_stderr(&format!("protector: {e}\n"));
+        }
+        if let Some(m) = &response.message {
+            out.push_str(m);
+            out.push('\n');
+        }
+        for t in &response.targets {
+            out.push_str(&format!("{}: {}\n", t.name, t.message));
+        }
+        crate::text::print_stdout(&out);
+    }
+    if response.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn describe(config: &Path) -> String {
+    format!("config {}", config.display())
+}

@@ -1,0 +1,403 @@
+//! Operators' requests (`protector pause|resume|restart|reset|reload`, see `crate::control`):
+//! the listener that takes them off the control socket, one short-lived thread per
+//! connection, and what the loop does with each. Nothing here blocks the loop: a connection's
+//! thread reads the request (bounded in size and time), hands it to the loop as a message and
+//! writes the answer the loop sends back.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tracing::info;
+
+use super::{Daemon, Msg};
+use crate::control::{self, Reply, Request, TargetResult, Verb};
+use crate::status::human;
+
+impl Daemon {
+    /// One request from the control socket; `reply` hears the answer (dropped when done).
+    pub(super) fn on_control(&mut self, req: Request, reply: mpsc::Sender<Reply>) {
+        let say = |r: Reply| {
+            let _ = reply.send(r);
+        };
+        info!(
+            event = "control_request",
+            command = req.command.name(),
+            targets = %if req.all { "--all".to_string() } else { req.targets.join(" ") },
+            "operator's request"
+        );
+        if self.stopping {
+            return say(Reply::Error("protector is shutting down".into()));
+        }
+        if req.command == Verb::Reload {
+            let (ok, message) = match self.reload() {
+                Ok(summary) => (true, summary),
+                Err(why) => (false, why),
+            };
+            return say(Reply::Message { ok, message });
+        }
+        let chosen = match self.choose(&req) {
+            Ok(chosen) => chosen,
+            Err(e) => return say(Reply::Error(e)),
+        };
+        let pause_for = match (req.command, req.for_secs) {
+            (Verb::Pause, Some(s)) => {
+                match Duration::try_from_secs_f64(s)
+                    .ok()
+                    .filter(|d| !d.is_zero() && *d <= control::MAX_PAUSE)
+                {
+                    Some(d) => d,
+                    None => {
+                        return say(Reply::Error(format!(
+                            "a pause lasts more than 0 s and at most {}, not {s} s",
+                            human(control::MAX_PAUSE.as_secs_f64())
+                        )));
+                    }
+                }
+            }
+            _ => control::DEFAULT_PAUSE,
+        };
+        let reason: Option<String> = req
+            .reason
+            .as_deref()
+            .map(|r| r.chars().take(control::MAX_REASON).collect::<String>())
+            .filter(|r| !r.trim().is_empty());
+        for i in chosen {
+            let result = match req.command {
+                Verb::Pause => self.pause(i, pause_for, reason.clone()),
+                Verb::Resume => self.resume(i),
+                Verb::Reset => self.reset(i),
+                Verb::Restart => match self.restart(i, &reply) {
+                    Some(refused) => refused,
+                    None => continue,
+                },
+                Verb::Reload => unreachable!("answered above"),
+            };
+            say(Reply::Target(result));
+        }
+        // Written now: a `protector status` right after the answer shows what was done.
+        self.flush();
+    }
+
+    /// The slots a request names (`all`: every one); an unknown or disabled name is an error
+    /// that lists the names an operator can use.
+    fn choose(&self, req: &Request) -> Result<Vec<usize>, String> {
+        let known = || {
+            let names: Vec<&str> = self.slots.iter().map(|s| s.target.name.as_str()).collect();
+            if names.is_empty() {
+                "none (no enabled target)".to_string()
+            } else {
+                names.join(", ")
+            }
+        };
+        match (req.all, req.targets.is_empty()) {
+            (true, false) => return Err("name targets or ask for all of them, not both".into()),
+            (true, true) => return Ok((0..self.slots.len()).collect()),
+            (false, true) => {
+                return Err(format!(
+                    "name at least one target (or all); known: {}",
+                    known()
+                ));
+            }
+            (false, false) => {}
+        }
+        let mut chosen = Vec::new();
+        for name in &req.targets {
+            match self.slots.iter().position(|s| s.target.name == *name) {
+                Some(i) if !chosen.contains(&i) => chosen.push(i),
+                Some(_) => {}
+                None if self.books.disabled.iter().any(|t| t.name == *name) => {
+                    return Err(format!(
+                        "target {name:?} is disabled in the config (enabled: false); known: {}",
+                        known()
+                    ));
+                }
+                None => return Err(format!("no target named {name:?}; known: {}", known())),
+            }
+        }
+        Ok(chosen)
+    }
+
+    fn pause(&mut self, i: usize, d: Duration, reason: Option<String>) -> TargetResult {
+        let now = self.now().mono;
+        let slot = &mut self.slots[i];
+        slot.state.pause(crate::schedule::later(now, d));
+        slot.pause_reason = reason;
+        let reason = slot.pause_reason.clone().unwrap_or_default();
+        info!(target = %slot.target.name, event = "paused", for_secs = super::secs(d), reason = %reason, "paused by an operator: not judged until resumed or the pause ends");
+        if !slot.is_running() {
+            self.agenda.push(slot.state.deadline, i);
+        }
+        let slot = &self.slots[i];
+        ok(
+            slot,
+            format!(
+                "paused for {}{}",
+                human(d.as_secs_f64()),
+                if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {reason}")
+                }
+            ),
+        )
+    }
+
+    fn resume(&mut self, i: usize) -> TargetResult {
+        if self.slots[i].state.paused_until.is_none() {
+            return ok(&self.slots[i], "was not paused".into());
+        }
+        let (obs, err) = self
+            .look_at(&[&self.slots[i].target])
+            .pop()
+            .expect("one look per path");
+        self.books.observations += 1;
+        let now = self.now();
+        let slot = &mut self.slots[i];
+        slot.note_look(&obs, err);
+        slot.state.resume(&slot.rules, &obs, now);
+        let now = now.mono;
+        slot.pause_reason = None;
+        info!(target = %slot.target.name, event = "pause_ended", by = "operator", "resumed by an operator: watched again");
+        if !slot.is_running() {
+            self.agenda.push(slot.state.deadline, i);
+        }
+        let slot = &self.slots[i];
+        let next = slot.state.deadline.saturating_duration_since(now);
+        ok(
+            slot,
+            format!("watched again; next check in {}", human(next.as_secs_f64())),
+        )
+    }
+
+    fn reset(&mut self, i: usize) -> TargetResult {
+        let now = self.now().mono;
+        let slot = &mut self.slots[i];
+        let before = slot.status();
+        slot.state.reset(now);
+        info!(target = %slot.target.name, event = "reset", was = %before, "reset by an operator: backoff and consecutive restarts cleared");
+        if !slot.is_running() {
+            self.agenda.push(slot.state.deadline, i);
+        }
+        let slot = &self.slots[i];
+        ok(
+            slot,
+            format!(
+                "reset (was {before}): backoff and consecutive restarts cleared{}",
+                if slot.is_running() {
+                    "; its running command goes on"
+                } else if slot.state.paused_until.is_some() {
+                    "; still paused"
+                } else {
+                    "; judged now"
+                }
+            ),
+        )
+    }
+
+    /// Begins a restart asked for by an operator (answered when it ends); an answer now if it
+    /// cannot begin.
+    fn restart(&mut self, i: usize, reply: &mpsc::Sender<Reply>) -> Option<TargetResult> {
+        let slot = &mut self.slots[i];
+        let Some(first) = slot.state.restart_now(&slot.rules) else {
+            return Some(TargetResult {
+                name: slot.target.name.clone(),
+                ok: false,
+                message: "a restart of this target is already under way; not starting another \
+                          (see protector status)"
+                    .into(),
+            });
+        };
+        slot.asked = true;
+        info!(target = %slot.target.name, event = "restart_requested", first = first.name(), "restart asked for by an operator");
+        self.waiters.entry(slot.id).or_default().push(reply.clone());
+        let _ = reply.send(Reply::Pending(slot.target.name.clone()));
+        self.spawn(i, first);
+        None
+    }
+
+    /// An operator's restart of slot `i` ended; `failure` says why it failed, if it did.
+    pub(super) fn restart_ended(&mut self, i: usize, failure: Option<&str>) {
+        let slot = &mut self.slots[i];
+        if !std::mem::take(&mut slot.asked) {
+            return;
+        }
+        let result = TargetResult {
+            name: slot.target.name.clone(),
+            ok: failure.is_none(),
+            message: match failure {
+                None => "restarted".into(),
+                Some(why) => format!("restart failed: the start command {why}"),
+            },
+        };
+        for waiter in self.waiters.remove(&slot.id).unwrap_or_default() {
+            let _ = waiter.send(Reply::Target(result.clone()));
+        }
+    }
+}
+
+fn ok(slot: &super::books::Slot, message: String) -> TargetResult {
+    TargetResult {
+        name: slot.target.name.clone(),
+        ok: true,
+        message,
+    }
+}
+
+/// The listening control socket; removed when dropped (protector stops).
+pub(crate) struct Listener {
+    #[cfg(unix)]
+    path: std::path::PathBuf,
+}
+
+#[cfg(unix)]
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Connections handled at once; more are told to try again.
+#[cfg(unix)]
+const MAX_CLIENTS: usize = 8;
+
+/// Listens at `path` (the caller holds the instance lock, so a socket left there is a dead
+/// protector's): requests go to the loop through `tx`.
+#[cfg(unix)]
+pub(crate) fn listen(path: &std::path::Path, tx: mpsc::Sender<Msg>) -> std::io::Result<Listener> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    use std::os::unix::net::UnixListener;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() && m.uid() == crate::perms::euid() => {
+            std::fs::remove_file(path)?
+        }
+        Ok(_) => {
+            return Err(std::io::Error::other(format!(
+                "{} exists and is not a socket of this user's: left alone",
+                path.display()
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let busy = Arc::new(AtomicUsize::new(0));
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                if busy.load(Ordering::Relaxed) >= MAX_CLIENTS {
+                    answer(
+                        &stream,
+                        &control::Response::error("busy: too many requests at once; try again"),
+                    );
+                    continue;
+                }
+                busy.fetch_add(1, Ordering::Relaxed);
+                let (tx, busy2) = (tx.clone(), busy.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("control-client".into())
+                    .spawn(move || {
+                        serve(stream, &tx);
+                        busy2.fetch_sub(1, Ordering::Relaxed);
+                    });
+                if spawned.is_err() {
+                    busy.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        })?;
+    Ok(Listener {
+        path: path.to_path_buf(),
+    })
+}
+
+/// One connection: the peer's user is checked, one request read (bounded in size and time),
+/// handed to the loop, and its answer written back.
+#[cfg(unix)]
+fn serve(stream: std::os::unix::net::UnixStream, tx: &mpsc::Sender<Msg>) {
+    use std::io::{BufRead, BufReader, Read};
+    let _ = stream.set_read_timeout(Some(control::READ_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(control::READ_TIMEOUT));
+    let me = crate::perms::euid();
+    match crate::platform::peer_uid(&stream) {
+        Some(uid) if uid == 0 || uid == me => {}
+        uid => {
+            tracing::warn!(
+                event = "control_refused",
+                peer_uid = uid.map_or(-1, i64::from),
+                "control request from another user refused"
+            );
+            return answer(
+                &stream,
+                &control::Response::error(
+                    "refused: only root or the user protector runs as may control it",
+                ),
+            );
+        }
+    }
+    let mut line = Vec::new();
+    let read = BufReader::new(&stream)
+        .take(control::MAX_REQUEST as u64 + 1)
+        .read_until(b'\n', &mut line);
+    let request = match read {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(format!(
+                "no request within {} s",
+                control::READ_TIMEOUT.as_secs()
+            ))
+        }
+        Err(e) => Err(format!("cannot read the request: {e}")),
+        Ok(_) if line.len() > control::MAX_REQUEST => Err(format!(
+            "request too large: at most {} bytes",
+            control::MAX_REQUEST
+        )),
+        Ok(_) => serde_json::from_slice::<Request>(&line)
+            .map_err(|e| format!("malformed request: {e}"))
+            .and_then(|r| {
+                if r.protocol == control::PROTOCOL {
+                    Ok(r)
+                } else {
+                    Err(format!(
+                        "protocol version {} is not spoken here (this protector speaks {})",
+                        r.protocol,
+                        control::PROTOCOL
+                    ))
+                }
+            }),
+    };
+    let response = match request {
+        Err(e) => control::Response::error(e),
+        Ok(req) => {
+            let (reply, replies) = mpsc::channel();
+            if tx.send(Msg::Control { req, reply }).is_err() {
+                control::Response::error("protector is shutting down")
+            } else {
+                control::collect(replies)
+            }
+        }
+    };
+    answer(&stream, &response);
+}
+
+#[cfg(unix)]
+fn answer(mut stream: &std::os::unix::net::UnixStream, response: &control::Response) {
+    use std::io::Write;
+    let _ = stream.set_write_timeout(Some(control::READ_TIMEOUT));
+    let mut line = serde_json::to_string(response).expect("a response serializes");
+    line.push('\n');
+    let _ = stream.write_all(line.as_bytes());
+}
+
+#[cfg(not(unix))]
+pub(crate) fn listen(_path: &std::path::Path, _tx: mpsc::Sender<Msg>) -> std::io::Result<Listener> {
+    Ok(Listener {})
+}

@@ -1,0 +1,358 @@
+//! Operators' requests to a running protector with the real binary: pause (ending by itself,
+//! surviving a reload and a restart of protector), restart (waited for; a second one while it
+//! runs is refused), reset, reload (applied or refused with the reason), and the control
+//! socket's defences: a client that never writes, malformed and oversized requests, another
+//! user (root only). Timings on simulated time are in src/daemon/tests/control.rs. The
+//! control socket is a Unix domain socket: Windows has no control endpoint yet.
+#![cfg(unix)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A protector on `yaml` (with a state file), started and ready for requests.
+fn start(sb: &Sandbox, yaml: &str) -> (Running, PathBuf) {
+    let yaml = format!("state_file: state.json\n{yaml}");
+    let p = sb.run_config(&yaml);
+    p.wait_events("started", None, 1);
+    (p, sb.path("protector.yaml"))
+}
+
+/// `protector ARGS --config CFG`: (exit code, stdout, stderr).
+fn ctl(sb: &Sandbox, cfg: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = protector_cmd(sb.dir.path())
+        .args(args)
+        .args(["--config", cfg.to_str().unwrap()])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn status(sb: &Sandbox, cfg: &Path) -> String {
+    ctl(sb, cfg, &["status"]).1
+}
+
+/// The control socket, as the state file records it.
+fn socket(sb: &Sandbox) -> PathBuf {
+    let mut path = None;
+    wait_until(
+        PATIENCE,
+        "the state file to name the control socket",
+        || {
+            let text = std::fs::read_to_string(sb.path("state.json")).unwrap_or_default();
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            path = v["control_socket"].as_str().map(PathBuf::from);
+            path.is_some()
+        },
+    );
+    path.unwrap()
+}
+
+/// Sends raw bytes and reads the one-line answer.
+fn raw(socket: &Path, bytes: &[u8]) -> serde_json::Value {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let _ = s.write_all(bytes);
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+}
+
+#[test]
+fn a_pause_holds_off_restarts_and_ends_by_itself() {
+    let sb = Sandbox::new();
+    let beat = sb.path("a.beat");
+    let toucher = Toucher::new(beat);
+    let (p, cfg) = start(
+        &sb,
+        &format!("targets:\n{}", target("a", "    timeout: 1s\n")),
+    );
+    let (code, out, err) = ctl(
+        &sb,
+        &cfg,
+        &["pause", "a", "--for", "3s", "--reason", "upgrading a"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out, "a: paused for 3s: upgrading a\n");
+    drop(toucher);
+    let st = status(&sb, &cfg);
+    assert!(
+        st.contains("paused (") && st.contains("left: upgrading a)"),
+        "{st}"
+    );
+    let ended = p.wait_events("pause_ended", Some("a"), 1);
+    assert_eq!(ended[0]["by"], "expired");
+    // Not restarted while paused; after it, the stale target gets its startup grace (1 s).
+    let start = p.wait_command_events("command_started", "start", Some("a"), 1);
+    assert!(
+        timestamp(&start[0]) >= timestamp(&ended[0]),
+        "restarted during the pause"
+    );
+}
+
+#[test]
+fn a_pause_survives_a_reload_and_a_restart_of_protector() {
+    let sb = Sandbox::new();
+    let (mut p, cfg) = start(
+        &sb,
+        &format!("targets:\n{}", target("a", "    timeout: 1h\n")),
+    );
+    let (code, out, _) = ctl(
+        &sb,
+        &cfg,
+        &["pause", "--all", "--for", "2h", "--reason", "maintenance"],
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "a: paused for 2h00m: maintenance\n")
+    );
+    // A reload that changes the target keeps the pause.
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_file: state.json\ntargets:\n{}",
+            target("a", "    timeout: 2h\n")
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = ctl(&sb, &cfg, &["reload"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out,
+        "config reloaded: 0 unchanged, 1 changed, 0 added, 0 removed, 0 disabled\n"
+    );
+    let st = status(&sb, &cfg);
+    assert!(
+        st.contains(" paused (") && st.contains(" left: maintenance)"),
+        "{st}"
+    );
+    // And so does a restart of protector (the state file).
+    p.signal("TERM");
+    assert_eq!(p.wait_exit(PATIENCE), Some(0));
+    let p = sb.spawn(&["--config", cfg.to_str().unwrap()]);
+    p.wait_events("pause_restored", Some("a"), 1);
+    assert!(status(&sb, &cfg).contains("left: maintenance)"));
+    let (code, out, _) = ctl(&sb, &cfg, &["resume", "a"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("a: watched again; next check in "), "{out}");
+    assert!(status(&sb, &cfg).contains(" watching "));
+}
+
+#[test]
+fn restart_waits_for_the_outcome_and_a_second_one_is_refused_meanwhile() {
+    let sb = Sandbox::new();
+    let _toucher = Toucher::new(sb.path("slow.beat"));
+    let (p, cfg) = start(
+        &sb,
+        "targets:\n  - name: slow\n    heartbeat: slow.beat\n    timeout: 1h\n    stop: [sh, -c, 'echo stop >> events']\n    start: [sh, -c, 'sleep 2; echo start >> events']\n  - name: broken\n    heartbeat: broken.beat\n    timeout: 1h\n    start: [sh, -c, 'exit 3']\n",
+    );
+    let first = {
+        let (dir, cfg) = (sb.dir.path().to_path_buf(), cfg.clone());
+        std::thread::spawn(move || {
+            let out = std::process::Command::new(bin())
+                .args(["restart", "slow", "--config", cfg.to_str().unwrap()])
+                .current_dir(dir)
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
+        })
+    };
+    p.wait_command_events("command_started", "start", Some("slow"), 1);
+    let (code, out, _) = ctl(&sb, &cfg, &["restart", "slow"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("slow: a restart of this target is already under way"),
+        "{out}"
+    );
+    let (code, out) = first.join().unwrap();
+    assert_eq!((code, out.as_str()), (Some(0), "slow: restarted\n"));
+    assert_eq!(
+        sb.lines("events"),
+        ["stop", "start"],
+        "one restart, stop then start"
+    );
+    // A failing start is reported with a non-zero exit.
+    let (code, out, _) = ctl(&sb, &cfg, &["restart", "broken"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        out,
+        "broken: restart failed: the start command ended with exit status: 3\n"
+    );
+    // reset clears what the failed restarts left.
+    let (code, out, _) = ctl(&sb, &cfg, &["reset", "broken"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("broken: reset (was "), "{out}");
+}
+
+#[test]
+fn names_are_checked_and_a_bad_reload_is_refused_with_its_reason() {
+    let sb = Sandbox::new();
+    let (p, cfg) = start(
+        &sb,
+        &format!(
+            "targets:\n{}{}",
+            target("a", "    timeout: 1h\n"),
+            target("b", "    timeout: 1h\n    enabled: false\n")
+        ),
+    );
+    let (code, _, err) = ctl(&sb, &cfg, &["pause", "nope"]);
+    assert_eq!(code, 1);
+    assert_eq!(err, "protector: no target named \"nope\"; known: a\n");
+    let (code, _, err) = ctl(&sb, &cfg, &["restart", "b"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("\"b\" is disabled"), "{err}");
+    let (code, _, err) = ctl(&sb, &cfg, &["pause", "a", "--for", "soon"]);
+    assert_eq!(code, 2, "{err}");
+    std::fs::write(
+        &cfg,
+        "state_file: state.json\ntargets:\n  - name: a\n    timeout: 5m\n",
+    )
+    .unwrap();
+    let (code, out, _) = ctl(&sb, &cfg, &["reload"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("protector.yaml:4:5: targets[0]: missing `heartbeat`")
+            || out.contains("heartbeat"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("reload refused; still running the previous config\n"),
+        "{out}"
+    );
+    assert_eq!(p.events("reload_failed", None).len(), 1);
+    // Still running the previous config (status reads the state file: the config is broken).
+    let out = protector_cmd(sb.dir.path())
+        .args(["status", "--state-file", "state.json"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("protector is running"));
+}
+
+#[test]
+fn a_silent_client_holds_up_nothing_and_bad_requests_get_errors() {
+    let sb = Sandbox::new();
+    let (_p, cfg) = start(
+        &sb,
+        &format!("targets:\n{}", target("a", "    timeout: 1h\n")),
+    );
+    let sock = socket(&sb);
+    // Connects and never writes.
+    let silent = UnixStream::connect(&sock).unwrap();
+    let began = Instant::now();
+    let (code, out, _) = ctl(&sb, &cfg, &["pause", "a"]);
+    assert_eq!((code, out.as_str()), (0, "a: paused for 1h00m\n"));
+    silent.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut line = String::new();
+    BufReader::new(&silent).read_line(&mut line).unwrap();
+    assert!(line.contains("no request within 5 s"), "{line}");
+    assert!(
+        began.elapsed() >= Duration::from_secs(4),
+        "answered before the read timeout"
+    );
+
+    let v = raw(&sock, b"hello\n");
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed request"),
+        "{v}"
+    );
+    let mut big = vec![b'x'; 70_000];
+    big.push(b'\n');
+    let v = raw(&sock, &big);
+    assert_eq!(v["error"], "request too large: at most 65536 bytes");
+    let v = raw(
+        &sock,
+        b"{\"protocol\":2,\"command\":\"reset\",\"targets\":[\"a\"]}\n",
+    );
+    assert_eq!(
+        v["error"],
+        "protocol version 2 is not spoken here (this protector speaks 1)"
+    );
+    // Still answering.
+    let v = raw(
+        &sock,
+        b"{\"protocol\":1,\"command\":\"resume\",\"all\":true}\n",
+    );
+    assert_eq!(v["ok"], true, "{v}");
+}
+
+#[test]
+fn no_protector_running_is_said_plainly() {
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "protector.yaml",
+        &format!("targets:\n{}", target("a", "    timeout: 1h\n")),
+    );
+    let (code, _, err) = ctl(&sb, &cfg, &["reload"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("protector: no protector is running for this config"),
+        "{err}"
+    );
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn another_user_is_refused_by_the_socket_and_by_its_peer_check() {
+    if !is_root()
+        || std::process::Command::new("setpriv")
+            .arg("--version")
+            .output()
+            .is_err()
+    {
+        eprintln!("skipped: acting as root and as another user needs root and setpriv");
+        return;
+    }
+    let sb = Sandbox::new();
+    let (_p, cfg) = start(
+        &sb,
+        &format!("targets:\n{}", target("a", "    timeout: 1h\n")),
+    );
+    let sock = socket(&sb);
+    let as_nobody = |cfg: &Path| {
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin())
+            .args(["pause", "a", "--config", cfg.to_str().unwrap()])
+            .env_remove("XDG_RUNTIME_DIR")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = as_nobody(&cfg);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("not allowed to use"), "{err}");
+    // Even where the socket's mode lets them in, the daemon checks who they are.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (code, err) = as_nobody(&cfg);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("refused: only root or the user protector runs as"),
+        "{err}"
+    );
+    assert!(!status(&sb, &cfg).contains("paused"));
+}
