@@ -18,10 +18,8 @@
 //!
 //! Transport: a Unix domain socket in protector's runtime directory named after the config
 //! file (`/run/protector/protector-<hash>.sock` for root; mode 0600; the peer's user must be
-//! root or the daemon's own). Windows has no control endpoint yet.
-
-// Windows has no control endpoint yet: what only the listener uses is unused there.
-#![cfg_attr(windows, allow(dead_code))]
+//! root or the daemon's own); on Windows a named pipe `\\.\pipe\protector-<hash>` that only
+//! SYSTEM, Administrators and protector's own account may open (local clients only).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -163,7 +161,13 @@ pub fn collect(replies: impl IntoIterator<Item = Reply>) -> Response {
 /// The control socket of the protector started on config file `config`: in protector's
 /// runtime directory, named like its default lock (`protector-<hash of the path>.sock`).
 pub fn socket_for(config: &Path) -> PathBuf {
-    socket_path(&crate::lock::default_path(None, config))
+    let lock = crate::lock::default_path(None, config);
+    #[cfg(windows)]
+    if let Some(stem) = lock.file_stem() {
+        // A named pipe, named like the lock.
+        return PathBuf::from(format!(r"\\.\pipe\{}", stem.to_string_lossy()));
+    }
+    socket_path(&lock)
 }
 
 /// Where a client looks for the socket of `config`'s protector: its own runtime directory,
@@ -192,17 +196,16 @@ fn socket_path(lock: &Path) -> PathBuf {
 
 /// Sends `req` to the protector listening at `socket` and waits for its answer (a restart is
 /// answered when it ends). The error says what an operator should know.
-#[cfg(unix)]
 pub fn ask(socket: &Path, req: &Request) -> Result<Response, String> {
     use std::io::{BufRead, BufReader, Read, Write};
-    use std::os::unix::net::UnixStream;
-    let mut stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
+    let mut conn = crate::platform::connect_endpoint(socket).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => format!(
             "no protector is running for this config (nothing listens at {})",
             socket.display()
         ),
         std::io::ErrorKind::PermissionDenied => format!(
-            "not allowed to use {}: only root (or the user protector runs as) may control it",
+            "not allowed to use {}: only root (Administrators on Windows) or the user protector \
+             runs as may control it",
             socket.display()
         ),
         _ => format!("cannot reach protector at {}: {e}", socket.display()),
@@ -211,9 +214,9 @@ pub fn ask(socket: &Path, req: &Request) -> Result<Response, String> {
     line.push('\n');
     // A refusal may come (and the connection close) before the request is written: its
     // answer is still there to read.
-    let sent = stream.write_all(line.as_bytes());
+    let sent = conn.write_all(line.as_bytes());
     let mut answer = String::new();
-    let read = BufReader::new(&stream)
+    let read = BufReader::new(&mut conn)
         .take(16 << 20)
         .read_line(&mut answer);
     if answer.is_empty() {
@@ -224,15 +227,6 @@ pub fn ask(socket: &Path, req: &Request) -> Result<Response, String> {
         });
     }
     serde_json::from_str(&answer).map_err(|e| format!("unreadable answer from protector: {e}"))
-}
-
-#[cfg(not(unix))]
-pub fn ask(_socket: &Path, _req: &Request) -> Result<Response, String> {
-    Err(
-        "the control commands are not available on Windows yet: restart the service \
-         (net stop protector, net start protector) to apply a changed config"
-            .into(),
-    )
 }
 
 #[cfg(test)]

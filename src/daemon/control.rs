@@ -243,56 +243,34 @@ fn ok(slot: &super::books::Slot, message: String) -> TargetResult {
     }
 }
 
-/// The listening control socket; removed when dropped (protector stops).
+/// The control endpoint, while protector listens on it (removed when dropped).
 pub(crate) struct Listener {
-    #[cfg(unix)]
-    path: std::path::PathBuf,
-}
-
-#[cfg(unix)]
-impl Drop for Listener {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
+    _guard: crate::platform::EndpointGuard,
 }
 
 /// Connections handled at once; more are told to try again.
-#[cfg(unix)]
 const MAX_CLIENTS: usize = 8;
 
-/// Listens at `path` (the caller holds the instance lock, so a socket left there is a dead
-/// protector's): requests go to the loop through `tx`.
-#[cfg(unix)]
+/// Listens at `path` (the caller holds the instance lock): requests go to the loop through
+/// `tx`, each connection on a thread of its own.
 pub(crate) fn listen(path: &std::path::Path, tx: mpsc::Sender<Msg>) -> std::io::Result<Listener> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-    use std::os::unix::net::UnixListener;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() && m.uid() == crate::perms::euid() => {
-            std::fs::remove_file(path)?
-        }
-        Ok(_) => {
-            return Err(std::io::Error::other(format!(
-                "{} exists and is not a socket of this user's: left alone",
-                path.display()
-            )));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let (endpoint, guard) = crate::platform::bind_endpoint(path)?;
     let busy = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
+            loop {
+                let Ok(mut conn) = endpoint.accept() else {
+                    // A client that went away at once; nothing else ends the loop.
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
                 if busy.load(Ordering::Relaxed) >= MAX_CLIENTS {
                     answer(
-                        &stream,
+                        &mut conn,
                         &control::Response::error("busy: too many requests at once; try again"),
                     );
                     continue;
@@ -302,7 +280,7 @@ pub(crate) fn listen(path: &std::path::Path, tx: mpsc::Sender<Msg>) -> std::io::
                 let spawned = std::thread::Builder::new()
                     .name("control-client".into())
                     .spawn(move || {
-                        serve(stream, &tx);
+                        serve(conn, &tx);
                         busy2.fetch_sub(1, Ordering::Relaxed);
                     });
                 if spawned.is_err() {
@@ -310,40 +288,22 @@ pub(crate) fn listen(path: &std::path::Path, tx: mpsc::Sender<Msg>) -> std::io::
                 }
             }
         })?;
-    Ok(Listener {
-        path: path.to_path_buf(),
-    })
+    Ok(Listener { _guard: guard })
 }
 
-/// One connection: the peer's user is checked, one request read (bounded in size and time),
-/// handed to the loop, and its answer written back.
-#[cfg(unix)]
-fn serve(stream: std::os::unix::net::UnixStream, tx: &mpsc::Sender<Msg>) {
-    use std::io::{BufRead, BufReader, Read};
-    let _ = stream.set_read_timeout(Some(control::READ_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(control::READ_TIMEOUT));
-    let me = crate::perms::euid();
-    match crate::platform::peer_uid(&stream) {
-        Some(uid) if uid == 0 || uid == me => {}
-        uid => {
-            tracing::warn!(
-                event = "control_refused",
-                peer_uid = uid.map_or(-1, i64::from),
-                "control request from another user refused"
-            );
-            return answer(
-                &stream,
-                &control::Response::error(
-                    "refused: only root or the user protector runs as may control it",
-                ),
-            );
-        }
+/// One connection: the peer is checked, one request read (bounded in size and time), handed
+/// to the loop, and its answer written back.
+fn serve(mut conn: crate::platform::Connection, tx: &mpsc::Sender<Msg>) {
+    if let Err(who) = conn.check_peer() {
+        tracing::warn!(event = "control_refused", peer = %who, "control request from another user refused");
+        return answer(
+            &mut conn,
+            &control::Response::error(
+                "refused: only root or the user protector runs as may control it",
+            ),
+        );
     }
-    let mut line = Vec::new();
-    let read = BufReader::new(&stream)
-        .take(control::MAX_REQUEST as u64 + 1)
-        .read_until(b'\n', &mut line);
-    let request = match read {
+    let request = match conn.read_line(control::MAX_REQUEST, control::READ_TIMEOUT) {
         Err(e)
             if matches!(
                 e.kind(),
@@ -356,11 +316,11 @@ fn serve(stream: std::os::unix::net::UnixStream, tx: &mpsc::Sender<Msg>) {
             ))
         }
         Err(e) => Err(format!("cannot read the request: {e}")),
-        Ok(_) if line.len() > control::MAX_REQUEST => Err(format!(
+        Ok(line) if line.len() > control::MAX_REQUEST => Err(format!(
             "request too large: at most {} bytes",
             control::MAX_REQUEST
         )),
-        Ok(_) => serde_json::from_slice::<Request>(&line)
+        Ok(line) => serde_json::from_slice::<Request>(&line)
             .map_err(|e| format!("malformed request: {e}"))
             .and_then(|r| {
                 if r.protocol == control::PROTOCOL {
@@ -385,19 +345,11 @@ fn serve(stream: std::os::unix::net::UnixStream, tx: &mpsc::Sender<Msg>) {
             }
         }
     };
-    answer(&stream, &response);
+    answer(&mut conn, &response);
 }
 
-#[cfg(unix)]
-fn answer(mut stream: &std::os::unix::net::UnixStream, response: &control::Response) {
-    use std::io::Write;
-    let _ = stream.set_write_timeout(Some(control::READ_TIMEOUT));
+fn answer(conn: &mut crate::platform::Connection, response: &control::Response) {
     let mut line = serde_json::to_string(response).expect("a response serializes");
     line.push('\n');
-    let _ = stream.write_all(line.as_bytes());
-}
-
-#[cfg(not(unix))]
-pub(crate) fn listen(_path: &std::path::Path, _tx: mpsc::Sender<Msg>) -> std::io::Result<Listener> {
-    Ok(Listener {})
+    let _ = conn.write_all(line.as_bytes(), control::READ_TIMEOUT);
 }

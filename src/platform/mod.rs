@@ -1,14 +1,23 @@
 //! What differs between operating systems, behind one small interface: how a shell command
 //! line is run, how a command's whole process tree is contained (so it can be killed), and
-//! what identifies a file. `unix.rs` and `windows.rs` implement the same functions.
+//! what identifies a file. `unix.rs` and `windows.rs` implement the same functions, as do
+//! `endpoint_unix.rs` and `endpoint_windows.rs` for the control endpoint.
 
 #[cfg(unix)]
+mod endpoint_unix;
+#[cfg(unix)]
 mod unix;
+#[cfg(unix)]
+pub use endpoint_unix::*;
 #[cfg(unix)]
 pub use unix::*;
 
 #[cfg(windows)]
+mod endpoint_windows;
+#[cfg(windows)]
 mod windows;
+#[cfg(windows)]
+pub use endpoint_windows::*;
 #[cfg(windows)]
 pub use windows::*;
 

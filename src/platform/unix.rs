@@ -209,39 +209,6 @@ pub fn return_free_memory() {
     }
 }
 
-/// The user at the other end of a Unix domain socket (`None` if the OS will not say).
-pub fn peer_uid(stream: &std::os::unix::net::UnixStream) -> Option<u32> {
-    use std::os::fd::AsRawFd;
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        let mut cred = libc::ucred {
-            pid: 0,
-            uid: 0,
-            gid: 0,
-        };
-        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-        // SAFETY: the fd is open for the stream's lifetime; cred and len are valid for writes
-        // of the sizes given.
-        let r = unsafe {
-            libc::getsockopt(
-                stream.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_PEERCRED,
-                (&mut cred as *mut libc::ucred).cast(),
-                &mut len,
-            )
-        };
-        (r == 0 && len as usize == std::mem::size_of::<libc::ucred>()).then_some(cred.uid)
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        let (mut uid, mut gid) = (0, 0);
-        // SAFETY: the fd is open; uid and gid are valid for writes.
-        let r = unsafe { libc::getpeereid(stream.as_raw_fd(), &mut uid, &mut gid) };
-        (r == 0).then_some(uid)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #[cfg(target_os = "linux")]
