@@ -12,8 +12,9 @@
 # frozen and one killed: exactly those three restarted via systemctl and answering again, the
 # events on the master's bus, `salt '*' protector.status` shows it; protector SIGKILLed:
 # systemd brings it back with its counts; a pillar change reloads it keeping its state; a
-# reboot (fresh /run): heartbeats resume with no restart; protector.status fails where
-# protector is stopped; protector.clean uninstalls it. Prints the timings.
+# reboot (fresh /run): heartbeats resume with no restart; `protector.pause` from the master
+# holds off the restart of a frozen minion and `protector.resume` ends it; protector.status
+# fails where protector is stopped; protector.clean uninstalls it. Prints the timings.
 #
 # Needs root (containers, overlay mounts). Cleans up every process, mount and cgroup it made.
 set -euo pipefail
@@ -311,8 +312,27 @@ fleet_check "t('m1')['restarts_total'] == 0 and s['m1']['healthy']" ||
     { cat "$T/status.json"; fail "a restart after the reboot"; }
 RESULTS+=("5 reboot: /run/protector created again, first heartbeat $(awk -v a="$t_reboot" -v b="$first_beat" 'BEGIN { printf "%.0f", b - a }') s after the reboot began, no restart in $((2 * TIMEOUT)) s")
 
-# --- 6. protector stopped, then the formula's clean state -----------------------------------------
-say "scenario 6: protector stopped on m5, then state.apply protector.clean"
+# --- 6. an operator pauses the minion's target from the master -----------------------------------
+say "scenario 6: salt m3 protector.pause salt-minion for=30m, then m3's minion frozen"
+salt -c "$M/etc" --timeout 30 m3 protector.pause salt-minion for=30m reason="salt upgrade" --out=json >"$T/pause.json" ||
+    { cat "$T/pause.json"; fail "salt m3 protector.pause failed"; }
+"$VENV/bin/python" -c "import json,sys; r=json.load(open('$T/pause.json'))['m3']; sys.exit(not (r['ok'] and r['targets'][0]['message'] == 'paused for 30m00s: salt upgrade'))" ||
+    { cat "$T/pause.json"; fail "protector.pause did not say it paused"; }
+fleet_check "t('m3')['state'] == 'paused' and t('m3')['pause_reason'] == 'salt upgrade'" ||
+    { cat "$T/status.json"; fail "protector.status does not show the pause"; }
+paused_main=$(minion_main m3)
+in_minion m3 pkill -STOP -f bin/salt-minion
+sleep_until $((2 * TIMEOUT)) # a span: a frozen minion that is paused is never restarted
+[ "$(minion_main m3)" = "$paused_main" ] || fail "the paused minion was restarted"
+in_minion m3 pkill -CONT -f bin/salt-minion
+wait_for 60 "m3 to answer again" answering m3
+salt -c "$M/etc" --timeout 30 m3 protector.resume salt-minion --out=txt >"$T/resume.out" ||
+    { cat "$T/resume.out"; fail "salt m3 protector.resume failed"; }
+fleet_check "t('m3')['state'] == 'watching'" || { cat "$T/status.json"; fail "m3 is not watched again"; }
+RESULTS+=("6 pause from the master: protector.pause shown by protector.status; the frozen minion not restarted for $((2 * TIMEOUT)) s; protector.resume watches it again")
+
+# --- 7. protector stopped, then the formula's clean state -----------------------------------------
+say "scenario 7: protector stopped on m5, then state.apply protector.clean"
 in_minion m5 systemctl stop protector
 if salt -c "$M/etc" --timeout 30 m5 protector.status --out=json >"$T/m5.json"; then
     cat "$T/m5.json"
@@ -327,7 +347,7 @@ for f in /usr/local/bin/protector /etc/protector/protector.yaml /etc/systemd/sys
 done
 [ "$(unit_prop m5 protector LoadState)" = not-found ] || fail "protector.clean left the unit loaded"
 in_minion m5 test -s /var/lib/protector/state.json || fail "protector.clean removed the state file (kept unless asked)"
-RESULTS+=("6 protector stopped: protector.status fails on that minion, running: false; protector.clean removed service, binary and config, kept the state")
+RESULTS+=("7 protector stopped: protector.status fails on that minion, running: false; protector.clean removed service, binary and config, kept the state")
 
 say "all scenarios passed (timeout ${TIMEOUT}s, heartbeat every ${PERIOD}s)"
 for r in "${RESULTS[@]}"; do echo "  $r"; done

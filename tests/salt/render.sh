@@ -85,6 +85,8 @@ if win:
           f'"{expect["bin"]}" service install --config "{expect["config"]}"')
     check("no systemd unit on Windows", "protector-unit" in states, False)
     check("clean unregisters the service", "protector-clean-unregister" in clean, True)
+    check("a changed config is reloaded over the pipe", arg("protector-reload", "cmd", "name"),
+          f'"{expect["bin"]}" reload --config "{expect["config"]}"')
 else:
     check("unit", arg("protector-unit", "file", "name"), "/etc/systemd/system/protector.service")
     dropin = arg("protector-unit-paths", "file", "contents")

@@ -8,6 +8,11 @@ per-OS path:
 
     salt '*' protector.beat
     salt '*' protector.status
+    salt 'web*' protector.pause salt-minion for=30m reason="manual upgrade"
+    salt 'web*' protector.resume salt-minion
+    salt 'web*' protector.restart nginx
+    salt '*' protector.reset salt-minion
+    salt '*' protector.reload
 
 Paths come from pillar ``protector`` (the same keys as the formula's pillar), else the
 formula's defaults below. They must agree with protector/defaults.yaml, kernelmap.yaml and
@@ -19,6 +24,7 @@ import os
 import subprocess
 import time
 
+import salt.exceptions
 import salt.utils.data
 
 __virtualname__ = "protector"
@@ -133,3 +139,105 @@ def status():
     except ValueError:
         err = proc.stderr.decode("utf-8", "replace").strip()
         return {"running": False, "healthy": False, "error": err or out.strip()}
+
+
+def _control(args, timeout=30):
+    """
+    Runs ``protector ARGS --config CONFIG --json`` (a request to the running protector over
+    its control socket or pipe) and returns its answer as data; the job's return code is
+    protector's (0 when everything asked for was done).
+    """
+    cmd = [_setting("bin")] + args + ["--config", _setting("config_file"), "--json"]
+    try:
+        proc = subprocess.run(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        __context__["retcode"] = 1
+        return {"ok": False, "error": str(exc)}
+    __context__["retcode"] = proc.returncode
+    out = proc.stdout.decode("utf-8", "replace")
+    try:
+        return json.loads(out)
+    except ValueError:
+        err = proc.stderr.decode("utf-8", "replace").strip()
+        return {"ok": False, "error": err or out.strip()}
+
+
+def _names(names):
+    if not names:
+        raise salt.exceptions.SaltInvocationError(
+            "name at least one target, or all=True for every one"
+        )
+    return list(names)
+
+
+def pause(*names, **kwargs):
+    """
+    Stop protector from judging (so from restarting) these targets until ``protector.resume``
+    or the pause ends by itself, e.g. while the salt-minion is upgraded by hand.
+
+    for
+        How long (``30m``, ``2h``; default 1h): a forgotten pause ends by itself.
+    reason
+        Shown by ``protector status`` and logged.
+    all
+        True: every target.
+
+    CLI Example:
+
+        salt 'web*' protector.pause salt-minion for=30m reason="salt upgrade"
+    """
+    args = ["pause"] + (["--all"] if kwargs.get("all") else _names(names))
+    if kwargs.get("for"):
+        args += ["--for", str(kwargs["for"])]
+    if kwargs.get("reason"):
+        args += ["--reason", str(kwargs["reason"])]
+    return _control(args)
+
+
+def resume(*names, **kwargs):
+    """
+    Watch paused targets again.
+
+    CLI Example:
+
+        salt 'web*' protector.resume salt-minion
+    """
+    return _control(["resume"] + (["--all"] if kwargs.get("all") else _names(names)))
+
+
+def restart(*names, **kwargs):
+    """
+    Restart targets now (their stop, then start command) and return the outcome once they
+    end; a restart already under way is not doubled.
+
+    CLI Example:
+
+        salt 'web*' protector.restart nginx
+    """
+    args = ["restart"] + (["--all"] if kwargs.get("all") else _names(names))
+    return _control(args, timeout=kwargs.get("timeout", 600))
+
+
+def reset(*names, **kwargs):
+    """
+    Clear targets' backoff, consecutive restarts and a given-up state.
+
+    CLI Example:
+
+        salt '*' protector.reset salt-minion
+    """
+    return _control(["reset"] + (["--all"] if kwargs.get("all") else _names(names)))
+
+
+def reload():
+    """
+    Reload protector's config and say whether it was applied (the old one stays when the new
+    one is invalid). On Windows this is how a changed config takes effect without a restart.
+
+    CLI Example:
+
+        salt '*' protector.reload
+    """
+    return _control(["reload"])

@@ -129,8 +129,8 @@ protector-service-installed:
     - require:
       - file: protector-config
 
-# Windows has no SIGHUP: a changed config or binary restarts the service (the state file
-# keeps every target's counts and backoff across it).
+# A changed binary restarts the service (the state file keeps every target's counts and
+# backoff across it).
 protector-service:
   service.running:
     - name: protector
@@ -139,6 +139,15 @@ protector-service:
       - saltutil: protector-module
       - cmd: protector-service-installed
     - watch:
-      - file: protector-config
       - {{ binary_state }}: protector-binary
+
+# Windows has no SIGHUP: a changed config is reloaded over protector's control pipe (every
+# unchanged target keeps its state; the state fails, saying why, if protector refuses it).
+protector-reload:
+  cmd.run:
+    - name: {{ ('"' ~ protector.bin ~ '" reload --config "' ~ protector.config_file ~ '"') | yaml_dquote }}
+    - onchanges:
+      - file: protector-config
+    - require:
+      - service: protector-service
 {%- endif %}
