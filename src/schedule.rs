@@ -380,6 +380,21 @@ impl TargetState {
         false
     }
 
+    /// The target was paused while the first command of its restart waited (for a place, or
+    /// after a shortage of resources): the restart is called off, uncounted, and the target
+    /// waits for the end of the pause.
+    pub fn call_off_paused(&mut self) {
+        let (Phase::Running(cmd), Some(until)) = (self.phase, self.paused_until) else {
+            return;
+        };
+        if cmd != Cmd::SkipIf {
+            self.restarts_total = self.restarts_total.saturating_sub(1);
+            self.consecutive = self.consecutive.saturating_sub(1);
+        }
+        self.phase = Phase::Watching;
+        self.deadline = until;
+    }
+
     /// Counts a restart that really begins; returns its first command.
     fn begin_restart(&mut self, rules: &Rules) -> Cmd {
         self.consecutive = self.consecutive.saturating_add(1);
@@ -515,16 +530,20 @@ impl TargetState {
     }
 
     /// An operator clears the target's backoff, its consecutive restarts and a given-up
-    /// state: it is judged at once (unless paused), as if never restarted; a stale heartbeat
-    /// means a restart now. A running command goes on.
-    pub fn reset(&mut self, now: Instant) {
+    /// state: it is judged as if never restarted (unless paused): a fresh heartbeat keeps
+    /// its deadline, a stale one means a restart now. A running command goes on.
+    pub fn reset(&mut self, rules: &Rules, now: Instant) {
         self.consecutive = 0;
         self.skip_refused = false;
         if matches!(self.phase, Phase::Running(_)) {
             return;
         }
         self.phase = Phase::Watching;
-        self.deadline = self.paused_until.unwrap_or(now);
+        self.deadline = match self.paused_until {
+            Some(until) => until,
+            None if self.age(now) < rules.timeout => later(self.last_beat, rules.timeout),
+            None => now,
+        };
     }
 
     /// Drops a restart half way (shutting down): the target is simply due again.

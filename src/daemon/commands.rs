@@ -47,11 +47,7 @@ impl Daemon {
     pub(super) fn start_queued(&mut self) {
         while let Some((id, cmd)) = self.commands.next() {
             match self.index.get(&id).copied() {
-                Some(i)
-                    if self.begins_restart(i, cmd)
-                        && !self.slots[i].asked
-                        && !self.still_stale(i) =>
-                {
+                Some(i) if self.called_off(i, cmd) => {
                     self.commands.release();
                 }
                 Some(i) => self.start_command(i, cmd),
@@ -103,7 +99,7 @@ impl Daemon {
         for (_, id, cmd) in due {
             if let Some(&i) = self.index.get(&id)
                 && self.slots[i].state.phase == Phase::Running(cmd)
-                && (!self.begins_restart(i, cmd) || self.slots[i].asked || self.still_stale(i))
+                && !self.called_off(i, cmd)
             {
                 self.spawn(i, cmd);
             }
@@ -137,6 +133,24 @@ impl Daemon {
             Cmd::SkipIf | Cmd::Stop => true,
             Cmd::Start => self.slots[i].target.stop.is_none(),
         }
+    }
+
+    /// A restart that waited (for a place, or after a shortage of resources) before its
+    /// first command is called off when the target was paused or its heartbeat came back
+    /// meanwhile; one an operator asked for never is.
+    fn called_off(&mut self, i: usize, cmd: Cmd) -> bool {
+        if !self.begins_restart(i, cmd) || self.slots[i].asked {
+            return false;
+        }
+        let slot = &mut self.slots[i];
+        if slot.state.paused_until.is_some() {
+            slot.state.call_off_paused();
+            info!(target = %slot.target.name, event = "restart_called_off", reason = "paused", "paused while the restart waited; not restarting");
+            self.agenda.push(slot.state.deadline, i);
+            self.mark_dirty(true);
+            return true;
+        }
+        !self.still_stale(i)
     }
 
     /// A fresh look before a restart that waited for a place: false (and the target is

@@ -173,7 +173,7 @@ impl Daemon {
         let now = self.now().mono;
         let slot = &mut self.slots[i];
         let before = slot.status();
-        slot.state.reset(now);
+        slot.state.reset(&slot.rules, now);
         info!(target = %slot.target.name, event = "reset", was = %before, "reset by an operator: backoff and consecutive restarts cleared");
         if !slot.is_running() {
             self.agenda.push(slot.state.deadline, i);
@@ -187,8 +187,10 @@ impl Daemon {
                     "; its running command goes on"
                 } else if slot.state.paused_until.is_some() {
                     "; still paused"
-                } else {
+                } else if slot.state.deadline <= now {
                     "; judged now"
+                } else {
+                    "; its heartbeat is fresh"
                 }
             ),
         )

@@ -51,7 +51,7 @@ struct Pending {
 #[derive(Default)]
 pub(super) struct World {
     pub(super) elapsed: Duration,
-    seq: u64,
+    pub(super) seq: u64,
     /// Present heartbeat files: path -> (mtime as elapsed time, version).
     files: HashMap<PathBuf, (Duration, u64)>,
     pub(super) unreadable: HashMap<PathBuf, String>,

@@ -14,6 +14,7 @@ use proptest::prelude::*;
 
 use super::Exit;
 use crate::config::{self, Os};
+use crate::control::{Request, Verb};
 use crate::platform::Signal;
 use harness::{Behaviour, Harness, secs};
 
@@ -403,6 +404,8 @@ enum Step {
     Touch(usize),
     Behave(usize, u8, u64),
     Reload(u64),
+    /// An operator: pause (for that many seconds), resume or reset target `.0`.
+    Operator(usize, u8, u64),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -411,6 +414,7 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (0usize..4).prop_map(Step::Touch),
         2 => (0usize..4, 0u8..5, 0u64..6000).prop_map(|(t, k, ms)| Step::Behave(t, k, ms)),
         1 => (1u64..4).prop_map(Step::Reload),
+        1 => (0usize..4, 0u8..3, 1u64..20).prop_map(|(t, k, s)| Step::Operator(t, k, s)),
     ]
 }
 
@@ -439,13 +443,17 @@ fn prop_config(timeout_s: u64) -> String {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
-    /// Whatever the heartbeats, command outcomes, reloads and time steps: no target ever has
-    /// two commands in flight, a target whose heartbeat is fresh is never restarted, and
-    /// every target whose deadline has come is judged in the next turn of the loop.
+    /// Whatever the heartbeats, command outcomes, reloads, operators' pauses, resumes and
+    /// resets and time steps: no target ever has two commands in flight, a target whose
+    /// heartbeat is fresh or that is paused is never restarted, and every target whose
+    /// deadline has come is judged in the next turn of the loop.
     #[test]
     fn the_loop_keeps_its_promises(steps in proptest::collection::vec(step(), 1..60)) {
         let mut h = Harness::new(&prop_config(5));
         let mut touches: HashMap<String, Vec<(Duration, u64)>> = HashMap::new();
+        // Each target's pauses: (what had happened when it began, until), an early resume or
+        // a new pause ending one.
+        let mut pauses: HashMap<String, Vec<(u64, Duration)>> = HashMap::new();
         for s in steps {
             match s {
                 Step::Advance(ms) => {
@@ -487,6 +495,36 @@ proptest! {
                 Step::Reload(t) => {
                     h.d.apply(parse(&prop_config(4 + t)), false);
                 }
+                Step::Operator(i, kind, secs) => {
+                    let name = format!("p{i}");
+                    let command = [Verb::Pause, Verb::Resume, Verb::Reset][kind as usize];
+                    let (reply, _) = std::sync::mpsc::channel();
+                    let req = Request {
+                        protocol: crate::control::PROTOCOL,
+                        command,
+                        targets: vec![name.clone()],
+                        all: false,
+                        for_secs: Some(secs as f64),
+                        reason: None,
+                    };
+                    h.exit = h.d.handle(super::Msg::Control { req, reply });
+                    let (now, seq) = (h.now(), h.world.borrow().seq);
+                    let p = pauses.entry(name).or_default();
+                    match command {
+                        Verb::Pause => {
+                            for w in p.iter_mut().filter(|w| w.1 > now) {
+                                w.1 = now;
+                            }
+                            p.push((seq, now + Duration::from_secs(secs)));
+                        }
+                        Verb::Resume => {
+                            for w in p.iter_mut().filter(|w| w.1 > now) {
+                                w.1 = now;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
             }
             prop_assert!(h.world.borrow().overlaps.is_empty(), "two commands at once: {:?}", h.world.borrow().overlaps);
         }
@@ -499,6 +537,11 @@ proptest! {
             if let Some((at, _)) = last {
                 prop_assert!(s.at >= *at + Duration::from_secs(5 + i),
                     "{} restarted at {:?}, touched at {:?}", s.target, s.at, at);
+            }
+            // Nor while the target was paused.
+            for (after, until) in pauses.get(&s.target).into_iter().flatten() {
+                prop_assert!(!(s.seq > *after && s.at < *until),
+                    "{} restarted at {:?}, paused until {:?}", s.target, s.at, until);
             }
         }
     }
