@@ -15,47 +15,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A protector on `yaml` (with a state file), started and ready for requests.
-fn start(sb: &Sandbox, yaml: &str) -> (Running, PathBuf) {
-    let yaml = format!("state_file: state.json\n{yaml}");
-    let p = sb.run_config(&yaml);
-    p.wait_events("started", None, 1);
-    (p, sb.path("protector.yaml"))
-}
-
-/// `protector ARGS --config CFG`: (exit code, stdout, stderr).
-fn ctl(sb: &Sandbox, cfg: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = protector_cmd(sb.dir.path())
-        .args(args)
-        .args(["--config", cfg.to_str().unwrap()])
-        .timeout(Duration::from_secs(60))
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn status(sb: &Sandbox, cfg: &Path) -> String {
     ctl(sb, cfg, &["status"]).1
-}
-
-/// The control socket, as the state file records it.
-fn socket(sb: &Sandbox) -> PathBuf {
-    let mut path = None;
-    wait_until(
-        PATIENCE,
-        "the state file to name the control socket",
-        || {
-            let text = std::fs::read_to_string(sb.path("state.json")).unwrap_or_default();
-            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            path = v["control_socket"].as_str().map(PathBuf::from);
-            path.is_some()
-        },
-    );
-    path.unwrap()
 }
 
 /// Sends raw bytes and reads the one-line answer.
@@ -73,7 +34,7 @@ fn a_pause_holds_off_restarts_and_ends_by_itself() {
     let sb = Sandbox::new();
     let beat = sb.path("a.beat");
     let toucher = Toucher::new(beat);
-    let (p, cfg) = start(
+    let (p, cfg) = start_with_state(
         &sb,
         &format!("targets:\n{}", target("a", "    timeout: 1s\n")),
     );
@@ -103,7 +64,7 @@ fn a_pause_holds_off_restarts_and_ends_by_itself() {
 #[test]
 fn a_pause_survives_a_reload_and_a_restart_of_protector() {
     let sb = Sandbox::new();
-    let (mut p, cfg) = start(
+    let (mut p, cfg) = start_with_state(
         &sb,
         &format!("targets:\n{}", target("a", "    timeout: 1h\n")),
     );
@@ -152,7 +113,7 @@ fn a_pause_survives_a_reload_and_a_restart_of_protector() {
 fn restart_waits_for_the_outcome_and_a_second_one_is_refused_meanwhile() {
     let sb = Sandbox::new();
     let _toucher = Toucher::new(sb.path("slow.beat"));
-    let (p, cfg) = start(
+    let (p, cfg) = start_with_state(
         &sb,
         "targets:\n  - name: slow\n    heartbeat: slow.beat\n    timeout: 1h\n    stop: [sh, -c, 'echo stop >> events']\n    start: [sh, -c, 'sleep 2; echo start >> events']\n  - name: broken\n    heartbeat: broken.beat\n    timeout: 1h\n    start: [sh, -c, 'exit 3']\n",
     );
@@ -200,7 +161,7 @@ fn restart_waits_for_the_outcome_and_a_second_one_is_refused_meanwhile() {
 #[test]
 fn names_are_checked_and_a_bad_reload_is_refused_with_its_reason() {
     let sb = Sandbox::new();
-    let (p, cfg) = start(
+    let (p, cfg) = start_with_state(
         &sb,
         &format!(
             "targets:\n{}{}",
@@ -244,11 +205,11 @@ fn names_are_checked_and_a_bad_reload_is_refused_with_its_reason() {
 #[test]
 fn a_silent_client_holds_up_nothing_and_bad_requests_get_errors() {
     let sb = Sandbox::new();
-    let (_p, cfg) = start(
+    let (_p, cfg) = start_with_state(
         &sb,
         &format!("targets:\n{}", target("a", "    timeout: 1h\n")),
     );
-    let sock = socket(&sb);
+    let sock = control_endpoint(&sb);
     // Connects and never writes.
     let silent = UnixStream::connect(&sock).unwrap();
     let began = Instant::now();
@@ -324,11 +285,11 @@ fn another_user_is_refused_by_the_socket_and_by_its_peer_check() {
         return;
     }
     let sb = Sandbox::new();
-    let (_p, cfg) = start(
+    let (_p, cfg) = start_with_state(
         &sb,
         &format!("targets:\n{}", target("a", "    timeout: 1h\n")),
     );
-    let sock = socket(&sb);
+    let sock = control_endpoint(&sb);
     let as_nobody = |cfg: &Path| {
         let out = std::process::Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])

@@ -13,35 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn start(sb: &Sandbox, targets: &str) -> (Running, PathBuf) {
-    let p = sb.run_config(&format!("state_file: state.json\ntargets:\n{targets}"));
-    p.wait_events("started", None, 1);
-    (p, sb.path("protector.yaml"))
-}
-
-fn ctl(sb: &Sandbox, cfg: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = protector_cmd(sb.dir.path())
-        .args(args)
-        .args(["--config", cfg.to_str().unwrap()])
-        .timeout(Duration::from_secs(60))
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn pipe(sb: &Sandbox) -> PathBuf {
-    let mut path = None;
-    wait_until(PATIENCE, "the state file to name the pipe", || {
-        let text = std::fs::read_to_string(sb.path("state.json")).unwrap_or_default();
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        path = v["control_socket"].as_str().map(PathBuf::from);
-        path.is_some()
-    });
-    let path = path.unwrap();
+    let path = control_endpoint(sb);
     assert!(
         path.to_string_lossy().starts_with(r"\\.\pipe\protector-"),
         "{path:?}"
@@ -76,7 +49,7 @@ const TARGETS: &str = "  - name: svc
 #[test]
 fn pause_restart_and_reload_over_the_named_pipe() {
     let sb = Sandbox::new();
-    let (_p, cfg) = start(&sb, TARGETS);
+    let (_p, cfg) = start_with_state(&sb, &format!("targets:\n{TARGETS}"));
     let (code, out, err) = ctl(
         &sb,
         &cfg,
@@ -127,7 +100,7 @@ fn pause_restart_and_reload_over_the_named_pipe() {
 #[test]
 fn a_silent_client_holds_up_nothing_and_bad_requests_get_errors() {
     let sb = Sandbox::new();
-    let (_p, cfg) = start(&sb, TARGETS);
+    let (_p, cfg) = start_with_state(&sb, &format!("targets:\n{TARGETS}"));
     let pipe = pipe(&sb);
     let silent = open(&pipe);
     let began = Instant::now();

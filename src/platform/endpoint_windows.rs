@@ -183,15 +183,7 @@ impl Connection {
             }
             let mut buf = vec![0; (avail as usize).min(max + 1 - line.len())];
             let n = self.0.read(&mut buf)?;
-            if n == 0 {
-                return Ok(line);
-            }
-            if let Some(end) = buf[..n].iter().position(|b| *b == b'\n') {
-                line.extend_from_slice(&buf[..=end]);
-                return Ok(line);
-            }
-            line.extend_from_slice(&buf[..n]);
-            if line.len() > max {
+            if n == 0 || super::add_to_line(&mut line, &buf[..n], max) {
                 return Ok(line);
             }
         }

@@ -33,3 +33,19 @@ pub enum Signal {
 
 /// Receives signals from `listen_for_signals`.
 pub type OnSignal = Box<dyn Fn(Signal) + Send>;
+
+/// Adds what a control endpoint read to the request `line`; true once it is complete: a
+/// newline came (what follows it is dropped: one request per connection) or it is longer
+/// than `max` (for the caller to refuse).
+fn add_to_line(line: &mut Vec<u8>, chunk: &[u8], max: usize) -> bool {
+    match chunk.iter().position(|b| *b == b'\n') {
+        Some(end) => {
+            line.extend_from_slice(&chunk[..=end]);
+            true
+        }
+        None => {
+            line.extend_from_slice(chunk);
+            line.len() > max
+        }
+    }
+}

@@ -351,3 +351,42 @@ mod rfc3339;
 pub fn timestamp(record: &Value) -> f64 {
     rfc3339::epoch_secs(record["timestamp"].as_str().expect("timestamp"))
 }
+
+/// A protector on `yaml` (after `state_file: state.json`), started and ready for operators'
+/// requests; returns it and its config file.
+pub fn start_with_state(sb: &Sandbox, yaml: &str) -> (Running, PathBuf) {
+    let p = sb.run_config(&format!("state_file: state.json\n{yaml}"));
+    p.wait_events("started", None, 1);
+    (p, sb.path("protector.yaml"))
+}
+
+/// `protector ARGS --config CFG` in the sandbox: (exit code, stdout, stderr).
+pub fn ctl(sb: &Sandbox, cfg: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = protector_cmd(sb.dir.path())
+        .args(args)
+        .args(["--config", cfg.to_str().unwrap()])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The control endpoint (socket or pipe) of the sandbox's protector, as its state file says.
+pub fn control_endpoint(sb: &Sandbox) -> PathBuf {
+    let mut path = None;
+    wait_until(
+        PATIENCE,
+        "the state file to name the control endpoint",
+        || {
+            let text = std::fs::read_to_string(sb.path("state.json")).unwrap_or_default();
+            let v: Value = serde_json::from_str(&text).unwrap_or_default();
+            path = v["control_socket"].as_str().map(PathBuf::from);
+            path.is_some()
+        },
+    );
+    path.unwrap()
+}

@@ -124,28 +124,14 @@ def status():
         salt '*' protector.status
         salt '*' protector.status --out=json
     """
-    cmd = [_setting("bin"), "status", "--config", _setting("config_file"), "--json"]
-    try:
-        proc = subprocess.run(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30, check=False
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        __context__["retcode"] = 1
-        return {"running": False, "healthy": False, "error": str(exc)}
-    __context__["retcode"] = proc.returncode
-    out = proc.stdout.decode("utf-8", "replace")
-    try:
-        return json.loads(out)
-    except ValueError:
-        err = proc.stderr.decode("utf-8", "replace").strip()
-        return {"running": False, "healthy": False, "error": err or out.strip()}
+    return _run(["status"], {"running": False, "healthy": False})
 
 
-def _control(args, timeout=30):
+def _run(args, failed, timeout=30):
     """
-    Runs ``protector ARGS --config CONFIG --json`` (a request to the running protector over
-    its control socket or pipe) and returns its answer as data; the job's return code is
-    protector's (0 when everything asked for was done).
+    Runs ``protector ARGS --config CONFIG --json`` and returns its JSON output as data; the
+    job's return code is protector's. When there is no JSON to return, ``failed`` with the
+    error.
     """
     cmd = [_setting("bin")] + args + ["--config", _setting("config_file"), "--json"]
     try:
@@ -154,14 +140,22 @@ def _control(args, timeout=30):
         )
     except (OSError, subprocess.SubprocessError) as exc:
         __context__["retcode"] = 1
-        return {"ok": False, "error": str(exc)}
+        return dict(failed, error=str(exc))
     __context__["retcode"] = proc.returncode
     out = proc.stdout.decode("utf-8", "replace")
     try:
         return json.loads(out)
     except ValueError:
         err = proc.stderr.decode("utf-8", "replace").strip()
-        return {"ok": False, "error": err or out.strip()}
+        return dict(failed, error=err or out.strip())
+
+
+def _control(args, timeout=30):
+    """
+    A request to the running protector over its control socket or pipe; its answer as data
+    (the job's return code is 0 when everything asked for was done).
+    """
+    return _run(args, {"ok": False}, timeout)
 
 
 def _names(names):
