@@ -1,7 +1,8 @@
 #!/bin/sh
 # Builds protector for Linux (one static binary for every x86_64 distribution, one for every
-# aarch64 one) and Windows, and puts them where the protector formula expects them:
-# FILE_ROOT/protector/files/{protector,protector-aarch64,protector.exe}.
+# aarch64 one) and Windows (10 / Server 2016 and later; and 7 / 2008 R2 / 2012 R2), and puts
+# them where the protector formula expects them:
+# FILE_ROOT/protector/files/{protector,protector-aarch64,protector.exe,protector-win7.exe}.
 # The successor of the original "copy the binaries to Salt's file server" script.
 #
 #   examples/salt/publish.sh [--linux-only] [FILE_ROOT]      (FILE_ROOT defaults to /srv/salt)
@@ -27,4 +28,9 @@ echo "published $dest/protector and $dest/protector-aarch64 (static, x86_64 and 
 if [ -f "$out/protector-$version-x86_64-pc-windows-gnu.exe" ]; then
     install -m 644 "$out/protector-$version-x86_64-pc-windows-gnu.exe" "$dest/protector.exe"
     echo "published $dest/protector.exe"
+fi
+# Windows 7 / Server 2008 R2 / 2012 R2: the formula gives it to minions older than Windows 10.
+if [ -f "$out/protector-$version-x86_64-win7-windows-gnu.exe" ]; then
+    install -m 644 "$out/protector-$version-x86_64-win7-windows-gnu.exe" "$dest/protector-win7.exe"
+    echo "published $dest/protector-win7.exe"
 fi

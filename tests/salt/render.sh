@@ -30,7 +30,7 @@ setup() {
         echo "pillar_roots: {base: [$dir/pillar]}"
         echo "enable_fqdns_grains: False"
         if [ "$kernel" = Windows ]; then
-            echo "grains: {kernel: Windows, os: Windows, os_family: Windows, osrelease: 2022Server}"
+            echo "grains: {kernel: Windows, os: Windows, os_family: Windows, osrelease: 2022Server, osversion: 10.0.20348}"
         fi
     } >"$dir/minion"
     echo "$dir"
@@ -150,6 +150,19 @@ call "$dir" state.show_sls protector >"$dir/states.json" || fail "aarch64: state
 grep -q '"source": "salt://protector/files/protector-aarch64"' "$dir/states.json" ||
     { cat "$dir/states.json"; fail "an aarch64 minion does not get protector-aarch64"; }
 echo "  an aarch64 minion gets the aarch64 binary"
+# Windows before 10 / Server 2016 gets protector-win7.exe, installed under the same name.
+for release in "2012ServerR2 6.3.9600 protector-win7.exe" "7 6.1.7601 protector-win7.exe" \
+    "2016Server 10.0.14393 protector.exe" "11 10.0.22631 protector.exe"; do
+    set -- $release
+    dir=$(setup Windows "$empty")
+    sed -i "s/osrelease: 2022Server, osversion: 10.0.20348/osrelease: $1, osversion: $2/" "$dir/minion"
+    call "$dir" state.show_sls protector >"$dir/states.json" || fail "Windows $1: state.show_sls failed"
+    grep -q "\"source\": \"salt://protector/files/$3\"" "$dir/states.json" ||
+        { cat "$dir/states.json"; fail "Windows $1 ($2) does not get $3"; }
+    grep -q '"name": "C:\\\\ProgramData\\\\protector\\\\protector.exe"' "$dir/states.json" ||
+        { grep -n ProgramData "$dir/states.json" | head -3; fail "Windows $1: not installed as protector.exe"; }
+done
+echo "  Windows 7 / 2008 R2 / 2012 R2 get protector-win7.exe, 10 / 2016 and later protector.exe"
 # install: package: the site's .deb/.rpm with pkg.installed; the package's unit (the formula
 # installs none), /usr/bin/protector wherever the formula or the module runs protector; clean
 # removes the package. On Windows, and for an unknown way, the state fails and says why.
