@@ -502,7 +502,13 @@ impl TargetState {
 
     /// An operator resumes the paused target; `obs` is a fresh look, so a heartbeat written
     /// during the pause counts.
+    /// While a command runs, the pause simply ends: the restart under way goes on and judges
+    /// the heartbeat when it is done (a look now would take a heartbeat it must see then).
     pub fn resume(&mut self, rules: &Rules, obs: &Observation, now: Now) {
+        if matches!(self.phase, Phase::Running(_)) {
+            self.paused_until = None;
+            return;
+        }
         if self.paused_until.is_none() {
             return;
         }

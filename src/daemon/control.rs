@@ -162,6 +162,9 @@ impl Daemon {
             self.agenda.push(slot.state.deadline, i);
         }
         let slot = &self.slots[i];
+        if slot.is_running() {
+            return ok(slot, "watched again; its restart under way goes on".into());
+        }
         let next = slot.state.deadline.saturating_duration_since(now);
         ok(
             slot,
