@@ -156,15 +156,10 @@ impl Daemon {
     /// A fresh look before a restart that waited for a place: false (and the target is
     /// watched as usual) when the heartbeat came back meanwhile.
     fn still_stale(&mut self, i: usize) -> bool {
-        let look = self
-            .look_at(&[&self.slots[i].target])
-            .pop()
-            .expect("one look per path");
-        self.books.observations += 1;
+        let obs = self.look_once(i);
         let now = self.now();
         let slot = &mut self.slots[i];
-        slot.note_look(&look.0, look.1);
-        if slot.state.still_stale(&slot.rules, &look.0, now) {
+        if slot.state.still_stale(&slot.rules, &obs, now) {
             return true;
         }
         info!(target = %slot.target.name, event = "restart_called_off", "heartbeat is back while the restart waited for a place; not restarting");

@@ -124,10 +124,7 @@ impl Daemon {
         slot.pause_reason = reason;
         let reason = slot.pause_reason.clone().unwrap_or_default();
         info!(target = %slot.target.name, event = "paused", for_secs = super::secs(d), reason = %reason, "paused by an operator: not judged until resumed or the pause ends");
-        if !slot.is_running() {
-            self.agenda.push(slot.state.deadline, i);
-        }
-        let slot = &self.slots[i];
+        let slot = self.rescheduled(i);
         ok(
             slot,
             format!(
@@ -146,22 +143,14 @@ impl Daemon {
         if self.slots[i].state.paused_until.is_none() {
             return ok(&self.slots[i], "was not paused".into());
         }
-        let (obs, err) = self
-            .look_at(&[&self.slots[i].target])
-            .pop()
-            .expect("one look per path");
-        self.books.observations += 1;
+        let obs = self.look_once(i);
         let now = self.now();
         let slot = &mut self.slots[i];
-        slot.note_look(&obs, err);
         slot.state.resume(&slot.rules, &obs, now);
         let now = now.mono;
         slot.pause_reason = None;
         info!(target = %slot.target.name, event = "pause_ended", by = "operator", "resumed by an operator: watched again");
-        if !slot.is_running() {
-            self.agenda.push(slot.state.deadline, i);
-        }
-        let slot = &self.slots[i];
+        let slot = self.rescheduled(i);
         if slot.is_running() {
             return ok(slot, "watched again; its restart under way goes on".into());
         }
@@ -178,10 +167,7 @@ impl Daemon {
         let before = slot.status();
         slot.state.reset(&slot.rules, now);
         info!(target = %slot.target.name, event = "reset", was = %before, "reset by an operator: backoff and consecutive restarts cleared");
-        if !slot.is_running() {
-            self.agenda.push(slot.state.deadline, i);
-        }
-        let slot = &self.slots[i];
+        let slot = self.rescheduled(i);
         ok(
             slot,
             format!(
@@ -197,6 +183,15 @@ impl Daemon {
                 }
             ),
         )
+    }
+
+    /// Slot `i` after its deadline moved: due then, unless a command of it runs.
+    fn rescheduled(&mut self, i: usize) -> &super::books::Slot {
+        let slot = &self.slots[i];
+        if !slot.is_running() {
+            self.agenda.push(slot.state.deadline, i);
+        }
+        &self.slots[i]
     }
 
     /// Begins a restart asked for by an operator (answered when it ends); an answer now if it

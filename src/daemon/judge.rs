@@ -31,6 +31,17 @@ impl Daemon {
         self.fx.looker.look(&paths, within)
     }
 
+    /// A fresh look at slot `i`'s heartbeat alone (counted, and what it tells noted).
+    pub(super) fn look_once(&mut self, i: usize) -> Observation {
+        let (obs, err) = self
+            .look_at(&[&self.slots[i].target])
+            .pop()
+            .expect("one look per path");
+        self.books.observations += 1;
+        self.slots[i].note_look(&obs, err);
+        obs
+    }
+
     /// Looks at and judges every target whose deadline has come.
     pub(super) fn run_due(&mut self) {
         let now_mono = self.now().mono;
