@@ -1,0 +1,493 @@
+//! The decision core with made-up instants: grace, staleness, backoff, give-up, skip_if, the
+//! agenda.
+
+use super::*;
+use std::time::UNIX_EPOCH;
+
+const S: Duration = Duration::from_secs(1);
+
+fn rules() -> Rules {
+    Rules {
+        timeout: 10 * S,
+        restart_grace: 5 * S,
+        startup_grace: 20 * S,
+        backoff_after: 2,
+        backoff_max: 30 * S,
+        max_restarts: None,
+        has_stop: true,
+        has_skip_if: false,
+        skip_delay: 7 * S,
+    }
+}
+
+/// A test clock: both clocks start together; `at(secs)` is the moment `secs` in.
+struct Clock {
+    mono0: Instant,
+    wall0: SystemTime,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            mono0: Instant::now(),
+            wall0: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        }
+    }
+    fn at(&self, secs: f64) -> Now {
+        let d = Duration::from_secs_f64(secs);
+        Now {
+            mono: self.mono0 + d,
+            wall: self.wall0 + d,
+        }
+    }
+    /// A file last modified at wall time `secs` in (may be negative), version `v`.
+    fn file(&self, mtime_secs: f64, v: u64) -> Observation {
+        let mtime = if mtime_secs >= 0.0 {
+            self.wall0 + Duration::from_secs_f64(mtime_secs)
+        } else {
+            self.wall0 - Duration::from_secs_f64(-mtime_secs)
+        };
+        Observation::Present(Fingerprint {
+            mtime: Some(mtime),
+            len: v,
+            identity: (1, 1),
+            ..Fingerprint::default()
+        })
+    }
+    fn secs(&self, at: Instant) -> f64 {
+        at.duration_since(self.mono0).as_secs_f64()
+    }
+}
+
+/// Runs a full restart (stop and start, both finishing at once) at `secs`.
+fn finish_restart(st: &mut TargetState, r: &Rules, c: &Clock, secs: f64) -> Duration {
+    assert_eq!(
+        st.on_command_done(r, Cmd::Stop, true, c.at(secs).mono),
+        Next::Run(Cmd::Start)
+    );
+    match st.on_command_done(r, Cmd::Start, true, c.at(secs).mono) {
+        Next::Judge { wait } => wait,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn fresh_file_at_start_is_judged_at_mtime_plus_timeout() {
+    let c = Clock::new();
+    let st = TargetState::start(&rules(), &c.file(-4.0, 1), c.at(0.0));
+    assert_eq!(c.secs(st.deadline), 6.0);
+    assert_eq!(st.age(c.at(0.0).mono), 4 * S);
+}
+
+#[test]
+fn missing_or_old_file_at_start_gets_startup_grace() {
+    let c = Clock::new();
+    let st = TargetState::start(&rules(), &Observation::Absent, c.at(0.0));
+    assert_eq!(c.secs(st.deadline), 20.0);
+    let st = TargetState::start(&rules(), &c.file(-3600.0, 1), c.at(3700.0));
+    assert_eq!(c.secs(st.deadline), 3720.0);
+    // A file dated in the future is not fresh either.
+    let st = TargetState::start(&rules(), &c.file(50.0, 1), c.at(0.0));
+    assert_eq!(c.secs(st.deadline), 20.0);
+}
+
+#[test]
+fn heartbeat_moves_the_deadline_by_its_mtime() {
+    let c = Clock::new();
+    let r = rules();
+    let mut st = TargetState::start(&r, &c.file(0.0, 1), c.at(0.0));
+    let out = st.on_due(&r, &c.file(7.0, 2), c.at(10.0));
+    assert_eq!(
+        out.beat,
+        Some(Beat {
+            after_restarts: 0,
+            resumed: false
+        })
+    );
+    assert_eq!(out.action, None);
+    assert_eq!(c.secs(st.deadline), 17.0);
+}
+
+#[test]
+fn implausible_mtime_counts_as_now() {
+    let c = Clock::new();
+    let r = rules();
+    let mut st = TargetState::start(&r, &c.file(0.0, 1), c.at(0.0));
+    // In the future.
+    st.on_due(&r, &c.file(500.0, 2), c.at(10.0));
+    assert_eq!(c.secs(st.deadline), 20.0);
+    // Before the previous observation (touch -d, or a clock stepped back).
+    st.on_due(&r, &c.file(-100.0, 3), c.at(20.0));
+    assert_eq!(c.secs(st.deadline), 30.0);
+}
+
+#[test]
+fn stale_file_restarts_with_stop_then_start() {
+    let c = Clock::new();
+    let r = rules();
+    let mut st = TargetState::start(&r, &c.file(0.0, 1), c.at(0.0));
+    let out = st.on_due(&r, &c.file(0.0, 1), c.at(10.0));
+    assert_eq!(
+        out.action,
+        Some(Action::Restart {
+            age: 10 * S,
+            run: Cmd::Stop
+        })
+    );
+    assert_eq!(st.phase, Phase::Running(Cmd::Stop));
+    assert!(
+        !st.is_due_at(c.at(1000.0).mono),
+        "no second action while one runs"
+    );
+    let wait = finish_restart(&mut st, &r, &c, 11.0);
+    assert_eq!(wait, 5 * S);
+    assert_eq!(c.secs(st.deadline), 16.0);
+}
+
+#[test]
+fn without_stop_the_restart_runs_start_only() {
+    let c = Clock::new();
+    let r = Rules {
+        has_stop: false,
+        ..rules()
+    };
+    let mut st = TargetState::start(&r, &Observation::Absent, c.at(0.0));
+    let out = st.on_due(&r, &Observation::Absent, c.at(20.0));
+    assert_eq!(
+        out.action,
+        Some(Action::Restart {
+            age: 20 * S,
+            run: Cmd::Start
+        })
+    );
+}
+
+#[test]
+fn backoff_doubles_after_the_threshold_and_is_capped() {
+    let r = rules();
+    let waits: Vec<u64> = (1..=7).map(|n| r.wait_after_restart(n).as_secs()).collect();
+    assert_eq!(waits, [5, 5, 10, 20, 30, 30, 30]);
+    assert_eq!(r.wait_after_restart(u32::MAX), 30 * S);
+}
+
+#[test]
+fn consecutive_restarts_back_off_and_a_heartbeat_resets_them() {
+    let c = Clock::new();
+    let r = rules();
+    let mut st = TargetState::start(&r, &Observation::Absent, c.at(0.0));
+    let mut t = 20.0;
+    let mut waits = vec![];
+    for _ in 0..4 {
+        let out = st.on_due(&r, &Observation::Absent, c.at(t));
+        assert!(matches!(out.action, Some(Action::Restart { .. })));
+        let wait = finish_restart(&mut st, &r, &c, t);
+        waits.push(wait.as_secs());
+        t += wait.as_secs_f64();
+    }
+    assert_eq!(waits, [5, 5, 10, 20]);
+    assert_eq!(st.consecutive, 4);
+    let out = st.on_due(&r, &c.file(t - 1.0, 9), c.at(t));
+    assert_eq!(
+        out.beat,
+        Some(Beat {
+            after_restarts: 4,
+            resumed: false
+        })
+    );
+    assert_eq!(st.consecutive, 0);
+    assert_eq!(st.restarts_total, 4);
+}
+
+#[test]
+fn max_restarts_gives_up_and_a_heartbeat_resumes() {
+    let c = Clock::new();
+    let r = Rules {
+        max_restarts: Some(2),
+        ..rules()
+    };
+    let mut st = TargetState::start(&r, &Observation::Absent, c.at(0.0));
+    let mut t = 20.0;
+    for _ in 0..2 {
+        let out = st.on_due(&r, &Observation::Absent, c.at(t));
+        assert!(matches!(out.action, Some(Action::Restart { .. })));
+        t += finish_restart(&mut st, &r, &c, t).as_secs_f64();
+    }
+    let out = st.on_due(&r, &Observation::Absent, c.at(t));
+    assert!(matches!(
+        out.action,
+        Some(Action::GiveUp { restarts: 2, .. })
+    ));
+    assert_eq!(st.phase, Phase::GivenUp);
+    // Given up: later checks do nothing.
+    for _ in 0..3 {
+        t = c.secs(st.deadline);
+        assert_eq!(
+            st.on_due(&r, &Observation::Absent, c.at(t)),
+            DueOutcome::default()
+        );
+    }
+    t = c.secs(st.deadline);
+    let out = st.on_due(&r, &c.file(t - 0.5, 1), c.at(t));
+    assert_eq!(
+        out.beat,
+        Some(Beat {
+            after_restarts: 2,
+            resumed: true
+        })
+    );
+    assert_eq!(st.phase, Phase::Watching);
+    assert_eq!(c.secs(st.deadline), t - 0.5 + 10.0);
+}
+
+#[test]
+fn a_heartbeat_older_than_the_timeout_is_stale_at_once() {
+    // After a long grace the file shows one change, long ago: that beat is already stale.
+    let c = Clock::new();
+    let r = Rules {
+        restart_grace: 60 * S,
+        ..rules()
+    };
+    let mut st = TargetState::start(&r, &c.file(0.0, 1), c.at(0.0));
+    st.on_due(&r, &c.file(0.0, 1), c.at(10.0));
+    finish_restart(&mut st, &r, &c, 10.0);
+    let out = st.on_due(&r, &c.file(12.0, 2), c.at(70.0));
+    assert_eq!(
+        out.beat,
+        Some(Beat {
+            after_restarts: 1,
+            resumed: false
+        })
+    );
+    assert_eq!(
+        out.action,
+        Some(Action::Restart {
+            age: 58 * S,
+            run: Cmd::Stop
+        })
+    );
+    assert_eq!(
+        st.consecutive, 1,
+        "the beat reset the count, this is a first restart"
+    );
+}
+
+#[test]
+fn a_replaced_file_with_the_same_mtime_is_a_heartbeat() {
+    let c = Clock::new();
+    let r = rules();
+    let mut st = TargetState::start(&r, &c.file(0.0, 1), c.at(0.0));
+    let Observation::Present(mut f) = c.file(0.0, 1) else {
+        unreachable!()
+    };
+    f.identity = (1, 2);
+    let out = st.on_due(&r, &Observation::Present(f), c.at(10.0));
+    assert!(out.beat.is_some() && out.action.is_none());
+    assert_eq!(
+        c.secs(st.deadline),
+        20.0,
+        "dated now: its mtime is before the last look"
+    );
+}
+
+/// A file on a filesystem with whole-second times, written at `secs` (rounded down), with
+/// content `v`.
+fn coarse(c: &Clock, secs: f64, v: u64) -> Observation {
+    let Observation::Present(mut f) = c.file(secs.floor(), 1) else {
+        unreachable!()
+    };
+    f.coarse = true;
+    f.content = Some(v);
+    Observation::Present(f)
+}
+
+#[test]
+fn a_write_in_the_same_whole_second_is_seen_on_a_coarse_filesystem() {
+    let c = Clock::new();
+    let r = rules();
+    let mut st = TargetState::start(&r, &coarse(&c, 100.2, 1), c.at(100.4));
+    // Written again at 100.7: same mtime (100), new content.
+    let out = st.on_due(&r, &coarse(&c, 100.7, 2), c.at(110.4));
+    assert!(out.beat.is_some() && out.action.is_none());
+    // Unchanged content and time: stale.
+    let out = st.on_due(&r, &coarse(&c, 100.7, 2), c.at(st_secs(&c, &st)));
+    assert!(out.beat.is_none() && out.action.is_some());
+}
+
+fn st_secs(c: &Clock, st: &TargetState) -> f64 {
+    c.secs(st.deadline)
+}
+
+#[test]
+fn a_coarse_file_time_is_read_as_the_latest_it_can_stand_for() {
+    let c = Clock::new();
+    let r = rules();
+    // At start-up: written at 100.9, recorded as 100; the deadline is not before 110.9.
+    let st = TargetState::start(&r, &coarse(&c, 100.9, 1), c.at(101.0));
+    assert_eq!(
+        st_secs(&c, &st),
+        111.0,
+        "100 + 2 s of rounding, capped at now"
+    );
+    let mut st = TargetState::start(&r, &coarse(&c, 90.0, 1), c.at(95.0));
+    assert_eq!(st_secs(&c, &st), 102.0, "90 + 2 s of rounding");
+    // A heartbeat recorded as 100 is dated 102 (not 100: restarting up to 2 s early
+    // would be worse than 2 s late).
+    st.on_due(&r, &coarse(&c, 100.5, 2), c.at(104.0));
+    assert_eq!(st_secs(&c, &st), 112.0);
+}
+
+#[test]
+fn wall_clock_steps_neither_cause_nor_hide_restarts() {
+    let c = Clock::new();
+    let r = rules();
+    let mut st = TargetState::start(&r, &c.file(0.0, 1), c.at(0.0));
+    // The wall clock jumps a day ahead; the file is touched at (new) wall time.
+    let jump = Duration::from_secs(86400);
+    let now = Now {
+        mono: c.at(8.0).mono,
+        wall: c.at(8.0).wall + jump,
+    };
+    let Observation::Present(mut f) = c.file(7.0, 2) else {
+        unreachable!()
+    };
+    f.mtime = Some(f.mtime.unwrap() + jump);
+    // Not due yet on the monotonic clock: the daemon would not even look.
+    assert!(!st.is_due_at(now.mono));
+    let out = st.on_due(
+        &r,
+        &Observation::Present(f),
+        Now {
+            mono: c.at(10.0).mono,
+            wall: now.wall + 2 * S,
+        },
+    );
+    assert!(out.action.is_none());
+    assert_eq!(c.secs(st.deadline), 17.0);
+}
+
+#[test]
+fn skip_if_success_postpones_without_counting_a_restart() {
+    let c = Clock::new();
+    let r = Rules {
+        has_skip_if: true,
+        ..rules()
+    };
+    let mut st = TargetState::start(&r, &Observation::Absent, c.at(0.0));
+    let out = st.on_due(&r, &Observation::Absent, c.at(20.0));
+    assert_eq!(
+        out.action,
+        Some(Action::Restart {
+            age: 20 * S,
+            run: Cmd::SkipIf
+        })
+    );
+    assert_eq!(st.consecutive, 0);
+    let next = st.on_command_done(&r, Cmd::SkipIf, true, c.at(21.0).mono);
+    assert_eq!(next, Next::Postponed { wait: 7 * S });
+    assert_eq!((st.consecutive, st.restarts_total), (0, 0));
+    assert_eq!(c.secs(st.deadline), 28.0);
+    // Next time skip_if fails: after one more look, the restart goes ahead and is
+    // counted, without asking skip_if again.
+    st.on_due(&r, &Observation::Absent, c.at(28.0));
+    assert_eq!(
+        st.on_command_done(&r, Cmd::SkipIf, false, c.at(29.0).mono),
+        Next::Recheck
+    );
+    assert_eq!(c.secs(st.deadline), 29.0, "judged again at once");
+    let out = st.on_due(&r, &Observation::Absent, c.at(29.0));
+    assert_eq!(
+        out.action,
+        Some(Action::Restart {
+            age: 29 * S,
+            run: Cmd::Stop
+        })
+    );
+    assert_eq!((st.consecutive, st.restarts_total), (1, 1));
+}
+
+#[test]
+fn a_heartbeat_that_comes_while_skip_if_runs_prevents_the_restart() {
+    let c = Clock::new();
+    let r = Rules {
+        has_skip_if: true,
+        ..rules()
+    };
+    let mut st = TargetState::start(&r, &Observation::Absent, c.at(0.0));
+    st.on_due(&r, &Observation::Absent, c.at(20.0));
+    // skip_if runs from 20 to 23 and says "do not skip"; the file was touched at 22.
+    assert_eq!(
+        st.on_command_done(&r, Cmd::SkipIf, false, c.at(23.0).mono),
+        Next::Recheck
+    );
+    let out = st.on_due(&r, &c.file(22.0, 1), c.at(23.0));
+    assert_eq!(out.action, None, "no restart: the heartbeat is 1 s old");
+    assert!(out.beat.is_some());
+    assert_eq!(c.secs(st.deadline), 32.0, "a whole timeout after the touch");
+    assert_eq!((st.consecutive, st.restarts_total), (0, 0));
+    // Stale again later: skip_if is asked again (its refusal was for the last time).
+    let out = st.on_due(&r, &c.file(22.0, 1), c.at(32.0));
+    assert_eq!(
+        out.action,
+        Some(Action::Restart {
+            age: 10 * S,
+            run: Cmd::SkipIf
+        })
+    );
+}
+
+#[test]
+fn an_interrupted_restart_is_judged_at_once_unless_a_heartbeat_came_since() {
+    let c = Clock::new();
+    let r = rules();
+    // The file was last touched at 5; the restart began at 8; protector starts at 9.
+    let mut st = TargetState::start(&r, &c.file(5.0, 1), c.at(9.0));
+    assert!(st.resume_interrupted(c.at(8.0).mono, c.at(9.0).mono));
+    assert_eq!(c.secs(st.deadline), 9.0);
+    // Touched at 8.5, after the restart began: a heartbeat since, no hurry.
+    let mut st = TargetState::start(&r, &c.file(8.5, 2), c.at(9.0));
+    assert!(!st.resume_interrupted(c.at(8.0).mono, c.at(9.0).mono));
+    assert_eq!(c.secs(st.deadline), 18.5);
+}
+
+#[test]
+fn a_failed_look_is_not_taken_for_a_change_by_the_next_one() {
+    let c = Clock::new();
+    let r = rules();
+    let mut st = TargetState::start(&r, &c.file(0.0, 1), c.at(1.0));
+    // Due at 10: the look fails (no answer, EIO); then it works again, file unchanged.
+    let out = st.on_due(&r, &Observation::Unknown, c.at(10.0));
+    assert!(out.beat.is_none());
+    assert!(matches!(out.action, Some(Action::Restart { .. })));
+    st.on_command_done(&r, Cmd::Stop, true, c.at(10.0).mono);
+    st.on_command_done(&r, Cmd::Start, true, c.at(10.0).mono);
+    let out = st.on_due(&r, &c.file(0.0, 1), c.at(15.0));
+    assert!(
+        out.beat.is_none(),
+        "the same file as before the failed look"
+    );
+    assert!(matches!(out.action, Some(Action::Restart { .. })));
+}
+
+#[test]
+fn later_saturates_instead_of_overflowing() {
+    let now = Instant::now();
+    assert_eq!(later(now, 5 * S), now + 5 * S);
+    let far = later(now, Duration::MAX);
+    assert!(far > now + super::super::config::duration::MAX);
+}
+
+#[test]
+fn restored_backoff_is_honoured_but_capped() {
+    let c = Clock::new();
+    let r = rules();
+    let mut st = TargetState::start(&r, &Observation::Absent, c.at(0.0));
+    st.restore(&r, 5, 9, Some(c.at(25.0).mono), c.at(0.0).mono);
+    assert_eq!((st.consecutive, st.restarts_total), (5, 9));
+    assert_eq!(c.secs(st.deadline), 25.0, "pending backoff wait kept");
+    let mut st = TargetState::start(&r, &Observation::Absent, c.at(0.0));
+    st.restore(&r, 5, 9, Some(c.at(5000.0).mono), c.at(0.0).mono);
+    assert_eq!(c.secs(st.deadline), 30.0, "capped at backoff max");
+    let mut st = TargetState::start(&r, &Observation::Absent, c.at(0.0));
+    st.restore(&r, 0, 9, Some(c.at(5000.0).mono), c.at(0.0).mono);
+    assert_eq!(c.secs(st.deadline), 20.0, "no streak, no wait");
+}
