@@ -50,9 +50,6 @@ pub(super) struct Slot {
     pub coarse_said: bool,
     /// Why an operator paused it (the end of the pause is `state.paused_until`).
     pub pause_reason: Option<String>,
-    /// The running restart was asked for by an operator (`protector restart`): a heartbeat
-    /// while it waits for a place does not call it off, and the asker hears how it ended.
-    pub asked: bool,
 }
 
 impl Slot {
@@ -74,7 +71,6 @@ impl Slot {
             leftover: None,
             coarse_said: false,
             pause_reason: None,
-            asked: false,
         };
         slot.note_look(&obs, err);
         slot

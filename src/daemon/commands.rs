@@ -139,7 +139,7 @@ impl Daemon {
     /// first command is called off when the target was paused or its heartbeat came back
     /// meanwhile; one an operator asked for never is.
     fn called_off(&mut self, i: usize, cmd: Cmd) -> bool {
-        if !self.begins_restart(i, cmd) || self.slots[i].asked {
+        if !self.begins_restart(i, cmd) || self.asked(i) {
             return false;
         }
         let slot = &mut self.slots[i];

@@ -207,7 +207,6 @@ impl Daemon {
                     .into(),
             });
         };
-        slot.asked = true;
         info!(target = %slot.target.name, event = "restart_requested", first = first.name(), "restart asked for by an operator");
         self.waiters.entry(slot.id).or_default().push(reply.clone());
         let _ = reply.send(Reply::Pending(slot.target.name.clone()));
@@ -215,21 +214,37 @@ impl Daemon {
         None
     }
 
-    /// An operator's restart of slot `i` ended; `failure` says why it failed, if it did.
+    /// The restart slot `i` runs was asked for by an operator (`protector restart`): a
+    /// heartbeat while it waits for a place does not call it off, and the asker hears how it
+    /// ended.
+    pub(super) fn asked(&self, i: usize) -> bool {
+        self.waiters.contains_key(&self.slots[i].id)
+    }
+
+    /// The restart slot `i` ran ended; `failure` says why it failed, if it did. Whoever asked
+    /// for it is told.
     pub(super) fn restart_ended(&mut self, i: usize, failure: Option<&str>) {
-        let slot = &mut self.slots[i];
-        if !std::mem::take(&mut slot.asked) {
-            return;
-        }
-        let result = TargetResult {
-            name: slot.target.name.clone(),
-            ok: failure.is_none(),
-            message: match failure {
-                None => "restarted".into(),
-                Some(why) => format!("restart failed: the start command {why}"),
-            },
+        let outcome = match failure {
+            None => Ok(()),
+            Some(why) => Err(format!("restart failed: the start command {why}")),
         };
-        for waiter in self.waiters.remove(&slot.id).unwrap_or_default() {
+        let (id, name) = (self.slots[i].id, self.slots[i].target.name.clone());
+        self.answer_waiters(id, &name, outcome);
+    }
+
+    /// Tells the operators waiting for a restart of target `id` (called `name`) how it ended:
+    /// done, or the reason it did not end well (it failed, the target was removed by a reload,
+    /// its handling hit an internal error).
+    pub(super) fn answer_waiters(&mut self, id: u64, name: &str, outcome: Result<(), String>) {
+        let Some(waiters) = self.waiters.remove(&id) else {
+            return;
+        };
+        let result = TargetResult {
+            name: name.to_string(),
+            ok: outcome.is_ok(),
+            message: outcome.err().unwrap_or_else(|| "restarted".into()),
+        };
+        for waiter in waiters {
             let _ = waiter.send(Reply::Target(result.clone()));
         }
     }

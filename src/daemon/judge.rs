@@ -109,6 +109,16 @@ impl Daemon {
     pub(super) fn recover(&mut self, i: usize) {
         let id = self.slots[i].id;
         self.commands.retain(|(q, _)| *q != id);
+        let name = self.slots[i].target.name.clone();
+        self.answer_waiters(
+            id,
+            &name,
+            Err(
+                "restart abandoned: an internal error in this target's handling (see the log); \
+                 it is watched afresh"
+                    .into(),
+            ),
+        );
         let (obs, _) = self
             .look_at(&[&self.slots[i].target])
             .pop()

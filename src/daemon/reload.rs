@@ -219,6 +219,15 @@ impl Daemon {
         }
         for name in &plan.removed {
             let slot = old.remove(name).expect("planned");
+            self.answer_waiters(
+                slot.id,
+                name,
+                Err(
+                    "the target was removed from the config by a reload before its restart \
+                     ended"
+                        .into(),
+                ),
+            );
             if slot.is_running() {
                 self.orphans
                     .insert(slot.id, (name.clone(), slot.target.command_timeout));

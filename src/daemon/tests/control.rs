@@ -157,3 +157,40 @@ fn names_are_checked_and_pauses_survive_a_reload() {
     h.advance(secs(500.0));
     assert!(h.stops("a").is_empty());
 }
+
+#[test]
+fn an_asked_restart_waiting_for_a_place_is_never_called_off() {
+    let top = "max_parallel_commands: 1\n";
+    let mut h = Harness::new(&config(&[target("a", ""), target("b", "")], top));
+    h.touch("a");
+    h.touch("b");
+    h.behave("b", "stop", Behaviour::Exit(0, secs(5.0)));
+    ask(&mut h, Verb::Restart, &["b"], None);
+    // b's stop holds the one place; a's restart waits for it, and a heartbeat comes meanwhile.
+    let a = ask(&mut h, Verb::Restart, &["a"], None);
+    h.advance(secs(1.0));
+    h.touch("a");
+    h.advance(secs(9.0));
+    assert_eq!(
+        h.stops("a"),
+        [secs(5.0)],
+        "run once b's stop gave the place back"
+    );
+    assert_eq!(answers(&a), ["a: pending", "a: ok restarted"]);
+}
+
+#[test]
+fn whoever_waits_for_a_restart_hears_when_its_target_is_removed() {
+    let mut h = Harness::new(&config(&[target("a", ""), target("b", "")], ""));
+    h.behave("b", "stop", Behaviour::Exit(0, secs(5.0)));
+    let b = ask(&mut h, Verb::Restart, &["b"], None);
+    h.advance(secs(1.0));
+    h.d.apply(super::parse(&config(&[target("a", "")], "")), false);
+    assert_eq!(
+        answers(&b),
+        [
+            "b: pending",
+            "b: FAILED the target was removed from the config by a reload before its restart ended"
+        ]
+    );
+}
