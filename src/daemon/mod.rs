@@ -241,6 +241,9 @@ impl Daemon {
     /// Installs the first config and says so.
     fn start(&mut self, config: Config) {
         self.apply(config, true);
+        // Written before READY: `protector status` right after the service manager says it
+        // started finds the state file (and the control socket it names).
+        self.flush();
         if self.opts.dry_run {
             warn!(
                 event = "dry_run",
