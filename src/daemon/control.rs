@@ -4,7 +4,8 @@
 //! thread reads the request (bounded in size and time), hands it to the loop as a message and
 //! writes the answer the loop sends back.
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use tracing::info;
@@ -266,12 +267,25 @@ pub(crate) struct Listener {
 /// Connections handled at once; more are told to try again.
 const MAX_CLIENTS: usize = 8;
 
+/// One of the [`MAX_CLIENTS`] places, given back when dropped.
+struct Place(Arc<AtomicUsize>);
+
+impl Place {
+    fn take(busy: &Arc<AtomicUsize>) -> Place {
+        busy.fetch_add(1, Ordering::Relaxed);
+        Place(busy.clone())
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Listens at `path` (the caller holds the instance lock): requests go to the loop through
 /// `tx`, each connection on a thread of its own.
 pub(crate) fn listen(path: &std::path::Path, tx: mpsc::Sender<Msg>) -> std::io::Result<Listener> {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     let (endpoint, guard) = crate::platform::bind_endpoint(path)?;
     let busy = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
@@ -290,17 +304,16 @@ pub(crate) fn listen(path: &std::path::Path, tx: mpsc::Sender<Msg>) -> std::io::
                     );
                     continue;
                 }
-                busy.fetch_add(1, Ordering::Relaxed);
-                let (tx, busy2) = (tx.clone(), busy.clone());
-                let spawned = std::thread::Builder::new()
+                // Counted until the connection's thread ends however it ends (the guard goes
+                // with the closure if the thread cannot even be made).
+                let place = Place::take(&busy);
+                let tx = tx.clone();
+                let _ = std::thread::Builder::new()
                     .name("control-client".into())
                     .spawn(move || {
+                        let _place = place;
                         serve(conn, &tx);
-                        busy2.fetch_sub(1, Ordering::Relaxed);
                     });
-                if spawned.is_err() {
-                    busy.fetch_sub(1, Ordering::Relaxed);
-                }
             }
         })?;
     Ok(Listener { _guard: guard })

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Foundation::{
-    ERROR_BROKEN_PIPE, ERROR_PIPE_BUSY, ERROR_PIPE_CONNECTED, HANDLE, INVALID_HANDLE_VALUE,
-    LocalFree,
+    ERROR_BROKEN_PIPE, ERROR_NO_DATA, ERROR_PIPE_BUSY, ERROR_PIPE_CONNECTED, HANDLE,
+    INVALID_HANDLE_VALUE, LocalFree,
 };
 use windows_sys::Win32::Security::Authorization::{
     ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
@@ -18,8 +18,9 @@ use windows_sys::Win32::Security::Authorization::{
 use windows_sys::Win32::Security::{PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES};
 use windows_sys::Win32::Storage::FileSystem::{FILE_FLAG_FIRST_PIPE_INSTANCE, PIPE_ACCESS_DUPLEX};
 use windows_sys::Win32::System::Pipes::{
-    ConnectNamedPipe, CreateNamedPipeW, PIPE_READMODE_BYTE, PIPE_REJECT_REMOTE_CLIENTS,
-    PIPE_TYPE_BYTE, PIPE_UNLIMITED_INSTANCES, PIPE_WAIT, PeekNamedPipe, WaitNamedPipeW,
+    ConnectNamedPipe, CreateNamedPipeW, DisconnectNamedPipe, PIPE_READMODE_BYTE,
+    PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_UNLIMITED_INSTANCES, PIPE_WAIT, PeekNamedPipe,
+    WaitNamedPipeW,
 };
 
 /// SYSTEM, Administrators and the owner: full access; nobody else.
@@ -127,12 +128,21 @@ impl Endpoint {
     /// never finds no instance at all.
     pub fn accept(&self) -> io::Result<Connection> {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        // SAFETY: *waiting is an instance this endpoint made and owns.
-        let ok = unsafe { ConnectNamedPipe(*waiting, std::ptr::null_mut()) };
-        if ok == 0 {
+        loop {
+            // SAFETY: *waiting is an instance this endpoint made and owns.
+            if unsafe { ConnectNamedPipe(*waiting, std::ptr::null_mut()) } != 0 {
+                break;
+            }
             let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(ERROR_PIPE_CONNECTED as i32) {
-                return Err(e);
+            match e.raw_os_error().map(|c| c as u32) {
+                Some(ERROR_PIPE_CONNECTED) => break,
+                // A client came and went before this call: the instance must be disconnected
+                // before it can wait again (else every later call fails the same way).
+                // SAFETY: as above.
+                Some(ERROR_NO_DATA) => unsafe {
+                    DisconnectNamedPipe(*waiting);
+                },
+                _ => return Err(e),
             }
         }
         let next = instance(&self.name, &self.descriptor, false)?;
