@@ -87,6 +87,8 @@ if win:
     check("clean unregisters the service", "protector-clean-unregister" in clean, True)
     check("a changed config is reloaded over the pipe", arg("protector-reload", "cmd", "name"),
           f'"{expect["bin"]}" reload --config "{expect["config"]}"')
+    check("the reload waits for a service just started", arg("protector-reload", "cmd", "retry"),
+          {"attempts": 5, "interval": 2})
 else:
     check("unit", arg("protector-unit", "file", "name"), "/etc/systemd/system/protector.service")
     dropin = arg("protector-unit-paths", "file", "contents")

@@ -143,6 +143,8 @@ protector-service:
 
 # Windows has no SIGHUP: a changed config is reloaded over protector's control pipe (every
 # unchanged target keeps its state; the state fails, saying why, if protector refuses it).
+# Tried again for a few seconds: a service the SCM has just started may not have opened its
+# pipe yet.
 protector-reload:
   cmd.run:
     - name: {{ ('"' ~ protector.bin ~ '" reload --config "' ~ protector.config_file ~ '"') | yaml_dquote }}
@@ -150,4 +152,7 @@ protector-reload:
       - file: protector-config
     - require:
       - service: protector-service
+    - retry:
+        attempts: 5
+        interval: 2
 {%- endif %}
