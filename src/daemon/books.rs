@@ -186,9 +186,15 @@ impl Slot {
         if let Some(until) = rec.paused_until {
             let ahead = until - epoch_secs(now.wall);
             if ahead > 0.0 {
-                let at = crate::schedule::later(now.mono, Duration::from_secs_f64(ahead.min(1e9)));
+                // Never longer than a pause can be asked for (a clock set back, a file edited).
+                let left =
+                    Duration::from_secs_f64(ahead.min(crate::control::MAX_PAUSE.as_secs_f64()));
+                let at = crate::schedule::later(now.mono, left);
                 self.state.pause(at);
-                self.pause_reason = rec.pause_reason.clone();
+                self.pause_reason = rec
+                    .pause_reason
+                    .as_deref()
+                    .map(|r| r.chars().take(crate::control::MAX_REASON).collect());
                 info!(
                     target = %self.target.name,
                     event = "pause_restored",

@@ -572,3 +572,37 @@ fn absurd_values_in_the_state_file_cannot_stop_a_target_being_restarted() {
     assert_eq!(slot.state.restarts_total, u64::MAX);
     assert_eq!(slot.failures, u64::MAX);
 }
+
+#[test]
+fn a_pause_restored_from_the_state_file_lasts_at_most_what_can_be_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let reason = "x".repeat(10_000);
+    std::fs::write(
+        &state,
+        format!(
+            r#"{{"format": "protector-state", "version": 1, "pid": 1, "protector_version": "0",
+            "started_at": 0, "written_at": 0, "config": null, "lock_file": null,
+            "targets": [{{"name": "a", "heartbeat": "/h/a", "state": "paused",
+            "last_heartbeat": null, "next_check": null, "restarts_total": 0,
+            "consecutive_restarts": 0, "backoff_secs": 0, "command_failures_total": 0,
+            "command_timeouts_total": 0, "last_restart": null,
+            "paused_until": 1e300, "pause_reason": "{reason}"}}]}}"#
+        ),
+    )
+    .unwrap();
+    let top = format!(
+        "state_file: {}
+",
+        serde_json::to_string(&state).unwrap()
+    );
+    let h = Harness::new(&config(&[target("a", "")], &top));
+    let slot = h.slot("a");
+    assert_eq!(slot.status(), crate::state::TargetStatus::Paused);
+    let left = slot.state.paused_until.unwrap() - h.d.now().mono;
+    assert_eq!(left, crate::control::MAX_PAUSE);
+    assert_eq!(
+        slot.pause_reason.as_deref().map(|r| r.chars().count()),
+        Some(crate::control::MAX_REASON)
+    );
+}
