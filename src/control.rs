@@ -14,7 +14,9 @@
 //! `command` is `pause` (with `for_secs`, default 3600, and `reason`), `resume`, `restart`
 //! (answered once the restarts end), `reset` or `reload` (answered with `message`);
 //! `targets` names targets, or `"all": true` means every enabled one. An error is
-//! `{"protocol":1,"ok":false,"error":"..."}`.
+//! `{"protocol":1,"ok":false,"error":"..."}`. At most [`MAX_CLIENTS`] connections are served
+//! at once; one more is answered with the error [`BUSY`] at once, and may try again shortly
+//! (`protector` itself does, for up to [`BUSY_PATIENCE`]).
 //!
 //! Transport: a Unix domain socket in protector's runtime directory named after the config
 //! file (`/run/protector/protector-<hash>.sock` for root; mode 0600; the peer's user must be
@@ -37,6 +39,13 @@ pub const DEFAULT_PAUSE: Duration = Duration::from_secs(3600);
 pub const MAX_PAUSE: Duration = Duration::from_secs(366 * 86400);
 /// The longest reason kept, in characters.
 pub const MAX_REASON: usize = 200;
+/// Connections served at once; one more is told [`BUSY`].
+pub const MAX_CLIENTS: usize = 8;
+/// The error a client gets while every place for a connection is taken.
+pub const BUSY: &str = "busy: too many requests at once; try again";
+/// How long [`ask`] keeps trying while the daemon says it is busy: longer than a silent
+/// client may hold a place ([`READ_TIMEOUT`]).
+pub const BUSY_PATIENCE: Duration = Duration::from_secs(12);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -103,6 +112,15 @@ impl Response {
             message: None,
             targets: Vec::new(),
         }
+    }
+
+    /// Every place for a connection is taken: the client may try again shortly.
+    pub fn busy() -> Response {
+        Response::error(BUSY)
+    }
+
+    pub fn is_busy(&self) -> bool {
+        !self.ok && self.error.as_deref() == Some(BUSY)
     }
 }
 
@@ -195,8 +213,21 @@ fn socket_path(lock: &Path) -> PathBuf {
 }
 
 /// Sends `req` to the protector listening at `socket` and waits for its answer (a restart is
-/// answered when it ends). The error says what an operator should know.
+/// answered when it ends); while protector says it is busy (every place taken, by clients
+/// that may be silent for up to [`READ_TIMEOUT`]), asks again for up to [`BUSY_PATIENCE`].
+/// The error says what an operator should know.
 pub fn ask(socket: &Path, req: &Request) -> Result<Response, String> {
+    let deadline = std::time::Instant::now() + BUSY_PATIENCE;
+    loop {
+        let response = ask_once(socket, req)?;
+        if !response.is_busy() || std::time::Instant::now() >= deadline {
+            return Ok(response);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn ask_once(socket: &Path, req: &Request) -> Result<Response, String> {
     use std::io::{BufRead, BufReader, Read, Write};
     let mut conn = crate::platform::connect_endpoint(socket).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => format!(

@@ -1,9 +1,10 @@
 //! Operators' requests to a running protector with the real binary: pause (ending by itself,
 //! surviving a reload and a restart of protector), restart (waited for; a second one while it
 //! runs is refused), reset, reload (applied or refused with the reason), and the control
-//! socket's defences: a client that never writes, malformed and oversized requests, another
-//! user (root only). Timings on simulated time are in src/daemon/tests/control.rs. The
-//! control socket is a Unix domain socket: Windows has no control endpoint yet.
+//! socket's defences: a client that never writes, malformed and oversized requests, every
+//! place taken (the command asks again), another user (root only). Timings on simulated time
+//! are in src/daemon/tests/control.rs; the Windows named pipe is tested under Wine in
+//! tests/windows_control.rs.
 #![cfg(unix)]
 
 mod common;
@@ -266,6 +267,30 @@ fn a_silent_client_holds_up_nothing_and_bad_requests_get_errors() {
         last["error"] != "busy: too many requests at once; try again"
     });
     assert_eq!(last["ok"], true, "{last}");
+}
+
+#[test]
+fn a_command_told_busy_asks_again_until_a_place_is_free() {
+    let sb = Sandbox::new();
+    let (_p, cfg) = start_with_state(
+        &sb,
+        &format!("targets:\n{}", target("a", "    timeout: 1h\n")),
+    );
+    let sock = control_endpoint(&sb);
+    // Every place taken by a client that never writes: each keeps it for the 5 s read timeout.
+    let silent: Vec<UnixStream> = (0..8)
+        .map(|_| UnixStream::connect(&sock).unwrap())
+        .collect();
+    wait_until(PATIENCE, "the endpoint to answer busy", || {
+        raw(
+            &sock,
+            b"{\"protocol\":1,\"command\":\"resume\",\"all\":true}\n",
+        )["error"]
+            == "busy: too many requests at once; try again"
+    });
+    let (code, out, err) = ctl(&sb, &cfg, &["pause", "a"]);
+    assert_eq!((code, out.as_str()), (0, "a: paused for 1h00m\n"), "{err}");
+    drop(silent);
 }
 
 #[test]

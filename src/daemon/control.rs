@@ -264,10 +264,7 @@ pub(crate) struct Listener {
     _guard: crate::platform::EndpointGuard,
 }
 
-/// Connections handled at once; more are told to try again.
-const MAX_CLIENTS: usize = 8;
-
-/// One of the [`MAX_CLIENTS`] places, given back when dropped.
+/// One of the [`control::MAX_CLIENTS`] places, given back when dropped.
 struct Place(Arc<AtomicUsize>);
 
 impl Place {
@@ -297,11 +294,8 @@ pub(crate) fn listen(path: &std::path::Path, tx: mpsc::Sender<Msg>) -> std::io::
                     std::thread::sleep(Duration::from_millis(10));
                     continue;
                 };
-                if busy.load(Ordering::Relaxed) >= MAX_CLIENTS {
-                    answer(
-                        &mut conn,
-                        &control::Response::error("busy: too many requests at once; try again"),
-                    );
+                if busy.load(Ordering::Relaxed) >= control::MAX_CLIENTS {
+                    answer(&mut conn, &control::Response::busy());
                     continue;
                 }
                 // Counted until the connection's thread ends however it ends (the guard goes
