@@ -20,8 +20,7 @@ SAY_AS=packages
 source tests/salt/lib.sh
 [ "$(id -u)" = 0 ] || fail "needs root (systemd-nspawn, overlay mounts)"
 
-VERSION=$(cargo metadata --no-deps --format-version 1 |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["packages"][0]["version"])')
+VERSION=$(.ci/version)
 DEB=$ROOT/dist/protector_$VERSION-1_amd64.deb
 RPM=$ROOT/dist/protector-$VERSION-1.x86_64.rpm
 [ -f "$DEB" ] && [ -f "$RPM" ] || .ci/dist

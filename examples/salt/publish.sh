@@ -18,7 +18,7 @@ root=${1:-/srv/salt}
 cd "$(dirname "$0")/../.."
 dest="$root/protector/files"
 out=target/publish
-version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+version=$(.ci/version)
 
 .ci/dist --binaries-only $linux_only "$out"
 mkdir -p "$dest"
