@@ -18,94 +18,13 @@
 //! Wall-clock time only dates a change of the file; it never decides when something is due,
 //! so stepping the system clock neither causes nor hides a restart.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::config::Target;
 
-/// The moment of a decision, on both clocks.
-#[derive(Debug, Clone, Copy)]
-pub struct Now {
-    pub mono: Instant,
-    pub wall: SystemTime,
-}
-
-impl Now {
-    pub fn read() -> Now {
-        Now {
-            mono: Instant::now(),
-            wall: SystemTime::now(),
-        }
-    }
-}
-
-/// `at + d`, saturating: a deadline beyond what the clock can hold is as late as it can be
-/// (durations are at most 100 years, so this is a guard, not a rule).
-pub fn later(at: Instant, d: Duration) -> Instant {
-    if let Some(t) = at.checked_add(d) {
-        return t;
-    }
-    let mut step = d;
-    while !step.is_zero() {
-        step /= 2;
-        if let Some(t) = at.checked_add(step) {
-            return t;
-        }
-    }
-    at
-}
-
-/// What identifies one version of a heartbeat file: a touch, a write, or a replacement by a
-/// new file all change it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Fingerprint {
-    pub mtime: Option<SystemTime>,
-    pub len: u64,
-    /// Device and inode on Unix, creation time on Windows.
-    pub identity: (u64, u64),
-    /// The filesystem keeps file times in whole seconds (ext2/ext3 with small inodes, FAT,
-    /// some NFS servers): two changes within one second leave the same mtime.
-    pub coarse: bool,
-    /// On such a filesystem, a hash of a small file's content: a write within the same second
-    /// as the previous one still shows.
-    pub content: Option<u64>,
-}
-
-/// How far a coarse file time may be behind the change it records (FAT's two seconds).
-pub const COARSE_GRANULE: Duration = Duration::from_secs(2);
-
-impl Fingerprint {
-    /// The latest the file can have changed by `now`, per its mtime: a coarse time is
-    /// rounded down.
-    fn changed_by(&self, now: SystemTime) -> Option<SystemTime> {
-        let m = self.mtime?;
-        Some(if self.coarse {
-            m.checked_add(COARSE_GRANULE).unwrap_or(m).min(now).max(m)
-        } else {
-            m
-        })
-    }
-}
-
-/// A look at the heartbeat file. Missing and unreadable files are both "no heartbeat";
-/// the daemon logs the reason of the latter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Observation {
-    Present(Fingerprint),
-    Absent,
-    /// The look failed (an I/O error, no answer in time): no heartbeat, and nothing learnt
-    /// about the file, so the next look that works compares with the last one that did
-    /// (a file unchanged since then is not taken for a heartbeat).
-    Unknown,
-}
-
-impl Observation {
-    fn fingerprint(&self) -> Option<Fingerprint> {
-        match self {
-            Observation::Present(f) => Some(*f),
-            Observation::Absent | Observation::Unknown => None,
-        }
-    }
-}
+mod observe;
+mod operator;
+pub use observe::{Fingerprint, Now, Observation, later};
 
 /// The per-target timing rules, taken from the resolved config.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -380,21 +299,6 @@ impl TargetState {
         false
     }
 
-    /// The target was paused while the first command of its restart waited (for a place, or
-    /// after a shortage of resources): the restart is called off, uncounted, and the target
-    /// waits for the end of the pause.
-    pub fn call_off_paused(&mut self) {
-        let (Phase::Running(cmd), Some(until)) = (self.phase, self.paused_until) else {
-            return;
-        };
-        if cmd != Cmd::SkipIf {
-            self.restarts_total = self.restarts_total.saturating_sub(1);
-            self.consecutive = self.consecutive.saturating_sub(1);
-        }
-        self.phase = Phase::Watching;
-        self.deadline = until;
-    }
-
     /// Counts a restart that really begins; returns its first command.
     fn begin_restart(&mut self, rules: &Rules) -> Cmd {
         self.consecutive = self.consecutive.saturating_add(1);
@@ -475,81 +379,6 @@ impl TargetState {
         self.phase = Phase::Watching;
         self.deadline = now;
         true
-    }
-
-    /// An operator pauses the target until `until`: it is not judged (so never restarted) before
-    /// then; a command already running finishes. Pausing again moves the end.
-    pub fn pause(&mut self, until: Instant) {
-        self.paused_until = Some(until);
-        if !matches!(self.phase, Phase::Running(_)) {
-            self.deadline = until;
-        }
-    }
-
-    /// The pause ends (an operator's resume, or its end came): the target is watched as at
-    /// start-up: a heartbeat younger than `timeout` counts, else it gets `startup_grace`
-    /// before it is judged. A given-up target stays given up.
-    pub fn unpause(&mut self, rules: &Rules, now: Instant) {
-        if self.paused_until.take().is_none() || matches!(self.phase, Phase::Running(_)) {
-            return;
-        }
-        self.deadline = if self.age(now) < rules.timeout {
-            later(self.last_beat, rules.timeout)
-        } else {
-            later(now, rules.startup_grace)
-        };
-    }
-
-    /// An operator resumes the paused target; `obs` is a fresh look, so a heartbeat written
-    /// during the pause counts.
-    /// While a command runs, the pause simply ends: the restart under way goes on and judges
-    /// the heartbeat when it is done (a look now would take a heartbeat it must see then).
-    pub fn resume(&mut self, rules: &Rules, obs: &Observation, now: Now) {
-        if matches!(self.phase, Phase::Running(_)) {
-            self.paused_until = None;
-            return;
-        }
-        if self.paused_until.is_none() {
-            return;
-        }
-        self.take_beat(rules, obs, now);
-        self.unpause(rules, now.mono);
-    }
-
-    /// An operator asks for a restart now: its first command (stop, or start without one),
-    /// not asking skip_if; `None` while a command of the target runs. It counts in
-    /// `restarts_total`, not as a consecutive restart (no backoff follows from it). A pause
-    /// stays; a given-up target is watched again.
-    pub fn restart_now(&mut self, rules: &Rules) -> Option<Cmd> {
-        if matches!(self.phase, Phase::Running(_)) {
-            return None;
-        }
-        self.restarts_total = self.restarts_total.saturating_add(1);
-        self.skip_refused = false;
-        let first = if rules.has_stop {
-            Cmd::Stop
-        } else {
-            Cmd::Start
-        };
-        self.phase = Phase::Running(first);
-        Some(first)
-    }
-
-    /// An operator clears the target's backoff, its consecutive restarts and a given-up
-    /// state: it is judged as if never restarted (unless paused): a fresh heartbeat keeps
-    /// its deadline, a stale one means a restart now. A running command goes on.
-    pub fn reset(&mut self, rules: &Rules, now: Instant) {
-        self.consecutive = 0;
-        self.skip_refused = false;
-        if matches!(self.phase, Phase::Running(_)) {
-            return;
-        }
-        self.phase = Phase::Watching;
-        self.deadline = match self.paused_until {
-            Some(until) => until,
-            None if self.age(now) < rules.timeout => later(self.last_beat, rules.timeout),
-            None => now,
-        };
     }
 
     /// Drops a restart half way (shutting down): the target is simply due again.

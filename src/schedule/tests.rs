@@ -2,7 +2,7 @@
 //! agenda.
 
 use super::*;
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 const S: Duration = Duration::from_secs(1);
 
