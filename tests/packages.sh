@@ -93,6 +93,30 @@ out=$(in_minion deb protector check 2>&1) && grep -q 'timeout:         7m' <<<"$
     fail "the edited config is not the one in use: $out"
 say "upgrade: protector restarted, the edited config kept"
 
+# systemd older than 235 (CentOS 7 has 219) ignores StateDirectory= and
+# RuntimeDirectoryPreserve=: as there, neither is in force (a drop-in clears them) and the
+# directories are gone; protector must make its state directory itself, root's and closed to
+# others, and start as usual.
+DROPIN=/etc/systemd/system/protector.service.d/old-systemd.conf
+in_minion deb systemctl stop protector
+mkdir -p "$(dirname "$R$DROPIN")"
+printf '[Service]\nStateDirectory=\nRuntimeDirectoryPreserve=no\n' >"$R$DROPIN"
+rm -rf "$R/var/lib/protector"
+in_minion deb systemctl daemon-reload
+[ -z "$(in_minion deb systemctl show -p StateDirectory --value protector)" ] ||
+    fail "the drop-in did not clear StateDirectory="
+in_minion deb systemctl start protector
+wait_for 60 "protector to be active without StateDirectory=" active
+has_state() { [ -s "$R/var/lib/protector/state.json" ]; }
+wait_for 30 "protector to write its state file into a directory it made" has_state
+perm=$(stat -c '%U %A' "$R/var/lib/protector")
+case "$perm" in "root d"????-??-?) ;; *) fail "/var/lib/protector made by protector is $perm" ;; esac
+rm -f "$R$DROPIN"
+in_minion deb systemctl daemon-reload
+in_minion deb systemctl restart protector
+wait_for 60 "protector to be active again with the packaged unit alone" active
+say "without StateDirectory= (systemd < 235): protector made /var/lib/protector ($perm) itself"
+
 in_minion deb dpkg -r protector >"$T/dpkg3.log" 2>&1 || { cat "$T/dpkg3.log"; fail "dpkg -r failed"; }
 state=$(in_minion deb systemctl is-active protector 2>/dev/null) || true
 [ "$state" = inactive ] || [ "$state" = unknown ] || fail "protector is still $state after dpkg -r"

@@ -105,7 +105,7 @@ apt_get() {
 # --- minions in containers ------------------------------------------------------------------
 # Each minion NAME boots an overlay of MINION_ROOT at $T/NAME/root (its writes go to
 # $T/NAME/upper and survive a reboot) with systemd-nspawn, started from a cgroup of its own
-# (the host has a hybrid cgroup layout; see ../shared-notes: nspawn leaves cgroups behind).
+# (on a host with a hybrid cgroup layout nspawn leaves cgroups behind otherwise).
 # They share this machine's loopback, so they reach the master on 127.0.0.1.
 CGROUP_PREFIX=protector-e2e-$$
 minion_dir() { echo "$T/$1"; }
