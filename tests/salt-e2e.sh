@@ -4,17 +4,21 @@
 # a real salt-master on 127.0.0.1. Everything comes from the kit's defaults: publish.sh puts
 # the static binary on the file server, the master runs the kit's heartbeat schedule
 # (protector.beat) and reactor, and `state.apply protector` installs protector with an empty
-# pillar but for the timeout. What the test changes, and why, is checked below: the master's
-# address and ports, and timings scaled down so the run takes minutes, not hours.
+# pillar but for the timeout; one minion (m3) is set up as a site that installs from its
+# package repository (pillar install: package; the repository is the .deb in a local
+# directory, as apt sees a site's). What the test changes, and why, is checked below: the
+# master's address and ports, and timings scaled down so the run takes minutes, not hours.
 #
 # Proves: the binary is static; protector's unit comes up (Type=notify, READY); the default
 # heartbeat path is touched through protector.beat; no restart in steady state; two minions
 # frozen and one killed: exactly those three restarted via systemctl and answering again, the
-# events on the master's bus, `salt '*' protector.status` shows it; protector SIGKILLed:
+# events on the master's bus, `salt '*' protector.status` shows it (the packaged protector on m3
+# among them); protector SIGKILLed:
 # systemd brings it back with its counts; a pillar change reloads it keeping its state; a
 # reboot (fresh /run): heartbeats resume with no restart; `protector.pause` from the master
 # holds off the restart of a frozen minion and `protector.resume` ends it; protector.status
-# fails where protector is stopped; protector.clean uninstalls it. Prints the timings.
+# fails where protector is stopped; protector.clean uninstalls it (the binary on m5, the package
+# on m3). Prints the timings.
 #
 # Needs root (containers, overlay mounts). Cleans up every process, mount and cgroup it made.
 set -euo pipefail
@@ -31,7 +35,7 @@ TIMEOUT=20
 PERIOD=3
 
 [ "$(id -u)" = 0 ] || fail "needs root (systemd-nspawn, overlay mounts)"
-apt_get systemd-container debootstrap binutils
+apt_get systemd-container debootstrap binutils dpkg-dev
 salt_venv
 minion_root
 export PATH="$VENV/bin:$PATH"
@@ -74,6 +78,17 @@ chroot "$T/empty-root" /protector check --config /p.yaml | grep -q "valid for li
     fail "the published binary does not run in an empty root"
 say "the published binary is static: no interpreter, no shared libraries, runs in an empty root"
 
+# The site's package repository for m3: the .deb that .ci/dist builds of the same tree (the
+# build is the one publish.sh just made), indexed as apt wants it.
+say "building the packages (.ci/dist --linux-only) for m3's repository"
+.ci/dist --linux-only "$T/dist" >"$T/dist.log" 2>&1 || { tail -n 30 "$T/dist.log"; fail ".ci/dist failed"; }
+mkdir -p "$T/repo"
+cp "$T/dist/protector_$(.ci/version)-1_amd64.deb" "$T/repo/"
+cmp -s "$BIN" "$T/dist/protector-$(.ci/version)-x86_64-unknown-linux-musl" ||
+    fail "the packaged binary is not the published one"
+(cd "$T/repo" && dpkg-scanpackages --multiversion . /dev/null >Packages 2>/dev/null)
+grep -q '^Package: protector$' "$T/repo/Packages" || fail "the repository's index has no protector"
+
 # --- the master -----------------------------------------------------------------------------
 PUB=$(free_port)
 RET=$(free_port)
@@ -111,7 +126,9 @@ changed=$(diff "$KIT/master.d/protector-heartbeat.conf" "$M/etc/master.d/protect
 
 # The pillar: empty but for timings. Only these keys may be set, so the run uses the defaults
 # the formula ships.
-printf "base:\n  '*':\n    - protector\n" >"$T/pillar/top.sls"
+printf "base:\n  '*':\n    - protector\n  m3:\n    - protector-package\n" >"$T/pillar/top.sls"
+# m3 installs from the site's package repository; nothing else differs.
+printf "protector:\n  install: package\n" >"$T/pillar/protector-package.sls"
 pillar() { # pillar [EXTRA_CONFIG_YAML]
     {
         echo "protector:"
@@ -157,6 +174,11 @@ EOF
     boot_minion "$m"
 done
 say "booted ${#MINIONS[@]} minions: ${MINIONS[*]}"
+# m3's apt knows only the site's repository (nothing leaves this machine).
+R3=$(minion_dir m3)/root
+cp -r "$T/repo" "$R3/var/tmp/protector-repo"
+rm -f "$R3"/etc/apt/sources.list.d/*
+echo "deb [trusted=yes] file:/var/tmp/protector-repo ./" >"$R3/etc/apt/sources.list"
 all_ping() { [ "$(salt -c "$M/etc" --timeout 10 '*' test.ping --out=txt 2>/dev/null | grep -c ': True')" = "${#MINIONS[@]}" ]; }
 wait_for 180 "every minion to answer test.ping" all_ping
 
@@ -174,6 +196,18 @@ for m in "${MINIONS[@]}"; do
     [ "$(unit_prop "$m" protector StatusErrno)" = 0 ] || fail "$m: protector reported an error to systemd"
 done
 say "protector's unit is active (READY sent) on every minion"
+# m3 runs the package's protector and unit (with the formula's drop-in), the others the binary.
+[ "$(in_minion m3 dpkg-query -W -f '${Status}' protector)" = "install ok installed" ] ||
+    fail "m3: the protector package is not installed"
+[ "$(in_minion m3 readlink -f "$(unit_prop m3 protector FragmentPath)")" = /usr/lib/systemd/system/protector.service ] ||
+    fail "m3: protector's unit is not the package's"
+in_minion m3 test ! -e /usr/local/bin/protector || fail "m3: the binary was installed as well as the package"
+unit_prop m3 protector ExecStart | grep -q 'path=/usr/bin/protector ' || fail "m3: protector does not run from /usr/bin"
+for m in m1 m2 m4 m5; do
+    in_minion "$m" test -x /usr/local/bin/protector || fail "$m: no /usr/local/bin/protector"
+    ! in_minion "$m" dpkg-query -W protector >/dev/null 2>&1 || fail "$m: a protector package is installed"
+done
+say "m3 runs protector from the package (/usr/bin, the package's unit), the others the binary"
 
 beat_mtime() { in_minion "$1" stat -c %.3Y /run/protector/salt-minion.alive 2>/dev/null; }
 beaten() { [ -n "$(beat_mtime "$1")" ]; }
@@ -332,7 +366,7 @@ fleet_check "t('m3')['state'] == 'watching'" || { cat "$T/status.json"; fail "m3
 RESULTS+=("6 pause from the master: protector.pause shown by protector.status; the frozen minion not restarted for $((2 * TIMEOUT)) s; protector.resume watches it again")
 
 # --- 7. protector stopped, then the formula's clean state -----------------------------------------
-say "scenario 7: protector stopped on m5, then state.apply protector.clean"
+say "scenario 7: protector stopped on m5, then state.apply protector.clean (m5, and m3's package)"
 in_minion m5 systemctl stop protector
 if salt -c "$M/etc" --timeout 30 m5 protector.status --out=json >"$T/m5.json"; then
     cat "$T/m5.json"
@@ -347,7 +381,17 @@ for f in /usr/local/bin/protector /etc/protector/protector.yaml /etc/systemd/sys
 done
 [ "$(unit_prop m5 protector LoadState)" = not-found ] || fail "protector.clean left the unit loaded"
 in_minion m5 test -s /var/lib/protector/state.json || fail "protector.clean removed the state file (kept unless asked)"
-RESULTS+=("7 protector stopped: protector.status fails on that minion, running: false; protector.clean removed service, binary and config, kept the state")
+salt -c "$M/etc" --timeout 120 m3 state.apply protector.clean --out=txt >"$T/clean3.out" 2>&1 ||
+    { tail -n 40 "$T/clean3.out"; fail "state.apply protector.clean failed on m3 (package)"; }
+status3=$(in_minion m3 dpkg-query -W -f '${Status}' protector 2>/dev/null || true)
+case "$status3" in "" | "deinstall ok config-files" | "unknown ok not-installed") ;;
+    *) fail "m3: protector.clean left the package: $status3" ;; esac
+for f in /usr/bin/protector /usr/lib/systemd/system/protector.service /etc/protector/protector.yaml; do
+    in_minion m3 test ! -e "$f" || fail "m3: protector.clean left $f behind"
+done
+in_minion m3 pgrep -x protector >/dev/null && fail "m3: a protector process is left after protector.clean"
+in_minion m3 test -s /var/lib/protector/state.json || fail "m3: protector.clean removed the state file"
+RESULTS+=("7 protector stopped: protector.status fails on that minion, running: false; protector.clean removed service, binary and config, kept the state; on m3 it removed the package")
 
 say "all scenarios passed (timeout ${TIMEOUT}s, heartbeat every ${PERIOD}s)"
 for r in "${RESULTS[@]}"; do echo "  $r"; done
