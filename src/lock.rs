@@ -43,7 +43,7 @@ pub fn acquire(path: &Path) -> anyhow::Result<InstanceLock> {
             let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_symlink());
             let reason = if is_link || is_symlink_refusal(&e) {
                 "it is a symbolic link (a lock file is never opened through one)".into()
-            } else if let Some(owner) = foreign_owner(path) {
+            } else if let Some(owner) = crate::perms::foreign_owner(path) {
                 format!("it belongs to {owner} ({e})")
             } else {
                 e.to_string()
@@ -89,21 +89,6 @@ fn is_symlink_refusal(e: &std::io::Error) -> bool {
     {
         let _ = e;
         false
-    }
-}
-
-/// The owner of the file at `path`, when it is not protector's user.
-fn foreign_owner(path: &Path) -> Option<String> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        let uid = std::fs::symlink_metadata(path).ok()?.uid();
-        (uid != crate::perms::euid()).then(|| crate::perms::user_name(uid))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = path;
-        None
     }
 }
 

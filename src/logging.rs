@@ -212,7 +212,13 @@ fn create(path: &std::path::Path) -> std::io::Result<File> {
     let file = crate::fsutil::no_follow(LOG_MODE)
         .create(true)
         .append(true)
-        .open(path)?;
+        .open(path)
+        .map_err(|e| match crate::perms::foreign_owner(path) {
+            // The kernel may refuse even root a file another user made in a sticky directory
+            // (fs.protected_regular, fs.protected_fifos): say whose it is.
+            Some(owner) => std::io::Error::new(e.kind(), format!("it belongs to {owner} ({e})")),
+            None => e,
+        })?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(std::io::Error::other("not a regular file"));

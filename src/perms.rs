@@ -187,6 +187,21 @@ mod unix {
     }
 }
 
+/// The owner of the file at `path`, when it is not protector's user.
+pub fn foreign_owner(path: &std::path::Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let uid = std::fs::symlink_metadata(path).ok()?.uid();
+        (uid != euid()).then(|| user_name(uid))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
 /// `uid 1000 (alice)`, or `uid 1000` when the name is unknown.
 #[cfg(unix)]
 pub fn user_name(uid: u32) -> String {
