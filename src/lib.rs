@@ -27,3 +27,15 @@ pub(crate) mod state;
 pub(crate) mod status;
 pub(crate) mod systemd;
 pub(crate) mod text;
+
+/// The property tests' settings: `cases` random cases, and every failing case found is kept
+/// beside the test's source (`NAME.proptest-regressions`, committed) and run first each time.
+#[cfg(test)]
+pub(crate) fn proptest_config(cases: u32) -> proptest::prelude::ProptestConfig {
+    proptest::prelude::ProptestConfig {
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+        )),
+        ..proptest::prelude::ProptestConfig::with_cases(cases)
+    }
+}

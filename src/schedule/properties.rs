@@ -49,7 +49,7 @@ fn rules() -> impl Strategy<Value = Rules> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(500))]
+    #![proptest_config(crate::proptest_config(500))]
 
     #[test]
     fn decisions_hold_their_promises(r in rules(), steps in proptest::collection::vec(step(), 1..200)) {
@@ -152,6 +152,8 @@ enum AgendaStep {
 }
 
 proptest! {
+    #![proptest_config(crate::proptest_config(256))]
+
     /// No starvation: whatever the other targets do (many deadlines at the same instant,
     /// deadlines moved again and again, commands running), every target's current
     /// deadline is delivered at the first look at or after it, exactly once, and never

@@ -55,7 +55,7 @@ fn prop_config(timeout_s: u64) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(crate::proptest_config(256))]
 
     /// Whatever the heartbeats, command outcomes, reloads, operators' pauses, resumes and
     /// resets and time steps: no target ever has two commands in flight, a target whose
