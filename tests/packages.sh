@@ -23,7 +23,13 @@ source tests/salt/lib.sh
 VERSION=$(.ci/version)
 DEB=$ROOT/dist/protector_$VERSION-1_amd64.deb
 RPM=$ROOT/dist/protector-$VERSION-1.x86_64.rpm
-[ -f "$DEB" ] && [ -f "$RPM" ] || .ci/dist
+# dist/ as .ci/dist left it, if it was built from this commit (CI runs .ci/dist just before);
+# otherwise built again, so that old packages are never what is tested.
+built_from() { "$ROOT/dist/protector-$VERSION-x86_64-unknown-linux-musl" --version 2>/dev/null | grep -o 'commit [0-9a-f]*'; }
+if ! { [ -f "$DEB" ] && [ -f "$RPM" ] && [ "$(built_from)" = "commit $(git rev-parse --short=12 HEAD)" ]; }; then
+    say "dist/ is missing or from another commit: .ci/dist"
+    .ci/dist
+fi
 apt_get systemd-container debootstrap rpm
 minion_root
 export PATH=$CACHE/tools/bin:$PATH
