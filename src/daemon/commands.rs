@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tracing::{debug, error, info, warn};
 
-use super::books::Slot;
 use super::effects::{Job, Report};
+use super::slot::Slot;
 use super::{Daemon, Msg, secs};
 use crate::command::Outcome;
 use crate::fsutil::epoch_secs;

@@ -187,7 +187,7 @@ impl Daemon {
     }
 
     /// Slot `i` after its deadline moved: due then, unless a command of it runs.
-    fn rescheduled(&mut self, i: usize) -> &super::books::Slot {
+    fn rescheduled(&mut self, i: usize) -> &super::slot::Slot {
         let slot = &self.slots[i];
         if !slot.is_running() {
             self.agenda.push(slot.state.deadline, i);
@@ -251,7 +251,7 @@ impl Daemon {
     }
 }
 
-fn ok(slot: &super::books::Slot, message: String) -> TargetResult {
+fn ok(slot: &super::slot::Slot, message: String) -> TargetResult {
     TargetResult {
         name: slot.target.name.clone(),
         ok: true,

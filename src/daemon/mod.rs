@@ -34,6 +34,7 @@ mod effects;
 mod judge;
 mod looks;
 mod reload;
+mod slot;
 #[cfg(test)]
 mod tests;
 
@@ -52,9 +53,10 @@ use crate::schedule::{Agenda, Cmd, Now};
 use crate::state::RunningCommand;
 use crate::{lock, systemd};
 
-use books::{Books, Slot};
+use books::Books;
 use bounded::Bounded;
 use effects::{Effects, Job, panic_message};
+use slot::Slot;
 
 pub(crate) struct Options {
     /// The config file, for reloads (none for the positional form).

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use tracing::{debug, error, info, warn};
 
-use super::books::Slot;
+use super::slot::Slot;
 use super::{Daemon, secs, warn_missing_dir};
 use crate::config::{self, Config, Os, Target};
 use crate::schedule::Observation;

@@ -365,7 +365,7 @@ impl Harness {
             .collect()
     }
 
-    pub(super) fn slot(&self, target: &str) -> &super::super::books::Slot {
+    pub(super) fn slot(&self, target: &str) -> &super::super::slot::Slot {
         self.d
             .slots
             .iter()

@@ -1,0 +1,254 @@
+//! One watched target's slot: its decision state plus what the state file records about it
+//! (counts, the last restart, a pause's reason), and how a record from the previous run's
+//! state file is taken back.
+
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use super::effects::Look;
+use crate::command::Outcome;
+use crate::config::Target;
+use crate::fsutil::epoch_secs;
+use crate::schedule::{Cmd, Now, Observation, Phase, Rules, TargetState};
+use crate::state::{CommandRecord, RestartRecord, RunningCommand, TargetRecord, TargetStatus};
+
+/// One watched target.
+pub(super) struct Slot {
+    /// Stable across reloads; commands report back by it.
+    pub id: u64,
+    pub target: Target,
+    pub rules: Rules,
+    pub state: TargetState,
+    /// Last reason the heartbeat could not be read, to log each new one once.
+    pub last_error: Option<String>,
+    pub failures: u64,
+    pub timeouts: u64,
+    pub failed_restarts: u64,
+    pub last_restart: Option<RestartRecord>,
+    /// Tries in a row of a command that could not run for lack of resources.
+    pub short_tries: u32,
+    /// The process group of the command running for it, once spawned.
+    pub running: Option<RunningCommand>,
+    /// A command an earlier protector left running: its next command waits for it first.
+    pub leftover: Option<RunningCommand>,
+    /// The heartbeat was seen on a filesystem with whole-second file times (said once).
+    pub coarse_said: bool,
+    /// Why an operator paused it (the end of the pause is `state.paused_until`).
+    pub pause_reason: Option<String>,
+}
+
+impl Slot {
+    /// A target watched from now on, after a first look at its heartbeat.
+    pub fn new(id: u64, target: Target, (obs, err): Look, now: Now) -> Slot {
+        let rules = Rules::of(&target);
+        let mut slot = Slot {
+            id,
+            state: TargetState::start(&rules, &obs, now),
+            target,
+            rules,
+            last_error: None,
+            failures: 0,
+            timeouts: 0,
+            failed_restarts: 0,
+            last_restart: None,
+            short_tries: 0,
+            running: None,
+            leftover: None,
+            coarse_said: false,
+            pause_reason: None,
+        };
+        slot.note_look(&obs, err);
+        slot
+    }
+
+    pub fn is_running(&self) -> bool {
+        matches!(self.state.phase, Phase::Running(_))
+    }
+
+    /// Starts timing over from `obs` as at start-up, keeping the restart counts and a pause.
+    pub fn start_over(&mut self, obs: &Observation, now: Now) {
+        let (consecutive, total) = (self.state.consecutive, self.state.restarts_total);
+        let paused = self.state.paused_until;
+        self.state = TargetState::start(&self.rules, obs, now);
+        self.state
+            .restore(&self.rules, consecutive, total, None, now.mono);
+        if let Some(until) = paused {
+            self.state.pause(until);
+        }
+    }
+
+    /// Logs what a look tells an operator: why the file could not be read (each new reason
+    /// once), that its filesystem keeps whole-second times (once).
+    pub fn note_look(&mut self, obs: &Observation, err: Option<String>) {
+        if let Observation::Present(print) = obs
+            && print.coarse
+            && !self.coarse_said
+        {
+            self.coarse_said = true;
+            warn!(
+                target = %self.target.name,
+                event = "heartbeat_coarse_times",
+                heartbeat = %self.target.heartbeat.display(),
+                hashed = print.content.is_some(),
+                "{}",
+                crate::heartbeat::COARSE_ADVICE
+            );
+        }
+        self.note_error(err);
+    }
+
+    fn note_error(&mut self, err: Option<String>) {
+        if err.is_some() && err != self.last_error {
+            warn!(
+                target = %self.target.name,
+                event = "heartbeat_unreadable",
+                heartbeat = %self.target.heartbeat.display(),
+                reason = err.as_deref().unwrap_or_default(),
+                "cannot read the heartbeat file; counting it as no heartbeat"
+            );
+        }
+        self.last_error = err;
+    }
+
+    /// Books a finished stop or start command.
+    pub fn record(&mut self, cmd: Cmd, o: &Outcome) {
+        if cmd == Cmd::SkipIf {
+            return;
+        }
+        if !o.success() {
+            self.failures = self.failures.saturating_add(1);
+        }
+        if o.timed_out {
+            self.timeouts = self.timeouts.saturating_add(1);
+        }
+        if let Some(r) = &mut self.last_restart {
+            r.commands.push(CommandRecord {
+                command: cmd.name().into(),
+                exit_code: o.status.as_ref().ok().and_then(|s| s.code()),
+                status: match &o.status {
+                    Ok(s) => s.to_string(),
+                    Err(e) => e.clone(),
+                },
+                duration_ms: o.duration.as_millis() as u64,
+                timed_out: o.timed_out,
+            });
+        }
+    }
+
+    /// Carries over what the previous run of protector knew (its state file).
+    pub fn restore_record(&mut self, rec: &TargetRecord, now: Now) {
+        let resume = rec.next_check.and_then(|at| {
+            let ahead = at - epoch_secs(now.wall);
+            (ahead > 0.0)
+                .then(|| crate::schedule::later(now.mono, Duration::from_secs_f64(ahead.min(1e9))))
+        });
+        self.state.restore(
+            &self.rules,
+            rec.consecutive_restarts,
+            rec.restarts_total,
+            resume,
+            now.mono,
+        );
+        self.failures = rec.command_failures_total;
+        self.timeouts = rec.command_timeouts_total;
+        self.failed_restarts = rec.restarts_failed_total;
+        self.last_restart = rec.last_restart.clone();
+        self.leftover = rec
+            .running_command
+            .clone()
+            .filter(|r| crate::platform::group_alive(r.pgid, &r.stamp));
+        if let Some(left) = &self.leftover {
+            warn!(
+                target = %self.target.name,
+                event = "leftover_found",
+                command = %left.command,
+                pgid = left.pgid,
+                "a {} command of the previous protector is still running; the next command \
+                 for this target waits for it (at most command_timeout after it began), then kills it",
+                left.command
+            );
+        }
+        if let Some(until) = rec.paused_until {
+            let ahead = until - epoch_secs(now.wall);
+            if ahead > 0.0 {
+                // Never longer than a pause can be asked for (a clock set back, a file edited).
+                let left =
+                    Duration::from_secs_f64(ahead.min(crate::control::MAX_PAUSE.as_secs_f64()));
+                let at = crate::schedule::later(now.mono, left);
+                self.state.pause(at);
+                self.pause_reason = rec
+                    .pause_reason
+                    .as_deref()
+                    .map(|r| r.chars().take(crate::control::MAX_REASON).collect());
+                info!(
+                    target = %self.target.name,
+                    event = "pause_restored",
+                    left_secs = super::secs(at - now.mono),
+                    reason = self.pause_reason.as_deref().unwrap_or_default(),
+                    "still paused (restored from the state file)"
+                );
+            }
+        }
+        if rec.state == TargetStatus::Restarting {
+            // When it began; not on record (skip_if was asked before any restart): then any
+            // heartbeat on record counts as one since.
+            let at = rec.last_restart.as_ref().map_or(0.0, |r| r.at);
+            let ago = (epoch_secs(now.wall) - at).clamp(0.0, 1e9);
+            let began = now
+                .mono
+                .checked_sub(Duration::from_secs_f64(ago))
+                .unwrap_or(now.mono);
+            if self.state.resume_interrupted(began, now.mono) {
+                info!(
+                    target = %self.target.name,
+                    event = "restart_resumed",
+                    "resuming an interrupted restart: protector stopped while it ran"
+                );
+            }
+        }
+        if rec.consecutive_restarts > 0 {
+            info!(
+                target = %self.target.name,
+                event = "state_restored",
+                consecutive_restarts = rec.consecutive_restarts,
+                "restored restart count from the state file; backoff continues"
+            );
+        }
+    }
+
+    pub fn status(&self) -> TargetStatus {
+        match self.state.phase {
+            Phase::Running(_) => TargetStatus::Restarting,
+            _ if self.state.paused_until.is_some() => TargetStatus::Paused,
+            Phase::GivenUp => TargetStatus::GivenUp,
+            Phase::Watching if self.state.consecutive > 0 => TargetStatus::BackingOff,
+            Phase::Watching => TargetStatus::Watching,
+        }
+    }
+
+    pub(super) fn record_at(&self, wall_at: impl Fn(Instant) -> f64) -> TargetRecord {
+        let st = &self.state;
+        TargetRecord {
+            name: self.target.name.clone(),
+            heartbeat: self.target.heartbeat.display().to_string(),
+            state: self.status(),
+            last_heartbeat: st.beat_known.then(|| wall_at(st.last_beat)),
+            next_check: (!self.is_running()).then(|| wall_at(st.deadline)),
+            restarts_total: st.restarts_total,
+            consecutive_restarts: st.consecutive,
+            backoff_secs: if st.consecutive > 0 {
+                self.rules.wait_after_restart(st.consecutive).as_secs_f64()
+            } else {
+                0.0
+            },
+            command_failures_total: self.failures,
+            command_timeouts_total: self.timeouts,
+            restarts_failed_total: self.failed_restarts,
+            last_restart: self.last_restart.clone(),
+            running_command: self.running.clone().or_else(|| self.leftover.clone()),
+            paused_until: st.paused_until.map(&wall_at),
+            pause_reason: st.paused_until.and_then(|_| self.pause_reason.clone()),
+        }
+    }
+}
