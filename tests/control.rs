@@ -232,41 +232,11 @@ fn a_silent_client_holds_up_nothing_and_bad_requests_get_errors() {
         "answered before the read timeout"
     );
 
-    let v = raw(&sock, b"hello\n");
-    assert_eq!(v["ok"], false);
-    assert!(
-        v["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("malformed request"),
-        "{v}"
+    bad_requests_get_errors(|bytes| raw(&sock, bytes));
+    answered_after_a_rush(
+        || drop(UnixStream::connect(&sock).unwrap()),
+        |bytes| raw(&sock, bytes),
     );
-    let mut big = vec![b'x'; 70_000];
-    big.push(b'\n');
-    let v = raw(&sock, &big);
-    assert_eq!(v["error"], "request too large: at most 65536 bytes");
-    let v = raw(
-        &sock,
-        b"{\"protocol\":2,\"command\":\"reset\",\"targets\":[\"a\"]}\n",
-    );
-    assert_eq!(
-        v["error"],
-        "protocol version 2 is not spoken here (this protector speaks 1)"
-    );
-    // Clients that connect and leave at once, more than the places there are: each place is
-    // given back (until then a request may be told "busy"), and requests are answered again.
-    for _ in 0..50 {
-        drop(UnixStream::connect(&sock).unwrap());
-    }
-    let mut last = serde_json::Value::Null;
-    wait_until(PATIENCE, "a request answered after the rush", || {
-        last = raw(
-            &sock,
-            b"{\"protocol\":1,\"command\":\"resume\",\"all\":true}\n",
-        );
-        last["error"] != "busy: too many requests at once; try again"
-    });
-    assert_eq!(last["ok"], true, "{last}");
 }
 
 #[test]
@@ -286,7 +256,7 @@ fn a_command_told_busy_asks_again_until_a_place_is_free() {
             &sock,
             b"{\"protocol\":1,\"command\":\"resume\",\"all\":true}\n",
         )["error"]
-            == "busy: too many requests at once; try again"
+            == BUSY
     });
     let (code, out, err) = ctl(&sb, &cfg, &["pause", "a"]);
     assert_eq!((code, out.as_str()), (0, "a: paused for 1h00m\n"), "{err}");

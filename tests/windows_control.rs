@@ -121,30 +121,7 @@ fn a_silent_client_holds_up_nothing_and_bad_requests_get_errors() {
     BufReader::new(&silent).read_line(&mut line).unwrap();
     assert!(line.contains("no request within 5 s"), "{line}");
     assert!(began.elapsed() >= Duration::from_secs(4));
-    let v = raw(&pipe, b"hello\n");
-    assert!(
-        v["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("malformed request"),
-        "{v}"
-    );
-    let mut big = vec![b'x'; 70_000];
-    big.push(b'\n');
-    let v = raw(&pipe, &big);
-    assert_eq!(v["error"], "request too large: at most 65536 bytes");
-    // Clients that open the pipe and leave at once (one may come and go before protector
-    // waits on that instance), more than the places there are: still answering.
-    for _ in 0..50 {
-        drop(open(&pipe));
-    }
-    let mut last = serde_json::Value::Null;
-    wait_until(PATIENCE, "a request answered after the rush", || {
-        last = raw(
-            &pipe,
-            b"{\"protocol\":1,\"command\":\"reset\",\"all\":true}\n",
-        );
-        last["error"] != "busy: too many requests at once; try again"
-    });
-    assert_eq!(last["ok"], true, "{last}");
+    bad_requests_get_errors(|bytes| raw(&pipe, bytes));
+    // (One client may come and go before protector waits on that pipe instance.)
+    answered_after_a_rush(|| drop(open(&pipe)), |bytes| raw(&pipe, bytes));
 }

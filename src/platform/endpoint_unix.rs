@@ -93,6 +93,7 @@ impl Connection {
 pub fn connect_endpoint(path: &Path) -> io::Result<impl Read + Write> {
     UnixStream::connect(path)
 }
+
 /// The user at the other end of a Unix domain socket (`None` if the OS will not say).
 fn peer_uid(stream: &std::os::unix::net::UnixStream) -> Option<u32> {
     use std::os::fd::AsRawFd;

@@ -390,3 +390,43 @@ pub fn control_endpoint(sb: &Sandbox) -> PathBuf {
     );
     path.unwrap()
 }
+
+/// What the daemon answers while every place for a connection is taken.
+pub const BUSY: &str = "busy: too many requests at once; try again";
+
+/// What a control endpoint answers a request it cannot take: malformed, too large, or of
+/// another protocol version. `raw` sends the bytes and returns the one-line answer.
+pub fn bad_requests_get_errors(raw: impl Fn(&[u8]) -> Value) {
+    let v = raw(b"hello\n");
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed request"),
+        "{v}"
+    );
+    let mut big = vec![b'x'; 70_000];
+    big.push(b'\n');
+    assert_eq!(raw(&big)["error"], "request too large: at most 65536 bytes");
+    let v = raw(b"{\"protocol\":2,\"command\":\"reset\",\"all\":true}\n");
+    assert_eq!(
+        v["error"],
+        "protocol version 2 is not spoken here (this protector speaks 1)"
+    );
+}
+
+/// More clients than there are places connect and leave at once (`connect_and_leave`): each
+/// place is given back (until then a request may be told [`BUSY`]), and a request through
+/// `raw` is answered again.
+pub fn answered_after_a_rush(connect_and_leave: impl Fn(), raw: impl Fn(&[u8]) -> Value) {
+    for _ in 0..50 {
+        connect_and_leave();
+    }
+    let mut last = Value::Null;
+    wait_until(PATIENCE, "a request answered after the rush", || {
+        last = raw(b"{\"protocol\":1,\"command\":\"reset\",\"all\":true}\n");
+        last["error"] != BUSY
+    });
+    assert_eq!(last["ok"], true, "{last}");
+}
