@@ -84,6 +84,20 @@ impl Drop for Sysctl {
     }
 }
 
+/// Runs `test` with the kernel's protections `names` (fs.protected_*) off, then on, holding
+/// [`SYSCTL`], and puts them back; says so and does nothing where they cannot be changed.
+fn with_protections_off_then_on(names: &[&str], mut test: impl FnMut(&str)) {
+    let _serial = SYSCTL.lock().unwrap_or_else(|p| p.into_inner());
+    for protected in ["0", "1"] {
+        let guards: Option<Vec<Sysctl>> = names.iter().map(|n| Sysctl::set(n, protected)).collect();
+        let Some(_guards) = guards else {
+            eprintln!("skipped: cannot change fs.protected_*");
+            return;
+        };
+        test(protected);
+    }
+}
+
 fn one_target(extra: &str) -> String {
     format!(
         "{extra}targets:\n  - name: svc\n    heartbeat: svc.beat\n    timeout: 1h\n    start: 'true'\n"
@@ -130,20 +144,12 @@ fn the_default_lock_is_in_a_directory_only_root_can_write_and_named_after_the_co
 #[test]
 fn a_lock_file_another_user_made_or_linked_is_never_used_nor_written() {
     let Some(sb) = arena() else { return };
-    let _serial = SYSCTL.lock().unwrap_or_else(|p| p.into_inner());
     shared_dir(&sb, "shared");
     sb.touch("svc.beat");
     sb.write("victim", "root's secret\n");
     chmod(&sb.path("victim"), 0o600);
     sb.write("protector.yaml", &one_target("lock_file: shared/x.lock\n"));
-    for protected in ["0", "1"] {
-        let (Some(_links), Some(_regular)) = (
-            Sysctl::set("protected_symlinks", protected),
-            Sysctl::set("protected_regular", protected),
-        ) else {
-            eprintln!("skipped: cannot change fs.protected_*");
-            return;
-        };
+    with_protections_off_then_on(&["protected_symlinks", "protected_regular"], |protected| {
         // A symlink planted where the lock goes: refused, and where it leads is untouched.
         let _ = std::fs::remove_file(sb.path("shared/x.lock"));
         assert!(as_nobody(&sb, "ln -s ../victim shared/x.lock"));
@@ -166,7 +172,7 @@ fn a_lock_file_another_user_made_or_linked_is_never_used_nor_written() {
             "protected={protected}: {err}"
         );
         assert_eq!(sb.lines("shared/x.lock"), ["4242"]);
-    }
+    });
 }
 
 #[test]
@@ -306,7 +312,6 @@ fn log_files_are_for_root_only() {
 #[test]
 fn a_log_file_another_user_planted_is_refused_not_waited_on_nor_written() {
     let Some(sb) = arena() else { return };
-    let _serial = SYSCTL.lock().unwrap_or_else(|p| p.into_inner());
     shared_dir(&sb, "logs");
     sb.touch("svc.beat");
     sb.write("protector.yaml", &one_target(""));
@@ -324,14 +329,7 @@ fn a_log_file_another_user_planted_is_refused_not_waited_on_nor_written() {
     ];
     // With the kernel's protections (systemd turns them on) the open itself is refused to
     // root; without them protector refuses what it opened. Either way the owner is named.
-    for protected in ["0", "1"] {
-        let (Some(_regular), Some(_fifos)) = (
-            Sysctl::set("protected_regular", protected),
-            Sysctl::set("protected_fifos", protected),
-        ) else {
-            eprintln!("skipped: cannot change fs.protected_*");
-            return;
-        };
+    with_protections_off_then_on(&["protected_regular", "protected_fifos"], |protected| {
         // Today's file (UTC), made first by another user as a FIFO nobody reads.
         let _ = std::fs::remove_file(sb.path(&log));
         assert!(as_nobody(&sb, &format!("mkfifo {log}")));
@@ -351,7 +349,7 @@ fn a_log_file_another_user_planted_is_refused_not_waited_on_nor_written() {
             "protected={protected}: {err}"
         );
         assert_eq!(std::fs::metadata(sb.path(&log)).unwrap().len(), 0);
-    }
+    });
 }
 
 #[test]
