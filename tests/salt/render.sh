@@ -145,6 +145,26 @@ grep -qF 'heartbeat: /srv/beats/minion.alive' "$dir/protector.yaml" || fail "the
 got=$( (call "$dir" protector.status || true) | python3 -c 'import json,sys; print(json.load(sys.stdin)["local"]["error"])')
 case "$got" in *"/opt/protector/bin/protector"*) ;; *) fail "protector.status does not run the pillar's binary: $got" ;; esac
 echo "  pillar's heartbeat and binary reach the module and the config"
+# The operators' functions build protector's command line: a stand-in binary (from pillar)
+# answers with the arguments it was given.
+fake=$T/fake-protector
+printf '#!/bin/sh\nexec python3 -c "import json,sys; print(json.dumps({\\"ok\\": True, \\"args\\": sys.argv[1:]}))" "$@"\n' >"$fake"
+chmod +x "$fake"
+printf 'protector:\n  bin: %s\n' "$fake" >"$T/fake.sls"
+dir=$(setup Linux "$T/fake.sls")
+call "$dir" saltutil.sync_modules >/dev/null
+args_of() { call "$dir" "$@" | python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)["local"]["args"]))'; }
+tail=" --config /etc/protector/protector.yaml --json"
+for c in "protector.pause salt-minion for=30m reason=upgrade|pause salt-minion --for 30m --reason upgrade" \
+    "protector.resume all=True|resume --all" "protector.restart a b|restart a b" \
+    "protector.reset all=True|reset --all" "protector.reload|reload"; do
+    # shellcheck disable=SC2086 # the call's words
+    got=$(args_of ${c%%|*})
+    [ "$got" = "${c#*|}$tail" ] || fail "salt-call ${c%%|*} ran protector $got"
+done
+call "$dir" protector.resume >"$T/noname.json" 2>&1 && fail "protector.resume with no target name was accepted"
+grep -q "name at least one target" "$T/noname.json" || { cat "$T/noname.json"; fail "protector.resume without a name does not say why"; }
+echo "  protector.pause/resume/restart/reset/reload run protector with the arguments asked for"
 # An aarch64 minion gets the aarch64 build (publish.sh puts both on the file server).
 dir=$(setup Linux "$empty")
 echo "grains: {cpuarch: aarch64}" >>"$dir/minion"

@@ -158,7 +158,10 @@ def _control(args, timeout=30):
     return _run(args, {"ok": False}, timeout)
 
 
-def _names(names):
+def _which(names, kwargs):
+    """The targets' part of the command line: ``--all``, or the names (at least one)."""
+    if kwargs.get("all"):
+        return ["--all"]
     if not names:
         raise salt.exceptions.SaltInvocationError(
             "name at least one target, or all=True for every one"
@@ -182,7 +185,7 @@ def pause(*names, **kwargs):
 
         salt 'web*' protector.pause salt-minion for=30m reason="salt upgrade"
     """
-    args = ["pause"] + (["--all"] if kwargs.get("all") else _names(names))
+    args = ["pause"] + _which(names, kwargs)
     if kwargs.get("for"):
         args += ["--for", str(kwargs["for"])]
     if kwargs.get("reason"):
@@ -198,19 +201,21 @@ def resume(*names, **kwargs):
 
         salt 'web*' protector.resume salt-minion
     """
-    return _control(["resume"] + (["--all"] if kwargs.get("all") else _names(names)))
+    return _control(["resume"] + _which(names, kwargs))
 
 
 def restart(*names, **kwargs):
     """
     Restart targets now (their stop, then start command) and return the outcome once they
-    end; a restart already under way is not doubled.
+    end; a restart already under way is not doubled. Restarting the salt-minion itself stops
+    the minion that runs this job, so no answer comes back (the restart still happens; see
+    ``protector.status`` afterwards).
 
     CLI Example:
 
         salt 'web*' protector.restart nginx
     """
-    args = ["restart"] + (["--all"] if kwargs.get("all") else _names(names))
+    args = ["restart"] + _which(names, kwargs)
     return _control(args, timeout=kwargs.get("timeout", 600))
 
 
@@ -222,7 +227,7 @@ def reset(*names, **kwargs):
 
         salt '*' protector.reset salt-minion
     """
-    return _control(["reset"] + (["--all"] if kwargs.get("all") else _names(names)))
+    return _control(["reset"] + _which(names, kwargs))
 
 
 def reload():
