@@ -199,8 +199,10 @@ impl Connection {
         }
     }
 
-    /// Writes `bytes` (an answer fits in the pipe's buffer, so this does not wait on the
-    /// client).
+    /// Writes `bytes` and waits until the client has read them (the flush), with no time
+    /// limit: a synchronous pipe has no write timeout. So a client that asks and never reads
+    /// keeps its place (one of `control::MAX_CLIENTS`) until it goes; only SYSTEM,
+    /// Administrators and protector's own account may open the pipe at all.
     pub fn write_all(&mut self, bytes: &[u8], _within: Duration) -> io::Result<()> {
         self.0.write_all(bytes)?;
         self.0.flush()
