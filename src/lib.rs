@@ -2,7 +2,8 @@
 //!
 //! Module map: `cli` (arguments, legacy form) -> `config` (YAML -> validated model) ->
 //! `daemon` (the loop) which drives `schedule` (pure decisions), `heartbeat` (observing
-//! files) and `command` (running stop/start with timeouts). The daemon keeps its books in
+//! files), `command` (running stop/start with timeouts) and `depends` (checking what a
+//! target needs before a restart). The daemon keeps its books in
 //! `state` and `metrics` files, holds the single-instance `lock` and talks to `systemd`;
 //! `status` reads the state file back; `control` carries operators' requests (pause, restart,
 //! reload...) to it; on Windows `service` runs it as a Windows service.
@@ -13,6 +14,7 @@ pub(crate) mod command;
 pub mod config;
 pub(crate) mod control;
 pub(crate) mod daemon;
+pub(crate) mod depends;
 pub(crate) mod fsutil;
 pub(crate) mod heartbeat;
 pub(crate) mod lock;

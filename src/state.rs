@@ -58,6 +58,12 @@ pub struct TargetRecord {
     /// The reason the operator gave for the pause.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause_reason: Option<String>,
+    /// Held since then: stale, but a dependency (`depends_on`) is down, so not restarted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_since: Option<f64>,
+    /// While held: what the dependency check that found it down said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependency: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -114,16 +120,21 @@ pub enum TargetStatus {
     /// An operator paused it (`protector pause`): not judged until resumed or the pause ends.
     #[serde(rename = "paused")]
     Paused,
+    /// Stale, but a dependency (`depends_on`) is down: not restarted while it is; checked
+    /// again, and given a whole timeout once it is back.
+    #[serde(rename = "held")]
+    Held,
 }
 
 impl TargetStatus {
-    pub const ALL: [TargetStatus; 6] = [
+    pub const ALL: [TargetStatus; 7] = [
         TargetStatus::Watching,
         TargetStatus::Restarting,
         TargetStatus::BackingOff,
         TargetStatus::GivenUp,
         TargetStatus::Disabled,
         TargetStatus::Paused,
+        TargetStatus::Held,
     ];
 
     /// The word used in the state file, `status` and the metrics' `state` label.
@@ -135,6 +146,7 @@ impl TargetStatus {
             TargetStatus::GivenUp => "given up",
             TargetStatus::Disabled => "disabled",
             TargetStatus::Paused => "paused",
+            TargetStatus::Held => "held",
         }
     }
 

@@ -180,6 +180,15 @@ fn row(t: &TargetRecord, now: f64) -> [String; 6] {
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default()
         ),
+        (TargetStatus::Held, _) => format!(
+            "held {}: a dependency is down{}",
+            t.held_since
+                .map_or(String::new(), |at| format!("for {}", human(now - at))),
+            t.dependency
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default()
+        ),
         _ => t.state.to_string(),
     };
     [t.name.clone(), state, age, restarts, next, last]

@@ -64,6 +64,10 @@ fn heartbeat_warnings(config: &Config) -> Vec<String> {
                 ("start", &Some(t.start.clone())),
                 ("skip_if", &t.skip_if),
                 ("notify", &t.notify),
+                (
+                    "depends_on",
+                    &t.depends_on.as_ref().and_then(|d| d.command.clone()),
+                ),
             ]
             .into_iter()
             .filter_map(|(what, line)| match line {
@@ -251,6 +255,36 @@ pub fn describe(file: &str, config: &Config, origins: Option<&Origins>) -> Strin
         if let Some(skip_if) = &t.skip_if {
             let value = format!("{} (then wait {})", argv(skip_if), fmt_dur(t.skip_delay));
             line("skip_if", value, &["skip_if", "skip_delay"]);
+        }
+        if let Some(d) = &t.depends_on {
+            let mut parts = Vec::new();
+            if !d.tcp.is_empty() {
+                let list: Vec<String> = d.tcp.iter().map(ToString::to_string).collect();
+                parts.push(format!("tcp {} (any one)", list.join(", ")));
+            }
+            if let Some(c) = &d.command {
+                parts.push(format!("command {}", argv(c)));
+            }
+            let value = format!(
+                "{}; each check at most {}, held: checked again within {}",
+                parts.join(" and "),
+                fmt_dur(d.check_timeout),
+                fmt_dur(d.recheck)
+            );
+            line(
+                "depends_on",
+                value,
+                &[
+                    "depends_on/tcp",
+                    "depends_on/command",
+                    "depends_on/check_timeout",
+                    "depends_on/recheck",
+                ],
+            );
+        }
+        if !t.restart_splay.is_zero() {
+            let value = format!("a random wait of up to {}", fmt_dur(t.restart_splay));
+            line("restart_splay", value, &["restart_splay"]);
         }
     }
     out

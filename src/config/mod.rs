@@ -18,7 +18,7 @@ pub mod schema;
 use std::fmt;
 use std::path::Path;
 
-pub use model::{Backoff, CommandLine, Config, Files, Os, Target};
+pub use model::{Backoff, CommandLine, Config, Depends, Endpoint, Files, Os, Target};
 use position::PositionMap;
 
 /// Largest config file read; far above any real config (10,000 targets take about 1.5 MB).

@@ -82,6 +82,84 @@ pub struct Target {
     pub notify: Option<CommandLine>,
     pub skip_if: Option<CommandLine>,
     pub skip_delay: Duration,
+    /// What must be reachable for a restart to help; `None`: nothing is checked.
+    pub depends_on: Option<Depends>,
+    /// Up to this random wait before a restart (zero: none).
+    pub restart_splay: Duration,
+}
+
+/// A target's dependencies (`depends_on`): at least one of them listed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Depends {
+    /// Up when any one accepts a connection (ignored when empty).
+    pub tcp: Vec<Endpoint>,
+    /// Up when it exits 0.
+    pub command: Option<CommandLine>,
+    /// Bound of one check.
+    pub check_timeout: Duration,
+    /// Longest wait between two checks while held.
+    pub recheck: Duration,
+}
+
+/// The default `depends_on.check_timeout`.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default `depends_on.recheck`.
+pub const RECHECK: Duration = Duration::from_secs(30);
+
+/// A TCP endpoint of a dependency: a name or an address, and a port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Endpoint {
+    /// `host:port`, `1.2.3.4:port` or `[v6]:port` (the schema's `ENDPOINT_PATTERN`, plus
+    /// a port that fits and a bracketed part that is an IPv6 address).
+    pub fn parse(text: &str) -> Result<Endpoint, String> {
+        let bad = |why: &str| {
+            Err(format!(
+                "{} is not a TCP endpoint: {why}",
+                crate::text::clean(&format!("{text:?}"))
+            ))
+        };
+        let Some((host, port)) = text.rsplit_once(':') else {
+            return bad("write it as host:port (an IPv6 address in brackets: [::1]:4506)");
+        };
+        let host = if let Some(inner) = host.strip_prefix('[') {
+            let Some(inner) = inner.strip_suffix(']') else {
+                return bad("an opening `[` without its `]`");
+            };
+            if inner.parse::<std::net::Ipv6Addr>().is_err() {
+                return bad("what is in brackets is not an IPv6 address");
+            }
+            inner
+        } else if host.contains(':') {
+            return bad("an IPv6 address must be written in brackets: [::1]:4506");
+        } else {
+            host
+        };
+        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || "[]/".contains(c)) {
+            return bad("the host is empty or holds a space, bracket or slash");
+        }
+        match port.parse::<u16>() {
+            Ok(port) if port > 0 => Ok(Endpoint {
+                host: host.to_string(),
+                port,
+            }),
+            _ => bad("the port must be a number from 1 to 65535"),
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
 }
 
 /// The default `command_timeout`.
@@ -108,6 +186,8 @@ impl Target {
             notify: None,
             skip_if: None,
             skip_delay: timeout.min(SKIP_DELAY_MAX),
+            depends_on: None,
+            restart_splay: Duration::ZERO,
         }
     }
 }

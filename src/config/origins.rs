@@ -8,8 +8,9 @@ use serde_json::Value;
 
 use super::{Os, key_path};
 
-/// Every setting a layer can hold (`backoff` as its two parts, which are picked apart).
-pub const SETTINGS: [&str; 15] = [
+/// Every setting a layer can hold (`backoff` and `depends_on` as their parts, which are
+/// picked apart).
+pub const SETTINGS: [&str; 20] = [
     "heartbeat",
     "timeout",
     "stop",
@@ -25,6 +26,11 @@ pub const SETTINGS: [&str; 15] = [
     "notify",
     "skip_if",
     "skip_delay",
+    "depends_on/tcp",
+    "depends_on/command",
+    "depends_on/check_timeout",
+    "depends_on/recheck",
+    "restart_splay",
 ];
 
 /// Per target name, per setting: the key path of the layer that sets it (`defaults.os.linux`,

@@ -123,7 +123,41 @@ pub struct Settings {
     /// How long a restart postponed by `skip_if` waits before the target is judged again.
     /// Default: the timeout, at most 1m.
     pub skip_delay: Option<DurationSpec>,
+    /// What must be reachable for a restart to help (a salt-minion's master): checked only
+    /// once the target is judged stale, before its restart. While it is down the target is
+    /// held, not restarted, and checked again; once it is back the target gets a whole
+    /// `timeout` for a heartbeat before it is judged again. A service that hangs while its
+    /// dependency is up is restarted as usual.
+    pub depends_on: Option<DependsSpec>,
+    /// Before a stale target is restarted, wait a random time up to this, drawn anew each
+    /// time; a heartbeat during the wait calls the restart off. Spreads over this time the
+    /// restarts of a fleet whose heartbeats all lapsed together. Default: no wait.
+    pub restart_splay: Option<DurationSpec>,
 }
+
+/// A target's dependencies: up when at least one of the `tcp` endpoints accepts a connection
+/// (if any are listed) and `command` exits 0 (if one is given).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DependsSpec {
+    /// TCP endpoints as `host:port` (a name, an IPv4 address, or an IPv6 address in brackets:
+    /// `[2001:db8::1]:4506`); one that accepts a connection is enough (several masters,
+    /// failover). An empty list here clears a list inherited from `defaults`.
+    #[schemars(extend("items" = { "type": "string", "pattern": ENDPOINT_PATTERN }))]
+    pub tcp: Option<Vec<String>>,
+    /// A command that exits 0 when the dependency is up; anything else (another status, a
+    /// timeout, a program that cannot run) means down. Killed as a tree at `check_timeout`.
+    pub command: Option<CommandSpec>,
+    /// Bound of one check, name resolution and connection included (the endpoints and the
+    /// command are tried at the same time). Default 5s.
+    pub check_timeout: Option<DurationSpec>,
+    /// While held, the dependency is checked again at a random moment between half this and
+    /// this after the last check (so a fleet does not check in step). Default 30s.
+    pub recheck: Option<DurationSpec>,
+}
+
+/// `host:port`, with an IPv6 address in brackets; kept in step with `model::Endpoint::parse`.
+pub const ENDPOINT_PATTERN: &str = r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]/]+):[0-9]{1,5}$";
 
 /// Backoff between consecutive restarts.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]

@@ -10,9 +10,12 @@ use std::time::Duration;
 use super::Problem;
 use super::duration;
 use super::expand::expand;
-use super::model::{CommandLine, Config, DEFAULT_MAX_PARALLEL_COMMANDS, Files, Os, Target};
+use super::model::{
+    CHECK_TIMEOUT, CommandLine, Config, DEFAULT_MAX_PARALLEL_COMMANDS, Depends, Endpoint, Files,
+    Os, RECHECK, Target,
+};
 use super::position::escape;
-use super::raw::{CommandSpec, DurationSpec, OsOverrides, RawConfig, Settings};
+use super::raw::{CommandSpec, DependsSpec, DurationSpec, OsOverrides, RawConfig, Settings};
 
 /// Looks up an environment variable. `None` as the whole lookup means "do not expand":
 /// used when checking a config for another OS, whose environment is not this one.
@@ -238,6 +241,8 @@ impl<'a> Layered<'a> {
             .map(|(spec, ptr)| self.command(spec, ptr, shell, problems));
         let skip_delay = self.duration("skip_delay", |s| s.skip_delay.as_ref(), problems);
         let enabled = self.pick("enabled", |s| s.enabled.as_ref());
+        let depends_on = self.depends(shell, problems);
+        let restart_splay = self.duration("restart_splay", |s| s.restart_splay.as_ref(), problems);
 
         if problems.len() > before {
             return None;
@@ -256,7 +261,54 @@ impl<'a> Layered<'a> {
         t.notify = notify.flatten();
         t.skip_if = skip_if.flatten();
         t.skip_delay = skip_delay?.unwrap_or(t.skip_delay);
+        t.depends_on = depends_on;
+        t.restart_splay = restart_splay?.unwrap_or(t.restart_splay);
         Some(t)
+    }
+
+    /// `depends_on`, each of its parts taken from the most specific layer that sets it (as
+    /// `backoff`'s); `None` when no endpoint and no command is left.
+    fn depends(&self, shell: bool, problems: &mut Vec<Problem>) -> Option<Depends> {
+        let part = |key: &str, ptr: String| format!("{ptr}/{key}");
+        let tcp = self
+            .pick("depends_on", |s| {
+                s.depends_on.as_ref().and_then(|d| d.tcp.as_ref())
+            })
+            .map(|(list, ptr)| {
+                list.iter()
+                    .enumerate()
+                    .filter_map(|(i, text)| {
+                        Endpoint::parse(text)
+                            .map_err(|msg| {
+                                problems.push(Problem::new(
+                                    format!("{}/{i}", part("tcp", ptr.clone())),
+                                    msg,
+                                ))
+                            })
+                            .ok()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let command = self
+            .pick("depends_on", |s| {
+                s.depends_on.as_ref().and_then(|d| d.command.as_ref())
+            })
+            .and_then(|(spec, ptr)| self.command(spec, part("command", ptr), shell, problems));
+        let mut timing = |key: &str, get: fn(&DependsSpec) -> Option<&DurationSpec>| {
+            let (spec, ptr) = self.pick("depends_on", |s| s.depends_on.as_ref().and_then(get))?;
+            duration::parse(spec)
+                .map_err(|msg| problems.push(Problem::new(part(key, ptr), msg)))
+                .ok()
+        };
+        let check_timeout = timing("check_timeout", |d| d.check_timeout.as_ref());
+        let recheck = timing("recheck", |d| d.recheck.as_ref());
+        (!tcp.is_empty() || command.is_some()).then(|| Depends {
+            tcp,
+            command,
+            check_timeout: check_timeout.unwrap_or(CHECK_TIMEOUT),
+            recheck: recheck.unwrap_or(RECHECK),
+        })
     }
 
     fn command(

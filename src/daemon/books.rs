@@ -136,6 +136,8 @@ impl Daemon {
             running_command: None,
             paused_until: None,
             pause_reason: None,
+            held_since: None,
+            dependency: None,
         }));
         StateFile {
             format: state::FORMAT.into(),

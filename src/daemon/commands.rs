@@ -399,7 +399,7 @@ impl Daemon {
     }
 
     /// What every command of a target finds in its environment.
-    fn command_env(&self, slot: &Slot) -> Vec<(&'static str, String)> {
+    pub(super) fn command_env(&self, slot: &Slot) -> Vec<(&'static str, String)> {
         vec![
             ("PROTECTOR_TARGET", slot.target.name.clone()),
             (

@@ -1,5 +1,6 @@
-//! What the loop does to the world, behind three small interfaces: a clock, something that
-//! looks at heartbeat files, something that runs commands. Production passes the real ones
+//! What the loop does to the world, behind four small interfaces: a clock, something that
+//! looks at heartbeat files, something that runs commands, something that checks
+//! dependencies (and a seed for the random waits). Production passes the real ones
 //! ([`Effects::real`]); the tests in `tests.rs` pass fakes and drive the loop on simulated
 //! time, with no sleep and no process.
 
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tracing::{info, warn};
 
 use crate::command::{self, Outcome};
-use crate::config::CommandLine;
+use crate::config::{CommandLine, Depends};
 use crate::fsutil::epoch_secs;
 use crate::platform;
 use crate::schedule::{Now, Observation};
@@ -58,10 +59,29 @@ pub(crate) trait Runner {
     fn run(&self, job: Job, report: Report);
 }
 
+/// One dependency check to make, for a target.
+pub(crate) struct Probe {
+    pub target: String,
+    pub depends: Depends,
+    pub env: Vec<(&'static str, String)>,
+}
+
+/// Called exactly once with a check's verdict.
+pub(crate) type Verdict = Box<dyn FnOnce(crate::depends::Verdict) + Send>;
+
+/// Checks dependencies without blocking the caller; `verdict` is called at most once (the
+/// loop bounds the wait for it itself, so a lost verdict only counts as "no answer").
+pub(crate) trait Checker {
+    fn check(&self, probe: Probe, verdict: Verdict);
+}
+
 pub(crate) struct Effects {
     pub clock: Box<dyn Clock>,
     pub looker: Box<dyn Looker>,
     pub runner: Box<dyn Runner>,
+    pub checker: Box<dyn Checker>,
+    /// Seeds each target's random waits.
+    pub seed: u64,
 }
 
 impl Effects {
@@ -72,6 +92,33 @@ impl Effects {
             clock: Box::new(SystemClock),
             looker: Box::new(super::looks::FileLooker::default()),
             runner: Box::new(ThreadRunner),
+            checker: Box::new(ThreadChecker),
+            seed: crate::fsutil::random(),
+        }
+    }
+}
+
+/// A thread per check, running `depends::check` (itself bounded by `check_timeout`).
+struct ThreadChecker;
+
+impl Checker for ThreadChecker {
+    fn check(&self, probe: Probe, verdict: Verdict) {
+        let target = probe.target.clone();
+        let made = std::thread::Builder::new()
+            .name("protector-check".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let v = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::depends::check(&probe.depends, &probe.env)
+                }))
+                .unwrap_or_else(|p| crate::depends::Verdict {
+                    up: false,
+                    detail: format!("internal error: {}", panic_message(&*p)),
+                });
+                verdict(v);
+            });
+        if let Err(e) = made {
+            warn!(target = %target, event = "dependency_check_failed", reason = %e, "cannot start a thread to check the dependencies; counted as no answer");
         }
     }
 }

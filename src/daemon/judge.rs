@@ -10,6 +10,7 @@ use tracing::{debug, error, info, warn};
 use super::effects::{Look, panic_message};
 use super::{Daemon, secs};
 use crate::config::Target;
+use crate::config::duration::format as fmt_dur;
 use crate::schedule::{Action, Cmd, Now, Observation, Phase};
 
 /// The longest a look at a heartbeat file is waited for (see `looks.rs`).
@@ -163,21 +164,55 @@ impl Daemon {
                 self.mark_dirty(false);
             }
         }
+        if out.hold_ended || out.called_off {
+            self.heartbeat_ended_wait(i, out.hold_ended);
+        }
         let slot = &self.slots[i];
-        match out.action? {
-            Action::Restart { age, run } => {
-                warn!(
-                    target = %name,
-                    event = "stale",
-                    age_secs = secs(age),
-                    timeout_secs = secs(slot.target.timeout),
-                    consecutive_restarts = slot.state.consecutive,
-                    first = run.name(),
-                    "heartbeat is stale; {}",
-                    if run == Cmd::SkipIf { "asking skip_if before restarting" } else { "restarting" }
-                );
+        let action = out.action?;
+        if let Some(age) = out.stale {
+            let (first, then) = match &action {
+                Action::Delay { wait } => (
+                    "wait",
+                    format!("restarting in {} (restart_splay)", fmt_dur(*wait)),
+                ),
+                Action::Check => (
+                    "depends_on",
+                    "checking its dependencies before restarting".into(),
+                ),
+                Action::Restart {
+                    run: Cmd::SkipIf, ..
+                } => ("skip_if", "asking skip_if before restarting".into()),
+                Action::Restart { run, .. } => (run.name(), "restarting".into()),
+                _ => ("", String::new()),
+            };
+            warn!(
+                target = %name,
+                event = "stale",
+                age_secs = secs(age),
+                timeout_secs = secs(slot.target.timeout),
+                consecutive_restarts = slot.state.consecutive,
+                first,
+                "heartbeat is stale; {then}"
+            );
+        }
+        match action {
+            Action::Restart { run, .. } => {
                 self.mark_dirty(true);
                 Some(run)
+            }
+            Action::Delay { .. } => {
+                self.mark_dirty(true);
+                None
+            }
+            Action::Check => {
+                self.check_dependencies(i);
+                None
+            }
+            Action::Held { first, recheck } => {
+                let bound = self.slots[i].rules.check_bound;
+                let why = format!("no verdict within {}", fmt_dur(bound));
+                self.held(i, first, recheck, why);
+                None
             }
             Action::GiveUp { age, restarts } => {
                 error!(

@@ -31,6 +31,7 @@ mod bounded;
 mod commands;
 mod control;
 mod effects;
+mod hold;
 mod judge;
 mod looks;
 mod reload;
@@ -89,6 +90,12 @@ pub(crate) enum Msg {
         id: u64,
         cmd: Cmd,
         running: RunningCommand,
+    },
+    /// A dependency check (`depends_on`) of slot `id` ended; `seq` says which.
+    Checked {
+        id: u64,
+        seq: u64,
+        verdict: crate::depends::Verdict,
     },
     /// A notify command finished.
     NotifyDone {
@@ -334,6 +341,7 @@ impl Daemon {
             Msg::Done { id, cmd, outcome } => self.on_done(id, cmd, outcome),
             Msg::Spawned { id, cmd, running } => self.on_spawned(id, cmd, running),
             Msg::NotifyDone { target, outcome } => self.on_notify_done(&target, &outcome),
+            Msg::Checked { id, seq, verdict } => self.on_checked(id, seq, verdict),
             Msg::Signal(Signal::Reload) => {
                 let _ = self.reload();
             }

@@ -196,7 +196,7 @@ impl Daemon {
                 }
                 Change::Added => {
                     let look = looks.next().expect("looked above");
-                    let mut slot = Slot::new(self.next_id, target, look, now);
+                    let mut slot = Slot::new(self.next_id, target, look, now, self.fx.seed);
                     self.next_id += 1;
                     if let Some(rec) = restored.get(&slot.target.name) {
                         slot.restore_record(rec, now);

@@ -36,15 +36,25 @@ pub(super) struct Slot {
     pub coarse_said: bool,
     /// Why an operator paused it (the end of the pause is `state.paused_until`).
     pub pause_reason: Option<String>,
+    /// Seeds its random waits (kept when it starts over).
+    seed: u64,
+    /// Counts its dependency checks: a verdict is taken only from the latest.
+    pub check_seq: u64,
+    /// While held: what the dependency check that found it down said.
+    pub dependency: Option<String>,
 }
 
 impl Slot {
     /// A target watched from now on, after a first look at its heartbeat.
-    pub fn new(id: u64, target: Target, (obs, err): Look, now: Now) -> Slot {
+    pub fn new(id: u64, target: Target, (obs, err): Look, now: Now, seed: u64) -> Slot {
         let rules = Rules::of(&target);
+        let mut state = TargetState::start(&rules, &obs, now);
+        // Each target its own draws, however alike the seeds of a fleet's protectors are.
+        let seed = seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        state.seed(seed);
         let mut slot = Slot {
             id,
-            state: TargetState::start(&rules, &obs, now),
+            state,
             target,
             rules,
             last_error: None,
@@ -57,6 +67,9 @@ impl Slot {
             leftover: None,
             coarse_said: false,
             pause_reason: None,
+            seed,
+            check_seq: 0,
+            dependency: None,
         };
         slot.note_look(&obs, err);
         slot
@@ -71,6 +84,9 @@ impl Slot {
         let (consecutive, total) = (self.state.consecutive, self.state.restarts_total);
         let paused = self.state.paused_until;
         self.state = TargetState::start(&self.rules, obs, now);
+        self.seed = self.seed.wrapping_add(1);
+        self.state.seed(self.seed);
+        self.dependency = None;
         self.state
             .restore(&self.rules, consecutive, total, None, now.mono);
         if let Some(until) = paused {
@@ -221,6 +237,10 @@ impl Slot {
         match self.state.phase {
             Phase::Running(_) => TargetStatus::Restarting,
             _ if self.state.paused_until.is_some() => TargetStatus::Paused,
+            _ if self.state.is_held() => TargetStatus::Held,
+            // A restart is under way: its random wait or its dependency check.
+            Phase::Delaying | Phase::Checking => TargetStatus::Restarting,
+            Phase::Held => TargetStatus::Held,
             Phase::GivenUp => TargetStatus::GivenUp,
             Phase::Watching if self.state.consecutive > 0 => TargetStatus::BackingOff,
             Phase::Watching => TargetStatus::Watching,
@@ -249,6 +269,8 @@ impl Slot {
             running_command: self.running.clone().or_else(|| self.leftover.clone()),
             paused_until: st.paused_until.map(&wall_at),
             pause_reason: st.paused_until.and_then(|_| self.pause_reason.clone()),
+            held_since: st.held_since.map(&wall_at),
+            dependency: st.held_since.and(self.dependency.clone()),
         }
     }
 }

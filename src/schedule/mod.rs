@@ -12,6 +12,10 @@
 //!   restarted (stop, then start) unless `max_restarts` consecutive restarts already failed,
 //!   in which case it gives up and only keeps looking for a heartbeat.
 //!
+//! A restart judged due may first wait a random time (`restart_splay`) and check the target's
+//! dependencies (`depends_on`; `hold.rs`): while they are down the target is held, not
+//! restarted, and checked again; a heartbeat during either calls the restart off.
+//!
 //! While a command runs the target has no deadline, so it can never have two actions in
 //! flight. After the start command finishes the next judgement waits `restart_grace`, doubled
 //! for each consecutive restart beyond `backoff.after`, capped at `backoff.max`.
@@ -38,7 +42,19 @@ pub struct Rules {
     pub has_stop: bool,
     pub has_skip_if: bool,
     pub skip_delay: Duration,
+    /// Up to this random wait before a restart.
+    pub restart_splay: Duration,
+    /// The target has dependencies to check before a restart.
+    pub has_depends: bool,
+    /// How long a dependency check may take before it counts as "down" (no answer).
+    pub check_bound: Duration,
+    /// Longest wait between two checks while held.
+    pub recheck: Duration,
 }
+
+/// How much longer than `check_timeout` the loop waits for a check's verdict (the checker
+/// bounds its own work by `check_timeout`; this covers a thread slow to be scheduled).
+pub const CHECK_SLACK: Duration = Duration::from_secs(2);
 
 impl Rules {
     pub fn of(target: &Target) -> Rules {
@@ -52,6 +68,15 @@ impl Rules {
             has_stop: target.stop.is_some(),
             has_skip_if: target.skip_if.is_some(),
             skip_delay: target.skip_delay,
+            restart_splay: target.restart_splay,
+            has_depends: target.depends_on.is_some(),
+            check_bound: target.depends_on.as_ref().map_or(Duration::ZERO, |d| {
+                d.check_timeout.saturating_add(CHECK_SLACK)
+            }),
+            recheck: target
+                .depends_on
+                .as_ref()
+                .map_or(Duration::ZERO, |d| d.recheck),
         }
     }
 
@@ -77,6 +102,12 @@ pub enum Phase {
     Running(Cmd),
     /// Too many consecutive restarts; only a heartbeat brings the target back.
     GivenUp,
+    /// Stale: the random wait before the restart (`restart_splay`) runs to the deadline.
+    Delaying,
+    /// Stale: its dependencies are being checked; the deadline bounds the check.
+    Checking,
+    /// Stale, but a dependency is down: not restarted; checked again at the deadline.
+    Held,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +134,14 @@ pub enum Action {
     /// Stale: run this command first (skip_if, stop, or start). With `skip_if` the restart
     /// only begins when it says so (see [`TargetState::on_command_done`]).
     Restart { age: Duration, run: Cmd },
+    /// Stale: wait this long (drawn within `restart_splay`) before going on.
+    Delay { wait: Duration },
+    /// Check the dependencies; the verdict goes to [`TargetState::on_checked`]. If none comes
+    /// by the deadline, the next due check holds the target.
+    Check,
+    /// The check did not answer in time: held (`first`: the hold begins now), checked again
+    /// after `recheck`.
+    Held { first: bool, recheck: Duration },
     /// `max_restarts` reached: stop restarting.
     GiveUp { age: Duration, restarts: u32 },
 }
@@ -122,6 +161,14 @@ pub struct DueOutcome {
     pub action: Option<Action>,
     /// An operator's pause ran out at this check (the target is watched again).
     pub pause_ended: bool,
+    /// The target was judged stale at this check, its heartbeat this old: a restart is due
+    /// (it may still wait, or be held, before it begins).
+    pub stale: Option<Duration>,
+    /// The heartbeat came back while the target was held: the hold is over.
+    pub hold_ended: bool,
+    /// The heartbeat came back during the wait before a restart, or its dependency check:
+    /// the restart is called off.
+    pub called_off: bool,
 }
 
 /// After a command finished: what comes next.
@@ -160,6 +207,14 @@ pub struct TargetState {
     skip_refused: bool,
     /// An operator paused the target until then: no judgement, no restart before it.
     pub paused_until: Option<Instant>,
+    /// The restart under way has had its random wait.
+    splayed: bool,
+    /// The restart under way found its dependencies up.
+    deps_ok: bool,
+    /// Held since then: a dependency was down at a check and has not been seen up since.
+    pub held_since: Option<Instant>,
+    /// State of the draws (random waits); see `hold.rs`.
+    rng: u64,
 }
 
 impl TargetState {
@@ -193,6 +248,10 @@ impl TargetState {
             restarts_total: 0,
             skip_refused: false,
             paused_until: None,
+            splayed: false,
+            deps_ok: false,
+            held_since: None,
+            rng: 0,
         }
     }
 
@@ -204,10 +263,15 @@ impl TargetState {
     /// The deadline was reached and the file observed.
     pub fn on_due(&mut self, rules: &Rules, obs: &Observation, now: Now) -> DueOutcome {
         debug_assert!(!matches!(self.phase, Phase::Running(_)));
+        let (was, was_held) = (self.phase, self.held_since.is_some());
         let mut out = DueOutcome {
             beat: self.take_beat(rules, obs, now),
             ..DueOutcome::default()
         };
+        if out.beat.is_some() {
+            out.hold_ended = was_held;
+            out.called_off = matches!(was, Phase::Delaying | Phase::Checking);
+        }
 
         if let Some(until) = self.paused_until {
             if now.mono < until {
@@ -221,22 +285,66 @@ impl TargetState {
             return out;
         }
         let age = now.mono.saturating_duration_since(self.last_beat);
-        if self.phase == Phase::GivenUp {
-            self.deadline = later(now.mono, rules.timeout);
-            return out;
+        match self.phase {
+            Phase::GivenUp => {
+                self.deadline = later(now.mono, rules.timeout);
+                return out;
+            }
+            Phase::Checking => {
+                let (first, recheck) = self.hold(rules, now.mono);
+                out.action = Some(Action::Held { first, recheck });
+                return out;
+            }
+            Phase::Held => {
+                out.action = Some(self.check(rules, now.mono));
+                return out;
+            }
+            Phase::Delaying => self.phase = Phase::Watching,
+            Phase::Watching
+                if rules
+                    .max_restarts
+                    .is_some_and(|max| self.consecutive >= max) =>
+            {
+                self.phase = Phase::GivenUp;
+                self.deadline = later(now.mono, rules.timeout);
+                out.action = Some(Action::GiveUp {
+                    age,
+                    restarts: self.consecutive,
+                });
+                return out;
+            }
+            Phase::Watching => out.stale = Some(age),
+            Phase::Running(_) => return out,
         }
-        if rules
-            .max_restarts
-            .is_some_and(|max| self.consecutive >= max)
-        {
-            self.phase = Phase::GivenUp;
-            self.deadline = later(now.mono, rules.timeout);
-            out.action = Some(Action::GiveUp {
-                age,
-                restarts: self.consecutive,
-            });
-            return out;
+        out.action = Some(self.go_on(rules, now.mono, age));
+        out
+    }
+
+    /// The next step of a restart that is due: its random wait, its dependency check, then
+    /// its first command (skip_if, stop or start), each once per restart.
+    fn go_on(&mut self, rules: &Rules, now: Instant, age: Duration) -> Action {
+        if !rules.restart_splay.is_zero() && !self.splayed {
+            self.splayed = true;
+            // At least a millisecond: every decision leaves a deadline ahead.
+            let wait = self
+                .draw(Duration::ZERO, rules.restart_splay)
+                .max(Duration::from_millis(1));
+            self.phase = Phase::Delaying;
+            self.deadline = later(now, wait);
+            return Action::Delay { wait };
         }
+        if rules.has_depends && !self.deps_ok {
+            return self.check(rules, now);
+        }
+        Action::Restart {
+            age,
+            run: self.first_command(rules),
+        }
+    }
+
+    /// The restart's first command runs: skip_if (unless it already said not to skip), else
+    /// stop (or start without one), which counts the restart.
+    fn first_command(&mut self, rules: &Rules) -> Cmd {
         let run = if rules.has_skip_if && !self.skip_refused {
             Cmd::SkipIf
         } else {
@@ -244,8 +352,7 @@ impl TargetState {
             self.begin_restart(rules)
         };
         self.phase = Phase::Running(run);
-        out.action = Some(Action::Restart { age, run });
-        out
+        run
     }
 
     /// A heartbeat, if `obs` shows the file changed since the last look: dated by its mtime
@@ -272,6 +379,8 @@ impl TargetState {
             self.phase = Phase::Watching;
             self.consecutive = 0;
             self.skip_refused = false;
+            self.held_since = None;
+            self.end_attempt();
             self.last_beat = dated;
             self.beat_known = true;
             self.deadline = later(dated, rules.timeout);
@@ -301,6 +410,7 @@ impl TargetState {
 
     /// Counts a restart that really begins; returns its first command.
     fn begin_restart(&mut self, rules: &Rules) -> Cmd {
+        self.end_attempt();
         self.consecutive = self.consecutive.saturating_add(1);
         self.restarts_total = self.restarts_total.saturating_add(1);
         if rules.has_stop {
@@ -322,6 +432,7 @@ impl TargetState {
     ) -> Next {
         match cmd {
             Cmd::SkipIf if success => {
+                self.end_attempt();
                 self.phase = Phase::Watching;
                 self.deadline = later(now, rules.skip_delay);
                 Next::Postponed {
@@ -383,6 +494,7 @@ impl TargetState {
 
     /// Drops a restart half way (shutting down): the target is simply due again.
     pub fn abandon(&mut self, now: Instant) {
+        self.end_attempt();
         self.phase = Phase::Watching;
         self.deadline = now;
     }
@@ -394,7 +506,9 @@ impl TargetState {
 }
 
 mod agenda;
+mod hold;
 pub use agenda::Agenda;
+pub use hold::Checked;
 
 #[cfg(test)]
 mod properties;

@@ -22,9 +22,14 @@ impl TargetState {
     }
 
     /// An operator pauses the target until `until`: it is not judged (so never restarted) before
-    /// then; a command already running finishes. Pausing again moves the end.
+    /// then; a command already running finishes, a restart not yet begun (its random wait, its
+    /// dependency check) is called off, a hold stays. Pausing again moves the end.
     pub fn pause(&mut self, until: Instant) {
         self.paused_until = Some(until);
+        if matches!(self.phase, Phase::Delaying | Phase::Checking) {
+            self.phase = Phase::Watching;
+            self.end_attempt();
+        }
         if !matches!(self.phase, Phase::Running(_)) {
             self.deadline = until;
         }
@@ -63,11 +68,14 @@ impl TargetState {
     /// An operator asks for a restart now: its first command (stop, or start without one),
     /// not asking skip_if; `None` while a command of the target runs. It counts in
     /// `restarts_total`, not as a consecutive restart (no backoff follows from it). A pause
-    /// stays; a given-up target is watched again.
+    /// stays; a given-up target is watched again; a hold ends (the operator knows best), with
+    /// no random wait and no dependency check.
     pub fn restart_now(&mut self, rules: &Rules) -> Option<Cmd> {
         if matches!(self.phase, Phase::Running(_)) {
             return None;
         }
+        self.held_since = None;
+        self.end_attempt();
         self.restarts_total = self.restarts_total.saturating_add(1);
         self.skip_refused = false;
         let first = if rules.has_stop {
@@ -81,13 +89,19 @@ impl TargetState {
 
     /// An operator clears the target's backoff, its consecutive restarts and a given-up
     /// state: it is judged as if never restarted (unless paused): a fresh heartbeat keeps
-    /// its deadline, a stale one means a restart now. A running command goes on.
+    /// its deadline, a stale one means a restart now. A running command goes on; a held
+    /// target is checked again now.
     pub fn reset(&mut self, rules: &Rules, now: Instant) {
         self.consecutive = 0;
         self.skip_refused = false;
         if matches!(self.phase, Phase::Running(_)) {
             return;
         }
+        if self.phase == Phase::Held {
+            self.deadline = self.paused_until.unwrap_or(now);
+            return;
+        }
+        self.end_attempt();
         self.phase = Phase::Watching;
         self.deadline = match self.paused_until {
             Some(until) => until,

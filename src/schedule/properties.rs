@@ -12,6 +12,8 @@ enum Step {
     Touch,
     /// The running command (if any) finishes, successfully or not.
     Finish(bool),
+    /// The dependency check under way (if any) answers: up or down.
+    Verdict(bool),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -19,6 +21,7 @@ fn step() -> impl Strategy<Value = Step> {
         4 => (1u64..30_000).prop_map(Step::Advance),
         2 => Just(Step::Touch),
         2 => any::<bool>().prop_map(Step::Finish),
+        2 => any::<bool>().prop_map(Step::Verdict),
     ]
 }
 
@@ -32,9 +35,20 @@ fn rules() -> impl Strategy<Value = Rules> {
         proptest::option::of(1u32..5),
         any::<bool>(),
         any::<bool>(),
+        (0u64..30, any::<bool>(), 1u64..10, 1u64..60),
     )
         .prop_map(
-            |(t, g, s, after, max, max_restarts, has_stop, has_skip_if)| Rules {
+            |(
+                t,
+                g,
+                s,
+                after,
+                max,
+                max_restarts,
+                has_stop,
+                has_skip_if,
+                (splay, has_depends, bound, recheck),
+            )| Rules {
                 timeout: Duration::from_secs(t),
                 restart_grace: Duration::from_secs(g),
                 startup_grace: Duration::from_secs(s),
@@ -44,6 +58,10 @@ fn rules() -> impl Strategy<Value = Rules> {
                 has_stop,
                 has_skip_if,
                 skip_delay: Duration::from_secs(3),
+                restart_splay: Duration::from_secs(splay),
+                has_depends,
+                check_bound: Duration::from_secs(bound),
+                recheck: Duration::from_secs(recheck),
             },
         )
 }
@@ -64,13 +82,44 @@ proptest! {
             Some(t) => Observation::Present(Fingerprint { mtime: Some(wall0 + t), len: version, identity: (1, 1), ..Fingerprint::default() }),
         };
         let mut st = TargetState::start(&r, &file(version, last_touch), at(elapsed));
+        st.seed(version ^ r.timeout.as_secs());
         let mut waits_since_beat: Vec<Duration> = Vec::new();
+        // A restart of a target with dependencies follows a check that found them up.
+        let mut up_since_stale = false;
 
         for s in steps {
             match s {
                 Step::Touch => {
                     version += 1;
                     last_touch = Some(elapsed);
+                }
+                Step::Verdict(up) => {
+                    let was_held = st.is_held();
+                    match st.on_checked(&r, up, &file(version, last_touch), at(elapsed)) {
+                        Checked::Restart(_) => {
+                            prop_assert!(up && r.has_depends && !was_held);
+                            up_since_stale = true;
+                            if let Some(t) = last_touch {
+                                prop_assert!(elapsed >= t + r.timeout);
+                            }
+                        }
+                        Checked::HoldEnded => {
+                            // Back from a hold: a whole timeout before it is judged again.
+                            prop_assert!(up && was_held);
+                            prop_assert_eq!(st.deadline, at(elapsed).mono + r.timeout);
+                            prop_assert!(st.phase == Phase::Watching);
+                        }
+                        Checked::Held { recheck, .. } => {
+                            prop_assert!(!up && st.is_held());
+                            prop_assert!(recheck <= r.recheck && recheck >= r.recheck / 2);
+                        }
+                        Checked::Beat { hold_ended } => {
+                            prop_assert_eq!(hold_ended, was_held);
+                            prop_assert!(st.phase == Phase::Watching && !st.is_held());
+                            up_since_stale = false;
+                        }
+                        Checked::Ignored => prop_assert!(st.phase != Phase::Checking),
+                    }
                 }
                 Step::Finish(ok) => {
                     if let Phase::Running(cmd) = st.phase {
@@ -81,9 +130,11 @@ proptest! {
                                     prop_assert!(wait >= *prev, "wait shrank: {:?} after {:?}", wait, prev);
                                 }
                                 waits_since_beat.push(wait);
+                                up_since_stale = false;
                                 prop_assert!(st.deadline > at(elapsed).mono);
                             }
-                            Next::Postponed { .. } | Next::Run(_) | Next::Recheck => {}
+                            Next::Postponed { .. } => up_since_stale = false,
+                            Next::Run(_) | Next::Recheck => {}
                         }
                     }
                 }
@@ -104,6 +155,16 @@ proptest! {
                         let out = st.on_due(&r, &file(version, last_touch), at(elapsed));
                         if out.beat.is_some() {
                             waits_since_beat.clear();
+                        }
+                        if out.beat.is_some() {
+                            up_since_stale = false;
+                        }
+                        if matches!(out.action, Some(Action::Restart { .. })) && r.has_depends {
+                            // Only skip_if's "do not skip" goes on without a new check.
+                            prop_assert!(up_since_stale, "restarted without a check that found the dependencies up");
+                        }
+                        if st.is_held() {
+                            prop_assert!(!matches!(st.phase, Phase::Running(_) | Phase::Delaying));
                         }
                         if let Some(Action::Restart { .. }) = out.action {
                             // A target with a fresh heartbeat is never restarted.

@@ -17,6 +17,10 @@ fn rules() -> Rules {
         has_stop: true,
         has_skip_if: false,
         skip_delay: 7 * S,
+        restart_splay: Duration::ZERO,
+        has_depends: false,
+        check_bound: 7 * S,
+        recheck: 30 * S,
     }
 }
 

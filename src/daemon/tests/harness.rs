@@ -1,6 +1,8 @@
 //! The harness: a fake clock, fake heartbeat files and fake commands (which finish after a
 //! given time with a given status, hang, cannot be spawned, or panic) around the real
 //! `Daemon`, driven turn by turn as the real loop would be, with no sleep and no process.
+//! A dependency check is a fake command called `depends`: exit 0 is "up", anything else
+//! "down", and one that hangs never answers.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -9,7 +11,9 @@ use std::process::ExitStatus;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::super::effects::{Clock, Effects, Job, Look, Looker, Report, Runner};
+use super::super::effects::{
+    Checker, Clock, Effects, Job, Look, Looker, Probe, Report, Runner, Verdict,
+};
 use super::super::{Daemon, Exit, Inbox, Msg, Options};
 use crate::command::Outcome;
 use crate::platform::Signal;
@@ -113,10 +117,12 @@ impl Runner for Fake {
     fn run(&self, job: Job, report: Report) {
         let mut w = self.world.borrow_mut();
         let at = w.elapsed;
-        let busy = w.pending.iter().any(|p| {
-            w.started[p.index].target == job.target && w.started[p.index].what != "notify"
-        });
-        if busy && job.what != "notify" {
+        let aside = |what: &str| what == "notify" || what == "depends";
+        let busy = w
+            .pending
+            .iter()
+            .any(|p| w.started[p.index].target == job.target && !aside(w.started[p.index].what));
+        if busy && !aside(job.what) {
             w.overlaps.push(job.target.clone());
         }
         let index = w.started.len();
@@ -161,6 +167,28 @@ impl Runner for Fake {
     }
 }
 
+impl Checker for Fake {
+    fn check(&self, probe: Probe, verdict: Verdict) {
+        let report: Report = Box::new(move |o: Outcome| {
+            let up = o.success();
+            verdict(crate::depends::Verdict {
+                up,
+                detail: if up { "fake: up" } else { "fake: down" }.into(),
+            })
+        });
+        let job = Job {
+            target: probe.target,
+            what: "depends",
+            line: crate::config::CommandLine::Exec(vec!["depends".into()]),
+            env: probe.env,
+            timeout: Duration::ZERO,
+            after: None,
+            spawned: None,
+        };
+        self.run(job, report);
+    }
+}
+
 #[cfg(unix)]
 fn exit_status(code: i32) -> ExitStatus {
     use std::os::unix::process::ExitStatusExt;
@@ -188,11 +216,44 @@ pub(super) fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
 
+/// The `event` field of every log record, with its `target` field (empty when none), in order.
+type Events = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// Keeps the `event` and `target` fields of the log records made on this thread.
+struct Recorder(Events);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Recorder {
+    fn on_event(&self, e: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Fields(String, String);
+        impl tracing::field::Visit for Fields {
+            fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+                match f.name() {
+                    "event" => self.0 = v.to_string(),
+                    "target" => self.1 = v.to_string(),
+                    _ => {}
+                }
+            }
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                if f.name() == "target" {
+                    self.1 = format!("{v:?}");
+                }
+            }
+        }
+        let mut fields = Fields(String::new(), String::new());
+        e.record(&mut fields);
+        if !fields.0.is_empty() {
+            self.0.lock().unwrap().push((fields.1, fields.0));
+        }
+    }
+}
+
 /// The daemon with fakes, and the simulated world around it.
 pub(super) struct Harness {
     pub(super) d: Daemon,
     pub(super) world: Rc<RefCell<World>>,
     pub(super) exit: Option<Exit>,
+    events: Events,
+    _log: tracing::subscriber::DefaultGuard,
 }
 
 impl Harness {
@@ -219,11 +280,19 @@ impl Harness {
             clock: Box::new(clock),
             looker: Box::new(same()),
             runner: Box::new(same()),
+            checker: Box::new(same()),
+            seed: 42,
         };
         let opts = Options {
             config_path: None,
             dry_run,
             signal_source: None,
+        };
+        let events = Events::default();
+        let log = {
+            use tracing_subscriber::layer::SubscriberExt;
+            let subscriber = tracing_subscriber::registry().with(Recorder(events.clone()));
+            tracing::subscriber::set_default(subscriber)
         };
         let mut d = Daemon::new(fx, opts, PathBuf::from("test.lock"), Inbox::quiet());
         d.start(super::parse(yaml));
@@ -231,7 +300,28 @@ impl Harness {
             d,
             world,
             exit: None,
+            events,
+            _log: log,
         }
+    }
+
+    /// What the state file would say of `target` now.
+    pub(super) fn record(&self, target: &str) -> crate::state::TargetRecord {
+        let snapshot = self.d.snapshot(self.d.now());
+        snapshot
+            .targets
+            .into_iter()
+            .find(|t| t.name == target)
+            .unwrap_or_else(|| panic!("no target {target}"))
+    }
+
+    /// The `event` of every log record about `target` so far, in order.
+    pub(super) fn events(&self, target: &str) -> Vec<String> {
+        let all = self.events.lock().unwrap();
+        all.iter()
+            .filter(|(t, _)| t == target)
+            .map(|(_, e)| e.clone())
+            .collect()
     }
 
     pub(super) fn now(&self) -> Duration {

@@ -5,6 +5,7 @@
 //! needs real processes, files and signals is tested with the real binary under tests/.
 
 mod control;
+mod depends;
 mod harness;
 mod properties;
 
