@@ -134,7 +134,7 @@ impl Endpoint {
                 return bad("what is in brackets is not an IPv6 address");
             }
             inner
-        } else if host.contains(':') {
+        } else if host.contains(':') || text.parse::<std::net::Ipv6Addr>().is_ok() {
             return bad("an IPv6 address must be written in brackets: [::1]:4506");
         } else {
             host

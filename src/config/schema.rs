@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::Problem;
 use super::position::escape;
-use super::raw::{NAME_PATTERN, RawConfig};
+use super::raw::{ENDPOINT_PATTERN, NAME_PATTERN, RawConfig};
 
 /// The schema as JSON.
 pub fn schema() -> &'static Value {
@@ -128,6 +128,14 @@ pub fn validate(document: &Value) -> Vec<Problem> {
                     .err()
                     .unwrap_or_else(|| format!("{instance} is not a duration"));
                 problems.push(Problem::new(at, crate::text::clean(&reason).into_owned()));
+            }
+            ValidationErrorKind::Pattern { pattern } if pattern == ENDPOINT_PATTERN => {
+                // The parser's own reason, as for durations.
+                let text = instance.as_str().unwrap_or_default();
+                let reason = super::model::Endpoint::parse(text)
+                    .err()
+                    .unwrap_or_else(|| format!("{instance} is not a TCP endpoint (host:port)"));
+                problems.push(Problem::new(at, reason));
             }
             ValidationErrorKind::ExclusiveMinimum { .. } => {
                 problems.push(Problem::new(
