@@ -117,10 +117,18 @@ static RESOLVING: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 
 /// Resolves and connects to `endpoint` before `deadline`: `Ok` says where it connected.
 fn reach(endpoint: &Endpoint, deadline: Instant, resolve: Resolve) -> Result<String, String> {
-    let addrs = if let Ok(ip) = endpoint.host.parse::<std::net::IpAddr>() {
-        vec![SocketAddr::new(ip, endpoint.port)]
-    } else {
-        resolve_once(&endpoint.host, endpoint.port, resolve)?
+    let literal = endpoint.host.parse::<std::net::IpAddr>().ok();
+    let addrs = match literal {
+        Some(ip) => vec![SocketAddr::new(ip, endpoint.port)],
+        None => resolve_once(&endpoint.host, endpoint.port, resolve)?,
+    };
+    // A name's addresses are said; an address written as such is said once, by the caller.
+    let at = |addr: &SocketAddr| {
+        if literal.is_none() {
+            format!("{addr}: ")
+        } else {
+            String::new()
+        }
     };
     let mut last = "the name has no address".to_string();
     for addr in addrs {
@@ -131,9 +139,9 @@ fn reach(endpoint: &Endpoint, deadline: Instant, resolve: Resolve) -> Result<Str
         match TcpStream::connect_timeout(&addr, left) {
             Ok(_) => return Ok(format!("accepted a connection ({addr})")),
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                last = format!("{addr}: no answer in time");
+                last = format!("{}no answer in time", at(&addr));
             }
-            Err(e) => last = format!("{addr}: {e}"),
+            Err(e) => last = format!("{}{e}", at(&addr)),
         }
     }
     Err(last)

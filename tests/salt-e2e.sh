@@ -33,6 +33,8 @@ MINIONS=(m1 m2 m3 m4 m5)
 # the timeout is several heartbeat periods.
 TIMEOUT=20
 PERIOD=3
+# The formula's 3m of restart_splay against its 5m timeout, in the same ratio.
+SPLAY=12
 
 [ "$(id -u)" = 0 ] || fail "needs root (systemd-nspawn, overlay mounts)"
 apt_get systemd-container debootstrap binutils dpkg-dev
@@ -134,12 +136,13 @@ pillar() { # pillar [EXTRA_CONFIG_YAML]
         echo "protector:"
         echo "  salt_minion:"
         echo "    timeout: ${TIMEOUT}s"
+        echo "    restart_splay: ${SPLAY}s"
         [ -z "${1:-}" ] || printf '  config:\n    %s\n' "$1"
     } >"$T/pillar/protector.sls"
     "$VENV/bin/python" - "$T/pillar/protector.sls" <<'PY' || fail "the test's pillar overrides a default of the formula"
 import sys, yaml
 p = yaml.safe_load(open(sys.argv[1]))["protector"]
-allowed = {"salt_minion": {"timeout", "restart_grace", "startup_grace"},
+allowed = {"salt_minion": {"timeout", "restart_grace", "startup_grace", "restart_splay"},
            "config": {"max_parallel_commands"}}  # the reload scenario changes this one
 for key, value in p.items():
     assert key in allowed, key
@@ -365,8 +368,55 @@ salt -c "$M/etc" --timeout 30 m3 protector.resume salt-minion --out=txt >"$T/res
 fleet_check "t('m3')['state'] == 'watching'" || { cat "$T/status.json"; fail "m3 is not watched again"; }
 RESULTS+=("6 pause from the master: protector.pause shown by protector.status; the frozen minion not restarted for $((2 * TIMEOUT)) s; protector.resume watches it again")
 
-# --- 7. protector stopped, then the formula's clean state -----------------------------------------
-say "scenario 7: protector stopped on m5, then state.apply protector.clean (m5, and m3's package)"
+# --- 7. the master down for longer than the timeout: nothing restarted, back: nothing ------------
+say "scenario 7: salt-master stopped for $((3 * TIMEOUT)) s"
+# Asked on each minion (the master is away): protector status --json, and its salt-minion's pid.
+local_state() { in_minion "$1" protector status --json 2>/dev/null | "$VENV/bin/python" -c 'import json,sys; t=json.load(sys.stdin)["targets"][0]; print(t["state"], t["restarts_total"])'; }
+declare -A BEFORE=() MAIN=()
+for m in "${MINIONS[@]}"; do BEFORE[$m]=$(local_state "$m" | cut -d' ' -f2); MAIN[$m]=$(minion_main "$m"); done
+kill "$EVENTS_PID" 2>/dev/null || true
+t_down=$SECONDS
+pkill -TERM -s "$MASTER_SID"
+master_gone() { ! pgrep -s "$MASTER_SID" >/dev/null; }
+wait_for 60 "the master to stop" master_gone
+held() { [ "$(local_state "$1" | cut -d' ' -f1)" = held ]; }
+for m in "${MINIONS[@]}"; do wait_for $((3 * TIMEOUT)) "protector on $m to hold its salt-minion (master down)" held "$m"; done
+held_after=$((SECONDS - t_down))
+for m in "${MINIONS[@]}"; do
+    in_minion "$m" journalctl -u protector --no-pager -o cat | grep -q '"dependency_down"\|event=dependency_down' ||
+        fail "$m: no dependency_down in protector's journal"
+done
+sleep_until $((t_down + 3 * TIMEOUT - SECONDS)) # a span: the master stays down this long
+for m in "${MINIONS[@]}"; do
+    got=$(local_state "$m")
+    [ "$got" = "held ${BEFORE[$m]}" ] || fail "$m: with the master down, protector says '$got' (want held ${BEFORE[$m]})"
+    [ "$(minion_main "$m")" = "${MAIN[$m]}" ] || fail "$m: its salt-minion was restarted while the master was down"
+done
+say "starting salt-master again (same keys and config)"
+t_up=$SECONDS
+salt-master -c "$M/etc" -d
+wait_for 60 "the master's pid file" test -s "$M/master.pid"
+MASTER_SID=$(ps -o sid= -p "$(cat "$M/master.pid")" | tr -d ' ')
+wait_for 60 "the master's event bus" test -S "$M/sock/master_event_pub.ipc"
+salt-run -c "$M/etc" state.event 'protector/*' count=-1 >"$T/events2.txt" 2>"$T/events2.err" &
+EVENTS_PID=$!
+wait_for 180 "every minion to answer test.ping after the master's return" all_ping
+watching() { [ "$(local_state "$1" | cut -d' ' -f1)" = watching ]; }
+for m in "${MINIONS[@]}"; do wait_for $((3 * TIMEOUT + 60)) "protector on $m to watch again (heartbeats back)" watching "$m"; done
+back_after=$((SECONDS - t_up))
+for m in "${MINIONS[@]}"; do
+    [ "$(local_state "$m")" = "watching ${BEFORE[$m]}" ] || fail "$m: restarted after the master came back"
+    [ "$(minion_main "$m")" = "${MAIN[$m]}" ] || fail "$m: its salt-minion was restarted after the master came back"
+done
+# A minion that hangs now, with its master up, is still restarted.
+OLD[m4]=${MAIN[m4]}
+in_minion m4 pkill -STOP -f bin/salt-minion
+t_frozen=$SECONDS
+wait_for $((TIMEOUT * 6)) "m4, frozen after the outage, to be restarted and answer" restarted_and_back m4
+RESULTS+=("7 master down $((3 * TIMEOUT)) s: every protector held its salt-minion within ${held_after} s (dependency_down), none restarted; master back: every minion answering and watched again within ${back_after} s, none restarted; m4 frozen afterwards: restarted and answering after $((SECONDS - t_frozen)) s")
+
+# --- 8. protector stopped, then the formula's clean state -----------------------------------------
+say "scenario 8: protector stopped on m5, then state.apply protector.clean (m5, and m3's package)"
 in_minion m5 systemctl stop protector
 if salt -c "$M/etc" --timeout 30 m5 protector.status --out=json >"$T/m5.json"; then
     cat "$T/m5.json"
@@ -391,7 +441,7 @@ for f in /usr/bin/protector /usr/lib/systemd/system/protector.service /etc/prote
 done
 in_minion m3 pgrep -x protector >/dev/null && fail "m3: a protector process is left after protector.clean"
 in_minion m3 test -s /var/lib/protector/state.json || fail "m3: protector.clean removed the state file"
-RESULTS+=("7 protector stopped: protector.status fails on that minion, running: false; protector.clean removed service, binary and config, kept the state; on m3 it removed the package")
+RESULTS+=("8 protector stopped: protector.status fails on that minion, running: false; protector.clean removed service, binary and config, kept the state; on m3 it removed the package")
 
 say "all scenarios passed (timeout ${TIMEOUT}s, heartbeat every ${PERIOD}s)"
 for r in "${RESULTS[@]}"; do echo "  $r"; done

@@ -105,8 +105,11 @@ out = subprocess.run([protector, "check", "--config", d + "/protector.yaml", "--
 if out.returncode != 0:
     problems.append("protector check failed: " + out.stderr)
 text = out.stdout
+# The minion depends on its master (Salt's default name `salt`, port 4506, as this minion's
+# configuration names no other), and its restarts are spread over 3 minutes.
 for want in [f"target salt-minion", f"heartbeat:       {expect['heartbeat']}", "timeout:         5m",
-             "command_timeout: 2m", "event.send"]:
+             "command_timeout: 2m", "event.send", "depends_on:      tcp salt:4506 (any one)",
+             "restart_splay:   a random wait of up to 3m"]:
     check(f"check output has {want!r}", want in text, True)
 shell = '["cmd","/C",' if win else '["/bin/sh","-c",'
 for cmd in ["stop", "start"]:
@@ -132,6 +135,26 @@ for kernel in Linux Windows; do
     done
     echo "  $kernel: pillar.example renders to a valid config with its 2 targets"
 done
+# The masters the minion's own configuration names: a list (failover) with its master_port,
+# IPv6 in brackets, a port written with the master kept; none for a minion without a master.
+for kernel in Linux Windows; do
+    dir=$(setup "$kernel" "$empty")
+    printf 'master: [m1.example, "2001:db8::5", "[2001:db8::6]:4510", "10.1.2.3:4520"]\nmaster_port: 4507\nmaster_type: failover\n' >>"$dir/minion"
+    call "$dir" cp.get_template salt://protector/files/protector.yaml.j2 "$dir/protector.yaml" >/dev/null
+    os_name=$([ "$kernel" = Windows ] && echo windows || echo linux)
+    out=$("$PROTECTOR" check --config "$dir/protector.yaml" --os "$os_name")
+    want="tcp m1.example:4507, [2001:db8::5]:4507, [2001:db8::6]:4510, 10.1.2.3:4520 (any one)"
+    grep -qF "$want" <<<"$out" || { echo "$out"; fail "$kernel: the salt-minion does not depend on the configured masters"; }
+    dir=$(setup "$kernel" "$empty")
+    echo "master_type: disable" >>"$dir/minion"
+    call "$dir" cp.get_template salt://protector/files/protector.yaml.j2 "$dir/protector.yaml" >/dev/null
+    ! grep -q depends_on "$dir/protector.yaml" || fail "$kernel: a minion with master_type disable depends on a master"
+done
+printf 'protector:\n  salt_minion_depends_on_master: false\n' >"$T/nodep.sls"
+dir=$(setup Linux "$T/nodep.sls")
+call "$dir" cp.get_template salt://protector/files/protector.yaml.j2 "$dir/protector.yaml" >/dev/null
+! grep -q depends_on "$dir/protector.yaml" || fail "salt_minion_depends_on_master: false leaves the dependency in"
+echo "  the salt-minion depends on the masters the minion's configuration names (Linux, Windows), none without"
 # A heartbeat and binary set in pillar: the module finds them too (Salt 3008 masks pillar
 # values a module reads through pillar.get).
 custom=$T/custom.sls
