@@ -139,8 +139,12 @@ impl Endpoint {
         } else {
             host
         };
-        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || "[]/".contains(c)) {
-            return bad("the host is empty or holds a space, bracket or slash");
+        if host.is_empty()
+            || host
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || "[]/".contains(c))
+        {
+            return bad("the host is empty or holds a space, control character, bracket or slash");
         }
         match port.parse::<u16>() {
             Ok(port) if port > 0 => Ok(Endpoint {
@@ -238,5 +242,42 @@ impl fmt::Display for CommandLine {
     /// Quoted so that it can be pasted into a shell.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&shell_words::join(self.argv()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Endpoint;
+
+    #[test]
+    fn endpoints_are_read_as_written_and_said_back_the_same() {
+        for text in [
+            "salt:4506",
+            "10.0.0.5:4506",
+            "[::1]:4506",
+            "[2001:db8::1]:1",
+            "m.example.org:65535",
+        ] {
+            let e = Endpoint::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(e.to_string(), text);
+        }
+        assert_eq!(Endpoint::parse("[::1]:4506").unwrap().host, "::1");
+        for (text, why) in [
+            ("salt", "host:port"),
+            ("::1:4506", "in brackets"),
+            ("[::1:4506", "without its `]`"),
+            ("[salt]:4506", "not an IPv6 address"),
+            ("salt:0", "from 1 to 65535"),
+            ("salt:65536", "from 1 to 65535"),
+            ("salt:x", "from 1 to 65535"),
+            (":4506", "empty"),
+            ("a b:4506", "space"),
+            ("salt\u{1b}[2J:1", "space"),
+            ("sa\u{7}lt:1", "control character"),
+        ] {
+            let err = Endpoint::parse(text).expect_err(text);
+            assert!(err.contains(why), "{text}: {err}");
+            assert!(!err.chars().any(char::is_control), "{err:?}");
+        }
     }
 }
