@@ -11,7 +11,7 @@ use super::effects::{Look, panic_message};
 use super::{Daemon, secs};
 use crate::config::Target;
 use crate::config::duration::format as fmt_dur;
-use crate::schedule::{Action, Cmd, Now, Observation, Phase};
+use crate::schedule::{Action, Beat, Cmd, Now, Observation, Phase};
 
 /// The longest a look at a heartbeat file is waited for (see `looks.rs`).
 const LOOK_BUDGET_MAX: Duration = Duration::from_secs(5);
@@ -149,20 +149,7 @@ impl Daemon {
             debug!(target = %name, event = "still_given_up", age_secs, "still no heartbeat; given up");
         }
         if let Some(beat) = out.beat {
-            let next_check_in_secs = secs(slot.state.deadline.saturating_duration_since(now.mono));
-            if beat.resumed {
-                info!(target = %name, event = "resumed", "heartbeat is back; watching again after giving up");
-            } else if beat.after_restarts > 0 {
-                info!(target = %name, event = "heartbeat_back", restarts = beat.after_restarts, "heartbeat is back after restart");
-            } else {
-                debug!(target = %name, event = "heartbeat_seen", next_check_in_secs, "heartbeat seen");
-            }
-            if beat.resumed || beat.after_restarts > 0 {
-                self.notify(i, "recovery", beat.after_restarts);
-                self.mark_dirty(true);
-            } else {
-                self.mark_dirty(false);
-            }
+            self.on_beat(i, beat, now.mono);
         }
         if out.hold_ended || out.called_off {
             self.heartbeat_ended_wait(i, out.hold_ended);
@@ -170,30 +157,7 @@ impl Daemon {
         let slot = &self.slots[i];
         let action = out.action?;
         if let Some(age) = out.stale {
-            let (first, then) = match &action {
-                Action::Delay { wait } => (
-                    "wait",
-                    format!("restarting in {} (restart_splay)", fmt_dur(*wait)),
-                ),
-                Action::Check => (
-                    "depends_on",
-                    "checking its dependencies before restarting".into(),
-                ),
-                Action::Restart {
-                    run: Cmd::SkipIf, ..
-                } => ("skip_if", "asking skip_if before restarting".into()),
-                Action::Restart { run, .. } => (run.name(), "restarting".into()),
-                _ => ("", String::new()),
-            };
-            warn!(
-                target = %name,
-                event = "stale",
-                age_secs = secs(age),
-                timeout_secs = secs(slot.target.timeout),
-                consecutive_restarts = slot.state.consecutive,
-                first,
-                "heartbeat is stale; {then}"
-            );
+            log_stale(slot, age, &action);
         }
         match action {
             Action::Restart { run, .. } => {
@@ -228,6 +192,57 @@ impl Daemon {
             }
         }
     }
+}
+
+impl Daemon {
+    /// Says what a heartbeat of slot `i` ended (restarts, a give-up) and runs notify.
+    fn on_beat(&mut self, i: usize, beat: Beat, now: std::time::Instant) {
+        let slot = &self.slots[i];
+        let name = &slot.target.name;
+        let next_check_in_secs = secs(slot.state.deadline.saturating_duration_since(now));
+        if beat.resumed {
+            info!(target = %name, event = "resumed", "heartbeat is back; watching again after giving up");
+        } else if beat.after_restarts > 0 {
+            info!(target = %name, event = "heartbeat_back", restarts = beat.after_restarts, "heartbeat is back after restart");
+        } else {
+            debug!(target = %name, event = "heartbeat_seen", next_check_in_secs, "heartbeat seen");
+        }
+        if beat.resumed || beat.after_restarts > 0 {
+            self.notify(i, "recovery", beat.after_restarts);
+            self.mark_dirty(true);
+        } else {
+            self.mark_dirty(false);
+        }
+    }
+}
+
+/// The `stale` warning, saying what comes first: the random wait, the dependency check,
+/// skip_if, or the restart itself.
+fn log_stale(slot: &super::slot::Slot, age: Duration, action: &Action) {
+    let (first, then) = match action {
+        Action::Delay { wait } => (
+            "wait",
+            format!("restarting in {} (restart_splay)", fmt_dur(*wait)),
+        ),
+        Action::Check => (
+            "depends_on",
+            "checking its dependencies before restarting".into(),
+        ),
+        Action::Restart {
+            run: Cmd::SkipIf, ..
+        } => ("skip_if", "asking skip_if before restarting".into()),
+        Action::Restart { run, .. } => (run.name(), "restarting".into()),
+        Action::Held { .. } | Action::GiveUp { .. } => ("", String::new()),
+    };
+    warn!(
+        target = %slot.target.name,
+        event = "stale",
+        age_secs = secs(age),
+        timeout_secs = secs(slot.target.timeout),
+        consecutive_restarts = slot.state.consecutive,
+        first,
+        "heartbeat is stale; {then}"
+    );
 }
 
 #[cfg(test)]

@@ -24,75 +24,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::Target;
-
 mod observe;
 mod operator;
+mod outcome;
+mod rules;
 pub use observe::{Fingerprint, Now, Observation, later};
-
-/// The per-target timing rules, taken from the resolved config.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Rules {
-    pub timeout: Duration,
-    pub restart_grace: Duration,
-    pub startup_grace: Duration,
-    pub backoff_after: u32,
-    pub backoff_max: Duration,
-    pub max_restarts: Option<u32>,
-    pub has_stop: bool,
-    pub has_skip_if: bool,
-    pub skip_delay: Duration,
-    /// Up to this random wait before a restart.
-    pub restart_splay: Duration,
-    /// The target has dependencies to check before a restart.
-    pub has_depends: bool,
-    /// How long a dependency check may take before it counts as "down" (no answer).
-    pub check_bound: Duration,
-    /// Longest wait between two checks while held.
-    pub recheck: Duration,
-}
-
-/// How much longer than `check_timeout` the loop waits for a check's verdict (the checker
-/// bounds its own work by `check_timeout`; this covers a thread slow to be scheduled).
-pub const CHECK_SLACK: Duration = Duration::from_secs(2);
-
-impl Rules {
-    pub fn of(target: &Target) -> Rules {
-        Rules {
-            timeout: target.timeout,
-            restart_grace: target.restart_grace,
-            startup_grace: target.startup_grace,
-            backoff_after: target.backoff.after,
-            backoff_max: target.backoff.max,
-            max_restarts: target.max_restarts,
-            has_stop: target.stop.is_some(),
-            has_skip_if: target.skip_if.is_some(),
-            skip_delay: target.skip_delay,
-            restart_splay: target.restart_splay,
-            has_depends: target.depends_on.is_some(),
-            check_bound: target.depends_on.as_ref().map_or(Duration::ZERO, |d| {
-                d.check_timeout.saturating_add(CHECK_SLACK)
-            }),
-            recheck: target
-                .depends_on
-                .as_ref()
-                .map_or(Duration::ZERO, |d| d.recheck),
-        }
-    }
-
-    /// How long to wait before judging again after the `n`th consecutive restart.
-    pub fn wait_after_restart(&self, n: u32) -> Duration {
-        let grace = self.restart_grace;
-        if n <= self.backoff_after {
-            return grace;
-        }
-        let doublings = (n - self.backoff_after).min(40);
-        let grown = grace
-            .checked_mul(1u32 << doublings.min(31))
-            .unwrap_or(Duration::MAX);
-        grown.min(self.backoff_max).max(grace)
-    }
-}
+pub use outcome::{Action, Beat, DueOutcome, Next};
+pub use rules::Rules;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -126,67 +64,6 @@ impl Cmd {
             Cmd::Start => "start",
         }
     }
-}
-
-/// What the daemon must do after a due check.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// Stale: run this command first (skip_if, stop, or start). With `skip_if` the restart
-    /// only begins when it says so (see [`TargetState::on_command_done`]).
-    Restart { age: Duration, run: Cmd },
-    /// Stale: wait this long (drawn within `restart_splay`) before going on.
-    Delay { wait: Duration },
-    /// Check the dependencies; the verdict goes to [`TargetState::on_checked`]. If none comes
-    /// by the deadline, the next due check holds the target.
-    Check,
-    /// The check did not answer in time: held (`first`: the hold begins now), checked again
-    /// after `recheck`.
-    Held { first: bool, recheck: Duration },
-    /// `max_restarts` reached: stop restarting.
-    GiveUp { age: Duration, restarts: u32 },
-}
-
-/// A heartbeat was seen; what it ended, for the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Beat {
-    /// Consecutive restarts it ends (0 when all was well).
-    pub after_restarts: u32,
-    /// The target had given up and is watched again.
-    pub resumed: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct DueOutcome {
-    pub beat: Option<Beat>,
-    pub action: Option<Action>,
-    /// An operator's pause ran out at this check (the target is watched again).
-    pub pause_ended: bool,
-    /// The target was judged stale at this check, its heartbeat this old: a restart is due
-    /// (it may still wait, or be held, before it begins).
-    pub stale: Option<Duration>,
-    /// The heartbeat came back while the target was held: the hold is over.
-    pub hold_ended: bool,
-    /// The heartbeat came back during the wait before a restart, or its dependency check:
-    /// the restart is called off.
-    pub called_off: bool,
-}
-
-/// After a command finished: what comes next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
-    Run(Cmd),
-    /// The restart is done; the target is judged again after this wait.
-    Judge {
-        wait: Duration,
-    },
-    /// `skip_if` said to skip: no restart; the target is judged again after this wait.
-    Postponed {
-        wait: Duration,
-    },
-    /// `skip_if` said not to skip: the target is judged again at once, with a fresh look,
-    /// so a heartbeat that came while skip_if ran still counts; if none did, the restart
-    /// goes ahead without asking skip_if again.
-    Recheck,
 }
 
 #[derive(Debug, Clone)]
