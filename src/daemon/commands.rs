@@ -118,6 +118,13 @@ impl Daemon {
                 self.slots[i].state.abandon(now);
             }
         }
+        // A restart still in its random wait or its dependency check never begins.
+        for slot in &mut self.slots {
+            if matches!(slot.state.phase, Phase::Delaying | Phase::Checking) {
+                info!(target = %slot.target.name, event = "restart_called_off", reason = "shutting down", "shutting down: not beginning the restart");
+                slot.state.abandon(now);
+            }
+        }
         let dropped = self.notifies.drain_waiting().len();
         if dropped > 0 {
             warn!(

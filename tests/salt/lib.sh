@@ -102,6 +102,65 @@ apt_get() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
 }
 
+# --- the master ------------------------------------------------------------------------------
+# master_config DIR PUB RET PILLAR_ROOT FILE_ROOT...: a salt-master on 127.0.0.1 with its
+# config in DIR/etc/master and everything it writes under DIR, serving FILE_ROOT... and
+# PILLAR_ROOT (MASTER_WORKERS worker threads, default 3; MASTER_GATHER_TIMEOUT, default 5 s).
+master_config() {
+    local dir=$1 pub=$2 ret=$3 pillar=$4 root
+    shift 4
+    mkdir -p "$dir/etc/master.d"
+    {
+        cat <<EOF
+interface: 127.0.0.1
+publish_port: $pub
+ret_port: $ret
+root_dir: $dir
+pki_dir: $dir/pki
+cachedir: $dir/cache
+sock_dir: $dir/sock
+pidfile: $dir/master.pid
+log_file: $dir/master.log
+user: root
+auto_accept: True
+worker_threads: ${MASTER_WORKERS:-3}
+gather_job_timeout: ${MASTER_GATHER_TIMEOUT:-5}
+file_roots:
+  base:
+EOF
+        for root in "$@"; do echo "    - $root"; done
+        printf 'pillar_roots:\n  base:\n    - %s\n' "$pillar"
+    } >"$dir/etc/master"
+}
+# start_master DIR: starts the master configured in DIR, waits for its event bus, and sets
+# MASTER_SID (its session: its workers rename themselves, so they are found by it).
+start_master() {
+    salt-master -c "$1/etc" -d
+    wait_for 60 "the master's pid file" test -s "$1/master.pid"
+    MASTER_SID=$(ps -o sid= -p "$(cat "$1/master.pid")" | tr -d ' ')
+    wait_for 60 "the master's event bus" test -S "$1/sock/master_event_pub.ipc"
+}
+# stop_master DIR: stops it (SIGTERM to its session) and waits until every process is gone.
+stop_master() {
+    pkill -TERM -s "$MASTER_SID" || true
+    wait_for 60 "the master to stop" bash -c "! pgrep -s $MASTER_SID >/dev/null"
+    rm -f "$1/master.pid"
+}
+# minion_config FILE ID PUB RET: points a minion at that master, with Salt's waits shortened
+# (REAUTH_DELAY seconds of random re-authentication delay, default 0).
+minion_config() {
+    mkdir -p "$(dirname "$1")"
+    cat >"$1" <<EOF
+id: $2
+master: 127.0.0.1
+master_port: $4
+publish_port: $3
+acceptance_wait_time: 1
+random_reauth_delay: ${REAUTH_DELAY:-0}
+enable_fqdns_grains: False
+EOF
+}
+
 # --- minions in containers ------------------------------------------------------------------
 # Each minion NAME boots an overlay of MINION_ROOT at $T/NAME/root (its writes go to
 # $T/NAME/upper and survive a reboot) with systemd-nspawn, started from a cgroup of its own

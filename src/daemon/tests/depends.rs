@@ -165,6 +165,26 @@ fn a_heartbeat_ends_a_hold() {
 }
 
 #[test]
+fn shutting_down_during_a_check_or_a_random_wait_begins_no_restart() {
+    let targets = [
+        target("a", "    depends_on: {tcp: ['master:4506']}\n"),
+        target("b", "    restart_splay: 1h\n"),
+    ];
+    let mut h = Harness::new(&config(&targets, ""));
+    h.behave("a", "depends", Behaviour::Exit(0, secs(3.0)));
+    h.advance(secs(11.0));
+    assert_eq!(h.slot("a").status(), TargetStatus::Restarting);
+    assert_eq!(h.slot("b").status(), TargetStatus::Restarting);
+    h.signal(crate::platform::Signal::Shutdown);
+    h.advance(secs(5.0));
+    assert_eq!(h.exit, Some(super::Exit::Clean));
+    assert!(h.stops("a").is_empty() && h.stops("b").is_empty());
+    for t in ["a", "b"] {
+        assert!(h.events(t).contains(&"restart_called_off".into()), "{t}");
+    }
+}
+
+#[test]
 fn an_operator_restart_of_a_held_target_is_not_held() {
     let mut h = Harness::new(&held_config(""));
     h.behave("a", "depends", DOWN);

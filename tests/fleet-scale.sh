@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# A fleet of N minions on one machine (not part of .ci/run: it takes about an hour):
+#
+#   tests/fleet-scale.sh [N]        (N = 100 by default; fewer when memory is short)
+#
+# N Debian minions, each booted with systemd-nspawn (systemd as PID 1, Salt's salt-minion
+# unit), all overlays of one read-only root, against one real salt-master on 127.0.0.1, with
+# the protector formula applied with its defaults. Like tests/salt-e2e.sh it changes only the
+# master's address and ports and scales the timings down (timeout 60 s, heartbeat every 15 s,
+# restart_splay 36 s: the formula's ratios), so a scenario takes minutes. It reports:
+#   1. steady state for 3 timeouts: restarts (want 0);
+#   2. the master stopped for 3 timeouts: restarts (want 0), protectors holding;
+#   3. the master back: restarts (want 0), time until every protector watches again; then a
+#      master restart (new process, same keys): restarts (want 0);
+#   4. 10% of the minions frozen (SIGSTOP) with the master up: exactly those restarted; time
+#      from the freeze to answering test.ping again, p50/p99/max;
+#   5. `salt '*' protector.status`: time to answer, minions accounted for;
+#   6. what one heartbeat costs the master at this N: CPU, memory, job-cache files and bytes,
+#      events on the bus.
+# Needs root. Cleans up every process, mount and cgroup it made.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+SAY_AS=fleet
+source tests/salt/lib.sh
+KIT=$ROOT/examples/salt
+FORMULA=$KIT/protector-formula
+TIMEOUT=60
+PERIOD=15
+SPLAY=36
+
+[ "$(id -u)" = 0 ] || fail "needs root (systemd-nspawn, overlay mounts)"
+WANT=${1:-100}
+# A booted minion (systemd, journald, salt-minion and its keepalive parent, protector) takes
+# about 150 MiB here; keep 3 GiB for the master and the machine.
+avail_mib=$(awk '/^MemAvailable:/ { print int($2 / 1024) }' /proc/meminfo)
+fit=$(((avail_mib - 3072) / 150))
+N=$WANT
+if [ "$fit" -lt "$N" ]; then
+    N=$fit
+    say "memory: ${avail_mib} MiB available, room for $N minions of about 150 MiB: using $N, not $WANT"
+fi
+[ "$N" -ge 10 ] || fail "room for only $N minions"
+MINIONS=()
+for i in $(seq -w 1 "$N"); do MINIONS+=("f$i"); done
+
+apt_get systemd-container debootstrap binutils
+salt_venv
+minion_root
+export PATH="$VENV/bin:$PATH"
+T=$(mktemp -d /tmp/pfleet.XXXXXX)
+M=$T/master
+mkdir -p "$M/etc/master.d" "$T/files" "$T/pillar"
+cleanup() {
+    local status=$?
+    set +e
+    [ -n "${EVENTS_PID:-}" ] && kill "$EVENTS_PID" 2>/dev/null
+    [ -n "${MASTER_SID:-}" ] && [ "$MASTER_SID" -gt 1 ] && pkill -KILL -s "$MASTER_SID" 2>/dev/null
+    pkill -KILL -f "salt-master -c $M/etc" 2>/dev/null
+    cleanup_minions
+    [ -n "${KEEP:-}" ] || rm -rf "$T"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+say "publishing protector to the master's file server"
+"$KIT/publish.sh" --linux-only "$T/files" >"$T/publish.log" 2>&1 || { tail -n 20 "$T/publish.log"; fail "publish.sh failed"; }
+
+PUB=$(free_port)
+RET=$(free_port)
+while [ "$RET" = "$PUB" ]; do RET=$(free_port); done
+MASTER_WORKERS=4 MASTER_GATHER_TIMEOUT=10 master_config "$M" "$PUB" "$RET" "$T/pillar" "$FORMULA" "$T/files"
+# The kit's heartbeat schedule, its period scaled down (it fails harmlessly on minions until
+# the formula has synced protector.beat to them).
+sed -e "s/seconds: 60/seconds: $PERIOD/" "$KIT/master.d/protector-heartbeat.conf" >"$M/etc/master.d/protector-heartbeat.conf"
+printf "base:\n  '*':\n    - protector\n" >"$T/pillar/top.sls"
+printf 'protector:\n  salt_minion:\n    timeout: %ss\n    restart_splay: %ss\n' "$TIMEOUT" "$SPLAY" >"$T/pillar/protector.sls"
+
+say "starting salt-master on 127.0.0.1 (ports $PUB/$RET)"
+start_master "$M"
+
+t0=$SECONDS
+for m in "${MINIONS[@]}"; do
+    REAUTH_DELAY=5 minion_config "$(minion_dir "$m")/upper/etc/salt/minion.d/fleet.conf" "$m" "$PUB" "$RET"
+    boot_minion "$m"
+done
+say "booted $N minions in $((SECONDS - t0)) s"
+count_true() { grep -c ': True' || true; }
+pinged() { salt -c "$M/etc" --timeout 30 '*' test.ping --out=txt 2>/dev/null | count_true; }
+all_ping() { [ "$(pinged)" = "$N" ]; }
+wait_for 600 "all $N minions to answer test.ping" all_ping
+
+say "salt -b 25 '*' state.apply protector"
+t0=$SECONDS
+salt -c "$M/etc" --timeout 600 -b 25 '*' state.apply protector --out=txt >"$T/apply.out" 2>&1 ||
+    { tail -n 40 "$T/apply.out"; fail "state.apply protector failed"; }
+say "applied on $N minions in $((SECONDS - t0)) s"
+
+# What every minion's protector says, asked on the minion: "STATE RESTARTS" of its target.
+local_state() { in_minion "$1" protector status --json 2>/dev/null | "$VENV/bin/python" -c 'import json,sys; t=json.load(sys.stdin)["targets"][0]; print(t["state"], t["restarts_total"])' 2>/dev/null || echo "unknown -"; }
+states() { for m in "${MINIONS[@]}"; do echo "$m $(local_state "$m")"; done; }
+count_state() { states | awk -v s="$1" '$2 == s' | wc -l; }
+total_restarts() { states | awk '{ n += $3 } END { print n + 0 }'; }
+fresh_everywhere() { [ "$(count_state watching)" = "$N" ]; }
+wait_for $((4 * TIMEOUT)) "every protector to watch a fresh heartbeat" fresh_everywhere
+RESULTS=()
+sleep_until() { local end=$((SECONDS + $1)); while [ $SECONDS -lt $end ]; do sleep 1; done; }
+
+# --- the cost of a heartbeat at this N --------------------------------------------------------
+cpu_ticks() { # user+system ticks of every process of the master's session
+    local p t=0 s
+    for p in $(pgrep -s "$MASTER_SID"); do
+        s=$(cut -d' ' -f14,15 "/proc/$p/stat" 2>/dev/null) || continue
+        t=$((t + ${s% *} + ${s#* }))
+    done
+    echo "$t"
+}
+rss_kib() { local p t=0 r; for p in $(pgrep -s "$MASTER_SID"); do r=$(awk '/^Rss:/ { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null) || continue; t=$((t + ${r:-0})); done; echo "$t"; }
+jobs_files() { find "$M/cache/jobs" -type f 2>/dev/null | wc -l; }
+jobs_bytes() { du -sb "$M/cache/jobs" 2>/dev/null | cut -f1; }
+jobs_disk() { du -sk "$M/cache/jobs" 2>/dev/null | cut -f1; }
+salt-run -c "$M/etc" state.event count=-1 >"$T/bus.txt" 2>/dev/null &
+EVENTS_PID=$!
+WINDOW=$((3 * TIMEOUT))
+say "scenario 1: steady state for $WINDOW s (3 timeouts), measuring the master"
+r0=$(total_restarts)
+c0=$(cpu_ticks) f0=$(jobs_files) b0=$(jobs_bytes) k0=$(jobs_disk) e0=$(wc -l <"$T/bus.txt") w0=$SECONDS
+sleep_until "$WINDOW"
+c1=$(cpu_ticks) f1=$(jobs_files) b1=$(jobs_bytes) k1=$(jobs_disk) e1=$(wc -l <"$T/bus.txt") w1=$SECONDS
+rss=$(rss_kib)
+r1=$(total_restarts)
+[ "$r1" = "$r0" ] || fail "steady state: $((r1 - r0)) restarts"
+hz=$(getconf CLK_TCK)
+beats=$(awk -v w=$((w1 - w0)) -v p="$PERIOD" 'BEGIN { printf "%.1f", w / p }')
+COST=$(awk -v c=$((c1 - c0)) -v hz="$hz" -v w=$((w1 - w0)) -v b="$beats" -v n="$N" -v f=$((f1 - f0)) \
+    -v by=$((b1 - b0)) -v k=$((k1 - k0)) -v e=$((e1 - e0)) -v rss="$rss" -v p="$PERIOD" 'BEGIN {
+    cpu = c / hz
+    printf "master CPU %.1f%% of a core over %d s (%.2f ms per beat per minion); RSS %.0f MiB; ", 100 * cpu / w, w, 1000 * cpu / (b * n), rss / 1024
+    printf "job cache +%d files, +%.1f KiB of data, +%.1f KiB on disk per beat (%.1f files, %.0f bytes on disk per minion); ", f / b, by / b / 1024, k / b, f / (b * n), 1024 * k / (b * n)
+    printf "%.1f events on the bus per beat", e / b
+}')
+RESULTS+=("1 steady state, $WINDOW s, $N minions: $((r1 - r0)) restarts")
+RESULTS+=("6 one heartbeat (every $PERIOD s) at N = $N: $COST")
+
+# --- 2. the master down for 3 timeouts ----------------------------------------------------------
+say "scenario 2: salt-master stopped for $WINDOW s"
+kill "$EVENTS_PID" 2>/dev/null || true
+EVENTS_PID=
+declare -A MAIN=()
+minion_main() { in_minion "$1" systemctl show salt-minion -p MainPID --value; }
+for m in "${MINIONS[@]}"; do MAIN[$m]=$(minion_main "$m"); done
+t_down=$SECONDS
+stop_master "$M"
+all_held() { [ "$(count_state held)" = "$N" ]; }
+wait_for $((WINDOW + 60)) "every protector to hold its salt-minion" all_held
+held_after=$((SECONDS - t_down))
+sleep_until $((t_down + WINDOW - SECONDS))
+r2=$(total_restarts)
+same_main=0
+for m in "${MINIONS[@]}"; do [ "$(minion_main "$m")" = "${MAIN[$m]}" ] && same_main=$((same_main + 1)); done
+RESULTS+=("2 master down $WINDOW s: every protector holding after $held_after s, $((r2 - r1)) restarts, $same_main of $N salt-minions the same process")
+[ "$r2" = "$r1" ] || fail "master down: $((r2 - r1)) restarts"
+
+# --- 3. the master back, then restarted -------------------------------------------------------
+say "scenario 3: salt-master started again"
+t_up=$SECONDS
+start_master "$M"
+wait_for 900 "all $N minions to answer test.ping after the master's return" all_ping
+pinged_after=$((SECONDS - t_up))
+wait_for $((4 * TIMEOUT)) "every protector to watch again" fresh_everywhere
+watching_after=$((SECONDS - t_up))
+r3=$(total_restarts)
+RESULTS+=("3 master back: all $N answering test.ping after $pinged_after s, every protector watching (heartbeat fresh) after $watching_after s, $((r3 - r2)) restarts")
+[ "$r3" = "$r2" ] || fail "master back: $((r3 - r2)) restarts"
+say "scenario 3b: the master restarted (new process, same keys)"
+t_re=$SECONDS
+stop_master "$M"
+start_master "$M"
+wait_for 900 "all $N minions to answer test.ping after the master's restart" all_ping
+sleep_until $((2 * TIMEOUT))
+wait_for $((4 * TIMEOUT)) "every protector to watch" fresh_everywhere
+r4=$(total_restarts)
+RESULTS+=("3 master restarted: all answering after $((SECONDS - t_re)) s or less, $((r4 - r3)) restarts")
+[ "$r4" = "$r3" ] || fail "master restart: $((r4 - r3)) restarts"
+
+# --- 4. 10% frozen ------------------------------------------------------------------------------
+FROZEN=()
+for ((i = 0; i < N; i += 10)); do FROZEN+=("${MINIONS[$i]}"); done
+say "scenario 4: ${#FROZEN[@]} minions frozen (SIGSTOP): ${FROZEN[*]}"
+declare -A FROZE_AT=() BACK=()
+for m in "${FROZEN[@]}"; do MAIN[$m]=$(minion_main "$m"); in_minion "$m" pkill -STOP -f bin/salt-minion; FROZE_AT[$m]=$(date +%s.%N); done
+answering() { salt -c "$M/etc" --timeout 10 "$1" test.ping --out=txt 2>/dev/null | grep -q ': True'; }
+all_back() {
+    local m now
+    for m in "${FROZEN[@]}"; do
+        [ -z "${BACK[$m]:-}" ] || continue
+        now=$(minion_main "$m")
+        [ -n "$now" ] && [ "$now" != 0 ] && [ "$now" != "${MAIN[$m]}" ] && answering "$m" && BACK[$m]=$(date +%s.%N)
+    done
+    [ ${#BACK[@]} = ${#FROZEN[@]} ]
+}
+wait_for $((10 * TIMEOUT)) "the frozen minions to be restarted and answer" all_back
+r5=$(total_restarts)
+times=$(for m in "${FROZEN[@]}"; do awk -v a="${FROZE_AT[$m]}" -v b="${BACK[$m]}" 'BEGIN { printf "%.1f\n", b - a }'; done | sort -n)
+pct() { awk -v q="$1" '{ v[NR] = $1 } END { i = int(q * NR + 0.999); if (i < 1) i = 1; print v[i] }' <<<"$times"; }
+RESULTS+=("4 ${#FROZEN[@]} of $N frozen: $((r5 - r4)) restarts; freeze to answering test.ping p50 $(pct 0.5) s, p99 $(pct 0.99) s, max $(pct 1) s (timeout $TIMEOUT s + splay up to $SPLAY s + the minion's stop and start)")
+[ "$((r5 - r4))" = "${#FROZEN[@]}" ] || fail "frozen: $((r5 - r4)) restarts for ${#FROZEN[@]} frozen minions"
+
+# --- 5. the fleet's status from the master -----------------------------------------------------
+t5=$(date +%s.%N)
+salt -c "$M/etc" --timeout 60 '*' protector.status --out=json --static >"$T/status.json" 2>/dev/null || true
+t6=$(date +%s.%N)
+answered=$("$VENV/bin/python" -c "import json; s=json.load(open('$T/status.json')); print(sum(1 for v in s.values() if isinstance(v, dict) and 'targets' in v))")
+RESULTS+=("5 salt '*' protector.status: $answered of $N minions answered in $(awk -v a="$t5" -v b="$t6" 'BEGIN { printf "%.1f", b - a }') s")
+
+say "done (N = $N, timeout ${TIMEOUT}s, heartbeat every ${PERIOD}s, restart_splay ${SPLAY}s)"
+for r in "${RESULTS[@]}"; do echo "  $r"; done
