@@ -135,6 +135,8 @@ total_restarts() { states | awk '{ n += $3 } END { print n + 0 }'; }
 fresh_everywhere() { [ "$(count_state watching)" = "$N" ]; }
 wait_for $((4 * TIMEOUT)) "every protector to watch a fresh heartbeat" fresh_everywhere
 RESULTS=()
+# Each result is said as it comes, so a run that fails later still leaves its numbers.
+result() { RESULTS+=("$1"); say "result: $1"; }
 sleep_until() { local end=$((SECONDS + $1)); while [ $SECONDS -lt $end ]; do sleep 1; done; }
 
 # --- the cost of a heartbeat at this N --------------------------------------------------------
@@ -170,8 +172,8 @@ COST=$(awk -v c=$((c1 - c0)) -v hz="$hz" -v w=$((w1 - w0)) -v b="$beats" -v n="$
     printf "job cache +%d files, +%.1f KiB of data, +%.1f KiB on disk per beat (%.1f files, %.0f bytes on disk per minion); ", f / b, by / b / 1024, k / b, f / (b * n), 1024 * k / (b * n)
     printf "%.1f events on the bus per beat", e / b
 }')
-RESULTS+=("1 steady state, $WINDOW s, $N minions: $((r1 - r0)) restarts")
-RESULTS+=("6 one heartbeat (every $PERIOD s) at N = $N: $COST")
+result "1 steady state, $WINDOW s, $N minions: $((r1 - r0)) restarts"
+result "6 one heartbeat (every $PERIOD s) at N = $N: $COST"
 
 # --- 2. the master down for 3 timeouts ----------------------------------------------------------
 say "scenario 2: salt-master stopped for $WINDOW s"
@@ -189,7 +191,7 @@ sleep_until $((t_down + WINDOW - SECONDS))
 r2=$(total_restarts)
 same_main=0
 for m in "${MINIONS[@]}"; do [ "$(minion_main "$m")" = "${MAIN[$m]}" ] && same_main=$((same_main + 1)); done
-RESULTS+=("2 master down $WINDOW s: every protector holding after $held_after s, $((r2 - r1)) restarts, $same_main of $N salt-minions the same process")
+result "2 master down $WINDOW s: every protector holding after $held_after s, $((r2 - r1)) restarts, $same_main of $N salt-minions the same process"
 [ "$r2" = "$r1" ] || fail "master down: $((r2 - r1)) restarts"
 
 # --- 3. the master back, then restarted -------------------------------------------------------
@@ -201,7 +203,7 @@ pinged_after=$((SECONDS - t_up))
 wait_for $((4 * TIMEOUT)) "every protector to watch again" fresh_everywhere
 watching_after=$((SECONDS - t_up))
 r3=$(total_restarts)
-RESULTS+=("3 master back: all $N answering test.ping after $pinged_after s, every protector watching (heartbeat fresh) after $watching_after s, $((r3 - r2)) restarts")
+result "3 master back: all $N answering test.ping after $pinged_after s, every protector watching (heartbeat fresh) after $watching_after s, $((r3 - r2)) restarts"
 [ "$r3" = "$r2" ] || fail "master back: $((r3 - r2)) restarts"
 say "scenario 3b: the master restarted (new process, same keys)"
 t_re=$SECONDS
@@ -211,7 +213,7 @@ wait_for 900 "all $N minions to answer test.ping after the master's restart" all
 sleep_until $((2 * TIMEOUT))
 wait_for $((4 * TIMEOUT)) "every protector to watch" fresh_everywhere
 r4=$(total_restarts)
-RESULTS+=("3 master restarted: all answering after $((SECONDS - t_re)) s or less, $((r4 - r3)) restarts")
+result "3 master restarted: all answering after $((SECONDS - t_re)) s or less, $((r4 - r3)) restarts"
 [ "$r4" = "$r3" ] || fail "master restart: $((r4 - r3)) restarts"
 
 # --- 4. 10% frozen ------------------------------------------------------------------------------
@@ -234,7 +236,10 @@ wait_for $((10 * TIMEOUT)) "the frozen minions to be restarted and answer" all_b
 r5=$(total_restarts)
 times=$(for m in "${FROZEN[@]}"; do awk -v a="${FROZE_AT[$m]}" -v b="${BACK[$m]}" 'BEGIN { printf "%.1f\n", b - a }'; done | sort -n)
 pct() { awk -v q="$1" '{ v[NR] = $1 } END { i = int(q * NR + 0.999); if (i < 1) i = 1; print v[i] }' <<<"$times"; }
-RESULTS+=("4 ${#FROZEN[@]} of $N frozen: $((r5 - r4)) restarts; freeze to answering test.ping p50 $(pct 0.5) s, p99 $(pct 0.99) s, max $(pct 1) s (timeout $TIMEOUT s + splay up to $SPLAY s + the minion's stop and start)")
+result "4 ${#FROZEN[@]} of $N frozen: $((r5 - r4)) restarts; freeze to answering test.ping p50 $(pct 0.5) s, p99 $(pct 0.99) s, max $(pct 1) s (timeout $TIMEOUT s + splay up to $SPLAY s + the minion's stop and start)"
+if [ "$((r5 - r4))" != "${#FROZEN[@]}" ]; then
+    for m in "${FROZEN[@]}"; do say "$m: $(local_state "$m"), salt-minion ${MAIN[$m]} -> $(minion_main "$m")"; done
+fi
 [ "$((r5 - r4))" = "${#FROZEN[@]}" ] || fail "frozen: $((r5 - r4)) restarts for ${#FROZEN[@]} frozen minions"
 
 # --- 5. the fleet's status from the master -----------------------------------------------------
@@ -242,7 +247,7 @@ t5=$(date +%s.%N)
 salt -c "$M/etc" --timeout 60 '*' protector.status --out=json --static >"$T/status.json" 2>/dev/null || true
 t6=$(date +%s.%N)
 answered=$("$VENV/bin/python" -c "import json; s=json.load(open('$T/status.json')); print(sum(1 for v in s.values() if isinstance(v, dict) and 'targets' in v))")
-RESULTS+=("5 salt '*' protector.status: $answered of $N minions answered in $(awk -v a="$t5" -v b="$t6" 'BEGIN { printf "%.1f", b - a }') s")
+result "5 salt '*' protector.status: $answered of $N minions answered in $(awk -v a="$t5" -v b="$t6" 'BEGIN { printf "%.1f", b - a }') s"
 
 say "done (N = $N, timeout ${TIMEOUT}s, heartbeat every ${PERIOD}s, restart_splay ${SPLAY}s)"
 for r in "${RESULTS[@]}"; do echo "  $r"; done
