@@ -123,10 +123,11 @@ salt -c "$M/etc" --timeout 600 -b 10 '*' state.apply protector --out=txt >"$T/ap
 say "applied on $N minions in $((SECONDS - t0)) s"
 
 # What every minion's protector says, asked on the minion: "STATE RESTARTS" of its target.
-# (status exits 1 while a target is not watching normally: that is data here, not a failure.)
+# (status exits 1 while a target is not watching normally: that is data here, not a failure;
+# a state of two words becomes one, `backing_off`, so the count stays the third field.)
 local_state() {
     { in_minion "$1" protector status --json 2>/dev/null || true; } |
-        "$VENV/bin/python" -c 'import json,sys; t=json.load(sys.stdin)["targets"][0]; print(t["state"], t["restarts_total"])' 2>/dev/null ||
+        "$VENV/bin/python" -c 'import json,sys; t=json.load(sys.stdin)["targets"][0]; print(t["state"].replace(" ", "_"), t["restarts_total"])' 2>/dev/null ||
         echo "unknown -"
 }
 states() { for m in "${MINIONS[@]}"; do echo "$m $(local_state "$m")"; done; }

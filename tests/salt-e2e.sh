@@ -336,7 +336,7 @@ RESULTS+=("6 pause from the master: protector.pause shown by protector.status; t
 say "scenario 7: salt-master stopped for $((3 * TIMEOUT)) s"
 # Asked on each minion (the master is away): protector status --json (which exits 1 while a
 # target is held), and its salt-minion's pid.
-local_state() { { in_minion "$1" protector status --json 2>/dev/null || true; } | "$VENV/bin/python" -c 'import json,sys; t=json.load(sys.stdin)["targets"][0]; print(t["state"], t["restarts_total"])'; }
+local_state() { { in_minion "$1" protector status --json 2>/dev/null || true; } | "$VENV/bin/python" -c 'import json,sys; t=json.load(sys.stdin)["targets"][0]; print(t["state"].replace(" ", "_"), t["restarts_total"])'; }
 declare -A BEFORE=() MAIN=()
 for m in "${MINIONS[@]}"; do BEFORE[$m]=$(local_state "$m" | cut -d' ' -f2); MAIN[$m]=$(minion_main "$m"); done
 kill "$EVENTS_PID" 2>/dev/null || true
