@@ -97,7 +97,7 @@ fn a_bad_reload_keeps_the_old_config_running() {
 }
 
 #[test]
-fn sigterm_waits_for_the_running_command_then_exits_0() {
+fn ctrl_c_between_stop_and_start_still_starts_the_service_then_exits_0() {
     let sb = Sandbox::new();
     let mut p = sb.run_config(
         "targets:
@@ -112,14 +112,18 @@ fn sigterm_waits_for_the_running_command_then_exits_0() {
     wait_until(PATIENCE, "stop command running", || {
         sb.path("stop-began").exists()
     });
-    p.signal("TERM");
+    p.signal("INT");
     p.wait_events("stopping", None, 1);
     assert_eq!(p.wait_exit(PATIENCE), Some(0));
     assert!(
         sb.path("stop-ended").exists(),
         "exited before the stop command finished"
     );
-    assert!(!sb.path("started").exists(), "no new command after SIGTERM");
+    assert!(
+        sb.path("started").exists(),
+        "the stopped service was left down"
+    );
+    assert_eq!(p.events("start_before_exit", Some("svc")).len(), 1);
     p.wait_events("stopped", None, 1);
 }
 
@@ -133,7 +137,7 @@ fn a_second_signal_exits_at_once() {
     timeout: 500ms
     command_timeout: 60s
     stop: [sh, -c, 'echo $$ > stop.pid; exec sleep 60']
-    start: ['true']
+    start: [touch, started]
 ",
     );
     let stop_pid = read_pid(&sb, "stop.pid");
@@ -142,6 +146,10 @@ fn a_second_signal_exits_at_once() {
     p.signal("INT");
     assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(1));
     kill(stop_pid);
+    assert!(
+        !sb.path("started").exists(),
+        "a second signal starts nothing"
+    );
 }
 
 #[test]

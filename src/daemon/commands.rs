@@ -106,7 +106,8 @@ impl Daemon {
         }
     }
 
-    /// Drops the queues on shutdown: those commands never start.
+    /// Drops the queues on shutdown: those commands never start, except the start of a
+    /// service whose stop command already ran.
     pub(super) fn drop_queued(&mut self) {
         let now = self.now().mono;
         let retries = std::mem::take(&mut self.retries)
@@ -114,6 +115,12 @@ impl Daemon {
             .map(|(_, id, cmd)| (id, cmd));
         for (id, cmd) in self.commands.drain_waiting().into_iter().chain(retries) {
             if let Some(&i) = self.index.get(&id) {
+                if cmd == Cmd::Start && !self.begins_restart(i, cmd) {
+                    // Its stop command ran: the service is down until this start runs.
+                    info!(target = %self.slots[i].target.name, event = "start_before_exit", "shutting down: starting the service that was stopped before exiting (a second signal exits at once)");
+                    self.spawn(i, cmd);
+                    continue;
+                }
                 info!(target = %self.slots[i].target.name, event = "command_dropped", command = cmd.name(), "shutting down: not running the {} command", cmd.name());
                 self.slots[i].state.abandon(now);
             }
@@ -305,6 +312,13 @@ impl Daemon {
         let name = slot.target.name.clone();
         self.mark_dirty(true);
         match next {
+            // The service is stopped: leaving it so would leave it down until protector is
+            // back. Its start still runs (bounded by command_timeout; a second signal exits
+            // at once).
+            Next::Run(Cmd::Start) if self.stopping => {
+                info!(target = %name, event = "start_before_exit", "shutting down: starting the service that was stopped before exiting (a second signal exits at once)");
+                self.spawn(i, Cmd::Start);
+            }
             Next::Run(next) if self.stopping => {
                 info!(target = %name, event = "command_dropped", command = next.name(), "shutting down: not running the {} command", next.name());
                 self.slots[i].state.abandon(now);

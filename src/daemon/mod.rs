@@ -15,9 +15,9 @@
 //!
 //! Messages ([`Daemon::handle`]): a finished command moves its target on; SIGHUP reloads the
 //! config (`reload.rs`: a pure plan of unchanged / changed / added / removed targets, then
-//! applied; an invalid config is logged and the old one kept); SIGTERM/SIGINT start no new
-//! command, wait for the running ones (each bounded by its command_timeout) and exit 0; a
-//! second signal exits at once.
+//! applied; an invalid config is logged and the old one kept); SIGTERM/SIGINT begin no new
+//! restart, wait for the running commands (each bounded by its command_timeout), start a
+//! service whose stop already ran, and exit 0; a second signal exits at once.
 //!
 //! Effects (the clock, looking at files, running commands) come through the small interfaces
 //! of `effects.rs`: `tests.rs` drives this same loop on simulated time with fakes.
