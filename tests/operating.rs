@@ -483,3 +483,57 @@ fn a_sighup_during_start_up_is_applied_once_start_up_completes() {
     let mut p = p;
     assert!(p.child_alive());
 }
+
+/// Under systemd, standard error is the journal (JOURNAL_STREAM names it): each record begins
+/// with its syslog priority and carries no timestamp of its own. Here standard error is a
+/// file that JOURNAL_STREAM names, as systemd would name its stream; with the variable naming
+/// another stream, records are as usual.
+#[test]
+fn records_to_the_journal_carry_their_priority_and_no_timestamp() {
+    use std::os::unix::fs::MetadataExt;
+    for names_it in [true, false] {
+        let sb = Sandbox::new();
+        let cfg = sb.write(
+            "protector.yaml",
+            "targets:\n  - name: svc\n    heartbeat: missing-dir/svc.beat\n    timeout: 1h\n    start: ['true']\n",
+        );
+        let err_path = sb.path("stderr");
+        let err = std::fs::File::create(&err_path).unwrap();
+        let meta = err.metadata().unwrap();
+        let stream = format!("{}:{}", meta.dev(), meta.ino() + u64::from(!names_it));
+        let mut child = std::process::Command::new(bin())
+            .args(["--config", cfg.to_str().unwrap()])
+            .env("JOURNAL_STREAM", &stream)
+            .current_dir(sb.path(""))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        let mut text = String::new();
+        wait_until(
+            PATIENCE,
+            "the warning about the heartbeat's directory",
+            || {
+                text = std::fs::read_to_string(&err_path).unwrap();
+                text.contains("heartbeat_dir_missing")
+            },
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        let warning = text
+            .lines()
+            .find(|l| l.contains("heartbeat_dir_missing"))
+            .unwrap();
+        let started = text.lines().find(|l| l.contains("\"started\"")).unwrap();
+        if names_it {
+            assert!(warning.starts_with("<4>WARN the heartbeat"), "{warning}");
+            assert!(started.starts_with("<6>INFO "), "{started}");
+        } else {
+            assert!(
+                warning.starts_with(|c: char| c.is_ascii_digit()) && warning.contains(" WARN "),
+                "a timestamp first, no priority: {warning}"
+            );
+        }
+    }
+}

@@ -6,7 +6,9 @@
 # nothing (protector logs no_targets); `protector check` (no argument: the default config path)
 # accepts the installed config; an upgrade restarts protector and keeps an operator's edited
 # config; `dpkg -r` stops the service and removes the binary and the unit, keeping the config;
-# `dpkg --purge` removes the config, the state directory and the enablement.
+# `dpkg --purge` removes the config, the state directory and the enablement. Under systemd,
+# protector's journal records carry their priority and no second timestamp, and `systemctl
+# reload` fails when the config is refused.
 # .rpm: its file list, config file flags (%config(noreplace)) and scriptlets inspected with
 # rpm -qlp / -qp; `rpm -i --root` into a temporary root (an overlay of the same Debian system,
 # which has the shell and systemctl the scriptlets run): files in place, the unit enabled;
@@ -84,6 +86,33 @@ grep -q "^$CONFIG: valid for linux; 1 target" <<<"$out" && grep -q "^target salt
     fail "unexpected check output: $out"
 in_minion deb dpkg-query -L protector | grep -qx /usr/share/doc/protector/README.md || fail "no README in the package"
 say "dpkg -i: unit enabled and active, watching nothing; protector check accepts the config"
+
+# The journal: each record has its priority (journalctl -p filters on it) and no timestamp of
+# protector's own.
+warned=$(in_minion deb journalctl -u protector -p warning -o cat --no-pager)
+grep -q '^WARN no enabled targets; nothing to watch event="no_targets"' <<<"$warned" ||
+    fail "journalctl -p warning does not show no_targets as protector wrote it: $warned"
+errors=$(in_minion deb journalctl -u protector -p err -o cat --no-pager)
+[ -z "$(grep 'event=' <<<"$errors")" ] || fail "journalctl -p err shows records below error: $errors"
+infos=$(in_minion deb journalctl -u protector -p info -o cat --no-pager)
+grep -q '^INFO .*event="started"' <<<"$infos" || fail "no INFO started record in the journal: $infos"
+say "journal: records at their priority (-p warning shows no_targets, -p err nothing), no second timestamp"
+
+# A refused reload fails `systemctl reload` with the reason; the old config goes on.
+cp "$R$CONFIG" "$T/accepted.yaml"
+printf 'bogus_key: 1\n' >>"$R$CONFIG"
+pid=$(in_minion deb systemctl show -p MainPID --value protector)
+if out=$(in_minion deb systemctl reload protector 2>&1); then
+    fail "systemctl reload succeeded on an invalid config: $out"
+fi
+active || fail "protector is not active after a refused reload"
+[ "$(in_minion deb systemctl show -p MainPID --value protector)" = "$pid" ] || fail "a refused reload restarted protector"
+why=$(in_minion deb journalctl -u protector -o cat --no-pager)
+grep -q "bogus_key" <<<"$why" && grep -q "reload refused; still running the previous config" <<<"$why" ||
+    fail "the journal does not say why the reload was refused: $(tail -n 5 <<<"$why")"
+cp "$T/accepted.yaml" "$R$CONFIG"
+in_minion deb systemctl reload protector || fail "systemctl reload of the valid config failed"
+say "systemctl reload: refused config -> reload fails, the reason in the journal, protector runs on"
 
 sed -i "$EDIT" "$R$CONFIG"
 in_minion deb systemctl reload protector

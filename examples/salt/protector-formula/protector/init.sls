@@ -85,6 +85,8 @@ protector-unit-paths:
         ExecStartPre={{ protector.bin }} check -q --config {{ protector.config_file }}
         ExecStart=
         ExecStart={{ protector.bin }} --config {{ protector.config_file }}
+        ExecReload=
+        ExecReload={{ protector.bin }} reload --config {{ protector.config_file }}
 
 protector-daemon-reload:
   cmd.run:
@@ -110,8 +112,9 @@ protector-service:
 {%- endif %}
       - file: protector-unit-paths
 
-# A changed config is reloaded (SIGHUP): every unchanged target keeps its state, and an
-# invalid config is refused with the old one still running.
+# A changed config is reloaded (the unit's ExecReload asks protector and waits for its
+# verdict): every unchanged target keeps its state, and an invalid config makes this state
+# fail, with the old config still running.
 protector-reload:
   cmd.run:
     - name: systemctl reload protector
