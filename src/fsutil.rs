@@ -53,13 +53,17 @@ pub fn write_atomically(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
+    write_atomically_mode(path, SHARED_MODE, fill)
+}
+
+/// [`write_atomically`] with the new file's mode (Unix).
+pub fn write_atomically_mode(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let tmp = temp_sibling(path);
-    let create = || {
-        no_follow(SHARED_MODE)
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-    };
+    let create = || no_follow(mode).write(true).create_new(true).open(&tmp);
     let result = (|| {
         let file = match create() {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -191,6 +191,7 @@ fn stderr_is_journal() -> bool {
 }
 
 /// Does JOURNAL_STREAM's `DEVICE:INODE` name this stream?
+#[cfg(unix)]
 fn names_stream(var: &str, dev: u64, ino: u64) -> bool {
     var.split_once(':')
         .and_then(|(d, i)| Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?)))
@@ -399,6 +400,7 @@ fn is_day(s: &str) -> bool {
 mod tests {
     use super::*;
 
+    #[cfg(unix)]
     #[test]
     fn journal_stream_must_name_this_very_stream() {
         assert!(names_stream("8:1234", 8, 1234));

@@ -271,8 +271,9 @@ fn serve(launch: &Launch) -> Result<()> {
     let _ = handle_slot.set(handle);
 
     let inbox = daemon::Inbox::listen()?;
-    let config = match config::load(&launch.config, Os::host()) {
-        Ok(c) => c,
+    // A refused file with a last accepted copy: the host stays watched on that copy.
+    let start = match config::accepted::start_on(&launch.config, Os::host()) {
+        Ok(start) => start,
         Err(e) => {
             tracing::error!(event = "fatal", "{e}");
             handle.set_service_status(status(ServiceState::Stopped, 1, Duration::ZERO))?;
@@ -295,8 +296,10 @@ fn serve(launch: &Launch) -> Result<()> {
         config_path: Some(launch.config.clone()),
         dry_run: false,
         signal_source: Some(source),
+        accepted_text: start.text,
+        refused: start.refused,
     };
-    let exit = match daemon::watch(config, &launch.config, opts, inbox) {
+    let exit = match daemon::watch(start.config, &launch.config, opts, inbox) {
         Ok(_) => 0,
         Err(e) => {
             tracing::error!(event = "fatal", "{e:#}");

@@ -27,7 +27,23 @@ pub struct StateFile {
     /// Heartbeat files looked at (one `stat` each) since protector started.
     #[serde(default)]
     pub observations_total: u64,
+    /// The config file was refused at start-up: protector runs on its last accepted copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_refused: Option<ConfigRefused>,
     pub targets: Vec<TargetRecord>,
+}
+
+/// Why the config in force is not the config file (see `config::accepted`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConfigRefused {
+    /// Since when (protector's start).
+    pub since: f64,
+    /// The last accepted copy in force.
+    pub running_on: String,
+    /// When that copy was accepted.
+    pub accepted_at: Option<f64>,
+    /// What is wrong with the file (the first 20 lines).
+    pub problems: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -47,7 +47,9 @@ pub fn run(state_path: &Path, json: bool, names: &[String]) -> ExitCode {
         .lock_file
         .as_deref()
         .is_some_and(|l| lock::is_held(Path::new(l)));
-    let healthy = running && file.targets.iter().all(|t| t.state.is_fine());
+    // Running on the last accepted copy of a refused config is not fine either.
+    let healthy =
+        running && file.config_refused.is_none() && file.targets.iter().all(|t| t.state.is_fine());
     let now = epoch_secs(std::time::SystemTime::now());
     let text = if json {
         let mut value = serde_json::to_value(&file).expect("state serializes");
@@ -91,6 +93,20 @@ fn table(file: &StateFile, running: bool, now: f64) -> String {
             .map(|c| format!(", config {c}"))
             .unwrap_or_default()
     );
+    if let Some(r) = file.config_refused.as_ref().filter(|_| running) {
+        out.push_str(&format!(
+            "CONFIG REFUSED: the config file was refused at start-up {} ago; running on the last \
+             config accepted{}, {} (fix the file, then `protector reload`):\n",
+            human(now - r.since),
+            r.accepted_at
+                .map(|t| format!(" {} ago", human(now - t)))
+                .unwrap_or_default(),
+            r.running_on
+        ));
+        for p in &r.problems {
+            out.push_str(&format!("  {p}\n"));
+        }
+    }
     let header = [
         "TARGET",
         "STATE",

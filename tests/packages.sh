@@ -6,7 +6,8 @@
 # nothing (protector logs no_targets); `protector check` (no argument: the default config path)
 # accepts the installed config; an upgrade restarts protector and keeps an operator's edited
 # config; `dpkg -r` stops the service and removes the binary and the unit, keeping the config;
-# `dpkg --purge` removes the config, the state directory and the enablement. Under systemd,
+# `dpkg --purge` removes the config, the state directory and the enablement. An upgrade over
+# a broken edit keeps protector watching on the last accepted config. Under systemd,
 # protector's journal records carry their priority and no second timestamp, and `systemctl
 # reload` fails when the config is refused.
 # .rpm: its file list, config file flags (%config(noreplace)) and scriptlets inspected with
@@ -127,6 +128,31 @@ new_pid=$(in_minion deb systemctl show -p MainPID --value protector)
 out=$(in_minion deb protector check 2>&1) && grep -q 'timeout:         7m' <<<"$out" ||
     fail "the edited config is not the one in use: $out"
 say "upgrade: protector restarted, the edited config kept"
+
+# An edit with a mistake, then an upgrade (here: the same package again, which restarts
+# protector as an upgrade does): the host stays watched on the last accepted config, and
+# dpkg, the journal and `protector status` say so.
+cp "$R$CONFIG" "$T/accepted.yaml"
+printf 'bogus_key: 1\n' >>"$R$CONFIG"
+old_pid=$(in_minion deb systemctl show -p MainPID --value protector)
+in_minion deb dpkg -i "/var/tmp/$(basename "$DEB2")" >"$T/dpkg-bad.log" 2>&1 || { cat "$T/dpkg-bad.log"; fail "the upgrade over a broken edit failed"; }
+grep -q "WARNING: $CONFIG is refused" "$T/dpkg-bad.log" && grep -q bogus_key "$T/dpkg-bad.log" ||
+    fail "the upgrade did not warn of the refused config: $(cat "$T/dpkg-bad.log")"
+wait_for 60 "protector to be active after the upgrade over a broken edit" active
+new_pid=$(in_minion deb systemctl show -p MainPID --value protector)
+[ "$new_pid" != "$old_pid" ] || fail "protector was not restarted by the upgrade"
+refused() { in_minion deb journalctl -u protector -p err -o cat --no-pager | grep -q 'event="config_refused"'; }
+wait_for 30 "config_refused at priority err in the journal" refused
+out=$(in_minion deb protector status 2>&1) && fail "status exits 0 while the config is refused: $out"
+grep -q '^CONFIG REFUSED' <<<"$out" && grep -q bogus_key <<<"$out" && grep -q '/etc/protector/.protector.yaml.accepted' <<<"$out" ||
+    fail "status does not say the config is refused and what runs instead: $out"
+sleep_s=$(in_minion deb systemctl show -p NRestarts --value protector)
+[ "$sleep_s" = 0 ] || fail "systemd restarted protector $sleep_s times"
+cp "$T/accepted.yaml" "$R$CONFIG"
+in_minion deb systemctl reload protector || fail "reload of the fixed config failed"
+out=$(in_minion deb protector status 2>&1) || true
+! grep -q '^CONFIG REFUSED' <<<"$out" || fail "status still says refused after the fix and reload: $out"
+say "upgrade over a broken edit: dpkg warned, protector runs on the last accepted config (status, journal say so); fixed and reloaded, the file is in force"
 
 # systemd older than 235 (CentOS 7 has 219) ignores StateDirectory= and
 # RuntimeDirectoryPreserve=: as there, neither is in force (a drop-in clears them) and the

@@ -126,8 +126,8 @@ fn heartbeat_warnings(config: &Config) -> Vec<String> {
     }
 }
 
-/// `quiet` (`check -q`, as the systemd unit's ExecStartPre runs it): only problems, warnings
-/// and the one summary line, so the journal gets one line per start, not one per setting.
+/// `quiet` (`check -q`, as the packages' scripts run it): only problems, warnings and the one
+/// summary line.
 pub fn run(path: &Path, os: Os, quiet: bool, explain: bool) -> ExitCode {
     match config::load(path, os) {
         Ok(config) => {
@@ -150,8 +150,36 @@ pub fn run(path: &Path, os: Os, quiet: bool, explain: bool) -> ExitCode {
         }
         Err(e) => {
             crate::text::print_stderr(&e.to_string());
+            if os == Os::host() {
+                crate::text::print_stderr(&in_force_instead(path));
+            }
             ExitCode::from(1)
         }
+    }
+}
+
+/// What protector does with a refused file: a running protector keeps what it runs on (a
+/// reload is refused), and one started now runs on the last accepted copy when there is one.
+fn in_force_instead(path: &Path) -> String {
+    let copy = config::accepted::copy_path(path);
+    let saved = std::fs::symlink_metadata(&copy)
+        .ok()
+        .and_then(|m| m.modified().ok());
+    match saved {
+        Some(t) => format!(
+            "protector: not in force; a running protector keeps its config, and one started now \
+             runs on the last accepted copy, {} (accepted {} ago)\n",
+            copy.display(),
+            crate::status::human(
+                std::time::SystemTime::now()
+                    .duration_since(t)
+                    .unwrap_or_default()
+                    .as_secs_f64()
+            )
+        ),
+        None => "protector: not in force; a running protector keeps its config, and none can \
+                 start on this file (no accepted copy of it is kept)\n"
+            .into(),
     }
 }
 

@@ -326,7 +326,16 @@ fn run_legacy(words: &[String], log: &LogOptions, dry_run: bool) -> ExitCode {
         max_parallel_commands: config::model::DEFAULT_MAX_PARALLEL_COMMANDS,
     };
     match daemon::Inbox::listen() {
-        Ok(inbox) => run_watchdog(config, &key, None, log, dry_run, inbox),
+        Ok(inbox) => {
+            let opts = daemon::Options {
+                config_path: None,
+                dry_run,
+                signal_source: None,
+                accepted_text: None,
+                refused: None,
+            };
+            run_watchdog(config, &key, opts, log, inbox)
+        }
         Err(e) => {
             eprintln!("protector: cannot listen for signals: {e}");
             ExitCode::from(1)
@@ -343,10 +352,24 @@ fn run_config(path: &Path, log: &LogOptions, dry_run: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match config::load(path, Os::host()) {
-        Ok(config) => run_watchdog(config, path, Some(path.to_path_buf()), log, dry_run, inbox),
+    let opts = |accepted_text, refused| daemon::Options {
+        config_path: Some(path.to_path_buf()),
+        dry_run,
+        signal_source: None,
+        accepted_text,
+        refused,
+    };
+    // A refused file with a last accepted copy: the host stays watched on that copy.
+    match config::accepted::start_on(path, Os::host()) {
+        Ok(start) => run_watchdog(
+            start.config,
+            path,
+            opts(start.text, start.refused),
+            log,
+            inbox,
+        ),
         Err(e) => {
-            crate::text::print_stderr(&e.to_string());
+            crate::text::print_stderr(&e);
             ExitCode::from(1)
         }
     }
@@ -357,20 +380,14 @@ fn run_config(path: &Path, log: &LogOptions, dry_run: bool) -> ExitCode {
 fn run_watchdog(
     config: Config,
     lock_key: &Path,
-    config_path: Option<PathBuf>,
+    opts: daemon::Options,
     log: &LogOptions,
-    dry_run: bool,
     inbox: daemon::Inbox,
 ) -> ExitCode {
     if let Err(e) = logging::init(log) {
         eprintln!("protector: {e:#}");
         return ExitCode::from(1);
     }
-    let opts = daemon::Options {
-        config_path,
-        dry_run,
-        signal_source: None,
-    };
     match daemon::watch(config, lock_key, opts, inbox) {
         Ok(daemon::Exit::Clean) => ExitCode::SUCCESS,
         Ok(daemon::Exit::Immediate) => ExitCode::from(1),
@@ -397,8 +414,10 @@ fn status(
 ) -> ExitCode {
     let path = match (state_file, config) {
         (Some(p), _) => p,
-        (None, Some(cfg)) => match config::load(&cfg, Os::host()) {
-            Ok(c) => match c.files.state_file {
+        // A refused file: the last accepted copy names the state file of the protector
+        // running on it.
+        (None, Some(cfg)) => match config::accepted::start_on(&cfg, Os::host()) {
+            Ok(start) => match start.config.files.state_file {
                 Some(p) => p,
                 None => {
                     crate::text::print_stderr(&format!(
@@ -411,8 +430,10 @@ fn status(
                 }
             },
             Err(e) => {
-                crate::text::print_stderr(&e.to_string());
-                crate::text::print_stderr(STATUS_HINT);
+                crate::text::print_stderr(&e);
+                if !cfg.exists() {
+                    crate::text::print_stderr(STATUS_HINT);
+                }
                 return ExitCode::from(1);
             }
         },

@@ -5,6 +5,7 @@
 //! by key path, so an operator fixes a config in one round. A later stage runs only when the
 //! earlier ones found nothing.
 
+pub mod accepted;
 pub mod duration;
 pub mod expand;
 pub mod model;
@@ -157,6 +158,12 @@ fn read_text(path: &Path, file: &str) -> Result<String, ConfigError> {
 /// Reads and resolves the config file at `path` for `os`. Variables are expanded from this
 /// process's environment when `os` is the host OS; for another OS they are left as written.
 pub fn load(path: &Path, os: Os) -> Result<Config, ConfigError> {
+    load_text(path, os).map(|(config, _)| config)
+}
+
+/// [`load`], with the text that was read: what protector keeps as the last accepted config
+/// ([`accepted`]) is exactly what it accepted, whatever the file became since.
+pub fn load_text(path: &Path, os: Os) -> Result<(Config, String), ConfigError> {
     let file = path.display().to_string();
     if crate::perms::enforced()
         && let Some(reason) = crate::perms::exposure(path)
@@ -221,7 +228,7 @@ pub fn load(path: &Path, os: Os) -> Result<Config, ConfigError> {
             });
         }
     }
-    Ok(config)
+    Ok((config, text))
 }
 
 /// Where each target's settings come from (`check --explain`), for a file `load` accepted.

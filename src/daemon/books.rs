@@ -158,6 +158,7 @@ impl Daemon {
                 .as_ref()
                 .map(|p| p.display().to_string()),
             observations_total: self.books.observations,
+            config_refused: self.refusal_record(),
             targets,
         }
     }

@@ -34,6 +34,8 @@ impl Daemon {
                 Ok(summary) => (true, summary),
                 Err(why) => (false, why),
             };
+            // Written first: a `protector status` right after the answer shows the reload.
+            self.flush();
             return say(Reply::Message { ok, message });
         }
         let chosen = match self.choose(&req) {

@@ -34,6 +34,7 @@ mod effects;
 mod hold;
 mod judge;
 mod looks;
+mod refused;
 mod reload;
 mod slot;
 #[cfg(test)]
@@ -57,6 +58,7 @@ use crate::{lock, systemd};
 use books::Books;
 use bounded::Bounded;
 use effects::{Effects, Job, panic_message};
+pub(crate) use refused::Refused;
 use slot::Slot;
 
 pub(crate) struct Options {
@@ -67,6 +69,11 @@ pub(crate) struct Options {
     /// Another source of signals besides the OS's (the Windows service control handler):
     /// called once with the function that delivers them to the loop.
     pub signal_source: Option<Box<dyn FnOnce(OnSignal) + Send>>,
+    /// The config file's text as protector accepted it at start-up, to keep as the last
+    /// accepted copy.
+    pub accepted_text: Option<String>,
+    /// The config file was refused at start-up: the config given is its last accepted copy.
+    pub refused: Option<Refused>,
 }
 
 /// How the loop ended.
@@ -136,6 +143,8 @@ pub(crate) struct Daemon {
     watchdog: Option<(Duration, Instant)>,
     /// Operators waiting for the restart they asked for, by slot id.
     waiters: HashMap<u64, Vec<mpsc::Sender<crate::control::Reply>>>,
+    /// Running on the last accepted config, the config file being refused.
+    refusal: Option<refused::Refusal>,
 }
 
 /// The loop's channel, made before anything else: signals are caught from the moment it
@@ -240,6 +249,7 @@ impl Daemon {
             stopping: false,
             watchdog: None,
             waiters: HashMap::new(),
+            refusal: None,
         }
     }
 
@@ -250,6 +260,15 @@ impl Daemon {
     /// Installs the first config and says so.
     fn start(&mut self, config: Config) {
         self.apply(config, true);
+        if let (Some(path), Some(text)) = (
+            self.opts.config_path.clone(),
+            self.opts.accepted_text.take(),
+        ) {
+            self.accepted(&path, &text);
+        }
+        if let Some(refused) = self.opts.refused.take() {
+            self.announce_refusal(refused);
+        }
         // Written before READY: `protector status` right after the service manager says it
         // started finds the state file (and the control socket it names).
         self.flush();
@@ -297,6 +316,7 @@ impl Daemon {
         if !self.stopping {
             self.run_due();
             self.run_retries();
+            self.remind_refusal();
         }
         let now = self.now().mono;
         if self.books.flush_due(now) {
@@ -324,9 +344,11 @@ impl Daemon {
         } else {
             (self.agenda.next(), self.retries.iter().map(|r| r.0).min())
         };
+        let remind = self.refusal_due().filter(|_| !self.stopping);
         [
             deadline,
             retry,
+            remind,
             self.books.flush_at,
             self.watchdog.map(|w| w.1),
         ]

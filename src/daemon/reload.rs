@@ -88,9 +88,10 @@ impl Daemon {
         };
         systemd::send(systemd::Note::Reloading);
         info!(event = "reload_started", config = %path.display(), "reloading the config");
-        let outcome = match config::load(&path, Os::host()) {
-            Ok(config) => {
+        let outcome = match config::load_text(&path, Os::host()) {
+            Ok((config, text)) => {
                 let summary = self.apply(config, false);
+                self.accepted(&path, &text);
                 self.start_queued();
                 self.start_queued_notifies();
                 Ok(summary)

@@ -9,3 +9,11 @@ if [ -d /run/systemd/system ]; then
         systemctl start protector.service >/dev/null 2>&1 || :
     fi
 fi
+# A refused config is said loudly: protector (restarted by the upgrade) keeps watching with the
+# last config it accepted.
+CONFIG=/etc/protector/protector.yaml
+if [ -f "$CONFIG" ] && ! /usr/bin/protector check -q --config "$CONFIG" >/dev/null 2>&1; then
+    echo "protector: WARNING: $CONFIG is refused:" >&2
+    /usr/bin/protector check -q --config "$CONFIG" 2>&1 | sed 's/^/protector:   /' >&2 || :
+    echo "protector: WARNING: protector keeps watching with the last config it accepted; fix the file, then systemctl reload protector" >&2
+fi

@@ -262,6 +262,11 @@ impl Harness {
     }
 
     pub(super) fn with(yaml: &str, dry_run: bool) -> Harness {
+        Harness::started(yaml, |o| o.dry_run = dry_run)
+    }
+
+    /// A harness whose daemon's options `adjust` sets before it starts.
+    pub(super) fn started(yaml: &str, adjust: impl FnOnce(&mut Options)) -> Harness {
         let world = Rc::new(RefCell::new(World::default()));
         let fake = || Fake {
             world: world.clone(),
@@ -283,11 +288,14 @@ impl Harness {
             checker: Box::new(same()),
             seed: 42,
         };
-        let opts = Options {
+        let mut opts = Options {
             config_path: None,
-            dry_run,
+            dry_run: false,
             signal_source: None,
+            accepted_text: None,
+            refused: None,
         };
+        adjust(&mut opts);
         let events = Events::default();
         let log = {
             use tracing_subscriber::layer::SubscriberExt;

@@ -8,6 +8,7 @@ mod control;
 mod depends;
 mod harness;
 mod properties;
+mod refused;
 
 use std::time::Duration;
 

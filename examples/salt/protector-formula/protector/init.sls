@@ -82,7 +82,6 @@ protector-unit-paths:
         # Managed by Salt (protector formula).
         [Service]
         ExecStartPre=
-        ExecStartPre={{ protector.bin }} check -q --config {{ protector.config_file }}
         ExecStart=
         ExecStart={{ protector.bin }} --config {{ protector.config_file }}
         ExecReload=
