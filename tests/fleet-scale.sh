@@ -20,7 +20,8 @@
 #      from the freeze to answering test.ping again, p50/p99/max;
 #   5. `salt '*' protector.status`: time to answer, minions accounted for;
 #   6. what one heartbeat costs the master at this N: CPU, memory, job-cache files and bytes,
-#      events on the bus.
+#      events on the bus; then the same with a beat that returns its result added, for
+#      comparison (what the quiet beats save).
 # Needs root. Cleans up every process, mount and cgroup it made.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -93,9 +94,10 @@ say "publishing protector to the master's file server"
 PUB=$(free_port)
 RET=$(free_port)
 while [ "$RET" = "$PUB" ]; do RET=$(free_port); done
-MASTER_WORKERS=4 MASTER_GATHER_TIMEOUT=10 master_config "$M" "$PUB" "$RET" "$T/pillar" "$FORMULA" "$T/files"
-# The kit's heartbeat schedule, its period scaled down (it fails harmlessly on minions until
-# the formula has synced protector.beat to them).
+# The kit is a file root, for its reactor (salt://reactor/protector-heartbeat.sls).
+MASTER_WORKERS=4 MASTER_GATHER_TIMEOUT=10 master_config "$M" "$PUB" "$RET" "$T/pillar" "$FORMULA" "$T/files" "$KIT"
+# The kit's heartbeat schedule and reactor, the period scaled down (the beats fail harmlessly
+# on minions until the formula has synced protector.beat to them).
 sed -e "s/seconds: 60/seconds: $PERIOD/" "$KIT/master.d/protector-heartbeat.conf" >"$M/etc/master.d/protector-heartbeat.conf"
 printf "base:\n  '*':\n    - protector\n" >"$T/pillar/top.sls"
 printf 'protector:\n  salt_minion:\n    timeout: %ss\n    restart_splay: %ss\n' "$TIMEOUT" "$SPLAY" >"$T/pillar/protector.sls"
@@ -156,25 +158,42 @@ jobs_disk() { du -sk "$M/cache/jobs" 2>/dev/null | cut -f1; }
 salt-run -c "$M/etc" state.event count=-1 >"$T/bus.txt" 2>/dev/null &
 EVENTS_PID=$!
 WINDOW=$((3 * TIMEOUT))
+hz=$(getconf CLK_TCK)
+# measure SECONDS LABEL [COMMAND...]: the master's CPU, job cache and bus over SECONDS, while
+# COMMAND (if any) runs every period; prints one line of numbers per beat and per minion.
+measure() {
+    local secs=$1 label=$2 c0 f0 b0 e0 w0 c1 f1 b1 e1 w1 next
+    shift 2
+    c0=$(cpu_ticks) f0=$(jobs_files) b0=$(jobs_disk) e0=$(wc -l <"$T/bus.txt") w0=$SECONDS
+    next=$SECONDS
+    while [ $SECONDS -lt $((w0 + secs)) ]; do
+        if [ $# -gt 0 ] && [ $SECONDS -ge $next ]; then
+            "$@" >/dev/null 2>&1 || true
+            next=$((next + PERIOD))
+        fi
+        sleep 1
+    done
+    c1=$(cpu_ticks) f1=$(jobs_files) b1=$(jobs_disk) e1=$(wc -l <"$T/bus.txt") w1=$SECONDS
+    awk -v c=$((c1 - c0)) -v hz="$hz" -v w=$((w1 - w0)) -v p="$PERIOD" -v n="$N" -v f=$((f1 - f0)) \
+        -v k=$((b1 - b0)) -v e=$((e1 - e0)) -v label="$label" 'BEGIN {
+        cpu = c / hz; beats = w / p
+        printf "%s: master CPU %.2f%% of a core (%.1f ms a beat, %.2f ms a beat a minion); job cache +%.1f files, +%.1f KiB on disk a beat; %.1f events on the bus a beat", label, 100 * cpu / w, 1000 * cpu / beats, 1000 * cpu / (beats * n), f / beats, k / beats, e / beats
+    }'
+}
 say "scenario 1: steady state for $WINDOW s (3 timeouts), measuring the master"
 r0=$(total_restarts)
-c0=$(cpu_ticks) f0=$(jobs_files) b0=$(jobs_bytes) k0=$(jobs_disk) e0=$(wc -l <"$T/bus.txt") w0=$SECONDS
-sleep_until "$WINDOW"
-c1=$(cpu_ticks) f1=$(jobs_files) b1=$(jobs_bytes) k1=$(jobs_disk) e1=$(wc -l <"$T/bus.txt") w1=$SECONDS
+quiet=$(measure "$WINDOW" "the kit's beats (quiet, not waited for)")
 rss=$(rss_kib)
 r1=$(total_restarts)
 [ "$r1" = "$r0" ] || fail "steady state: $((r1 - r0)) restarts"
-hz=$(getconf CLK_TCK)
-beats=$(awk -v w=$((w1 - w0)) -v p="$PERIOD" 'BEGIN { printf "%.1f", w / p }')
-COST=$(awk -v c=$((c1 - c0)) -v hz="$hz" -v w=$((w1 - w0)) -v b="$beats" -v n="$N" -v f=$((f1 - f0)) \
-    -v by=$((b1 - b0)) -v k=$((k1 - k0)) -v e=$((e1 - e0)) -v rss="$rss" -v p="$PERIOD" 'BEGIN {
-    cpu = c / hz
-    printf "master CPU %.1f%% of a core over %d s (%.2f ms per beat per minion); RSS %.0f MiB; ", 100 * cpu / w, w, 1000 * cpu / (b * n), rss / 1024
-    printf "job cache +%d files, +%.1f KiB of data, +%.1f KiB on disk per beat (%.1f files, %.0f bytes on disk per minion); ", f / b, by / b / 1024, k / b, f / (b * n), 1024 * k / (b * n)
-    printf "%.1f events on the bus per beat", e / b
-}')
 result "1 steady state, $WINDOW s, $N minions: $((r1 - r0)) restarts"
-result "6 one heartbeat (every $PERIOD s) at N = $N: $COST"
+result "6a one heartbeat every $PERIOD s at N = $N, $quiet; master RSS $((rss / 1024)) MiB"
+# For comparison, what the beats would cost if every minion returned its result to the job
+# cache (the kit's schedule before quiet beats): the same window with such a beat added.
+say "scenario 6b: the same, plus a beat with returns (salt --async '*' protector.beat) every $PERIOD s"
+loud=$(measure "$WINDOW" "plus a beat with returns" salt -c "$M/etc" --async '*' protector.beat)
+result "6b $loud"
+r1=$(total_restarts)
 
 # --- 2. the master down for 3 timeouts ----------------------------------------------------------
 say "scenario 2: salt-master stopped for $WINDOW s"

@@ -57,6 +57,7 @@ cleanup() {
         tail -n 20 "$M/master.log" 2>/dev/null | sed 's/^/  master: /'
     fi
     [ -n "${EVENTS_PID:-}" ] && kill "$EVENTS_PID" 2>/dev/null
+    [ -n "${JOBS_PID:-}" ] && kill "$JOBS_PID" 2>/dev/null
     [ -n "${MASTER_SID:-}" ] && [ "$MASTER_SID" -gt 1 ] && pkill -KILL -s "$MASTER_SID" 2>/dev/null
     pkill -KILL -f "salt-master -c $M/etc" 2>/dev/null
     cleanup_minions
@@ -96,12 +97,13 @@ PUB=$(free_port)
 RET=$(free_port)
 while [ "$RET" = "$PUB" ]; do RET=$(free_port); done
 master_config "$M" "$PUB" "$RET" "$T/pillar" "$FORMULA" "$T/files" "$KIT"
-# The kit's schedule and reactor; the schedule's period scaled down (and its timeout with it).
-sed -e "s/seconds: 60/seconds: $PERIOD/" -e 's/timeout: 30/timeout: 5/' \
+# The kit's schedule and reactors (the kit is a file root: salt://reactor/); the schedule's
+# period scaled down.
+sed -e "s/seconds: 60/seconds: $PERIOD/" \
     "$KIT/master.d/protector-heartbeat.conf" >"$M/etc/master.d/protector-heartbeat.conf"
 cp "$KIT/master.d/protector-reactor.conf" "$M/etc/master.d/"
 changed=$(diff "$KIT/master.d/protector-heartbeat.conf" "$M/etc/master.d/protector-heartbeat.conf" | grep '^>' || true)
-[ "$changed" = "$(printf '>       timeout: 5\n>     seconds: %s' "$PERIOD")" ] ||
+[ "$changed" = "$(printf '>     seconds: %s' "$PERIOD")" ] ||
     fail "the test changes more of the kit's schedule than its timings: $changed"
 
 # The pillar: empty but for timings. Only these keys may be set, so the run uses the defaults
@@ -121,7 +123,7 @@ pillar() { # pillar [EXTRA_CONFIG_YAML]
 import sys, yaml
 p = yaml.safe_load(open(sys.argv[1]))["protector"]
 allowed = {"salt_minion": {"timeout", "restart_grace", "startup_grace", "restart_splay"},
-           "config": {"max_parallel_commands"}}  # the reload scenario changes this one
+           "config": {"max_parallel_commands"}}  # the reload scenarios change this one
 for key, value in p.items():
     assert key in allowed, key
     assert set(value) <= allowed[key], (key, value)
@@ -200,11 +202,19 @@ PY
 # --- 1. steady state ----------------------------------------------------------------------------
 say "scenario 1: steady state for $((2 * TIMEOUT)) s"
 sleep_until() { local end=$((SECONDS + $1)); while [ $SECONDS -lt $end ]; do sleep 1; done; }
+# The beats' jobs on the master's bus: published, but no minion returns one (quiet=True).
+salt-run -c "$M/etc" state.event 'salt/job/*' count=-1 >"$T/jobs.txt" 2>/dev/null &
+JOBS_PID=$!
 sleep_until $((2 * TIMEOUT)) # a span of time is what is tested here, not an event
+kill "$JOBS_PID" 2>/dev/null || true
+beat_jobs=$(grep -c '^salt/job/[0-9]*/new.*"fun": "protector.beat"' "$T/jobs.txt" || true)
+beat_returns=$(grep -c '^salt/job/[0-9]*/ret/.*"fun": "protector.beat"' "$T/jobs.txt" || true)
+[ "$beat_jobs" -ge 2 ] && [ "$beat_returns" = 0 ] ||
+    { head -c 3000 "$T/jobs.txt"; fail "beats: $beat_jobs published, $beat_returns returns (want 2 or more, and none)"; }
 fleet_check "all(s[m]['running'] and s[m]['healthy'] for m in s)" \
     "all(t(m)['restarts_total'] == 0 for m in s)" "len(s) == ${#MINIONS[@]}" ||
     { cat "$T/status.json"; fail "a minion was restarted in steady state, or protector is not healthy"; }
-RESULTS=("1 steady state, $((2 * TIMEOUT)) s on ${#MINIONS[@]} minions: no restart, every protector healthy")
+RESULTS=("1 steady state, $((2 * TIMEOUT)) s on ${#MINIONS[@]} minions: no restart, every protector healthy; $beat_jobs beats published, no return from any minion")
 
 # --- 2. the fleet: two frozen, one killed --------------------------------------------------------
 minion_main() { unit_prop "$1" salt-minion MainPID; }
@@ -298,6 +308,18 @@ wait_for 30 "systemd to report protector reloaded" reloaded
 fleet_check "t('m2')['restarts_total'] == 1 and t('m2')['state'] == 'watching'" ||
     { cat "$T/status.json"; fail "the reload lost protector's state"; }
 RESULTS+=("4 pillar change: config re-rendered, protector reloaded (same process), state kept")
+# A pillar that makes an invalid config: the state fails, the watchdog goes on untouched.
+pillar "max_parallel_commands: lots"
+if salt -c "$M/etc" --timeout 120 m2 state.apply protector --out=txt >"$T/apply-bad.out" 2>&1; then
+    tail -n 40 "$T/apply-bad.out"
+    fail "state.apply with an invalid pillar succeeded"
+fi
+grep -q 'max_parallel_commands' "$T/apply-bad.out" || { tail -n 40 "$T/apply-bad.out"; fail "the failed state does not say what is wrong"; }
+in_minion m2 grep -q 'max_parallel_commands: 64' /etc/protector/protector.yaml || fail "the invalid config replaced the accepted one"
+[ "$(unit_prop m2 protector MainPID)" = "$pid" ] && [ "$(unit_prop m2 protector ActiveState)" = active ] ||
+    fail "an invalid pillar stopped or restarted protector"
+pillar "max_parallel_commands: 64"
+RESULTS+=("4b invalid pillar: state.apply fails naming the key, config and protector untouched")
 
 # --- 5. a reboot: fresh /run, heartbeats resume, no restart ---------------------------------------
 say "scenario 5: reboot of m1"

@@ -82,13 +82,19 @@ def heartbeat_path():
     return _expand(_setting("heartbeat", "salt_minion:heartbeat"))
 
 
-def beat(path=None):
+def beat(path=None, quiet=False):
     """
     Write the time into this minion's heartbeat file (creating it, and its directory, when
     missing), so protector knows the minion still answers its master.
 
     path
         Another heartbeat file to touch (default: the salt-minion target's).
+
+    quiet
+        Send no return to the master (the kit's heartbeat does so: a beat then costs the
+        master one publish, whatever the number of minions). The minion leaves out the return
+        of a job whose result is ``{"__no_return__": True}`` (salt/minion.py, Salt's own way
+        for queued states); a Salt without it returns the result as usual.
 
     CLI Example:
 
@@ -109,6 +115,8 @@ def beat(path=None):
         os.utime(fd if os.utime in os.supports_fd else path, (now, now))
     finally:
         os.close(fd)
+    if quiet:
+        return {"__no_return__": True}
     return {"heartbeat": path, "touched_at": now}
 
 
