@@ -113,10 +113,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("p.yaml");
         std::fs::write(&cfg, "targets: [broken").unwrap();
-        let refused = start_on(&cfg, Os::Linux).unwrap_err();
+        let refused = start_on(&cfg, Os::host()).unwrap_err();
         assert!(refused.contains("p.yaml:2:1: invalid YAML"), "{refused}");
         keep(&cfg, GOOD).unwrap();
-        let start = start_on(&cfg, Os::Linux).unwrap();
+        let start = start_on(&cfg, Os::host()).unwrap();
         assert_eq!(start.config.targets[0].name, "a");
         // Relative paths are the file's directory's, as in the file itself.
         assert_eq!(start.config.targets[0].heartbeat, dir.path().join("a.beat"));
@@ -132,7 +132,7 @@ mod tests {
         assert!(start.text.is_none());
         // A copy that cannot be used is said too.
         std::fs::write(copy_path(&cfg), "nonsense: [").unwrap();
-        let both = start_on(&cfg, Os::Linux).unwrap_err();
+        let both = start_on(&cfg, Os::host()).unwrap_err();
         assert!(both.contains("cannot be used either"), "{both}");
         #[cfg(unix)]
         {
