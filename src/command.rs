@@ -5,7 +5,9 @@
 //! command that starts a daemon and exits counts as finished when *it* exits: the daemon may
 //! keep the pipes open for ever, so after the exit the readers get a short grace and are then
 //! left to finish on their own (they end when the daemon closes its copies). The daemon is
-//! not killed: the timeout only applies while the command itself runs.
+//! not killed: the timeout only applies while the command itself runs. Pipes still open then
+//! are also handed to a reader that outlives protector (`platform/drain_unix.rs`), so the
+//! daemon's next write after protector exits does not kill it.
 
 use std::io::Read;
 use std::process::{ExitStatus, Stdio};
@@ -115,14 +117,14 @@ pub fn run(
     // Tied to protector's life while it runs (Windows; Unix does it at spawn).
     let tie = platform::tie(&*child);
     let (done_tx, done_rx) = mpsc::channel();
-    let stdout = child
-        .stdout()
-        .take()
-        .map(|r| Tail::spawn_reader(r, done_tx.clone()));
-    let stderr = child
-        .stderr()
-        .take()
-        .map(|r| Tail::spawn_reader(r, done_tx.clone()));
+    let (out, err) = (child.stdout().take(), child.stderr().take());
+    // Second handles on the pipes, for handing them over if they outlive the command.
+    let ends = [
+        out.as_ref().and_then(platform::output_end),
+        err.as_ref().and_then(platform::output_end),
+    ];
+    let stdout = out.map(|r| Tail::spawn_reader(r, done_tx.clone()));
+    let stderr = err.map(|r| Tail::spawn_reader(r, done_tx.clone()));
     drop(done_tx);
 
     // Wait for the command itself (not for what it left running) with a bounded poll: the
@@ -161,6 +163,25 @@ pub fn run(
             break;
         }
     }
+    let open: Vec<_> = [&stdout, &stderr]
+        .into_iter()
+        .zip(ends)
+        .filter_map(|(tail, end)| Some((tail.as_ref()?, end?)))
+        .filter(|(tail, _)| !tail.finished())
+        .map(|(_, end)| end)
+        .collect();
+    if !open.is_empty() {
+        let target = env.iter().find(|(k, _)| *k == "PROTECTOR_TARGET");
+        let target = target.map_or("", |(_, name)| name.as_str());
+        match platform::hand_over_output(target, open) {
+            Ok(()) => tracing::debug!(
+                event = "output_handed_over",
+                target = %target,
+                "what the command left running keeps its output open; a drain process reads it now"
+            ),
+            Err(e) => tracing::warn!(event = "output_not_handed_over", target = %target, "{e}"),
+        }
+    }
     Outcome {
         status,
         timed_out,
@@ -176,6 +197,8 @@ pub fn run(
 struct TailBuf {
     bytes: Vec<u8>,
     dropped: bool,
+    /// Every writer closed the stream.
+    finished: bool,
 }
 
 #[derive(Clone, Default)]
@@ -196,6 +219,7 @@ impl Tail {
                         Ok(n) => shared.push(&buf[..n]),
                     }
                 }
+                shared.lock().finished = true;
                 let _ = done.send(());
             });
         if spawned.is_err() {
@@ -204,8 +228,16 @@ impl Tail {
         tail
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, TailBuf> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn finished(&self) -> bool {
+        self.lock().finished
+    }
+
     fn push(&self, data: &[u8]) {
-        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = self.lock();
         t.bytes.extend_from_slice(data);
         if t.bytes.len() > 2 * TAIL_BYTES {
             let cut = t.bytes.len() - TAIL_BYTES;
@@ -215,7 +247,7 @@ impl Tail {
     }
 
     fn text(&self) -> String {
-        let t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let t = self.lock();
         let start = t.bytes.len().saturating_sub(TAIL_BYTES);
         let dropped = t.dropped || start > 0;
         let text = String::from_utf8_lossy(&t.bytes[start..]);

@@ -110,6 +110,63 @@ fn start_that_backgrounds_a_daemon_returns_promptly_and_the_daemon_survives() {
     kill(daemon);
 }
 
+/// The processes whose command line is `protector __drain-output NAME`.
+fn drains_of(name: &str) -> usize {
+    let wanted = format!("__drain-output\0{name}\0");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|cmdline| String::from_utf8_lossy(cmdline).ends_with(&wanted))
+        .count()
+}
+
+#[test]
+fn a_daemon_that_writes_to_its_output_survives_protector_being_killed() {
+    // A daemon left by a start command keeps writing to the output it inherited from the
+    // command. protector killed outright (a crash, an upgrade's restart) must not take it
+    // along: its next write would get SIGPIPE if protector were the pipes' only reader. The
+    // loop writes a line to stdout and stderr, then counts, every 50 ms; at most 60 s.
+    let sb = Sandbox::new();
+    // A name of this run's own: drains of other runs may still be there.
+    let name = format!("writes-after-exit-{}", std::process::id());
+    let mut p = sb.run_config(&format!(
+        "targets:
+  - name: {name}
+    heartbeat: svc.beat
+    timeout: 1s
+    restart_grace: 1h
+    shell: true
+    start: (i=0; while [ $i -lt 1200 ] && [ ! -e stop ]; do i=$((i+1)); echo out $i; echo err $i >&2; echo $i > count.new; mv count.new count; sleep 0.05; done) & echo launched
+"
+    ));
+    let count = || {
+        std::fs::read_to_string(sb.path("count"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let finished = p.wait_command_events("command_finished", "start", Some(&name), 1);
+    // The command's own output is captured (the daemon's first lines may come with it).
+    let stdout = finished[0]["stdout"].as_str().unwrap();
+    assert!(stdout.lines().any(|l| l == "launched"), "{stdout}");
+    // The command finished, so what it left holding its output is in a drain's hands now.
+    p.signal("KILL");
+    p.wait_exit(PATIENCE);
+    let at_kill = count();
+    wait_until(
+        PATIENCE,
+        "the daemon still writing after protector was killed",
+        || count() >= at_kill + 10,
+    );
+    // The drain (one, for both streams) lives as long as the daemon and no longer.
+    assert_eq!(drains_of(&name), 1);
+    sb.touch("stop");
+    wait_until(PATIENCE, "the drain gone with the daemon", || {
+        drains_of(&name) == 0
+    });
+}
+
 #[test]
 fn failing_command_status_and_stderr_are_logged() {
     let sb = Sandbox::new();

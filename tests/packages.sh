@@ -115,6 +115,29 @@ cp "$T/accepted.yaml" "$R$CONFIG"
 in_minion deb systemctl reload protector || fail "systemctl reload of the valid config failed"
 say "systemctl reload: refused config -> reload fails, the reason in the journal, protector runs on"
 
+# What a start command leaves running (here a loop that writes to the output it inherited and
+# counts) survives protector being killed, then upgraded: it would die of SIGPIPE at its next
+# write if protector were the only reader of that output. Its own heartbeat keeps it from
+# being restarted; a loop that died would be, with a new pid.
+cat >>"$R$CONFIG" <<'YAML'
+  - name: writer
+    heartbeat: /run/protector/writer.alive
+    timeout: 5s
+    shell: true
+    start: (i=0; while [ ! -e /root/writer.stop ]; do i=$((i+1)); echo tick $i; echo $i >/root/writer.count; touch /run/protector/writer.alive; sleep 0.2; done) & echo $! >/root/writer.pid
+YAML
+in_minion deb systemctl reload protector || fail "reload with the writer target failed"
+wait_for 60 "protector to start the writer" test -s "$R/root/writer.pid"
+writer=$(cat "$R/root/writer.pid")
+in_minion deb pgrep -f -- '__drain-output writer$' >/dev/null || fail "no drain holds the writer's output"
+counted() { [ "$(cat "$R/root/writer.count" 2>/dev/null || echo 0)" -gt "$1" ]; }
+pid=$(in_minion deb systemctl show -p MainPID --value protector)
+in_minion deb kill -9 "$pid"
+restarted() { active && [ "$(in_minion deb systemctl show -p MainPID --value protector)" != "$pid" ]; }
+wait_for 60 "systemd to start protector again after SIGKILL" restarted
+wait_for 30 "the writer writing after protector was killed" counted "$(cat "$R/root/writer.count")"
+say "a daemon left by a start command: still writing after protector was SIGKILLed (a drain holds its output)"
+
 sed -i "$EDIT" "$R$CONFIG"
 in_minion deb systemctl reload protector
 old_pid=$(in_minion deb systemctl show -p MainPID --value protector)
@@ -128,6 +151,13 @@ new_pid=$(in_minion deb systemctl show -p MainPID --value protector)
 out=$(in_minion deb protector check 2>&1) && grep -q 'timeout:         7m' <<<"$out" ||
     fail "the edited config is not the one in use: $out"
 say "upgrade: protector restarted, the edited config kept"
+wait_for 30 "the writer writing after the upgrade" counted "$(cat "$R/root/writer.count")"
+in_minion deb kill -0 "$writer" || fail "the writer started before the upgrade is gone"
+[ "$(cat "$R/root/writer.pid")" = "$writer" ] || fail "the writer was restarted (it had died)"
+touch "$R/root/writer.stop"
+sed -i '/^  - name: writer$/,$d' "$R$CONFIG"
+in_minion deb systemctl reload protector || fail "reload without the writer failed"
+say "upgrade: the daemon left by a start command is the same process, still writing"
 
 # An edit with a mistake, then an upgrade (here: the same package again, which restarts
 # protector as an upgrade does): the host stays watched on the last accepted config, and

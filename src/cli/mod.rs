@@ -220,6 +220,15 @@ enum Command {
     Reload(control::To),
     /// Print the JSON schema of the config file.
     Schema,
+    /// Reads what a start command left running writes to its inherited output, after the
+    /// command exited, so it survives protector's exit (see platform/drain_unix.rs).
+    #[cfg(unix)]
+    #[command(name = crate::platform::DRAIN_WORD, hide = true)]
+    DrainOutput {
+        /// The target whose command it was (for `ps`).
+        #[arg(value_name = "NAME")]
+        _target: String,
+    },
     /// Install, remove or run protector as a Windows service.
     #[cfg(windows)]
     Service {
@@ -244,6 +253,8 @@ pub fn main() -> ExitCode {
         stderr: !run.no_stderr,
     };
     match cli.command {
+        #[cfg(unix)]
+        Some(Command::DrainOutput { .. }) => crate::platform::drain_main(),
         Some(Command::Schema) => {
             crate::text::print_stdout(&config::schema::schema_text());
             ExitCode::SUCCESS
@@ -388,6 +399,7 @@ fn run_watchdog(
         eprintln!("protector: {e:#}");
         return ExitCode::from(1);
     }
+    crate::platform::use_this_program_to_drain();
     match daemon::watch(config, lock_key, opts, inbox) {
         Ok(daemon::Exit::Clean) => ExitCode::SUCCESS,
         Ok(daemon::Exit::Immediate) => ExitCode::from(1),

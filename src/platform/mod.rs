@@ -1,12 +1,18 @@
 //! What differs between operating systems, behind one small interface: how a shell command
 //! line is run, how a command's whole process tree is contained (so it can be killed), and
 //! what identifies a file. `unix.rs` and `windows.rs` implement the same functions, as do
-//! `endpoint_unix.rs` and `endpoint_windows.rs` for the control endpoint.
+//! `endpoint_unix.rs` and `endpoint_windows.rs` for the control endpoint; `drain_unix.rs`
+//! keeps what a start command left running alive after protector exits (`windows.rs`: nothing
+//! to do).
 
+#[cfg(unix)]
+mod drain_unix;
 #[cfg(unix)]
 mod endpoint_unix;
 #[cfg(unix)]
 mod unix;
+#[cfg(unix)]
+pub use drain_unix::*;
 #[cfg(unix)]
 pub use endpoint_unix::*;
 #[cfg(unix)]
