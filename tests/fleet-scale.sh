@@ -21,7 +21,8 @@
 #   5. `salt '*' protector.status`: time to answer, minions accounted for;
 #   6. what one heartbeat costs the master at this N: CPU, memory, job-cache files and bytes,
 #      events on the bus; then the same with a beat that returns its result added, for
-#      comparison (what the quiet beats save).
+#      comparison (what the quiet beats save); then the master without beats (the fleet
+#      paused, the reactor not acting), so what a beat adds can be told from its own cost.
 # Needs root. Cleans up every process, mount and cgroup it made.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -193,6 +194,28 @@ result "6a one heartbeat every $PERIOD s at N = $N, $quiet; master RSS $((rss / 
 say "scenario 6b: the same, plus a beat with returns (salt --async '*' protector.beat) every $PERIOD s"
 loud=$(measure "$WINDOW" "plus a beat with returns" salt -c "$M/etc" --async '*' protector.beat)
 result "6b $loud"
+# The master's own cost, without beats, to tell what a beat adds to it: the fleet paused (as
+# for master maintenance, so no protector restarts a minion for the missing beats) and the
+# reactor told to act on nothing (its schedule's event still comes; no beat is published).
+say "scenario 6c: the fleet paused, the reactor not acting: the master without beats"
+salt -c "$M/etc" --timeout 60 '*' protector.pause salt-minion for=30m --out=txt >"$T/pause.out" 2>&1 ||
+    { tail -n 20 "$T/pause.out"; fail "protector.pause across the fleet failed"; }
+salt-run -c "$M/etc" reactor.set_leader False >/dev/null || fail "cannot pause the reactor"
+idle=$(measure "$WINDOW" "no beats (the fleet paused, the reactor not acting)")
+t_lead=$(date +%s)
+salt-run -c "$M/etc" reactor.set_leader True >/dev/null || fail "cannot resume the reactor"
+# Resumed with a stale heartbeat, a protector would restart its minion: resume after a beat.
+beaten_since() {
+    local m
+    for m in "${MINIONS[@]}"; do
+        [ "$(in_minion "$m" stat -c %Y /run/protector/salt-minion.alive 2>/dev/null || echo 0)" -ge "$1" ] || return 1
+    done
+}
+wait_for $((3 * PERIOD)) "a beat on every minion after the reactor resumed" beaten_since "$t_lead"
+salt -c "$M/etc" --timeout 60 '*' protector.resume salt-minion --out=txt >"$T/resume.out" 2>&1 ||
+    { tail -n 20 "$T/resume.out"; fail "protector.resume across the fleet failed"; }
+wait_for $((2 * TIMEOUT)) "every protector to watch a fresh heartbeat after the pause" fresh_everywhere
+result "6c $idle"
 r1=$(total_restarts)
 
 # --- 2. the master down for 3 timeouts ----------------------------------------------------------
