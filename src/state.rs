@@ -125,7 +125,11 @@ pub enum TargetStatus {
     /// A stop, start or skip_if command runs (or waits for a place).
     #[serde(rename = "restarting")]
     Restarting,
-    /// Restarted, and no heartbeat since: waiting before judging it again.
+    /// Restarted, and no heartbeat since: waiting `restart_grace` before judging it again.
+    #[serde(rename = "recovering")]
+    Recovering,
+    /// Restarted several times in a row without a heartbeat: the wait before judging it again
+    /// has grown past `restart_grace` (`backoff`).
     #[serde(rename = "backing off")]
     BackingOff,
     /// max_restarts reached without a heartbeat: only looking for one.
@@ -143,9 +147,10 @@ pub enum TargetStatus {
 }
 
 impl TargetStatus {
-    pub const ALL: [TargetStatus; 7] = [
+    pub const ALL: [TargetStatus; 8] = [
         TargetStatus::Watching,
         TargetStatus::Restarting,
+        TargetStatus::Recovering,
         TargetStatus::BackingOff,
         TargetStatus::GivenUp,
         TargetStatus::Disabled,
@@ -158,6 +163,7 @@ impl TargetStatus {
         match self {
             TargetStatus::Watching => "watching",
             TargetStatus::Restarting => "restarting",
+            TargetStatus::Recovering => "recovering",
             TargetStatus::BackingOff => "backing off",
             TargetStatus::GivenUp => "given up",
             TargetStatus::Disabled => "disabled",

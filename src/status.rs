@@ -51,24 +51,30 @@ pub fn run(state_path: &Path, json: bool, names: &[String]) -> ExitCode {
     let healthy =
         running && file.config_refused.is_none() && file.targets.iter().all(|t| t.state.is_fine());
     let now = epoch_secs(std::time::SystemTime::now());
+    let files = heartbeat_files(&file.targets, now);
     let text = if json {
         let mut value = serde_json::to_value(&file).expect("state serializes");
         value["running"] = running.into();
         value["healthy"] = healthy.into();
         value["checked_at"] = now.into();
-        for (t, rec) in value["targets"]
+        for ((t, rec), f) in value["targets"]
             .as_array_mut()
             .expect("targets")
             .iter_mut()
             .zip(&file.targets)
+            .zip(&files)
         {
             t["heartbeat_age_secs"] = rec.last_heartbeat.map(|h| (now - h).max(0.0)).into();
+            t["heartbeat_file_age_secs"] = match f {
+                Beat::Age(age) => (*age).into(),
+                Beat::Missing | Beat::Unknown => serde_json::Value::Null,
+            };
         }
         let mut s = serde_json::to_string_pretty(&value).expect("json");
         s.push('\n');
         s
     } else {
-        table(&file, running, now)
+        table(&file, &files, running, now)
     };
     crate::text::print_stdout(&text);
     if healthy {
@@ -78,13 +84,60 @@ pub fn run(state_path: &Path, json: bool, names: &[String]) -> ExitCode {
     }
 }
 
-fn table(file: &StateFile, running: bool, now: f64) -> String {
+/// A heartbeat file as `status` finds it now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Beat {
+    /// Its age from its modification time.
+    Age(f64),
+    Missing,
+    /// It could not be looked at (in time).
+    Unknown,
+}
+
+/// How long `status` looks at heartbeat files in all: a dead mount must not hang it.
+const LOOK_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The targets' heartbeat files now, looked at on a thread of their own for at most
+/// `LOOK_LIMIT` in all (what was not looked at by then is `Unknown`).
+fn heartbeat_files(targets: &[TargetRecord], now: f64) -> Vec<Beat> {
+    let paths: Vec<String> = targets.iter().map(|t| t.heartbeat.clone()).collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let looker = std::thread::Builder::new()
+        .name("status-look".into())
+        .spawn(move || {
+            for p in paths {
+                let beat = match std::fs::metadata(&p).and_then(|m| m.modified()) {
+                    Ok(at) => Beat::Age((now - epoch_secs(at)).max(0.0)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Beat::Missing,
+                    Err(_) => Beat::Unknown,
+                };
+                if tx.send(beat).is_err() {
+                    break;
+                }
+            }
+        });
+    let mut beats = Vec::with_capacity(targets.len());
+    if looker.is_ok() {
+        let until = std::time::Instant::now() + LOOK_LIMIT;
+        while beats.len() < targets.len() {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(beat) => beats.push(beat),
+                Err(_) => break,
+            }
+        }
+    }
+    beats.resize(targets.len(), Beat::Unknown);
+    beats
+}
+
+fn table(file: &StateFile, files: &[Beat], running: bool, now: f64) -> String {
     let mut out = format!(
         "protector {} (pid {}), state written {} ago{}\n",
         if running {
             "is running"
         } else {
-            "is NOT running"
+            "is NOT running: what it last wrote"
         },
         file.pid,
         human(now - file.written_at),
@@ -115,7 +168,12 @@ fn table(file: &StateFile, running: bool, now: f64) -> String {
         "NEXT CHECK",
         "LAST RESTART",
     ];
-    let rows: Vec<[String; 6]> = file.targets.iter().map(|t| row(t, now)).collect();
+    let rows: Vec<[String; 6]> = file
+        .targets
+        .iter()
+        .zip(files)
+        .map(|(t, f)| row(t, *f, running, now))
+        .collect();
     let mut widths = header.map(str::len);
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {
@@ -141,10 +199,16 @@ fn table(file: &StateFile, running: bool, now: f64) -> String {
     out
 }
 
-fn row(t: &TargetRecord, now: f64) -> [String; 6] {
-    let age = t
-        .last_heartbeat
-        .map_or("never seen".into(), |h| human(now - h));
+/// One target's line. The heartbeat's age is the file's now; only when the file cannot be
+/// looked at, the newest heartbeat protector saw, said as such. Without a running protector
+/// its state is what it was, and no check is coming.
+fn row(t: &TargetRecord, file: Beat, running: bool, now: f64) -> [String; 6] {
+    let age = match (file, t.last_heartbeat) {
+        (Beat::Age(age), _) => human(age),
+        (Beat::Missing, _) => "missing".into(),
+        (Beat::Unknown, Some(h)) => format!("{} (last seen)", human(now - h)),
+        (Beat::Unknown, None) => "never seen".into(),
+    };
     let restarts = if t.consecutive_restarts > 0 {
         format!("{} ({} in a row)", t.restarts_total, t.consecutive_restarts)
     } else {
@@ -153,7 +217,7 @@ fn row(t: &TargetRecord, now: f64) -> [String; 6] {
     // A given-up target is only looked at for a heartbeat: no check is coming.
     let next = t
         .next_check
-        .filter(|_| t.state != TargetStatus::GivenUp)
+        .filter(|_| running && t.state != TargetStatus::GivenUp)
         .map_or("-".into(), |n| {
             if n > now {
                 format!("in {}", human(n - now))
@@ -206,6 +270,11 @@ fn row(t: &TargetRecord, now: f64) -> [String; 6] {
                 .unwrap_or_default()
         ),
         _ => t.state.to_string(),
+    };
+    let state = if running {
+        state
+    } else {
+        format!("was {state}")
     };
     [t.name.clone(), state, age, restarts, next, last]
 }

@@ -206,8 +206,14 @@ fn the_readme_status_example_is_what_status_prints() {
                   row: u32,
                   ago: f64,
                   stop: i32| {
+        // The heartbeat file, as old as the table says.
+        let beat = sb.path(&format!("{name}.alive"));
+        std::fs::File::create(&beat)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs_f64(age))
+            .unwrap();
         serde_json::json!({
-            "name": name, "heartbeat": format!("/run/protector/{name}.alive"), "state": state,
+            "name": name, "heartbeat": beat.display().to_string(), "state": state,
             "last_heartbeat": now - age, "next_check": now + next, "restarts_total": total,
             "consecutive_restarts": row, "backoff_secs": 0.0, "command_failures_total": 0,
             "command_timeouts_total": 0,
@@ -221,7 +227,7 @@ fn the_readme_status_example_is_what_status_prints() {
         "lock_file": sb.path("lock").display().to_string(),
         "targets": [
             target("salt-minion", "watching", 42.0, 258.0, 3, 0, 183_600.0, 0),
-            target("backup-agent", "backing off", 7_500.0, 460.0, 2, 2, 192.0, 1),
+            target("backup-agent", "backing off", 7_500.0, 460.0, 5, 5, 192.0, 1),
         ]
     });
     sb.write("state.json", &serde_json::to_string(&state).unwrap());

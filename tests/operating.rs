@@ -513,10 +513,10 @@ fn records_to_the_journal_carry_their_priority_and_no_timestamp() {
         let mut text = String::new();
         wait_until(
             PATIENCE,
-            "the warning about the heartbeat's directory",
+            "the warning about the heartbeat's directory and the start record",
             || {
                 text = std::fs::read_to_string(&err_path).unwrap();
-                text.contains("heartbeat_dir_missing")
+                text.contains("heartbeat_dir_missing") && text.contains("\"started\"")
             },
         );
         let _ = child.kill();

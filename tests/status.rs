@@ -75,7 +75,15 @@ fn a_corrupt_state_file_is_set_aside() {
 #[test]
 fn status_shows_targets_and_exits_by_health() {
     let sb = Sandbox::new();
+    // Written half an hour ago when protector starts (its timeout is 1h: fine), then again
+    // before `status`: the age shown is the file's now, not the one protector last saw.
     sb.touch("fine.beat");
+    std::fs::File::options()
+        .write(true)
+        .open(sb.path("fine.beat"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(1800))
+        .unwrap();
     let mut p = sb.run_config(&format!(
         "state_file: state.json\ntargets:\n{}{}",
         target("fine", "    timeout: 1h\n"),
@@ -83,8 +91,9 @@ fn status_shows_targets_and_exits_by_health() {
     ));
     p.wait_events("restart_done", Some("sick"), 1);
     wait_until(PATIENCE, "state file shows the restart", || {
-        std::fs::read_to_string(sb.path("state.json")).is_ok_and(|t| t.contains("backing off"))
+        std::fs::read_to_string(sb.path("state.json")).is_ok_and(|t| t.contains("recovering"))
     });
+    sb.touch("fine.beat");
     let out = protector_cmd(sb.dir.path())
         .args(["status", "--config", "protector.yaml"])
         .assert()
@@ -96,12 +105,17 @@ fn status_shows_targets_and_exits_by_health() {
     );
     let fine = text.lines().find(|l| l.starts_with("fine ")).unwrap();
     assert!(
-        fine.contains("watching") && fine.contains("in 59m"),
+        fine.contains("watching") && fine.contains("in 29m") && !fine.contains("30m"),
         "{text}"
     );
+    let age = fine.split_whitespace().nth(2).unwrap();
+    assert!(age.ends_with('s') && !age.contains('m'), "{text}");
+    // sick.beat was never written.
+    let sick = text.lines().find(|l| l.starts_with("sick ")).unwrap();
+    assert!(sick.contains("missing"), "{text}");
     let sick = text.lines().find(|l| l.starts_with("sick ")).unwrap();
     assert!(
-        sick.contains("backing off") && sick.contains("1 (1 in a row)"),
+        sick.contains("recovering") && sick.contains("1 (1 in a row)"),
         "{text}"
     );
     assert!(sick.contains("ago: start ok"), "{text}");
@@ -127,16 +141,35 @@ fn status_shows_targets_and_exits_by_health() {
     let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(json["running"], true);
     assert_eq!(json["healthy"], false);
-    assert_eq!(json["targets"][1]["state"], "backing off");
-    assert!(json["targets"][0]["heartbeat_age_secs"].as_f64().unwrap() < 60.0);
+    assert_eq!(json["targets"][1]["state"], "recovering");
+    // What protector last saw, and the file now.
+    assert!(json["targets"][0]["heartbeat_age_secs"].as_f64().unwrap() > 1700.0);
+    assert!(
+        json["targets"][0]["heartbeat_file_age_secs"]
+            .as_f64()
+            .unwrap()
+            < 60.0
+    );
+    assert!(json["targets"][1]["heartbeat_file_age_secs"].is_null());
 
+    // Without protector, nothing is watched and no check is coming: said first, and the
+    // states are what they were.
     p.signal("TERM");
     p.wait_exit(PATIENCE);
-    protector_cmd(sb.dir.path())
+    let out = protector_cmd(sb.dir.path())
         .args(["status", "--state-file", "state.json"])
         .assert()
-        .code(1)
-        .stdout(predicate::str::contains("protector is NOT running"));
+        .code(1);
+    let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(
+        text.starts_with("protector is NOT running: what it last wrote (pid "),
+        "{text}"
+    );
+    let fine = text.lines().find(|l| l.starts_with("fine ")).unwrap();
+    assert!(
+        fine.contains("was watching") && !fine.contains("in 29m"),
+        "{text}"
+    );
 }
 
 #[test]

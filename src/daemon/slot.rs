@@ -242,7 +242,15 @@ impl Slot {
             Phase::Delaying | Phase::Checking => TargetStatus::Restarting,
             Phase::Held => TargetStatus::Held,
             Phase::GivenUp => TargetStatus::GivenUp,
-            Phase::Watching if self.state.consecutive > 0 => TargetStatus::BackingOff,
+            // Backing off only once the wait has grown past the grace of a first restart.
+            Phase::Watching if self.state.consecutive > 0 => {
+                let wait = self.rules.wait_after_restart(self.state.consecutive);
+                if wait > self.rules.wait_after_restart(1) {
+                    TargetStatus::BackingOff
+                } else {
+                    TargetStatus::Recovering
+                }
+            }
             Phase::Watching => TargetStatus::Watching,
         }
     }

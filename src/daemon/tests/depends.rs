@@ -116,7 +116,7 @@ fn a_service_that_hangs_while_its_dependency_is_up_is_restarted_on_time() {
     let stops = h.stops("a");
     assert_eq!(stops, [secs(11.3)], "{:?}", h.commands("a"));
     assert_eq!(checks(&h, "a"), [secs(11.0)]);
-    assert_eq!(h.slot("a").status(), TargetStatus::BackingOff);
+    assert_eq!(h.slot("a").status(), TargetStatus::Recovering);
 }
 
 #[test]

@@ -57,6 +57,28 @@ fn grace_then_restarts_with_growing_backoff() {
 }
 
 #[test]
+fn a_restarted_target_is_recovering_and_backing_off_only_once_its_wait_has_grown() {
+    use crate::state::TargetStatus::{BackingOff, Recovering, Watching};
+    let mut h = Harness::new(&config(
+        &[target("a", "    backoff: {after: 2, max: 40s}\n")],
+        "",
+    ));
+    // Restarts at 10 s and 20 s wait restart_grace (10 s): recovering; the third (30 s) waits
+    // 20 s: backing off. A heartbeat seen at the end of that wait: watching.
+    let mut seen = Vec::new();
+    for at in [15.0, 25.0, 35.0] {
+        h.advance(secs(at) - h.now());
+        seen.push(h.slot("a").status());
+    }
+    assert_eq!(seen, [Recovering, Recovering, BackingOff]);
+    h.advance(secs(49.0) - h.now());
+    h.touch("a");
+    h.advance(secs(1.5));
+    assert_eq!(h.slot("a").status(), Watching);
+    assert_eq!(h.stops("a").len(), 3);
+}
+
+#[test]
 fn restart_grace_is_its_own_wait_after_a_restart() {
     let mut h = Harness::new(&config(
         &[target(
