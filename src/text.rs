@@ -58,8 +58,62 @@ pub fn print_stderr(text: &str) {
         .write_all(clean_lines(text).as_bytes());
 }
 
+/// The candidate nearest to `word` (a mistyped key or subcommand), when one is near enough to
+/// be what was meant: at most one edit in three letters. Words longer than 64 characters get
+/// none (the comparison grows with the product of the lengths).
+pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    if word.chars().count() > 64 {
+        return None;
+    }
+    candidates
+        .into_iter()
+        .filter(|c| *c != word)
+        .map(|c| (distance(word, c), c))
+        .filter(|(d, c)| *d <= c.chars().count().div_ceil(3).max(1))
+        .min()
+        .map(|(_, c)| c)
+}
+
+/// Edit distance (insertions, deletions, substitutions, swaps of neighbours).
+fn distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn distances_and_the_nearest_word() {
+        use super::{distance, nearest};
+        assert_eq!(distance("stauts", "status"), 1);
+        assert_eq!(distance("chek", "check"), 1);
+        assert_eq!(distance("", "run"), 3);
+        assert_eq!(distance("schema", "schema"), 0);
+        let keys = ["timeout", "heartbeat", "start", "stop"];
+        assert_eq!(nearest("timout", keys), Some("timeout"));
+        assert_eq!(nearest("hearbeat", keys), Some("heartbeat"));
+        assert_eq!(nearest("colour", keys), None);
+        assert_eq!(nearest(&"x".repeat(100_000), keys), None);
+    }
+
     use super::{clean, clean_lines};
 
     #[test]

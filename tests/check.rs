@@ -379,6 +379,28 @@ fn check_explain_says_where_each_setting_comes_from() {
 }
 
 #[test]
+fn a_mistyped_key_is_told_the_key_meant_where_it_is() {
+    let sb = Sandbox::new();
+    sb.write(
+        "a.yaml",
+        "max_paralel_commands: 3\ndefaults: {comand_timeout: 1m}\ntargets:\n  - name: a\n    \
+         heartbeat: a.beat\n    timout: 1m\n    start: [x]\n    os: {linx: {start: [y]}}\n    \
+         colour: red\n",
+    );
+    let said = check_fails(&sb, "a.yaml");
+    for line in [
+        "a.yaml:1:1: max_paralel_commands: unknown key `max_paralel_commands` (did you mean `max_parallel_commands`?)",
+        "a.yaml:2:12: defaults.comand_timeout: unknown key `comand_timeout` (did you mean `command_timeout`?)",
+        "a.yaml:6:5: targets[0].timout: unknown key `timout` (did you mean `timeout`?)",
+        "a.yaml:8:10: targets[0].os.linx: unknown key `linx` (did you mean `linux`?)",
+        // Nothing near enough: no guess.
+        "a.yaml:9:5: targets[0].colour: unknown key `colour`\n",
+    ] {
+        assert!(said.contains(line), "{line}\nnot in:\n{said}");
+    }
+}
+
+#[test]
 fn yaml_1_1_habits_get_a_hint() {
     let sb = Sandbox::new();
     for (yaml, said) in [
@@ -393,6 +415,11 @@ fn yaml_1_1_habits_get_a_hint() {
         (
             "targets:\n  - name: a\n    heartbeat: ~bob/a.beat\n    timeout: 5m\n    start: 'true'\n",
             "`~bob` (another user's home directory) is not supported",
+        ),
+        (
+            "targets:\n  - name: a\n    heartbeat: a.beat\n    timeout: 5m\n    start: echo a: b\n",
+            "a.yaml:5:18: invalid YAML: mapping values are not allowed in this context at line 5 \
+             column 18; a value that holds `: ` (a command, often) must be quoted: start: 'echo a: b'",
         ),
     ] {
         sb.write("a.yaml", yaml);

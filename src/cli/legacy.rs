@@ -58,44 +58,17 @@ pub fn unknown_subcommand(word: &str) -> ! {
     }
     let names: Vec<String> = cmd
         .get_subcommands()
+        .filter(|s| !s.is_hide_set())
         .map(|s| s.get_name().to_string())
         .collect();
-    let tip = names
-        .iter()
-        .map(|n| (distance(word, n), n))
-        .filter(|(d, n)| *d <= n.len().div_ceil(3).max(1))
-        .min()
-        .map(|(_, n)| format!("\n\n  tip: a similar subcommand exists: '{n}'"))
+    let tip = crate::text::nearest(word, names.iter().map(String::as_str))
+        .map(|n| format!("\n\n  tip: a similar subcommand exists: '{n}'"))
         .unwrap_or_default();
     cmd.error(
         clap::error::ErrorKind::InvalidSubcommand,
         format!("unrecognized subcommand '{word}'{tip}"),
     )
     .exit()
-}
-
-/// Edit distance (insertions, deletions, substitutions, swaps of neighbours).
-fn distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
-            }
-        }
-    }
-    d[a.len()][b.len()]
 }
 
 /// The single target of the original form.
@@ -165,13 +138,5 @@ mod tests {
                 "{typo:?}"
             );
         }
-    }
-
-    #[test]
-    fn distances() {
-        assert_eq!(distance("stauts", "status"), 1);
-        assert_eq!(distance("chek", "check"), 1);
-        assert_eq!(distance("", "run"), 3);
-        assert_eq!(distance("schema", "schema"), 0);
     }
 }

@@ -282,6 +282,11 @@ pub fn parse_str(
                 format!(
                     "tabs are not allowed for indentation in YAML; indent with spaces ({message})"
                 )
+            } else if message.contains("mapping values are not allowed") {
+                format!(
+                    "invalid YAML: {message}; a value that holds `: ` (a command, often) must be \
+                     quoted: start: 'echo a: b'"
+                )
             } else {
                 format!("invalid YAML: {message}")
             };

@@ -100,10 +100,22 @@ pub fn validate(document: &Value) -> Vec<Problem> {
         }
         match error.kind() {
             ValidationErrorKind::AdditionalProperties { unexpected } => {
+                // The keys valid here: the properties beside the failed keyword.
+                let valid = error
+                    .schema_path()
+                    .as_str()
+                    .strip_suffix("/additionalProperties")
+                    .and_then(|here| schema().pointer(here))
+                    .and_then(|here| here.get("properties"))
+                    .and_then(Value::as_object);
                 for key in unexpected {
+                    let hint = valid
+                        .and_then(|v| crate::text::nearest(key, v.keys().map(String::as_str)))
+                        .map(|k| format!(" (did you mean `{k}`?)"))
+                        .unwrap_or_default();
                     problems.push(Problem::new(
                         format!("{at}/{}", escape(key)),
-                        format!("unknown key `{key}`"),
+                        format!("unknown key `{key}`{hint}"),
                     ));
                 }
             }
