@@ -86,6 +86,13 @@ out=$(in_minion deb protector check 2>&1) || fail "protector check on the instal
 grep -q "^$CONFIG: valid for linux; 1 target" <<<"$out" && grep -q "^target salt-minion (disabled)" <<<"$out" ||
     fail "unexpected check output: $out"
 in_minion deb dpkg-query -L protector | grep -qx /usr/share/doc/protector/README.md || fail "no README in the package"
+# The demo, as the README tells a package's user to run it: a copy in a directory of their own.
+for ex in demo multi protector; do
+    in_minion deb dpkg-query -L protector | grep -qx "/usr/share/doc/protector/examples/$ex.yaml" ||
+        fail "no examples/$ex.yaml in the package"
+done
+out=$(in_minion deb sh -c 'd=$(mktemp -d) && cp /usr/share/doc/protector/examples/demo.yaml "$d/" && protector check "$d/demo.yaml"' 2>&1) ||
+    fail "the packaged demo does not pass check: $out"
 say "dpkg -i: unit enabled and active, watching nothing; protector check accepts the config"
 
 # The journal: each record has its priority (journalctl -p filters on it) and no timestamp of
@@ -129,7 +136,8 @@ YAML
 in_minion deb systemctl reload protector || fail "reload with the writer target failed"
 wait_for 60 "protector to start the writer" test -s "$R/root/writer.pid"
 writer=$(cat "$R/root/writer.pid")
-in_minion deb pgrep -f -- '__drain-output writer$' >/dev/null || fail "no drain holds the writer's output"
+drained() { in_minion deb pgrep -f -- '__drain-output writer$' >/dev/null; }
+wait_for 30 "a drain holding the writer's output once its start command ended" drained
 counted() { [ "$(cat "$R/root/writer.count" 2>/dev/null || echo 0)" -gt "$1" ]; }
 pid=$(in_minion deb systemctl show -p MainPID --value protector)
 in_minion deb kill -9 "$pid"
@@ -229,7 +237,8 @@ say "dpkg -r: stopped, binary and unit removed, config kept; --purge removed the
 # --- .rpm ------------------------------------------------------------------------------------
 list=$(rpm -qlp "$RPM")
 for f in /usr/bin/protector /usr/lib/systemd/system/protector.service "$CONFIG" \
-    /usr/share/doc/protector/README.md /usr/share/licenses/protector/LICENSE; do
+    /usr/share/doc/protector/README.md /usr/share/licenses/protector/LICENSE \
+    /usr/share/doc/protector/examples/demo.yaml /usr/share/doc/protector/examples/multi.yaml; do
     grep -qx "$f" <<<"$list" || fail "rpm -qlp: $f is not in the package"
 done
 flags=$(rpm -qp --queryformat '[%{FILEFLAGS:fflags} %{FILEMODES:perms} %{FILENAMES}\n]' "$RPM")
