@@ -34,6 +34,22 @@ if ! { [ -f "$DEB" ] && [ -f "$RPM" ] && [ "$(built_from)" = "commit $(git rev-p
     .ci/dist
 fi
 apt_get systemd-container debootstrap rpm
+
+# The Salt kit publishes a release's files as they are (no toolchain), and refuses a file
+# that does not match the release's SHA256SUMS.
+mkdir -p "$ROOT/target/release-copy"
+cp "$ROOT/dist/"* "$ROOT/target/release-copy/"
+PUB=$(mktemp -d /tmp/ppub.XXXXXX)
+"$ROOT/examples/salt/publish.sh" --from "$ROOT/target/release-copy" "$PUB" >/dev/null || fail "publish.sh --from a release failed"
+cmp -s "$PUB/protector/files/protector" "$ROOT/dist/protector-$VERSION-x86_64-unknown-linux-musl" &&
+    cmp -s "$PUB/protector/files/protector-aarch64" "$ROOT/dist/protector-$VERSION-aarch64-unknown-linux-musl" ||
+    fail "publish.sh --from did not publish the release's binaries"
+printf 'x' >>"$ROOT/target/release-copy/protector-$VERSION-aarch64-unknown-linux-musl"
+if "$ROOT/examples/salt/publish.sh" --from "$ROOT/target/release-copy" "$PUB" >/dev/null 2>&1; then
+    fail "publish.sh --from published a file that does not match SHA256SUMS"
+fi
+rm -rf "$PUB" "$ROOT/target/release-copy"
+say "publish.sh --from a release: its binaries published as they are; a file not matching SHA256SUMS refused"
 minion_root
 export PATH=$CACHE/tools/bin:$PATH
 
