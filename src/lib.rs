@@ -22,6 +22,7 @@ pub(crate) mod logging;
 pub(crate) mod metrics;
 pub(crate) mod perms;
 pub(crate) mod platform;
+pub(crate) mod programs;
 pub(crate) mod schedule;
 #[cfg(windows)]
 pub(crate) mod service;

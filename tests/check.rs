@@ -34,6 +34,27 @@ fn committed_schema_matches_the_config_types() {
 
 #[test]
 fn every_example_points_at_the_schema_and_passes_check() {
+    // The programs the examples run, as a machine they are written for has them.
+    let sb = Sandbox::new();
+    for program in [
+        "systemctl",
+        "service",
+        "pkill",
+        "pgrep",
+        "sh",
+        "net",
+        "launchctl",
+    ] {
+        let stub = sb.write(program, "#!/bin/sh\n");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        #[cfg(windows)]
+        std::fs::copy(&stub, stub.with_extension("exe")).unwrap();
+    }
+    let stubs = sb.path("");
     let mut seen = 0;
     for entry in std::fs::read_dir(repo("examples")).unwrap() {
         let path = entry.unwrap().path();
@@ -50,6 +71,7 @@ fn every_example_points_at_the_schema_and_passes_check() {
         for os in ["linux", "macos", "windows"] {
             protector_cmd(&repo("."))
                 .env("HOME", "/home/op")
+                .env("PATH", &stubs)
                 .args(["check", "--config", path.to_str().unwrap(), "--os", os])
                 .assert()
                 .success()
@@ -141,6 +163,7 @@ fn check_expands_home_and_environment_variables() {
   - {name: a, heartbeat: ~/beat, timeout: 90s, start: x}
   - {name: b, heartbeat: $PROT_TEST_DIR/beat, timeout: 1500ms, start: x}
   - {name: c, heartbeat: '${PROT_TEST_DIR}/c/beat', timeout: 1h30m, start: x}
+defaults: {allow_missing_programs: true}
 ",
     );
     let out = protector_cmd(sb.dir.path())
@@ -291,18 +314,33 @@ fn shell_syntax_in_a_command_without_a_shell_is_a_problem_and_unknown_programs_a
                 predicate::str::contains("set `shell: true`, or write the command as a list"),
             ),
         );
-    // With a shell, or as a list, it is fine; a program this machine lacks is a warning.
+    // With a shell, or as a list, the syntax is fine; a program this machine lacks is a
+    // problem of this machine (exit 1: protector would run the config and log an error)...
+    let yaml = "targets:\n  - name: a\n    heartbeat: a.beat\n    timeout: 5m\n    shell: true\n    \
+         stop: kill $(cat /run/x.pid) 2>/dev/null\n    start: [protector-no-such-program, go]\n";
+    sb.write("p.yaml", yaml);
+    let said = check_fails(&sb, "p.yaml");
+    assert!(
+        said.contains(
+            "p.yaml: target a: start: program `protector-no-such-program` is not found on PATH here\n"
+        ) && said.contains("p.yaml: 1 command cannot run here: protector would run this config"),
+        "{said}"
+    );
+    // ...unless the target says it comes later: then a warning.
     sb.write(
         "p.yaml",
-        "targets:\n  - name: a\n    heartbeat: a.beat\n    timeout: 5m\n    shell: true\n    \
-         stop: kill $(cat /run/x.pid) 2>/dev/null\n    start: [protector-no-such-program, go]\n",
+        &yaml.replace(
+            "shell: true",
+            "shell: true\n    allow_missing_programs: true",
+        ),
     );
     protector_cmd(sb.dir.path())
         .args(["check", "p.yaml"])
         .assert()
         .success()
         .stderr(predicate::str::contains(
-            "warning: target a: start: program `protector-no-such-program` is not found on PATH",
+            "warning: target a: start: program `protector-no-such-program` is not found on PATH \
+             here (allow_missing_programs: true)",
         ));
 }
 
@@ -351,7 +389,7 @@ fn check_explain_says_where_each_setting_comes_from() {
     let sb = Sandbox::new();
     sb.write(
         "p.yaml",
-        "defaults:\n  timeout: 5m\n  os:\n    linux: {stop: [a]}\n    windows: {stop: [b]}\n\
+        "defaults:\n  timeout: 5m\n  allow_missing_programs: true\n  os:\n    linux: {stop: [a]}\n    windows: {stop: [b]}\n\
          targets:\n  - name: t\n    heartbeat: t.beat\n    start: [c]\n    os:\n      unix: {restart_grace: 1m}\n",
     );
     let out = protector_cmd(sb.dir.path())
@@ -366,6 +404,10 @@ fn check_explain_says_where_each_setting_comes_from() {
             .to_string()
     };
     assert!(line("timeout").ends_with("[from defaults]"), "{text}");
+    assert!(
+        line("allow_missing_programs").ends_with("[from defaults]"),
+        "{text}"
+    );
     assert!(line("stop").contains("stop: defaults.os.linux"), "{text}");
     assert!(
         line("restart_grace").ends_with("[from targets[0].os.unix]"),

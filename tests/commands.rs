@@ -206,3 +206,48 @@ fn output_is_bounded_to_a_tail() {
     assert!(out.starts_with("..."));
     assert!(out.ends_with("line-19999"));
 }
+
+#[test]
+fn a_program_that_is_not_there_is_an_error_at_start_and_when_a_reload_brings_it() {
+    let sb = Sandbox::new();
+    let yaml = "targets:
+  - name: a
+    heartbeat: a.beat
+    timeout: 1h
+    start: [protector-no-such-program-a]
+  - name: b
+    heartbeat: b.beat
+    timeout: 1h
+    allow_missing_programs: true
+    start: [protector-no-such-program-b]
+";
+    let p = sb.run_config(yaml);
+    let a = p.wait_events("program_missing", Some("a"), 1);
+    assert_eq!(a[0]["level"], "ERROR");
+    assert_eq!(a[0]["command"], "start");
+    assert!(
+        a[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`protector-no-such-program-a` is not found on PATH"),
+        "{}",
+        a[0]
+    );
+    // Allowed: a warning.
+    let b = p.wait_events("program_missing", Some("b"), 1);
+    assert_eq!(b[0]["level"], "WARN");
+    // A reload that adds a target with a missing stop says so too; unchanged ones are not
+    // said again.
+    sb.write(
+        "protector.yaml",
+        &format!("{yaml}  - name: c\n    heartbeat: c.beat\n    timeout: 1h\n    stop: [protector-no-such-program-c]\n    start: ['true']\n"),
+    );
+    p.signal("HUP");
+    let c = p.wait_events("program_missing", Some("c"), 1);
+    assert_eq!(
+        (c[0]["level"].as_str(), c[0]["command"].as_str()),
+        (Some("ERROR"), Some("stop"))
+    );
+    p.wait_events("reload_done", None, 1);
+    assert_eq!(p.events("program_missing", Some("a")).len(), 1);
+}

@@ -109,7 +109,7 @@ fn percent_variables_are_expanded() {
         ));
     sb.write(
         "c.yaml",
-        "targets:\n  - {name: a, heartbeat: '%PROT_TEST_DIR%\\beat', timeout: 5s, start: x}\n",
+        "targets:\n  - {name: a, heartbeat: '%PROT_TEST_DIR%\\beat', timeout: 5s, start: x, allow_missing_programs: true}\n",
     );
     protector_cmd(sb.dir.path())
         .env("PROT_TEST_DIR", r"D:\beats")

@@ -1,7 +1,7 @@
 //! `protector check`: validate a config offline, print the effective targets, and warn about
 //! the heartbeats' places on this machine.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -9,102 +9,48 @@ use crate::config::origins::Origins;
 use crate::config::{self, CommandLine, Config, Os, duration::format as fmt_dur};
 use crate::schedule::Observation;
 
-/// Why `program` (a command's first word) could not be run here: not found on PATH, or not
-/// an executable file.
-fn not_runnable(program: &str) -> Option<String> {
-    let executable = |p: &Path| {
-        std::fs::metadata(p).is_ok_and(|m| {
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                m.is_file() && m.permissions().mode() & 0o111 != 0
-            }
-            #[cfg(not(unix))]
-            {
-                m.is_file()
-            }
-        })
-    };
-    let path = Path::new(program);
-    if path.components().count() > 1 {
-        return (!executable(path))
-            .then(|| format!("program {program} does not exist or is not executable here"));
-    }
-    let found = std::env::var_os("PATH").is_some_and(|dirs| {
-        std::env::split_paths(&dirs).any(|dir| {
-            let candidate = dir.join(program);
-            executable(&candidate)
-                || (cfg!(windows)
-                    && ["exe", "com", "bat", "cmd"]
-                        .iter()
-                        .any(|ext| executable(&candidate.with_extension(ext))))
-        })
-    });
-    (!found).then(|| format!("program `{program}` is not found on PATH here"))
-}
-
-/// Each command's program: (`stop`, `systemctl`).
-type Programs = Vec<(&'static str, String)>;
-
 /// How long `check` waits for the heartbeats' filesystems to answer its looks.
 const CHECK_LOOKS_WITHIN: Duration = Duration::from_secs(5);
 
-/// What `check` says about this machine: programs of commands not found, heartbeats' places
-/// (a missing directory, one any user can write, whole-second file times). Looked at on a thread of its own and waited
-/// for a bounded time, so a filesystem that never answers cannot hang `check` (which the
-/// systemd unit runs before protector starts).
-fn heartbeat_warnings(config: &Config) -> Vec<String> {
-    let targets: Vec<(String, PathBuf, Programs)> = config
+/// What `check` finds on this machine, as (problems, warnings): programs of commands that
+/// cannot run (a problem unless the target allows it), heartbeats' places (a missing
+/// directory, one any user can write, whole-second file times). Looked at on a thread of its
+/// own and waited for a bounded time, so a filesystem that never answers cannot hang `check`
+/// (which the formula and the packages run before a config is used).
+fn on_this_machine(config: &Config) -> (Vec<String>, Vec<String>) {
+    let enabled: Vec<crate::config::Target> = config
         .targets
         .iter()
         .filter(|t| t.enabled)
-        .map(|t| {
-            let programs = [
-                ("stop", &t.stop),
-                ("start", &Some(t.start.clone())),
-                ("skip_if", &t.skip_if),
-                ("notify", &t.notify),
-                (
-                    "depends_on",
-                    &t.depends_on.as_ref().and_then(|d| d.command.clone()),
-                ),
-            ]
-            .into_iter()
-            .filter_map(|(what, line)| match line {
-                Some(CommandLine::Exec(argv)) => Some((what, argv[0].clone())),
-                _ => None,
-            })
-            .collect();
-            (t.name.clone(), t.heartbeat.clone(), programs)
-        })
+        .cloned()
         .collect();
     let (tx, rx) = std::sync::mpsc::channel();
     let looked = std::thread::Builder::new()
         .name("protector-check".into())
         .spawn(move || {
             let mut out = Vec::new();
-            // Thousands of targets share a few programs: each is looked up once.
-            let mut looked_up = std::collections::HashMap::new();
-            for (name, beat, programs) in targets {
-                for (what, program) in programs {
-                    let why = looked_up
-                        .entry(program.clone())
-                        .or_insert_with(|| not_runnable(&program));
-                    if let Some(why) = why {
-                        out.push(format!("target {name}: {what}: {why}"));
-                    }
+            let mut problems = Vec::new();
+            for m in crate::programs::missing(&enabled) {
+                let line = format!("target {}: {}: {}", m.target, m.command, m.why);
+                if m.allowed {
+                    out.push(format!("{line} (allow_missing_programs: true)"));
+                } else {
+                    problems.push(line);
                 }
-                if let Some(dir) = crate::heartbeat::missing_dir(&beat) {
+            }
+            for t in &enabled {
+                let (name, beat) = (&t.name, &t.heartbeat);
+                if let Some(dir) = crate::heartbeat::missing_dir(beat) {
                     out.push(format!(
                         "target {name}: the heartbeat's directory {} does not exist: nothing can \
                          write this heartbeat yet",
                         dir.display()
                     ));
                 }
-                if let Some(reason) = crate::perms::heartbeat_exposure(&beat) {
+                if let Some(reason) = crate::perms::heartbeat_exposure(beat) {
                     out.push(format!("target {name}: {reason}"));
                 }
-                if let (Observation::Present(print), _) = crate::heartbeat::observe(&beat)
+                if let (Observation::Present(print), _) = crate::heartbeat::observe(beat)
                     && print.coarse
                 {
                     out.push(format!(
@@ -114,15 +60,18 @@ fn heartbeat_warnings(config: &Config) -> Vec<String> {
                     ));
                 }
             }
-            let _ = tx.send(out);
+            let _ = tx.send((problems, out));
         });
     match looked.map(|_| rx.recv_timeout(CHECK_LOOKS_WITHIN)) {
-        Ok(Ok(warnings)) => warnings,
-        _ => vec![format!(
-            "the heartbeats' directories could not all be looked at within {}s (a filesystem \
-             that does not answer?): what they would show is left out",
-            CHECK_LOOKS_WITHIN.as_secs()
-        )],
+        Ok(Ok(found)) => found,
+        _ => (
+            Vec::new(),
+            vec![format!(
+                "the heartbeats' directories could not all be looked at within {}s (a \
+                 filesystem that does not answer?): what they would show is left out",
+                CHECK_LOOKS_WITHIN.as_secs()
+            )],
+        ),
     }
 }
 
@@ -140,13 +89,28 @@ pub fn run(path: &Path, os: Os, quiet: bool, explain: bool) -> ExitCode {
             } else {
                 crate::text::print_stdout(&report);
             }
-            // Only this machine's directories can be looked at.
-            if config.os == Os::host() {
-                for warning in heartbeat_warnings(&config) {
-                    crate::text::print_stderr(&format!("{file}: warning: {warning}\n"));
-                }
+            // Only this machine's directories and programs can be looked at.
+            if config.os != Os::host() {
+                return ExitCode::SUCCESS;
             }
-            ExitCode::SUCCESS
+            let (problems, warnings) = on_this_machine(&config);
+            for warning in warnings {
+                crate::text::print_stderr(&format!("{file}: warning: {warning}\n"));
+            }
+            if problems.is_empty() {
+                return ExitCode::SUCCESS;
+            }
+            for problem in &problems {
+                crate::text::print_stderr(&format!("{file}: {problem}\n"));
+            }
+            crate::text::print_stderr(&format!(
+                "{file}: {} command{} cannot run here: protector would run this config and log \
+                 each as an error; install the program, or set `allow_missing_programs: true` \
+                 on a target whose program comes later\n",
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" }
+            ));
+            ExitCode::from(1)
         }
         Err(e) => {
             crate::text::print_stderr(&e.to_string());
@@ -277,6 +241,10 @@ pub fn describe(file: &str, config: &Config, origins: Option<&Origins>) -> Strin
             .max_restarts
             .map_or("none (never give up)".into(), |m| m.to_string());
         line("max_restarts", max, &["max_restarts"]);
+        if t.allow_missing_programs {
+            let value = "true (a program not found here is a warning)".to_string();
+            line("allow_missing_programs", value, &["allow_missing_programs"]);
+        }
         if let Some(notify) = &t.notify {
             line("notify", argv(notify), &["notify", "shell"]);
         }

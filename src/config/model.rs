@@ -79,6 +79,8 @@ pub struct Target {
     pub backoff: Backoff,
     pub max_restarts: Option<u32>,
     pub enabled: bool,
+    /// A missing program is a warning, not a problem (`check`) or an error (the log).
+    pub allow_missing_programs: bool,
     pub notify: Option<CommandLine>,
     pub skip_if: Option<CommandLine>,
     pub skip_delay: Duration,
@@ -187,6 +189,7 @@ impl Target {
             backoff: Backoff::default(),
             max_restarts: None,
             enabled: true,
+            allow_missing_programs: false,
             notify: None,
             skip_if: None,
             skip_delay: timeout.min(SKIP_DELAY_MAX),

@@ -10,7 +10,7 @@ use super::{Os, key_path};
 
 /// Every setting a layer can hold (`backoff` and `depends_on` as their parts, which are
 /// picked apart).
-pub const SETTINGS: [&str; 20] = [
+pub const SETTINGS: [&str; 21] = [
     "heartbeat",
     "timeout",
     "stop",
@@ -23,6 +23,7 @@ pub const SETTINGS: [&str; 20] = [
     "backoff/max",
     "max_restarts",
     "enabled",
+    "allow_missing_programs",
     "notify",
     "skip_if",
     "skip_delay",

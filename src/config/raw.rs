@@ -112,6 +112,10 @@ pub struct Settings {
     pub max_restarts: Option<u32>,
     /// Watch this target. Default true.
     pub enabled: Option<bool>,
+    /// A command's program may be missing for now (installed later, e.g. by the same Salt
+    /// state): `check` then warns instead of failing, and protector logs a warning instead of
+    /// an error. Default false.
+    pub allow_missing_programs: Option<bool>,
     /// Command run on restart, give-up and recovery, with PROTECTOR_EVENT (`restart`,
     /// `give-up`, `recovery`), PROTECTOR_TARGET, PROTECTOR_AGE_SECS and PROTECTOR_RESTARTS in
     /// its environment. Its failure is logged and never delays a restart.

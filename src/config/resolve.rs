@@ -241,6 +241,9 @@ impl<'a> Layered<'a> {
             .map(|(spec, ptr)| self.command(spec, ptr, shell, problems));
         let skip_delay = self.duration("skip_delay", |s| s.skip_delay.as_ref(), problems);
         let enabled = self.pick("enabled", |s| s.enabled.as_ref());
+        let allow_missing = self.pick("allow_missing_programs", |s| {
+            s.allow_missing_programs.as_ref()
+        });
         let depends_on = self.depends(shell, problems);
         let restart_splay = self.duration("restart_splay", |s| s.restart_splay.as_ref(), problems);
 
@@ -258,6 +261,7 @@ impl<'a> Layered<'a> {
         t.backoff.max = backoff_max?.unwrap_or(t.backoff.max);
         t.max_restarts = max_restarts.map(|(v, _)| *v);
         t.enabled = enabled.is_none_or(|(v, _)| *v);
+        t.allow_missing_programs = allow_missing.is_some_and(|(v, _)| *v);
         t.notify = notify.flatten();
         t.skip_if = skip_if.flatten();
         t.skip_delay = skip_delay?.unwrap_or(t.skip_delay);

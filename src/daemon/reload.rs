@@ -151,6 +151,7 @@ impl Daemon {
                 warn!(target = %t.name, event = "heartbeat_exposed", heartbeat = %t.heartbeat.display(), "{reason}");
             }
         }
+        crate::programs::log_missing_in_background(fresh.iter().map(|t| (*t).clone()).collect());
         let mut looks = looks.into_iter();
 
         if !first

@@ -1,0 +1,121 @@
+//! Whether the programs of a target's commands can be run on this machine: `check` fails on
+//! one that cannot (a warning when the target sets `allow_missing_programs`), and protector
+//! logs it at start-up and when a reload adds or changes the target.
+
+use std::path::Path;
+
+use crate::config::{CommandLine, Target};
+
+/// Each command's program of `t` (`stop`, `systemctl`). Shell lines are left out: their
+/// program is the shell.
+pub fn of(t: &Target) -> Vec<(&'static str, String)> {
+    [
+        ("stop", &t.stop),
+        ("start", &Some(t.start.clone())),
+        ("skip_if", &t.skip_if),
+        ("notify", &t.notify),
+        (
+            "depends_on",
+            &t.depends_on.as_ref().and_then(|d| d.command.clone()),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(what, line)| match line {
+        Some(CommandLine::Exec(argv)) => Some((what, argv[0].clone())),
+        _ => None,
+    })
+    .collect()
+}
+
+/// Why `program` (a command's first word) could not be run here: not found on PATH, or not
+/// an executable file.
+pub fn not_runnable(program: &str) -> Option<String> {
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                m.is_file() && m.permissions().mode() & 0o111 != 0
+            }
+            #[cfg(not(unix))]
+            {
+                m.is_file()
+            }
+        })
+    };
+    let path = Path::new(program);
+    if path.components().count() > 1 {
+        return (!executable(path))
+            .then(|| format!("program {program} does not exist or is not executable here"));
+    }
+    let found = std::env::var_os("PATH").is_some_and(|dirs| {
+        std::env::split_paths(&dirs).any(|dir| {
+            let candidate = dir.join(program);
+            executable(&candidate)
+                || (cfg!(windows)
+                    && ["exe", "com", "bat", "cmd"]
+                        .iter()
+                        .any(|ext| executable(&candidate.with_extension(ext))))
+        })
+    });
+    (!found).then(|| format!("program `{program}` is not found on PATH here"))
+}
+
+/// What cannot be run of the enabled `targets`' commands: (target, command, why, allowed),
+/// each program looked up once (thousands of targets share a few programs).
+pub fn missing<'a>(targets: impl IntoIterator<Item = &'a Target>) -> Vec<Missing> {
+    let mut looked_up = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for t in targets.into_iter().filter(|t| t.enabled) {
+        for (what, program) in of(t) {
+            let why = looked_up
+                .entry(program.clone())
+                .or_insert_with(|| not_runnable(&program));
+            if let Some(why) = why {
+                out.push(Missing {
+                    target: t.name.clone(),
+                    command: what,
+                    why: why.clone(),
+                    allowed: t.allow_missing_programs,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// A command whose program cannot be run here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Missing {
+    pub target: String,
+    pub command: &'static str,
+    pub why: String,
+    /// The target sets `allow_missing_programs`.
+    pub allowed: bool,
+}
+
+/// Looks up the programs of `targets` (at start-up, or added or changed by a reload) on a
+/// thread of its own, so a PATH directory on a filesystem that does not answer cannot hold up
+/// the loop, and logs what cannot run.
+pub fn log_missing_in_background(targets: Vec<Target>) {
+    if targets.is_empty() {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("protector-programs".into())
+        .stack_size(256 * 1024)
+        .spawn(move || log(&missing(&targets)));
+}
+
+/// Logs each of `missing`: an error, or a warning when the target allows it.
+fn log(missing: &[Missing]) {
+    for m in missing {
+        if m.allowed {
+            tracing::warn!(target = %m.target, event = "program_missing", command = m.command,
+                "{} (allow_missing_programs: true)", m.why);
+        } else {
+            tracing::error!(target = %m.target, event = "program_missing", command = m.command,
+                "{}: this command will fail until it is installed", m.why);
+        }
+    }
+}
