@@ -315,11 +315,16 @@ fn shell_syntax_in_a_command_without_a_shell_is_a_problem_and_unknown_programs_a
             ),
         );
     // With a shell, or as a list, the syntax is fine; a program this machine lacks is a
-    // problem of this machine (exit 1: protector would run the config and log an error)...
+    // problem of this machine (exit 3, not 1: protector would run the config, and log an
+    // error)...
     let yaml = "targets:\n  - name: a\n    heartbeat: a.beat\n    timeout: 5m\n    shell: true\n    \
          stop: kill $(cat /run/x.pid) 2>/dev/null\n    start: [protector-no-such-program, go]\n";
     sb.write("p.yaml", yaml);
-    let said = check_fails(&sb, "p.yaml");
+    let out = protector_cmd(sb.dir.path())
+        .args(["check", "p.yaml"])
+        .assert()
+        .code(3);
+    let said = String::from_utf8_lossy(&out.get_output().stderr).to_string();
     assert!(
         said.contains(
             "p.yaml: target a: start: program `protector-no-such-program` is not found on PATH here\n"

@@ -110,7 +110,8 @@ pub fn run(path: &Path, os: Os, quiet: bool, explain: bool) -> ExitCode {
                 problems.len(),
                 if problems.len() == 1 { "" } else { "s" }
             ));
-            ExitCode::from(1)
+            // Not 1: the file itself is one protector accepts.
+            ExitCode::from(3)
         }
         Err(e) => {
             crate::text::print_stderr(&e.to_string());

@@ -12,8 +12,16 @@ fi
 # A refused config is said loudly: protector (restarted by the upgrade) keeps watching with the
 # last config it accepted.
 CONFIG=/etc/protector/protector.yaml
-if [ -f "$CONFIG" ] && ! /usr/bin/protector check -q --config "$CONFIG" >/dev/null 2>&1; then
-    echo "protector: WARNING: $CONFIG is refused:" >&2
-    /usr/bin/protector check -q --config "$CONFIG" 2>&1 | sed 's/^/protector:   /' >&2 || :
-    echo "protector: WARNING: protector keeps watching with the last config it accepted; fix the file, then systemctl reload protector" >&2
+# check: 1 = the file is refused; 3 = accepted, but some command's program is missing here.
+if [ -f "$CONFIG" ]; then
+    status=0
+    /usr/bin/protector check -q --config "$CONFIG" >/dev/null 2>&1 || status=$?
+    if [ "$status" = 3 ]; then
+        echo "protector: WARNING: some commands of $CONFIG cannot run here:" >&2
+        /usr/bin/protector check -q --config "$CONFIG" 2>&1 | sed 's/^/protector:   /' >&2 || :
+    elif [ "$status" != 0 ]; then
+        echo "protector: WARNING: $CONFIG is refused:" >&2
+        /usr/bin/protector check -q --config "$CONFIG" 2>&1 | sed 's/^/protector:   /' >&2 || :
+        echo "protector: WARNING: protector keeps watching with the last config it accepted; fix the file, then systemctl reload protector" >&2
+    fi
 fi
