@@ -86,7 +86,9 @@ fn the_config_file_has_a_default_and_can_be_given_without_config() {
     let sb = Sandbox::new();
     sb.write(
         "p.yaml",
-        "state_file: state.json\ntargets:\n  - name: svc\n    heartbeat: svc.beat\n    timeout: 1h\n    start: 'true'\n",
+        // (`true` is no program on Windows: allowed to be missing, as that is not the point.)
+        "state_file: state.json\ntargets:\n  - name: svc\n    heartbeat: svc.beat\n    timeout: 1h\n    \
+         start: 'true'\n    allow_missing_programs: true\n",
     );
     protector_cmd(sb.dir.path())
         .args(["check", "p.yaml"])
