@@ -108,9 +108,32 @@ pub struct CommandRecord {
     pub status: String,
     pub duration_ms: u64,
     pub timed_out: bool,
+    /// The last lines of a failed command's output (stderr, else stdout), at most
+    /// `OUTPUT_KEPT` bytes: what `status` shows of why it failed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub output: String,
 }
 
+/// Bytes of a failed command's output the state file keeps.
+pub const OUTPUT_KEPT: usize = 400;
+
 impl CommandRecord {
+    /// The last lines of `output` that fit in `OUTPUT_KEPT` bytes (whole lines, or the end of
+    /// one longer line), control characters escaped.
+    pub fn tail_of(output: &str) -> String {
+        let text = crate::text::clean_lines(output.trim());
+        if text.len() <= OUTPUT_KEPT {
+            return text.into_owned();
+        }
+        let mut start = text.len() - OUTPUT_KEPT;
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        let tail = &text[start..];
+        let tail = tail.split_once('\n').map_or(tail, |(_, whole)| whole);
+        format!("...{tail}")
+    }
+
     pub fn ok(&self) -> bool {
         self.exit_code == Some(0) && !self.timed_out
     }
@@ -264,4 +287,26 @@ pub fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
     let aside = PathBuf::from(name);
     std::fs::rename(path, &aside)?;
     Ok(aside)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CommandRecord, OUTPUT_KEPT};
+
+    #[test]
+    fn a_failed_commands_output_is_kept_as_its_last_whole_lines_escaped() {
+        assert_eq!(CommandRecord::tail_of("  no such unit\n"), "no such unit");
+        assert_eq!(CommandRecord::tail_of("a\x1b[31mb"), "a\\u{1b}[31mb");
+        let long: String = (0..100).map(|i| format!("line {i}\n")).collect();
+        let kept = CommandRecord::tail_of(&long);
+        assert!(kept.len() <= OUTPUT_KEPT + 3, "{}", kept.len());
+        assert!(
+            kept.starts_with("...line ") && kept.ends_with("line 99"),
+            "{kept}"
+        );
+        // One long line: its end, cut on a character boundary.
+        let wide = "é".repeat(OUTPUT_KEPT);
+        let kept = CommandRecord::tail_of(&wide);
+        assert!(kept.starts_with("...é") && kept.len() <= OUTPUT_KEPT + 3);
+    }
 }

@@ -133,13 +133,18 @@ fn heartbeat_files(targets: &[TargetRecord], now: f64) -> Vec<Beat> {
 
 fn table(file: &StateFile, files: &[Beat], running: bool, now: f64) -> String {
     let mut out = format!(
-        "protector {} (pid {}), state written {} ago{}\n",
+        "protector {} (pid {}{}), state written {} ago{}\n",
         if running {
             "is running"
         } else {
             "is NOT running: what it last wrote"
         },
         file.pid,
+        if running {
+            format!(", up {}", human(now - file.started_at))
+        } else {
+            String::new()
+        },
         human(now - file.written_at),
         file.config
             .as_deref()
@@ -195,6 +200,22 @@ fn table(file: &StateFile, files: &[Beat], running: bool, now: f64) -> String {
     line(&header.map(String::from));
     for r in &rows {
         line(r);
+    }
+    // Why the last restarts' commands failed, in their own words.
+    for t in &file.targets {
+        let Some(r) = &t.last_restart else { continue };
+        for c in r.commands.iter().filter(|c| !c.output.is_empty()) {
+            out.push_str(&format!(
+                "{}: {} {} ago ({}):\n",
+                t.name,
+                c.command,
+                human(now - r.at),
+                c.status
+            ));
+            for l in c.output.lines() {
+                out.push_str(&format!("    {l}\n"));
+            }
+        }
     }
     out
 }

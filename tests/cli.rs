@@ -197,8 +197,14 @@ fn the_readme_status_example_is_what_status_prints() {
         .unwrap()
         .as_secs_f64();
     let command = |name: &str, code: i32| {
+        let output = if code == 0 {
+            ""
+        } else {
+            "Failed to stop backup-agent.service: Unit backup-agent.service not loaded."
+        };
         serde_json::json!({"command": name, "exit_code": code,
-            "status": format!("exit status: {code}"), "duration_ms": 100, "timed_out": false})
+            "status": format!("exit status: {code}"), "duration_ms": 100, "timed_out": false,
+            "output": output})
     };
     let target = |name: &str,
                   state: &str,

@@ -116,7 +116,7 @@ fn restart_waits_for_the_outcome_and_a_second_one_is_refused_meanwhile() {
     let _toucher = Toucher::new(sb.path("slow.beat"));
     let (p, cfg) = start_with_state(
         &sb,
-        "targets:\n  - name: slow\n    heartbeat: slow.beat\n    timeout: 1h\n    stop: [sh, -c, 'echo stop >> events']\n    start: [sh, -c, 'sleep 2; echo start >> events']\n  - name: broken\n    heartbeat: broken.beat\n    timeout: 1h\n    start: [sh, -c, 'exit 3']\n",
+        "targets:\n  - name: slow\n    heartbeat: slow.beat\n    timeout: 1h\n    stop: [sh, -c, 'echo stop >> events']\n    start: [sh, -c, 'sleep 2; echo start >> events']\n  - name: broken\n    heartbeat: broken.beat\n    timeout: 1h\n    start: [sh, -c, 'echo no config for broken >&2; exit 3']\n",
     );
     let first = {
         let (dir, cfg) = (sb.dir.path().to_path_buf(), cfg.clone());
@@ -146,12 +146,13 @@ fn restart_waits_for_the_outcome_and_a_second_one_is_refused_meanwhile() {
         ["stop", "start"],
         "one restart, stop then start"
     );
-    // A failing start is reported with a non-zero exit.
+    // A failing start is reported with a non-zero exit, and in its own words.
     let (code, out, _) = ctl(&sb, &cfg, &["restart", "broken"]);
     assert_eq!(code, 1);
     assert_eq!(
         out,
-        "broken: restart failed: the start command ended with exit status: 3\n"
+        "broken: restart failed: the start command ended with exit status: 3; its output:\n\
+         no config for broken\n"
     );
     // reset clears what the failed restarts left.
     let (code, out, _) = ctl(&sb, &cfg, &["reset", "broken"]);

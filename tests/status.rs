@@ -87,7 +87,10 @@ fn status_shows_targets_and_exits_by_health() {
     let mut p = sb.run_config(&format!(
         "state_file: state.json\ntargets:\n{}{}",
         target("fine", "    timeout: 1h\n"),
-        target("sick", "    timeout: 500ms\n    restart_grace: 1h\n")
+        target(
+            "sick",
+            "    timeout: 500ms\n    restart_grace: 1h\n    stop: [sh, -c, 'echo cannot stop it >&2; exit 3']\n"
+        )
     ));
     p.wait_events("restart_done", Some("sick"), 1);
     wait_until(PATIENCE, "state file shows the restart", || {
@@ -100,7 +103,7 @@ fn status_shows_targets_and_exits_by_health() {
         .code(1);
     let text = String::from_utf8_lossy(&out.get_output().stdout).to_string();
     assert!(
-        text.contains(&format!("protector is running (pid {})", p.pid())),
+        text.contains(&format!("protector is running (pid {}, up ", p.pid())),
         "{text}"
     );
     let fine = text.lines().find(|l| l.starts_with("fine ")).unwrap();
@@ -118,7 +121,13 @@ fn status_shows_targets_and_exits_by_health() {
         sick.contains("recovering") && sick.contains("1 (1 in a row)"),
         "{text}"
     );
-    assert!(sick.contains("ago: start ok"), "{text}");
+    assert!(sick.contains("ago: stop exit 3, start ok"), "{text}");
+    // The failed command's own words, after the table.
+    assert!(
+        text.contains("\nsick: stop 0s ago (exit status: 3):\n    cannot stop it\n")
+            || text.contains("\nsick: stop 1s ago (exit status: 3):\n    cannot stop it\n"),
+        "{text}"
+    );
 
     // Only the targets asked for; the exit status is theirs. An unknown one is named.
     protector_cmd(sb.dir.path())

@@ -227,9 +227,18 @@ impl Daemon {
     /// The restart slot `i` ran ended; `failure` says why it failed, if it did. Whoever asked
     /// for it is told.
     pub(super) fn restart_ended(&mut self, i: usize, failure: Option<&str>) {
+        // The failed start's own last words, as the state file keeps them.
+        let said = self.slots[i]
+            .last_restart
+            .as_ref()
+            .and_then(|r| r.commands.iter().rev().find(|c| c.command == "start"))
+            .map(|c| c.output.as_str())
+            .filter(|o| !o.is_empty())
+            .map(|o| format!("; its output:\n{o}"))
+            .unwrap_or_default();
         let outcome = match failure {
             None => Ok(()),
-            Some(why) => Err(format!("restart failed: the start command {why}")),
+            Some(why) => Err(format!("restart failed: the start command {why}{said}")),
         };
         let (id, name) = (self.slots[i].id, self.slots[i].target.name.clone());
         self.answer_waiters(id, &name, outcome);

@@ -148,6 +148,13 @@ impl Slot {
                 },
                 duration_ms: o.duration.as_millis() as u64,
                 timed_out: o.timed_out,
+                output: if o.success() {
+                    String::new()
+                } else if o.stderr.trim().is_empty() {
+                    CommandRecord::tail_of(&o.stdout)
+                } else {
+                    CommandRecord::tail_of(&o.stderr)
+                },
             });
         }
     }
