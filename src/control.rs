@@ -80,6 +80,9 @@ pub struct Request {
     pub all: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub for_secs: Option<f64>,
+    /// A pause with no end of its own: it lasts until `resume` (instead of `for_secs`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub until_resumed: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }

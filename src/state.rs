@@ -74,6 +74,9 @@ pub struct TargetRecord {
     /// The reason the operator gave for the pause.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause_reason: Option<String>,
+    /// The pause lasts until an operator resumes it (`paused_until` is its next reminder).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pause_until_resumed: bool,
     /// Held since then: stale, but a dependency (`depends_on`) is down, so not restarted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_since: Option<f64>,

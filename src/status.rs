@@ -273,6 +273,13 @@ fn row(t: &TargetRecord, file: Beat, running: bool, now: f64) -> [String; 6] {
         )
     });
     let state = match (t.state, t.paused_until) {
+        (TargetStatus::Paused, Some(_)) if t.pause_until_resumed => format!(
+            "paused (until resumed{})",
+            t.pause_reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ),
         (TargetStatus::Paused, Some(until)) => format!(
             "paused ({} left{})",
             human(until - now),

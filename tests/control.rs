@@ -111,6 +111,51 @@ fn a_pause_survives_a_reload_and_a_restart_of_protector() {
 }
 
 #[test]
+fn a_pause_until_resumed_is_shown_as_such_and_survives_a_restart_of_protector() {
+    let sb = Sandbox::new();
+    let (mut p, cfg) = start_with_state(
+        &sb,
+        &format!("targets:\n{}", target("a", "    timeout: 1s\n")),
+    );
+    let (code, out, _) = ctl(
+        &sb,
+        &cfg,
+        &["pause", "a", "--until-resumed", "--reason", "disk swap"],
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "a: paused until resumed: disk swap\n")
+    );
+    // --for and --until-resumed say different things: refused together.
+    let (code, _, err) = ctl(&sb, &cfg, &["pause", "a", "--until-resumed", "--for", "1h"]);
+    assert_eq!(code, 2, "{err}");
+    let shown = |sb: &Sandbox| {
+        status(sb, &cfg)
+            .lines()
+            .find(|l| l.starts_with("a "))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        shown(&sb).contains("paused (until resumed: disk swap)"),
+        "{}",
+        shown(&sb)
+    );
+    p.signal("TERM");
+    assert_eq!(p.wait_exit(PATIENCE), Some(0));
+    let p = sb.spawn(&["--config", cfg.to_str().unwrap()]);
+    let restored = p.wait_events("pause_restored", Some("a"), 1);
+    assert_eq!(restored[0]["until_resumed"], true);
+    assert!(
+        shown(&sb).contains("paused (until resumed: disk swap)"),
+        "{}",
+        shown(&sb)
+    );
+    // Its heartbeat went stale long ago (timeout 1s): never restarted while paused.
+    assert!(p.events("command_started", Some("a")).is_empty());
+}
+
+#[test]
 fn restart_waits_for_the_outcome_and_a_second_one_is_refused_meanwhile() {
     let sb = Sandbox::new();
     let _toucher = Toucher::new(sb.path("slow.beat"));

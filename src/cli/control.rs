@@ -40,6 +40,9 @@ pub struct PauseArgs {
     /// How long (e.g. 30m, 2h); the pause ends by itself then [default: 1h].
     #[arg(long = "for", value_name = "DURATION")]
     for_: Option<String>,
+    /// No end of its own: paused until `protector resume` (said again in the log once a day).
+    #[arg(long, conflicts_with = "for_")]
+    until_resumed: bool,
     /// Why, for `protector status` and the log.
     #[arg(long, value_name = "TEXT")]
     reason: Option<String>,
@@ -58,6 +61,7 @@ pub fn pause(args: PauseArgs) -> ExitCode {
     };
     let mut req = request(Verb::Pause, &args.which);
     req.for_secs = for_secs;
+    req.until_resumed = args.until_resumed;
     req.reason = args.reason;
     send(&args.which.to, &req)
 }
@@ -74,6 +78,7 @@ pub fn reload(to: To) -> ExitCode {
         targets: Vec::new(),
         all: false,
         for_secs: None,
+        until_resumed: false,
         reason: None,
     };
     send(&to, &req)
@@ -86,6 +91,7 @@ fn request(verb: Verb, which: &Which) -> Request {
         targets: which.names.clone(),
         all: which.all,
         for_secs: None,
+        until_resumed: false,
         reason: None,
     }
 }

@@ -135,6 +135,7 @@ impl Daemon {
             last_restart: None,
             running_command: None,
             paused_until: None,
+            pause_until_resumed: false,
             pause_reason: None,
             held_since: None,
             dependency: None,

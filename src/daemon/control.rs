@@ -43,12 +43,13 @@ impl Daemon {
             Err(e) => return say(Reply::Error(e)),
         };
         let pause_for = match (req.command, req.for_secs) {
+            (Verb::Pause, _) if req.until_resumed => None,
             (Verb::Pause, Some(s)) => {
                 match Duration::try_from_secs_f64(s)
                     .ok()
                     .filter(|d| !d.is_zero() && *d <= control::MAX_PAUSE)
                 {
-                    Some(d) => d,
+                    Some(d) => Some(d),
                     None => {
                         return say(Reply::Error(format!(
                             "a pause lasts more than 0 s and at most {}, not {s} s",
@@ -57,7 +58,7 @@ impl Daemon {
                     }
                 }
             }
-            _ => control::DEFAULT_PAUSE,
+            _ => Some(control::DEFAULT_PAUSE),
         };
         let reason: Option<String> = req
             .reason
@@ -120,19 +121,25 @@ impl Daemon {
         Ok(chosen)
     }
 
-    fn pause(&mut self, i: usize, d: Duration, reason: Option<String>) -> TargetResult {
+    /// Pauses slot `i` for `d`, or until resumed when `d` is `None`.
+    fn pause(&mut self, i: usize, d: Option<Duration>, reason: Option<String>) -> TargetResult {
         let now = self.now().mono;
         let slot = &mut self.slots[i];
-        slot.state.pause(crate::schedule::later(now, d));
+        match d {
+            Some(d) => slot.state.pause(crate::schedule::later(now, d)),
+            None => slot.state.pause_until_resumed(now),
+        }
         slot.pause_reason = reason;
         let reason = slot.pause_reason.clone().unwrap_or_default();
-        info!(target = %slot.target.name, event = "paused", for_secs = super::secs(d), reason = %reason, "paused by an operator: not judged until resumed or the pause ends");
+        let how = d.map_or("until resumed".into(), |d| {
+            format!("for {}", human(d.as_secs_f64()))
+        });
+        info!(target = %slot.target.name, event = "paused", for_secs = d.map(super::secs), until_resumed = d.is_none(), reason = %reason, "paused by an operator ({how}): not judged until resumed or the pause ends");
         let slot = self.rescheduled(i);
         ok(
             slot,
             format!(
-                "paused for {}{}",
-                human(d.as_secs_f64()),
+                "paused {how}{}",
                 if reason.is_empty() {
                     String::new()
                 } else {

@@ -143,6 +143,10 @@ impl Daemon {
             info!(target = %name, event = "pause_ended", by = "expired", "the pause has ended: watched again");
             self.mark_dirty(true);
         }
+        if out.still_paused {
+            let reason = self.slots[i].pause_reason.clone().unwrap_or_default();
+            warn!(target = %name, event = "still_paused", reason = %reason, "still paused until an operator resumes it: not judged, never restarted (protector resume NAME)");
+        }
         let slot = &mut self.slots[i];
         let age_secs = slot.state.age(now.mono).as_secs_f64();
         if was_given_up && out.beat.is_none() {

@@ -82,7 +82,7 @@ impl Slot {
     /// Starts timing over from `obs` as at start-up, keeping the restart counts and a pause.
     pub fn start_over(&mut self, obs: &Observation, now: Now) {
         let (consecutive, total) = (self.state.consecutive, self.state.restarts_total);
-        let paused = self.state.paused_until;
+        let (paused, open) = (self.state.paused_until, self.state.pause_open);
         self.state = TargetState::start(&self.rules, obs, now);
         self.seed = self.seed.wrapping_add(1);
         self.state.seed(self.seed);
@@ -91,6 +91,7 @@ impl Slot {
             .restore(&self.rules, consecutive, total, None, now.mono);
         if let Some(until) = paused {
             self.state.pause(until);
+            self.state.pause_open = open;
         }
     }
 
@@ -194,7 +195,21 @@ impl Slot {
         }
         if let Some(until) = rec.paused_until {
             let ahead = until - epoch_secs(now.wall);
-            if ahead > 0.0 {
+            if rec.pause_until_resumed {
+                // Said again a day after this start, as it was a day after it began.
+                self.state.pause_until_resumed(now.mono);
+                self.pause_reason = rec
+                    .pause_reason
+                    .as_deref()
+                    .map(|r| r.chars().take(crate::control::MAX_REASON).collect());
+                info!(
+                    target = %self.target.name,
+                    event = "pause_restored",
+                    until_resumed = true,
+                    reason = self.pause_reason.as_deref().unwrap_or_default(),
+                    "still paused until an operator resumes it (restored from the state file)"
+                );
+            } else if ahead > 0.0 {
                 // Never longer than a pause can be asked for (a clock set back, a file edited).
                 let left =
                     Duration::from_secs_f64(ahead.min(crate::control::MAX_PAUSE.as_secs_f64()));
@@ -284,6 +299,7 @@ impl Slot {
             running_command: self.running.clone().or_else(|| self.leftover.clone()),
             paused_until: st.paused_until.map(&wall_at),
             pause_reason: st.paused_until.and_then(|_| self.pause_reason.clone()),
+            pause_until_resumed: st.paused_until.is_some() && st.pause_open,
             held_since: st.held_since.map(&wall_at),
             dependency: st.held_since.and(self.dependency.clone()),
         }

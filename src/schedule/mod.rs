@@ -84,6 +84,9 @@ pub struct TargetState {
     skip_refused: bool,
     /// An operator paused the target until then: no judgement, no restart before it.
     pub paused_until: Option<Instant>,
+    /// The pause lasts until an operator resumes it: `paused_until` is then only the next
+    /// reminder that it still does.
+    pub pause_open: bool,
     /// The restart under way has had its random wait.
     splayed: bool,
     /// The restart under way found its dependencies up.
@@ -125,6 +128,7 @@ impl TargetState {
             restarts_total: 0,
             skip_refused: false,
             paused_until: None,
+            pause_open: false,
             splayed: false,
             deps_ok: false,
             held_since: None,
@@ -153,6 +157,11 @@ impl TargetState {
         if let Some(until) = self.paused_until {
             if now.mono < until {
                 self.deadline = until;
+                return out;
+            }
+            if self.pause_open {
+                self.pause_until_resumed(now.mono);
+                out.still_paused = true;
                 return out;
             }
             self.unpause(rules, now.mono);

@@ -3,7 +3,12 @@
 
 use std::time::Instant;
 
+use std::time::Duration;
+
 use super::{Cmd, Now, Observation, Phase, Rules, TargetState, later};
+
+/// How often a pause until resumed is said again in the log while it lasts.
+pub const PAUSE_REMINDER: Duration = Duration::from_secs(86_400);
 
 impl TargetState {
     /// The target was paused while the first command of its restart waited (for a place, or
@@ -25,6 +30,18 @@ impl TargetState {
     /// then; a command already running finishes, a restart not yet begun (its random wait, its
     /// dependency check) is called off, a hold stays. Pausing again moves the end.
     pub fn pause(&mut self, until: Instant) {
+        self.pause_open = false;
+        self.set_pause(until);
+    }
+
+    /// An operator pauses the target until it is resumed (no end of its own); it is said
+    /// again once every `PAUSE_REMINDER` while it lasts.
+    pub fn pause_until_resumed(&mut self, now: Instant) {
+        self.set_pause(later(now, PAUSE_REMINDER));
+        self.pause_open = true;
+    }
+
+    fn set_pause(&mut self, until: Instant) {
         self.paused_until = Some(until);
         if matches!(self.phase, Phase::Delaying | Phase::Checking) {
             self.phase = Phase::Watching;
@@ -39,6 +56,7 @@ impl TargetState {
     /// start-up: a heartbeat younger than `timeout` counts, else it gets `startup_grace`
     /// before it is judged. A given-up target stays given up.
     pub fn unpause(&mut self, rules: &Rules, now: Instant) {
+        self.pause_open = false;
         if self.paused_until.take().is_none() || matches!(self.phase, Phase::Running(_)) {
             return;
         }
@@ -56,6 +74,7 @@ impl TargetState {
     pub fn resume(&mut self, rules: &Rules, obs: &Observation, now: Now) {
         if matches!(self.phase, Phase::Running(_)) {
             self.paused_until = None;
+            self.pause_open = false;
             return;
         }
         if self.paused_until.is_none() {

@@ -37,6 +37,8 @@ pub struct DueOutcome {
     pub action: Option<Action>,
     /// An operator's pause ran out at this check (the target is watched again).
     pub pause_ended: bool,
+    /// A pause until resumed lasts: a day has passed since it began or was last said.
+    pub still_paused: bool,
     /// The target was judged stale at this check, its heartbeat this old: a restart is due
     /// (it may still wait, or be held, before it begins).
     pub stale: Option<Duration>,

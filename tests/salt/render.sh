@@ -179,6 +179,7 @@ call "$dir" saltutil.sync_modules >/dev/null
 args_of() { call "$dir" "$@" | python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)["local"]["args"]))'; }
 tail=" --config /etc/protector/protector.yaml --json"
 for c in "protector.pause salt-minion for=30m reason=upgrade|pause salt-minion --for 30m --reason upgrade" \
+    "protector.pause salt-minion until_resumed=True|pause salt-minion --until-resumed" \
     "protector.resume all=True|resume --all" "protector.restart a b|restart a b" \
     "protector.reset all=True|reset --all" "protector.reload|reload"; do
     # shellcheck disable=SC2086 # the call's words

@@ -23,6 +23,7 @@ fn ask(
         targets: names.iter().map(|n| n.to_string()).collect(),
         all: false,
         for_secs,
+        until_resumed: for_secs == Some(f64::INFINITY),
         reason: Some("maintenance".into()),
     };
     h.exit = h.d.handle(Msg::Control { req, reply });
@@ -64,6 +65,37 @@ fn a_pause_holds_off_restarts_and_ends_by_itself() {
     assert_eq!(h.slot("a").status(), TargetStatus::Watching);
     h.advance(secs(10.0));
     assert_eq!(h.stops("a"), [secs(40.0)]);
+}
+
+#[test]
+fn a_pause_until_resumed_has_no_end_and_is_said_once_a_day() {
+    let mut h = Harness::new(&config(&[target("a", "")], ""));
+    let rx = ask(&mut h, Verb::Pause, &["a"], Some(f64::INFINITY));
+    assert_eq!(answers(&rx), ["a: ok paused until resumed: maintenance"]);
+    h.advance(secs(1.5 * 86_400.0));
+    // A reload that changes the target keeps the pause as it was: with no end.
+    let changed = config(&[target("a", "    restart_grace: 20s\n")], "");
+    h.d.apply(super::parse(&changed), false);
+    h.advance(secs(2.0 * 86_400.0));
+    assert!(h.stops("a").is_empty(), "never restarted while paused");
+    assert_eq!(h.slot("a").status(), TargetStatus::Paused);
+    let said = |h: &Harness| {
+        h.events("a")
+            .iter()
+            .filter(|e| *e == "still_paused")
+            .count()
+    };
+    assert_eq!(said(&h), 3, "once a day");
+    // What the state file keeps: a pause with no end, its next reminder in paused_until.
+    let rec = h.record("a");
+    assert!(rec.pause_until_resumed && rec.paused_until.is_some());
+    // Resumed: watched again (the heartbeat is long stale: startup_grace, then a restart).
+    let rx = ask(&mut h, Verb::Resume, &["a"], None);
+    assert_eq!(answers(&rx), ["a: ok watched again; next check in 10s"]);
+    let resumed = h.now();
+    h.advance(secs(11.0));
+    assert_eq!(h.stops("a"), [resumed + secs(10.0)]);
+    assert!(!h.record("a").pause_until_resumed);
 }
 
 #[test]

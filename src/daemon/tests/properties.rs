@@ -119,6 +119,7 @@ proptest! {
                         targets: vec![name.clone()],
                         all: false,
                         for_secs: Some(secs as f64),
+                        until_resumed: false,
                         reason: None,
                     };
                     h.exit = h.d.handle(crate::daemon::Msg::Control { req, reply });

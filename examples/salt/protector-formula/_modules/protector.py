@@ -184,6 +184,9 @@ def pause(*names, **kwargs):
 
     for
         How long (``30m``, ``2h``; default 1h): a forgotten pause ends by itself.
+    until_resumed
+        True: no end of its own, until ``protector.resume`` (protector says it in its log once
+        a day while it lasts).
     reason
         Shown by ``protector status`` and logged.
     all
@@ -196,6 +199,8 @@ def pause(*names, **kwargs):
     args = ["pause"] + _which(names, kwargs)
     if kwargs.get("for"):
         args += ["--for", str(kwargs["for"])]
+    if kwargs.get("until_resumed") in (True, "True", "true"):
+        args += ["--until-resumed"]
     if kwargs.get("reason"):
         args += ["--reason", str(kwargs["reason"])]
     return _control(args)
