@@ -196,6 +196,7 @@ result "6a one heartbeat every $PERIOD s at N = $N, $quiet; master RSS $((rss / 
 say "scenario 6b: the same, plus a beat with returns (salt --async '*' protector.beat) every $PERIOD s"
 loud=$(measure "$WINDOW" "plus a beat with returns" salt -c "$M/etc" --async '*' protector.beat)
 result "6b $loud"
+r_pause=$(total_restarts)
 # The master's own cost, without beats, to tell what a beat adds to it: the fleet paused (as
 # for master maintenance, so no protector restarts a minion for the missing beats) and the
 # reactor told to act on nothing (its schedule's event still comes; no beat is published).
@@ -226,6 +227,8 @@ result "6c $idle"
 result "6d $to_all"
 result "6e $to_one"
 r1=$(total_restarts)
+result "6 the fleet paused $((SUB * 3)) s without beats, then resumed: $((r1 - r_pause)) restarts"
+[ "$r1" = "$r_pause" ] || fail "the fleet paused, then resumed: $((r1 - r_pause)) restarts"
 
 # --- 2. the master down for 3 timeouts ----------------------------------------------------------
 say "scenario 2: salt-master stopped for $WINDOW s"
