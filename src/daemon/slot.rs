@@ -195,26 +195,22 @@ impl Slot {
         }
         if let Some(until) = rec.paused_until {
             let ahead = until - epoch_secs(now.wall);
-            if rec.pause_until_resumed {
+            // Some(time left), or Some(None) for a pause until resumed.
+            let restored = if rec.pause_until_resumed {
                 // Said again a day after this start, as it was a day after it began.
                 self.state.pause_until_resumed(now.mono);
-                self.pause_reason = rec
-                    .pause_reason
-                    .as_deref()
-                    .map(|r| r.chars().take(crate::control::MAX_REASON).collect());
-                info!(
-                    target = %self.target.name,
-                    event = "pause_restored",
-                    until_resumed = true,
-                    reason = self.pause_reason.as_deref().unwrap_or_default(),
-                    "still paused until an operator resumes it (restored from the state file)"
-                );
+                Some(None)
             } else if ahead > 0.0 {
                 // Never longer than a pause can be asked for (a clock set back, a file edited).
                 let left =
                     Duration::from_secs_f64(ahead.min(crate::control::MAX_PAUSE.as_secs_f64()));
                 let at = crate::schedule::later(now.mono, left);
                 self.state.pause(at);
+                Some(Some(at - now.mono))
+            } else {
+                None
+            };
+            if let Some(left) = restored {
                 self.pause_reason = rec
                     .pause_reason
                     .as_deref()
@@ -222,7 +218,8 @@ impl Slot {
                 info!(
                     target = %self.target.name,
                     event = "pause_restored",
-                    left_secs = super::secs(at - now.mono),
+                    left_secs = left.map(super::secs),
+                    until_resumed = left.is_none(),
                     reason = self.pause_reason.as_deref().unwrap_or_default(),
                     "still paused (restored from the state file)"
                 );

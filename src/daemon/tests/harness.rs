@@ -455,6 +455,14 @@ impl Harness {
             .collect()
     }
 
+    /// The commands started for `target`, each with when it started, in seconds.
+    pub(super) fn command_secs(&self, target: &str) -> Vec<(&'static str, f64)> {
+        self.commands(target)
+            .into_iter()
+            .map(|(what, at)| (what, at.as_secs_f64()))
+            .collect()
+    }
+
     pub(super) fn stops(&self, target: &str) -> Vec<Duration> {
         self.commands(target)
             .into_iter()

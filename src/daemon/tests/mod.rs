@@ -255,11 +255,7 @@ fn skip_if_postpones_and_a_failing_one_restarts() {
     ));
     h.behave("a", "skip_if", Behaviour::Exit(0, Duration::ZERO));
     h.advance(secs(21.0));
-    let cmds: Vec<(&str, f64)> = h
-        .commands("a")
-        .iter()
-        .map(|c| (c.0, c.1.as_secs_f64()))
-        .collect();
+    let cmds = h.command_secs("a");
     assert_eq!(
         cmds,
         [("skip_if", 10.0), ("skip_if", 15.0), ("skip_if", 20.0)]

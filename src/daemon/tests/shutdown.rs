@@ -24,11 +24,7 @@ fn shutdown_during_a_stop_still_starts_the_service_then_exits() {
     assert!(h.events("a").contains(&"start_before_exit".to_string()));
     h.advance(secs(2.0));
     assert_eq!(h.exit, Some(Exit::Clean));
-    let cmds: Vec<(&str, f64)> = h
-        .commands("a")
-        .iter()
-        .map(|c| (c.0, c.1.as_secs_f64()))
-        .collect();
+    let cmds = h.command_secs("a");
     assert_eq!(
         cmds,
         [("stop", 10.0), ("start", 13.0)],
@@ -62,11 +58,7 @@ fn shutdown_starts_a_stopped_service_whose_start_waits_to_be_tried_again() {
     assert!(h.exit.is_none(), "the start runs before protector exits");
     h.advance(secs(1.0));
     assert_eq!(h.exit, Some(Exit::Clean));
-    let cmds: Vec<(&str, f64)> = h
-        .commands("a")
-        .iter()
-        .map(|c| (c.0, c.1.as_secs_f64()))
-        .collect();
+    let cmds = h.command_secs("a");
     assert_eq!(
         cmds.last(),
         Some(&("start", 11.5)),
