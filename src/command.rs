@@ -174,7 +174,8 @@ pub fn run(
         let target = env.iter().find(|(k, _)| *k == "PROTECTOR_TARGET");
         let target = target.map_or("", |(_, name)| name.as_str());
         match platform::hand_over_output(target, open) {
-            Ok(()) => tracing::debug!(
+            Ok(false) => {}
+            Ok(true) => tracing::debug!(
                 event = "output_handed_over",
                 target = %target,
                 "what the command left running keeps its output open; a drain process reads it now"

@@ -39,14 +39,15 @@ pub fn output_end(pipe: &impl AsFd) -> Option<OutputEnd> {
 
 /// Hands the read ends `ends` (at most two: stdout's, stderr's) of the command run for
 /// `target`, still open after it exited, to a drain process. Its exit is waited for on a
-/// small thread, so it never lingers as a zombie while protector runs.
-pub fn hand_over_output(target: &str, ends: Vec<OutputEnd>) -> Result<(), String> {
+/// small thread, so it never lingers as a zombie while protector runs. False when there was
+/// nothing to hand over, or no program to hand it to.
+pub fn hand_over_output(target: &str, ends: Vec<OutputEnd>) -> Result<bool, String> {
     let Some(program) = DRAIN_PROGRAM.get() else {
-        return Ok(());
+        return Ok(false);
     };
     let mut ends = ends.into_iter();
     let Some(first) = ends.next() else {
-        return Ok(());
+        return Ok(false);
     };
     let second = ends.next().map_or_else(Stdio::null, Stdio::from);
     use std::os::unix::process::CommandExt;
@@ -65,7 +66,7 @@ pub fn hand_over_output(target: &str, ends: Vec<OutputEnd>) -> Result<(), String
         .stack_size(64 * 1024)
         .spawn(move || child.wait());
     reaper
-        .map(drop)
+        .map(|_| true)
         .map_err(|e| format!("cannot wait for the drain: {e}"))
 }
 
