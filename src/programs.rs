@@ -96,15 +96,43 @@ pub struct Missing {
 
 /// Looks up the programs of `targets` (at start-up, or added or changed by a reload) on a
 /// thread of its own, so a PATH directory on a filesystem that does not answer cannot hold up
-/// the loop, and logs what cannot run.
+/// the loop, and logs what cannot run. One thread at a time: targets that come while it
+/// looks wait for it (the latest version of each, by name), so a lookup that hangs never
+/// piles up threads that hang too.
 pub fn log_missing_in_background(targets: Vec<Target>) {
-    if targets.is_empty() {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    /// Targets waiting to be looked at, and whether a thread is looking.
+    static QUEUE: Mutex<(BTreeMap<String, Target>, bool)> = Mutex::new((BTreeMap::new(), false));
+    let lock = || QUEUE.lock().unwrap_or_else(|p| p.into_inner());
+    let mut queue = lock();
+    queue
+        .0
+        .extend(targets.into_iter().map(|t| (t.name.clone(), t)));
+    if queue.1 || queue.0.is_empty() {
         return;
     }
-    let _ = std::thread::Builder::new()
+    queue.1 = true;
+    drop(queue);
+    let spawned = std::thread::Builder::new()
         .name("protector-programs".into())
         .stack_size(256 * 1024)
-        .spawn(move || log(&missing(&targets)));
+        .spawn(move || {
+            loop {
+                let batch: Vec<Target> = {
+                    let mut queue = lock();
+                    if queue.0.is_empty() {
+                        queue.1 = false;
+                        return;
+                    }
+                    std::mem::take(&mut queue.0).into_values().collect()
+                };
+                log(&missing(&batch));
+            }
+        });
+    if spawned.is_err() {
+        lock().1 = false;
+    }
 }
 
 /// Logs each of `missing`: an error, or a warning when the target allows it.
