@@ -7,7 +7,8 @@
 # accepts the installed config; an upgrade restarts protector and keeps an operator's edited
 # config; `dpkg -r` stops the service and removes the binary and the unit, keeping the config;
 # `dpkg --purge` removes the config, the state directory and the enablement. An upgrade over
-# a broken edit keeps protector watching on the last accepted config. Under systemd,
+# a broken edit keeps protector watching on the last accepted config. A target file dropped
+# into /etc/protector/conf.d is watched after a reload. Under systemd,
 # protector's journal records carry their priority and no second timestamp, and `systemctl
 # reload` fails when the config is refused.
 # .rpm: its file list, config file flags (%config(noreplace)) and scriptlets inspected with
@@ -137,6 +138,29 @@ grep -q "bogus_key" <<<"$why" && grep -q "reload refused; still running the prev
 cp "$T/accepted.yaml" "$R$CONFIG"
 in_minion deb systemctl reload protector || fail "systemctl reload of the valid config failed"
 say "systemctl reload: refused config -> reload fails, the reason in the journal, protector runs on"
+
+# A target dropped into /etc/protector/conf.d (as a package or a Salt state adds one) is taken
+# at the next reload, and `check` and `status` show it; removed, it is gone at the next.
+[ -f "$R/etc/protector/conf.d/README" ] || fail "no /etc/protector/conf.d/README in the package"
+cat >"$R/etc/protector/conf.d/extra.yaml" <<'YAML'
+targets:
+  - name: extra
+    heartbeat: /run/protector/extra.alive
+    timeout: 1h
+    start: /bin/true
+YAML
+chmod 600 "$R/etc/protector/conf.d/extra.yaml"
+in_minion deb systemctl reload protector || fail "reload with a target in conf.d failed"
+out=$(in_minion deb protector check 2>&1) || fail "check with a target in conf.d failed: $out"
+grep -q "^target extra (from /etc/protector/conf.d/extra.yaml)$" <<<"$out" ||
+    fail "check does not show the target of conf.d/extra.yaml: $out"
+out=$(in_minion deb protector status 2>&1) || true
+grep -q "^extra " <<<"$out" || fail "status does not show the target of conf.d/extra.yaml: $out"
+rm "$R/etc/protector/conf.d/extra.yaml"
+in_minion deb systemctl reload protector || fail "reload without conf.d/extra.yaml failed"
+out=$(in_minion deb protector status 2>&1) || true
+! grep -q "^extra " <<<"$out" || fail "status still shows the removed target: $out"
+say "conf.d: a dropped target file is watched after systemctl reload (check names its file), gone once removed"
 
 # What a start command leaves running (here a loop that writes to the output it inherited and
 # counts) survives protector being killed, then upgraded: it would die of SIGPIPE at its next

@@ -278,6 +278,37 @@ fn a_config_another_user_can_change_is_refused_at_start_and_at_reload() {
 }
 
 #[test]
+fn an_included_file_another_user_can_change_or_made_is_refused() {
+    let Some(sb) = arena() else { return };
+    sb.touch("svc.beat");
+    sb.write("protector.yaml", &one_target("include: conf.d/*.yaml\n"));
+    let conf_d = sb.path("conf.d");
+    std::fs::create_dir(&conf_d).unwrap();
+    let evil = "targets:\n  - name: evil\n    heartbeat: svc.beat\n    timeout: 100ms\n    start: [touch, owned]\n";
+    // A directory open to all (sticky, like /tmp): another user's file in it is theirs.
+    chmod(&conf_d, 0o1777);
+    assert!(as_nobody(
+        &sb,
+        &format!("printf '{evil}' > conf.d/evil.yaml")
+    ));
+    let (code, err) = run_once(&sb, &["check", "--config", "protector.yaml"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("conf.d/evil.yaml: "), "{err}");
+    assert!(err.contains("nobody"), "{err}");
+    assert!(err.contains("--no-strict-modes"), "{err}");
+    // root's own file there, but writable by a group.
+    std::fs::remove_file(conf_d.join("evil.yaml")).unwrap();
+    chmod(&conf_d, 0o755);
+    let web = sb.write("conf.d/web.yaml", evil);
+    chmod(&web, 0o664);
+    let (code, err) = run_once(&sb, &["--config", "protector.yaml"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("conf.d/web.yaml: "), "{err}");
+    assert!(err.contains("writable by its group"), "{err}");
+    assert!(!sb.path("owned").exists());
+}
+
+#[test]
 fn log_files_are_for_root_only() {
     let Some(sb) = arena() else { return };
     let p = sb.spawn(&[

@@ -159,6 +159,23 @@ pub fn describe(file: &str, config: &Config, origins: Option<&Origins>) -> Strin
         config.os,
         if n == 1 { "" } else { "s" }
     );
+    // Each target's file: the main one's come first, then each included file's.
+    let main_count = n - config.included.iter().map(|i| i.targets).sum::<usize>();
+    let mut written_in = std::iter::repeat_n(None, main_count).chain(
+        config
+            .included
+            .iter()
+            .flat_map(|i| std::iter::repeat_n(Some(i.file.as_str()), i.targets)),
+    );
+    for i in &config.included {
+        let _ = writeln!(
+            out,
+            "included: {} ({} target{})",
+            i.file,
+            i.targets,
+            if i.targets == 1 { "" } else { "s" }
+        );
+    }
     if config.os != Os::host() {
         let _ = writeln!(
             out,
@@ -184,9 +201,13 @@ pub fn describe(file: &str, config: &Config, origins: Option<&Origins>) -> Strin
         let argv = |c: &CommandLine| serde_json::to_string(&c.argv()).unwrap_or_default();
         let _ = writeln!(
             out,
-            "\ntarget {}{}",
+            "\ntarget {}{}{}",
             t.name,
-            if t.enabled { "" } else { " (disabled)" }
+            if t.enabled { "" } else { " (disabled)" },
+            written_in
+                .next()
+                .flatten()
+                .map_or(String::new(), |f| format!(" (from {f})"))
         );
         let from = origins.and_then(|o| o.get(&t.name));
         // `  key:   value`, and with --explain where the value comes from.

@@ -335,6 +335,7 @@ fn run_legacy(words: &[String], log: &LogOptions, dry_run: bool) -> ExitCode {
         targets: vec![target],
         files: Default::default(),
         max_parallel_commands: config::model::DEFAULT_MAX_PARALLEL_COMMANDS,
+        included: Vec::new(),
     };
     match daemon::Inbox::listen() {
         Ok(inbox) => {

@@ -53,6 +53,17 @@ pub struct Config {
     pub files: Files,
     /// Stop/start/skip_if commands that may run at once, across all targets.
     pub max_parallel_commands: usize,
+    /// The files `include` brought, in the order their targets follow the main file's.
+    pub included: Vec<Included>,
+}
+
+/// A file `include` brought into the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Included {
+    /// As messages name it.
+    pub file: String,
+    /// How many of the config's targets are written in it.
+    pub targets: usize,
 }
 
 /// Default of `max_parallel_commands`.

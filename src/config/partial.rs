@@ -27,8 +27,9 @@ pub fn written_twice(duplicates: &[(String, Position, Position)]) -> Vec<Problem
         .collect()
 }
 
-/// A problem for each target whose name an earlier target already has.
-pub fn duplicate_names(document: &Value) -> Vec<Problem> {
+/// A problem for each target whose name an earlier target already has (`name_target` says
+/// where that one is written).
+pub fn duplicate_names(document: &Value, name_target: impl Fn(usize) -> String) -> Vec<Problem> {
     let Some(targets) = document.get("targets").and_then(Value::as_array) else {
         return Vec::new();
     };
@@ -41,7 +42,10 @@ pub fn duplicate_names(document: &Value) -> Vec<Problem> {
         if let Some(&first) = first_by_name.get(name) {
             problems.push(Problem::new(
                 format!("/targets/{i}/name"),
-                format!("duplicate target name {name:?} (also used by targets[{first}])"),
+                format!(
+                    "duplicate target name {name:?} (also used by {})",
+                    name_target(first)
+                ),
             ));
         } else {
             first_by_name.insert(name, i);

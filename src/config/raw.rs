@@ -31,9 +31,40 @@ pub struct RawConfig {
     /// Settings every target inherits unless it sets them itself.
     #[serde(default)]
     pub defaults: Option<RawDefaults>,
-    /// The services to watch, each with its own heartbeat file.
+    /// The services to watch, each with its own heartbeat file. Required, here or in the
+    /// files `include` names.
     #[schemars(length(min = 1))]
-    pub targets: Vec<RawTarget>,
+    pub targets: Option<Vec<RawTarget>>,
+    /// More targets from other files: a path, or a path with wildcards (`*`, `?`, `[...]`) in
+    /// its last part (`conf.d/*.yaml`), relative to this file's directory; or a list of them.
+    /// Each file holds a `targets` list and nothing else (defaults, files and includes belong
+    /// here). The files are read in name order after this file's own targets; names starting
+    /// with a dot are left out; a path without wildcards must exist, a pattern may match
+    /// nothing. Relative paths in them are relative to this file's directory, like its own.
+    pub include: Option<Includes>,
+}
+
+/// `include` as written: one path or pattern, or a list of them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Includes {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl JsonSchema for Includes {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Includes".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A path or a pattern (`conf.d/*.yaml`), or a list of them.",
+            "type": ["string", "array"],
+            "minLength": 1,
+            "items": { "type": "string", "minLength": 1 }
+        })
+    }
 }
 
 /// Settings shared by all targets, with optional per-OS overrides of their own.

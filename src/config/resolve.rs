@@ -24,9 +24,10 @@ pub type EnvLookup<'a> = Option<&'a (dyn Fn(&str) -> Option<String> + Sync)>;
 pub fn resolve(raw: &RawConfig, os: Os, env: EnvLookup<'_>) -> Result<Config, Vec<Problem>> {
     // Names used twice are found before (partial.rs), on the document as written.
     let mut problems = Vec::new();
-    let mut targets = Vec::with_capacity(raw.targets.len());
+    let raw_targets = raw.targets.as_deref().unwrap_or_default();
+    let mut targets = Vec::with_capacity(raw_targets.len());
     // Each target resolves on its own, results and problems kept in the file's order.
-    let resolved: Vec<(Option<Target>, Vec<Problem>)> = map_targets(&raw.targets, |i, target| {
+    let resolved: Vec<(Option<Target>, Vec<Problem>)> = map_targets(raw_targets, |i, target| {
         let mut layers = Vec::with_capacity(6);
         push_os_layers(
             &mut layers,
@@ -73,6 +74,7 @@ pub fn resolve(raw: &RawConfig, os: Os, env: EnvLookup<'_>) -> Result<Config, Ve
             max_parallel_commands: raw
                 .max_parallel_commands
                 .map_or(DEFAULT_MAX_PARALLEL_COMMANDS, |n| n as usize),
+            included: Vec::new(),
         })
     } else {
         Err(problems)
