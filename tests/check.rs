@@ -470,6 +470,18 @@ fn yaml_1_1_habits_get_a_hint() {
             "a.yaml:5:18: invalid YAML: mapping values are not allowed in this context at line 5 \
              column 18; a value that holds `: ` (a command, often) must be quoted: start: 'echo a: b'",
         ),
+        // ` #` starts a YAML comment: the command is cut where a quote is still open (also
+        // with `shell: true`, which would otherwise hand the shell half a command).
+        (
+            "targets:\n  - name: a\n    heartbeat: a.beat\n    timeout: 5m\n    start: echo \"a # b\"\n",
+            "a.yaml:5:5: targets[0].start: YAML ended this value where ` #` starts a comment, so \
+             the command is \"echo \\\"a\"; quote the whole value: start: 'echo \"a # b\"'\n",
+        ),
+        (
+            "targets:\n  - name: a\n    heartbeat: a.beat\n    timeout: 5m\n    shell: true\n    stop: kill $(cat 'a # b.pid')\n    start: 'true'\n",
+            "a.yaml:6:5: targets[0].stop: YAML ended this value where ` #` starts a comment, so \
+             the command is \"kill $(cat 'a\"; quote the whole value: stop: 'kill $(cat ''a # b.pid'')'\n",
+        ),
     ] {
         sb.write("a.yaml", yaml);
         protector_cmd(sb.dir.path())
@@ -478,6 +490,15 @@ fn yaml_1_1_habits_get_a_hint() {
             .code(1)
             .stderr(predicate::str::contains(said));
     }
+    // A comment after a whole command is one, as in a shell.
+    sb.write(
+        "a.yaml",
+        "targets:\n  - name: a # the agent\n    heartbeat: a.beat\n    timeout: 5m\n    start: echo \"a\"  # starts it\n",
+    );
+    protector_cmd(sb.dir.path())
+        .args(["check", "a.yaml"])
+        .assert()
+        .success();
 }
 
 #[test]

@@ -149,8 +149,10 @@ fn resolve_parts(
         ));
     }
     let (combined, layout, of_parts) = include::combine(parts);
+    let cut = cut_commands(parts);
     let mut placed = written_twice(parts);
     placed.extend(of_parts.into_iter().map(|(p, problem)| (p, problem, None)));
+    placed.extend(cut.iter().cloned());
     // Problems found on the combined document: placed through the layout.
     let mut problems = partial::duplicate_names(&combined, |i| layout.name_target(i, parts));
     if combined.is_object() && combined.get("targets").is_none() {
@@ -187,12 +189,40 @@ fn resolve_parts(
             Err(e) => problems.push(Problem::new("", e.to_string())),
         }
     }
-    placed.extend(problems.into_iter().map(|mut problem| {
+    placed.extend(problems.into_iter().filter_map(|mut problem| {
         let (p, local) = layout.local(&problem.pointer);
         problem.pointer = local;
-        (p, problem, None)
+        // A command cut by a comment is said once, with the reason (not as a bad command).
+        let said = cut
+            .iter()
+            .any(|(q, c, _)| *q == p && c.pointer == problem.pointer);
+        (!said).then_some((p, problem, None))
     }));
     Err(place(parts, placed))
+}
+
+/// Commands that YAML ended at a ` #` (a comment) where what is left is not a command (a quote
+/// left open: `start: echo "a # b"` is `echo "a`), each a problem that says so. A comment
+/// after a whole command is fine, as in a shell.
+fn cut_commands(parts: &[Part]) -> Vec<Placed> {
+    const COMMANDS: [&str; 5] = ["start", "stop", "notify", "skip_if", "command"];
+    let mut placed = Vec::new();
+    for (p, part) in parts.iter().enumerate() {
+        for cut in position::cut_by_comments(&part.text) {
+            let key = cut.pointer.rsplit('/').next().unwrap_or_default();
+            if !COMMANDS.contains(&key) || shell_words::split(&cut.value).is_ok() {
+                continue;
+            }
+            let whole = format!("{} {}", cut.value, cut.comment).replace('\'', "''");
+            let message = format!(
+                "YAML ended this value where ` #` starts a comment, so the command is {:?}; \
+                 quote the whole value: {key}: '{whole}'",
+                cut.value
+            );
+            placed.push((p, Problem::new(cut.pointer, message), None));
+        }
+    }
+    placed
 }
 
 /// Keys written twice in each part, which the parser hides (it keeps the last), placed where

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::Marker;
+use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,6 +221,72 @@ impl MarkedEventReceiver for Builder {
     }
 }
 
+/// A plain (unquoted) value that a comment follows on its line: YAML ends such a value at a
+/// `#` after a space, which is easy to miss in a command (`start: echo "a # b"` is `echo "a`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut {
+    pub pointer: String,
+    /// The value as YAML read it.
+    pub value: String,
+    /// What YAML took for a comment, from its `#` to the end of the line.
+    pub comment: String,
+}
+
+/// Every plain one-line value of `text` that a comment follows on its line. The text is
+/// parsed again only when a line has a `#` after something else.
+pub fn cut_by_comments(text: &str) -> Vec<Cut> {
+    let trailing = |line: &str| {
+        let line = line.trim_start();
+        !line.starts_with('#') && (line.contains(" #") || line.contains("\t#"))
+    };
+    if !text.lines().any(trailing) {
+        return Vec::new();
+    }
+    let mut scan = CutScan {
+        builder: Builder::default(),
+        lines: text.lines().collect(),
+        found: Vec::new(),
+    };
+    let _ = Parser::new_from_str(text).load(&mut scan, false);
+    scan.found
+}
+
+struct CutScan<'a> {
+    builder: Builder,
+    lines: Vec<&'a str>,
+    found: Vec<Cut>,
+}
+
+impl MarkedEventReceiver for CutScan<'_> {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        let Event::Scalar(value, style, ..) = &ev else {
+            self.builder.on_event(ev, mark);
+            return;
+        };
+        let Some(pointer) = self.builder.node(Some(value), mark, true) else {
+            return;
+        };
+        if *style != TScalarStyle::Plain || value.contains('\n') {
+            return;
+        }
+        // On one line, a plain value is written as YAML reads it: what follows it is the rest.
+        let Some(line) = mark.line().checked_sub(1).and_then(|i| self.lines.get(i)) else {
+            return;
+        };
+        let rest: String = line
+            .chars()
+            .skip(mark.col() + value.chars().count())
+            .collect();
+        if rest.trim_start().starts_with('#') {
+            self.found.push(Cut {
+                pointer,
+                value: value.clone(),
+                comment: rest.trim().to_string(),
+            });
+        }
+    }
+}
+
 /// Escapes a key for use in a JSON pointer (RFC 6901).
 pub fn escape(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
@@ -243,6 +309,28 @@ mod tests {
         // Unknown paths fall back to the nearest ancestor.
         assert_eq!(at("/targets/1/nothing/here"), Some((6, 5)));
         assert!(duplicates(text).is_empty());
+    }
+
+    #[test]
+    fn values_cut_by_a_comment_are_found() {
+        let text = "# a comment line\ntargets:\n  - name: a # named\n    start: echo \"a # b\"\n    stop: 'quoted # kept'\n    notify: x#y\n";
+        let cuts = cut_by_comments(text);
+        assert_eq!(
+            cuts,
+            [
+                Cut {
+                    pointer: "/targets/0/name".into(),
+                    value: "a".into(),
+                    comment: "# named".into()
+                },
+                Cut {
+                    pointer: "/targets/0/start".into(),
+                    value: "echo \"a".into(),
+                    comment: "# b\"".into()
+                },
+            ]
+        );
+        assert!(cut_by_comments("targets: []\n# end\n").is_empty());
     }
 
     #[test]
