@@ -3,7 +3,7 @@
 #
 # .deb: `dpkg -i` into a Debian system booted with systemd-nspawn (systemd as PID 1): the unit
 # is installed in /usr/lib/systemd/system, enabled and active, and the packaged config watches
-# nothing (protector logs no_targets); `protector check` (no argument: the default config path)
+# nothing (protector logs no_targets), with its manual page; `protector check` (no argument: the default config path)
 # accepts the installed config; an upgrade restarts protector and keeps an operator's edited
 # config; `dpkg -r` stops the service and removes the binary and the unit, keeping the config;
 # `dpkg --purge` removes the config, the state directory and the enablement. An upgrade over
@@ -103,6 +103,8 @@ out=$(in_minion deb protector check 2>&1) || fail "protector check on the instal
 grep -q "^$CONFIG: valid for linux; 1 target" <<<"$out" && grep -q "^target salt-minion (disabled)" <<<"$out" ||
     fail "unexpected check output: $out"
 in_minion deb dpkg-query -L protector | grep -qx /usr/share/doc/protector/README.md || fail "no README in the package"
+in_minion deb dpkg-query -L protector | grep -qx /usr/share/man/man1/protector.1.gz || fail "no manual page in the package"
+zcat "$R/usr/share/man/man1/protector.1.gz" | grep -q '^\.SH "EXIT STATUS"' || fail "the manual page has no EXIT STATUS"
 # The demo, as the README tells a package's user to run it: a copy in a directory of their own.
 for ex in demo multi protector; do
     in_minion deb dpkg-query -L protector | grep -qx "/usr/share/doc/protector/examples/$ex.yaml" ||
@@ -278,7 +280,8 @@ say "dpkg -r: stopped, binary and unit removed, config kept; --purge removed the
 list=$(rpm -qlp "$RPM")
 for f in /usr/bin/protector /usr/lib/systemd/system/protector.service "$CONFIG" \
     /usr/share/doc/protector/README.md /usr/share/licenses/protector/LICENSE \
-    /usr/share/doc/protector/examples/demo.yaml /usr/share/doc/protector/examples/multi.yaml; do
+    /usr/share/doc/protector/examples/demo.yaml /usr/share/doc/protector/examples/multi.yaml \
+    /usr/share/man/man1/protector.1.gz /etc/protector/conf.d/README; do
     grep -qx "$f" <<<"$list" || fail "rpm -qlp: $f is not in the package"
 done
 flags=$(rpm -qp --queryformat '[%{FILEFLAGS:fflags} %{FILEMODES:perms} %{FILENAMES}\n]' "$RPM")

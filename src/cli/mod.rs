@@ -5,6 +5,7 @@
 mod check;
 mod control;
 mod legacy;
+mod man;
 
 pub use check::describe;
 pub use legacy::target as legacy_target;
@@ -58,7 +59,7 @@ Examples:
 
 Exit status: 0 success; 1 invalid config, another protector running, unhealthy status, a
 request the running protector refused or could not carry out, or a runtime failure; 2 wrong
-usage.";
+usage; 3 (check) a valid config whose commands' programs cannot run on this machine.";
 
 /// `protector --version`: the version, the target it was built for, the commit it was built
 /// from.
@@ -97,7 +98,7 @@ const USAGE: &str = "protector [OPTIONS] [--config FILE]
        protector pause NAME... | --all [--for DURATION] [--reason TEXT]
        protector resume|restart|reset NAME... | --all
        protector reload
-       protector schema
+       protector schema | manpage
        protector FILE STOP_CMD START_CMD TIMEOUT_SECS";
 
 #[derive(Debug, Parser)]
@@ -183,11 +184,11 @@ enum Command {
         /// The config file, given without --config.
         #[arg(value_name = "FILE", conflicts_with = "config")]
         file: Option<PathBuf>,
-        /// Resolve for this OS instead of the one protector runs on. Variables in paths are
-        /// only expanded for the OS protector runs on.
         /// Say where each setting comes from (which of the six layers, or the default).
         #[arg(long)]
         explain: bool,
+        /// Resolve for this OS instead of the one protector runs on. Variables in paths are
+        /// only expanded for the OS protector runs on.
         #[arg(long, value_enum)]
         os: Option<Os>,
     },
@@ -220,6 +221,8 @@ enum Command {
     Reload(control::To),
     /// Print the JSON schema of the config file.
     Schema,
+    /// Print the manual page (roff): `protector manpage | man -l -`.
+    Manpage,
     /// Reads what a start command left running writes to its inherited output, after the
     /// command exited, so it survives protector's exit (see platform/drain_unix.rs).
     #[cfg(unix)]
@@ -257,6 +260,11 @@ pub fn main() -> ExitCode {
         Some(Command::DrainOutput { .. }) => crate::platform::drain_main(),
         Some(Command::Schema) => {
             crate::text::print_stdout(&config::schema::schema_text());
+            ExitCode::SUCCESS
+        }
+        Some(Command::Manpage) => {
+            use clap::CommandFactory;
+            crate::text::print_stdout(&man::render(Cli::command()));
             ExitCode::SUCCESS
         }
         Some(Command::Pause(args)) => control::pause(args),
