@@ -37,6 +37,9 @@ pub struct LogOptions {
     /// How many daily files to keep.
     pub keep: usize,
     pub stderr: bool,
+    /// Also write info and above to the Windows Event Log under this source (Windows only).
+    #[cfg_attr(not(windows), allow(dead_code))]
+    pub event_log: Option<String>,
 }
 
 pub fn init(opts: &LogOptions) -> Result<()> {
@@ -69,6 +72,23 @@ pub fn init(opts: &LogOptions) -> Result<()> {
             .into_owned();
         let appender = DailyFile::open(dir, prefix, opts.keep.max(1))?;
         layers.push(layer(opts.format, false, appender));
+    }
+    #[cfg(windows)]
+    if let Some(source) = &opts.event_log {
+        let log = crate::platform::EventLog::open(source)
+            .with_context(|| format!("cannot open the Event Log as {source}"))?;
+        // The Event Log keeps the time and the level itself; debug is for a log file.
+        let text = tracing_subscriber::fmt::format()
+            .with_target(false)
+            .with_ansi(false)
+            .without_time()
+            .with_level(false);
+        let records = tracing_subscriber::fmt::layer()
+            .with_writer(log)
+            .event_format(text)
+            .fmt_fields(text_fields())
+            .with_filter(LevelFilter::INFO);
+        layers.push(records.boxed());
     }
     tracing_subscriber::registry()
         .with(layers.with_filter(LevelFilter::from_level(level)))

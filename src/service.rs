@@ -137,6 +137,12 @@ fn install(config: &Path, name: &str, log_file: Option<&Path>) -> Result<()> {
             actions: Some(vec![restart(5), restart(10), restart(60)]),
         })
         .with_context(|| format!("cannot set service {name} to restart after a crash"))?;
+    if let Err(e) = crate::platform::register_source(name) {
+        eprintln!(
+            "protector: warning: cannot register {name} as an Event Log source ({e}); Event \
+             Viewer will show its records with a note that their description is missing"
+        );
+    }
     println!(
         "installed service {name} (config {}); start it with: net start {name}",
         config.display()
@@ -164,6 +170,7 @@ fn uninstall(name: &str) -> Result<()> {
     service
         .delete()
         .with_context(|| format!("cannot delete service {name}"))?;
+    crate::platform::unregister_source(name);
     println!("removed service {name}");
     Ok(())
 }
@@ -197,6 +204,7 @@ fn run(
         file: Some(log_file),
         keep: 7,
         stderr: false,
+        event_log: Some(name.clone()),
     };
     let _ = LAUNCH.set(Launch {
         config,

@@ -322,6 +322,20 @@ fn protector_runs_as_a_windows_service() {
             "installed service {name}"
         )));
     let _guard = ServiceGuard(name.clone());
+    // Its Event Log source is registered, with a message file that shows records as written.
+    let source = format!(r"HKLM\SYSTEM\CurrentControlSet\Services\EventLog\Application\{name}");
+    let registered = || {
+        let out = Command::new("reg")
+            .args(["query", &source])
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let values = registered().expect("the Event Log source is registered");
+    assert!(values.contains("EventCreate.exe"), "{values}");
+    assert!(values.contains("TypesSupported"), "{values}");
     // The SCM starts a crashed protector again: after 5 s, 10 s, then 60 s. (Wine accepts the
     // setting but cannot report it back: "invalid level"; real Windows can.)
     let service = manager()
@@ -371,4 +385,9 @@ fn protector_runs_as_a_windows_service() {
         .assert()
         .success()
         .stdout(predicate::str::contains(format!("removed service {name}")));
+    assert_eq!(
+        registered(),
+        None,
+        "the Event Log source is removed with the service"
+    );
 }

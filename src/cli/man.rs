@@ -156,7 +156,8 @@ const SECTIONS: &[Section] = &[
             "Logs go to stderr as text (--log-format json for one JSON object a line), each \
              record with a stable `event` field (restart, stale, command_failed, \
              dependency_down, ...). Under systemd each record carries its priority, so \
-             `journalctl -u protector -p warning` shows what needs a look. --log-file also \
+             `journalctl -u protector -p warning` shows what needs a look; the Windows \
+             service writes them to the Event Log with their level's type. --log-file also \
              writes a daily-rotated file.",
         )],
     ),

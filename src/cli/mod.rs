@@ -166,6 +166,11 @@ struct RunOpts {
     /// With --log-file: log only to the file, not to stderr.
     #[arg(long, requires = "log_file")]
     no_stderr: bool,
+    /// Also write records (info and above, each with its level's type) to the Windows Event
+    /// Log, Application log, source `protector`; the service does this always.
+    #[cfg(windows)]
+    #[arg(long)]
+    event_log: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -254,6 +259,10 @@ pub fn main() -> ExitCode {
         file: run.log_file.clone(),
         keep: usize::from(run.log_keep),
         stderr: !run.no_stderr,
+        #[cfg(windows)]
+        event_log: run.event_log.then(|| "protector".to_string()),
+        #[cfg(not(windows))]
+        event_log: None,
     };
     match cli.command {
         #[cfg(unix)]

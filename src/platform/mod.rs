@@ -3,7 +3,8 @@
 //! what identifies a file. `unix.rs` and `windows.rs` implement the same functions, as do
 //! `endpoint_unix.rs` and `endpoint_windows.rs` for the control endpoint; `drain_unix.rs`
 //! keeps what a start command left running alive after protector exits (`windows.rs`: nothing
-//! to do).
+//! to do); `eventlog_windows.rs` writes records to the Windows Event Log (Linux's journal
+//! needs nothing but a prefix, in `logging.rs`).
 
 #[cfg(unix)]
 mod drain_unix;
@@ -21,9 +22,13 @@ pub use unix::*;
 #[cfg(windows)]
 mod endpoint_windows;
 #[cfg(windows)]
+mod eventlog_windows;
+#[cfg(windows)]
 mod windows;
 #[cfg(windows)]
 pub use endpoint_windows::*;
+#[cfg(windows)]
+pub use eventlog_windows::{EventLog, register_source, unregister_source};
 #[cfg(windows)]
 pub use windows::*;
 
