@@ -83,6 +83,9 @@ pub struct TargetRecord {
     /// While held: what the dependency check that found it down said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dependency: Option<String>,
+    /// The service's pid file (`pid_file`), which `status` reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -199,6 +199,67 @@ fn status_exits_0_when_everything_is_watching() {
         .stdout(predicate::str::contains("disabled"));
 }
 
+#[test]
+fn status_shows_the_service_pid_from_its_pid_file() {
+    let sb = Sandbox::new();
+    sb.touch("svc.beat");
+    sb.touch("gone.beat");
+    // A live service (a process of this test) and one whose pid file outlived it.
+    let mut service = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap();
+    sb.write("svc.pid", &format!("{}\n", service.id()));
+    let mut dead = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    sb.write("gone.pid", &format!("{dead_pid}\n"));
+    let p = sb.run_config(&format!(
+        "state_file: state.json\ntargets:\n{}{}{}",
+        target("svc", "    timeout: 1h\n    pid_file: svc.pid\n"),
+        target("gone", "    timeout: 1h\n    pid_file: gone.pid\n"),
+        target("plain", "    timeout: 1h\n"),
+    ));
+    p.wait_events("started", None, 1);
+    wait_until(PATIENCE, "state file", || sb.path("state.json").exists());
+    let (_, out, _) = ctl(&sb, &sb.path("protector.yaml"), &["status"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[1].starts_with("TARGET  STATE     SERVICE PID"),
+        "{out}"
+    );
+    let cells = |name: &str| -> Vec<String> {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap();
+        line.split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(cells("svc")[2], service.id().to_string(), "{out}");
+    assert_eq!(
+        cells("gone")[2],
+        format!("{dead_pid} (not running)"),
+        "{out}"
+    );
+    assert_eq!(cells("plain")[2], "-", "{out}");
+    let (_, json, _) = ctl(&sb, &sb.path("protector.yaml"), &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["targets"][0]["service_pid"], service.id());
+    assert_eq!(v["targets"][0]["service_running"], true);
+    assert_eq!(v["targets"][1]["service_running"], false);
+    assert!(v["targets"][2].get("service_pid").is_none());
+    // Gone: no pid file.
+    std::fs::remove_file(sb.path("svc.pid")).unwrap();
+    let (_, out, _) = ctl(&sb, &sb.path("protector.yaml"), &["status"]);
+    assert!(out.contains("no pid file"), "{out}");
+    service.kill().unwrap();
+    service.wait().unwrap();
+}
+
 /// Parses the Prometheus text format strictly enough to catch malformed output.
 fn parse_metrics(text: &str) -> Vec<(String, String, f64)> {
     let mut samples = Vec::new();

@@ -304,6 +304,9 @@ pub fn describe(file: &str, config: &Config, origins: Option<&Origins>) -> Strin
             let value = format!("a random wait of up to {}", fmt_dur(t.restart_splay));
             line("restart_splay", value, &["restart_splay"]);
         }
+        if let Some(pid_file) = &t.pid_file {
+            line("pid_file", pid_file.display().to_string(), &["pid_file"]);
+        }
     }
     out
 }

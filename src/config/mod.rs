@@ -46,15 +46,19 @@ pub fn load_text(path: &Path, os: Os) -> Result<(Config, String), ConfigError> {
     // happened to be started from.
     if on_host && let Some(dir) = path.parent() {
         let files = &mut config.files;
-        let paths = config.targets.iter_mut().map(|t| &mut t.heartbeat).chain(
-            [
-                &mut files.state_file,
-                &mut files.metrics_file,
-                &mut files.lock_file,
-            ]
-            .into_iter()
-            .flatten(),
-        );
+        let paths = config
+            .targets
+            .iter_mut()
+            .flat_map(|t| std::iter::once(&mut t.heartbeat).chain(t.pid_file.as_mut()))
+            .chain(
+                [
+                    &mut files.state_file,
+                    &mut files.metrics_file,
+                    &mut files.lock_file,
+                ]
+                .into_iter()
+                .flatten(),
+            );
         for p in paths {
             if p.is_relative() {
                 *p = dir.join(&*p);

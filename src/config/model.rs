@@ -99,6 +99,8 @@ pub struct Target {
     pub depends_on: Option<Depends>,
     /// Up to this random wait before a restart (zero: none).
     pub restart_splay: Duration,
+    /// The service's pid file, read by `status`.
+    pub pid_file: Option<PathBuf>,
 }
 
 /// A target's dependencies (`depends_on`): at least one of them listed.
@@ -206,6 +208,7 @@ impl Target {
             skip_delay: timeout.min(SKIP_DELAY_MAX),
             depends_on: None,
             restart_splay: Duration::ZERO,
+            pid_file: None,
         }
     }
 }

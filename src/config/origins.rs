@@ -10,8 +10,9 @@ use super::{Os, key_path};
 
 /// Every setting a layer can hold (`backoff` and `depends_on` as their parts, which are
 /// picked apart).
-pub const SETTINGS: [&str; 21] = [
+pub const SETTINGS: [&str; 22] = [
     "heartbeat",
+    "pid_file",
     "timeout",
     "stop",
     "start",

@@ -122,6 +122,9 @@ pub struct Settings {
     pub timeout: Option<DurationSpec>,
     /// Command that starts the service. Required (here, in an override or in defaults).
     pub start: Option<CommandSpec>,
+    /// The service's pid file (salt-minion's is /var/run/salt-minion.pid): `protector status`
+    /// shows the pid in it and whether that process runs. Expanded like `heartbeat`.
+    pub pid_file: Option<String>,
     /// Command that stops the service; run before `start` when the heartbeat is stale.
     pub stop: Option<CommandSpec>,
     /// Run the target's commands written as strings through the platform shell (`/bin/sh -c`,

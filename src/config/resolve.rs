@@ -209,6 +209,9 @@ impl<'a> Layered<'a> {
         let heartbeat = self
             .required("heartbeat", |s| s.heartbeat.as_deref(), problems)
             .and_then(|(text, ptr)| expand_path(text, ptr, self.os, env, problems));
+        let pid_file = self
+            .pick("pid_file", |s| s.pid_file.as_deref())
+            .map(|(text, ptr)| expand_path(text, ptr, self.os, env, problems));
         let timeout = self
             .required("timeout", |s| s.timeout.as_ref(), problems)
             .and_then(|(spec, ptr)| {
@@ -269,6 +272,7 @@ impl<'a> Layered<'a> {
         t.skip_delay = skip_delay?.unwrap_or(t.skip_delay);
         t.depends_on = depends_on;
         t.restart_splay = restart_splay?.unwrap_or(t.restart_splay);
+        t.pid_file = pid_file.flatten();
         Some(t)
     }
 

@@ -139,6 +139,7 @@ impl Daemon {
             pause_reason: None,
             held_since: None,
             dependency: None,
+            pid_file: t.pid_file.as_ref().map(|p| p.display().to_string()),
         }));
         StateFile {
             format: state::FORMAT.into(),

@@ -299,6 +299,11 @@ impl Slot {
             pause_until_resumed: st.paused_until.is_some() && st.pause_open,
             held_since: st.held_since.map(&wall_at),
             dependency: st.held_since.and(self.dependency.clone()),
+            pid_file: self
+                .target
+                .pid_file
+                .as_ref()
+                .map(|p| p.display().to_string()),
         }
     }
 }

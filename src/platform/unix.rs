@@ -112,6 +112,16 @@ pub fn group_alive(pgid: u32, stamp: &str) -> bool {
 }
 
 /// Kills every process of group `pgid` (SIGKILL).
+/// Is there a process `pid` (one protector may not signal counts)?
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    let sent = unsafe { libc::kill(pid, 0) };
+    sent == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 pub fn kill_group(pgid: u32) {
     if valid_group(pgid) {
         // SAFETY: kill has no memory effects; a negative pid names a process group, and

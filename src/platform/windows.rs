@@ -110,6 +110,26 @@ pub fn group_alive(_pid: u32, _stamp: &str) -> bool {
 
 pub fn kill_group(_pid: u32) {}
 
+/// Is there a running process `pid`?
+pub fn process_alive(pid: u32) -> bool {
+    use windows_sys::Win32::Foundation::{CloseHandle, STILL_ACTIVE};
+    use windows_sys::Win32::System::Threading::{
+        GetExitCodeProcess, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
+    };
+    // SAFETY: OpenProcess returns a handle or null; a handle is closed once below.
+    let handle = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
+    if handle.is_null() {
+        // Access denied still means the process exists.
+        return std::io::Error::last_os_error().raw_os_error() == Some(5);
+    }
+    let mut code = 0u32;
+    // SAFETY: the handle is open; `code` receives the exit code.
+    let ok = unsafe { GetExitCodeProcess(handle, &mut code) } != 0;
+    // SAFETY: opened above, closed once.
+    unsafe { CloseHandle(handle) };
+    ok && code == STILL_ACTIVE as u32
+}
+
 /// Creation time: a heartbeat file replaced by another one is a change.
 pub fn file_identity(meta: &Metadata) -> (u64, u64) {
     (meta.creation_time(), 0)

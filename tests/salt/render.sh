@@ -111,6 +111,10 @@ for want in [f"target salt-minion", f"heartbeat:       {expect['heartbeat']}", "
              "command_timeout: 2m", "event.send", "depends_on:      tcp salt:4506 (any one)",
              "restart_splay:   a random wait of up to 3m"]:
     check(f"check output has {want!r}", want in text, True)
+# The minion's own pid file (Salt's default under this minion's root_dir, as its configuration
+# names no other), so that `protector status` shows its pid.
+pid_line = [l for l in text.splitlines() if l.startswith("  pid_file:")]
+check("the minion's pid file", [l.endswith("/var/run/salt-minion.pid") for l in pid_line], [True])
 shell = '["cmd","/C",' if win else '["/bin/sh","-c",'
 for cmd in ["stop", "start"]:
     line = f'{cmd}:'.ljust(17) + shell + json.dumps(expect[cmd]) + "]"

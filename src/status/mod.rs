@@ -9,6 +9,9 @@ use crate::fsutil::epoch_secs;
 use crate::lock;
 use crate::state::{self, StateFile, TargetRecord, TargetStatus};
 
+mod now;
+use now::{Beat, Look, Service};
+
 /// Shows the targets named in `names` (all when empty); an unknown name is an error (exit 2)
 /// listing the known ones.
 pub fn run(state_path: &Path, json: bool, names: &[String]) -> ExitCode {
@@ -51,30 +54,36 @@ pub fn run(state_path: &Path, json: bool, names: &[String]) -> ExitCode {
     let healthy =
         running && file.config_refused.is_none() && file.targets.iter().all(|t| t.state.is_fine());
     let now = epoch_secs(std::time::SystemTime::now());
-    let files = heartbeat_files(&file.targets, now);
+    let looks = now::look(&file.targets, now);
     let text = if json {
         let mut value = serde_json::to_value(&file).expect("state serializes");
         value["running"] = running.into();
         value["healthy"] = healthy.into();
         value["checked_at"] = now.into();
-        for ((t, rec), f) in value["targets"]
+        for ((t, rec), look) in value["targets"]
             .as_array_mut()
             .expect("targets")
             .iter_mut()
             .zip(&file.targets)
-            .zip(&files)
+            .zip(&looks)
         {
             t["heartbeat_age_secs"] = rec.last_heartbeat.map(|h| (now - h).max(0.0)).into();
-            t["heartbeat_file_age_secs"] = match f {
-                Beat::Age(age) => (*age).into(),
+            t["heartbeat_file_age_secs"] = match look.beat {
+                Beat::Age(age) => age.into(),
                 Beat::Missing | Beat::Unknown => serde_json::Value::Null,
             };
+            if let Service::Pid { pid, running } = look.service {
+                t["service_pid"] = pid.into();
+                t["service_running"] = running.into();
+            } else if look.service != Service::NotNamed {
+                t["service_pid"] = serde_json::Value::Null;
+            }
         }
         let mut s = serde_json::to_string_pretty(&value).expect("json");
         s.push('\n');
         s
     } else {
-        table(&file, &files, running, now)
+        table(&file, &looks, running, now)
     };
     crate::text::print_stdout(&text);
     if healthy {
@@ -84,54 +93,7 @@ pub fn run(state_path: &Path, json: bool, names: &[String]) -> ExitCode {
     }
 }
 
-/// A heartbeat file as `status` finds it now.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Beat {
-    /// Its age from its modification time.
-    Age(f64),
-    Missing,
-    /// It could not be looked at (in time).
-    Unknown,
-}
-
-/// How long `status` looks at heartbeat files in all: a dead mount must not hang it.
-const LOOK_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// The targets' heartbeat files now, looked at on a thread of their own for at most
-/// `LOOK_LIMIT` in all (what was not looked at by then is `Unknown`).
-fn heartbeat_files(targets: &[TargetRecord], now: f64) -> Vec<Beat> {
-    let paths: Vec<String> = targets.iter().map(|t| t.heartbeat.clone()).collect();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let looker = std::thread::Builder::new()
-        .name("status-look".into())
-        .spawn(move || {
-            for p in paths {
-                let beat = match std::fs::metadata(&p).and_then(|m| m.modified()) {
-                    Ok(at) => Beat::Age((now - epoch_secs(at)).max(0.0)),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Beat::Missing,
-                    Err(_) => Beat::Unknown,
-                };
-                if tx.send(beat).is_err() {
-                    break;
-                }
-            }
-        });
-    let mut beats = Vec::with_capacity(targets.len());
-    if looker.is_ok() {
-        let until = std::time::Instant::now() + LOOK_LIMIT;
-        while beats.len() < targets.len() {
-            let left = until.saturating_duration_since(std::time::Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(beat) => beats.push(beat),
-                Err(_) => break,
-            }
-        }
-    }
-    beats.resize(targets.len(), Beat::Unknown);
-    beats
-}
-
-fn table(file: &StateFile, files: &[Beat], running: bool, now: f64) -> String {
+fn table(file: &StateFile, looks: &[Look], running: bool, now: f64) -> String {
     let mut out = format!(
         "protector {} (pid {}{}), state written {} ago{}\n",
         if running {
@@ -165,7 +127,7 @@ fn table(file: &StateFile, files: &[Beat], running: bool, now: f64) -> String {
             out.push_str(&format!("  {p}\n"));
         }
     }
-    let header = [
+    let mut header = vec![
         "TARGET",
         "STATE",
         "HEARTBEAT AGE",
@@ -173,13 +135,20 @@ fn table(file: &StateFile, files: &[Beat], running: bool, now: f64) -> String {
         "NEXT CHECK",
         "LAST RESTART",
     ];
-    let rows: Vec<[String; 6]> = file
+    let mut rows: Vec<Vec<String>> = file
         .targets
         .iter()
-        .zip(files)
-        .map(|(t, f)| row(t, *f, running, now))
+        .zip(looks)
+        .map(|(t, look)| row(t, look.beat, running, now).to_vec())
         .collect();
-    let mut widths = header.map(str::len);
+    // The service's pid, when a target names its pid file.
+    if looks.iter().any(|l| l.service != Service::NotNamed) {
+        header.insert(2, "SERVICE PID");
+        for (r, look) in rows.iter_mut().zip(looks) {
+            r.insert(2, look.service.cell());
+        }
+    }
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {
             *w = (*w).max(cell.chars().count());
@@ -187,7 +156,7 @@ fn table(file: &StateFile, files: &[Beat], running: bool, now: f64) -> String {
     }
     let mut line = |cells: &[String]| {
         let mut l = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
             if i + 1 == cells.len() {
                 l.push_str(cell);
             } else {
@@ -197,7 +166,7 @@ fn table(file: &StateFile, files: &[Beat], running: bool, now: f64) -> String {
         out.push_str(l.trim_end());
         out.push('\n');
     };
-    line(&header.map(String::from));
+    line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
     for r in &rows {
         line(r);
     }
