@@ -92,8 +92,9 @@ fn is_symlink_refusal(e: &std::io::Error) -> bool {
     }
 }
 
-/// A lock file must be a regular file of protector's own user: one made by someone else
-/// (to keep protector from starting, or to have root write into it) is an error naming them.
+/// A lock file must be a regular file of protector's own user with no other name: one made by
+/// someone else (to keep protector from starting, or to have root write into it), or a hard
+/// link to another file, is an error that says so.
 fn check_ours(file: &File, path: &Path) -> anyhow::Result<()> {
     let meta = file
         .metadata()
@@ -101,27 +102,26 @@ fn check_ours(file: &File, path: &Path) -> anyhow::Result<()> {
     if !meta.is_file() {
         anyhow::bail!("lock file {} is not a regular file", path.display());
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        let me = crate::perms::euid();
-        if meta.uid() != me {
-            anyhow::bail!(
-                "lock file {} belongs to {}, not to protector's user (uid {me}): someone else \
-                 made it; remove it if that is not expected, or set lock_file",
-                path.display(),
-                crate::perms::user_name(meta.uid())
-            );
-        }
+    if let Some(why) = crate::perms::not_ours_alone(&meta) {
+        anyhow::bail!(
+            "lock file {}: {why}, not protector's alone: someone else made it; remove it if \
+             that is not expected, or set lock_file",
+            path.display(),
+        );
     }
     Ok(())
 }
 
 /// Is a protector holding the lock at `path` right now?
+/// The path comes from a state file, which another user may have written: it is opened without
+/// waiting (a FIFO would hold a blocking open for ever) and only a regular file is asked.
 pub fn is_held(path: &Path) -> bool {
-    let Ok(file) = File::open(path) else {
+    let Ok(file) = crate::fsutil::open_to_read(path) else {
         return false;
     };
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return false;
+    }
     matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
 }
 

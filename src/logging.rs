@@ -318,8 +318,8 @@ const LOG_MODE: u32 = 0o600;
 
 /// Opens a log file for appending, creating it (and its directory) when missing: never
 /// through a symlink, only a regular file of protector's own user (another user's would let
-/// them read what protector logs), readable by its owner only (a file of an older version is
-/// made so too).
+/// them read what protector logs) with no other name (a hard link to a file protector must not
+/// write), readable by its owner only (a file of an older version is made so too).
 fn create(path: &std::path::Path) -> std::io::Result<File> {
     crate::fsutil::create_parent(path)?;
     let file = crate::fsutil::no_follow(LOG_MODE)
@@ -336,15 +336,12 @@ fn create(path: &std::path::Path) -> std::io::Result<File> {
     if !meta.is_file() {
         return Err(std::io::Error::other("not a regular file"));
     }
+    if let Some(why) = crate::perms::not_ours_alone(&meta) {
+        return Err(std::io::Error::other(why));
+    }
     #[cfg(unix)]
     {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        if meta.uid() != crate::perms::euid() {
-            return Err(std::io::Error::other(format!(
-                "it belongs to {}",
-                crate::perms::user_name(meta.uid())
-            )));
-        }
+        use std::os::unix::fs::PermissionsExt;
         if meta.permissions().mode() & 0o077 != 0 {
             file.set_permissions(std::fs::Permissions::from_mode(LOG_MODE))?;
         }

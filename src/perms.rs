@@ -187,6 +187,57 @@ mod unix {
     }
 }
 
+/// Why a file protector writes in place (its lock, its log) is not its own alone: another
+/// user's, or a file with more than one name (a hard link someone made, in a shared
+/// directory, to a file protector must not write). `None`: it is (or: not Unix).
+pub fn not_ours_alone(meta: &std::fs::Metadata) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if meta.uid() != euid() {
+            return Some(format!("it belongs to {}", user_name(meta.uid())));
+        }
+        extra_names(meta)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        None
+    }
+}
+
+/// Why a file protector reads as what it wrote itself (the state file) may have been planted:
+/// it belongs to a user other than root and protector's own, or it has more than one name.
+pub fn planted(meta: &std::fs::Metadata) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if meta.uid() != 0 && meta.uid() != euid() {
+            return Some(format!(
+                "it belongs to {}, not to root or protector's user: another user may have put it there",
+                user_name(meta.uid())
+            ));
+        }
+        extra_names(meta)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        None
+    }
+}
+
+#[cfg(unix)]
+fn extra_names(meta: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    (meta.nlink() > 1).then(|| {
+        format!(
+            "it has {} names (hard links): one could be a file protector must not touch",
+            meta.nlink()
+        )
+    })
+}
+
 /// The owner of the file at `path`, when it is not protector's user.
 pub fn foreign_owner(path: &std::path::Path) -> Option<String> {
     #[cfg(unix)]

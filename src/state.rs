@@ -226,12 +226,15 @@ pub enum Unusable {
     Corrupt(String),
     /// Not a regular file (a FIFO, a device, a directory): never read, renamed or written.
     NotRegular(String),
+    /// Another user's, or with more than one name: not read (it could restore a pause, or
+    /// restarts, no one asked for), set aside like a corrupt one.
+    Planted(String),
 }
 
 impl std::fmt::Display for Unusable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Unusable::Corrupt(r) | Unusable::NotRegular(r) => f.write_str(r),
+            Unusable::Corrupt(r) | Unusable::NotRegular(r) | Unusable::Planted(r) => f.write_str(r),
         }
     }
 }
@@ -256,6 +259,9 @@ pub fn load(path: &Path) -> Result<Option<StateFile>, Unusable> {
             "a FIFO, socket or device"
         };
         return Err(Unusable::NotRegular(format!("not a regular file ({kind})")));
+    }
+    if let Some(why) = crate::perms::planted(&meta) {
+        return Err(Unusable::Planted(why));
     }
     let mut text = String::new();
     file.take(MAX_BYTES + 1)

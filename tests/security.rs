@@ -176,6 +176,108 @@ fn a_lock_file_another_user_made_or_linked_is_never_used_nor_written() {
 }
 
 #[test]
+fn a_hard_link_to_a_root_file_is_never_used_as_lock_or_log() {
+    let Some(sb) = arena() else { return };
+    shared_dir(&sb, "shared");
+    sb.touch("svc.beat");
+    let victim = sb.write("victim", "root's secret\n");
+    chmod(&victim, 0o640);
+    sb.write("protector.yaml", &one_target("lock_file: shared/x.lock\n"));
+    let today = std::process::Command::new("date")
+        .args(["-u", "+%F"])
+        .output()
+        .unwrap();
+    let today = String::from_utf8_lossy(&today.stdout).trim().to_string();
+    let log = format!("shared/protector.log.{today}");
+    with_protections_off_then_on(&["protected_hardlinks"], |protected| {
+        for (planted, args) in [
+            ("shared/x.lock", vec!["--config", "protector.yaml"]),
+            (
+                log.as_str(),
+                vec![
+                    "--log-file",
+                    "shared/protector.log",
+                    "--config",
+                    "protector.yaml",
+                ],
+            ),
+        ] {
+            let _ = std::fs::remove_file(sb.path("shared/x.lock"));
+            let _ = std::fs::remove_file(sb.path(planted));
+            // The kernel's protection keeps another user from linking root's file at all.
+            if !as_nobody(&sb, &format!("ln victim {planted} 2>/dev/null")) {
+                assert_eq!(
+                    protected, "1",
+                    "{planted}: the link should have been possible"
+                );
+                continue;
+            }
+            let (code, err) = run_once(&sb, &args);
+            assert_eq!(code, 1, "protected={protected} {planted}: {err}");
+            assert!(
+                err.contains("2 names (hard links)"),
+                "protected={protected}: {err}"
+            );
+            assert_eq!(sb.lines("victim"), ["root's secret"], "{planted}");
+            let mode = std::fs::metadata(&victim).unwrap().mode() & 0o777;
+            assert_eq!(mode, 0o640, "{planted}: the victim's mode");
+        }
+    });
+}
+
+#[test]
+fn a_state_file_another_user_planted_is_not_read() {
+    let Some(sb) = arena() else { return };
+    shared_dir(&sb, "shared");
+    sb.touch("svc.beat");
+    sb.write(
+        "protector.yaml",
+        &one_target("state_file: shared/state.json\n"),
+    );
+    // A state file as protector writes it, with a pause of a year: a real one, then planted.
+    let p = sb.spawn(&["--config", "protector.yaml"]);
+    p.wait_events("started", None, 1);
+    wait_until(PATIENCE, "the state file", || {
+        sb.path("shared/state.json").exists()
+    });
+    drop(p);
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sb.path("shared/state.json")).unwrap())
+            .unwrap();
+    std::fs::remove_file(sb.path("shared/state.json")).unwrap();
+    let year = 365.0 * 86400.0;
+    state["targets"][0]["paused_until"] = (state["written_at"].as_f64().unwrap() + year).into();
+    state["targets"][0]["restarts_total"] = 1_000_000.into();
+    sb.write("planted.json", &state.to_string());
+    chmod(&sb.path("planted.json"), 0o644);
+    assert!(as_nobody(&sb, "cp planted.json shared/state.json"));
+
+    let p = sb.spawn(&["--config", "protector.yaml"]);
+    let refused = p.wait_events("state_file_refused", None, 1);
+    assert_eq!(refused[0]["level"], "ERROR");
+    assert!(
+        refused[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("uid 65534 (nobody)"),
+        "{}",
+        refused[0]
+    );
+    let aside = refused[0]["moved_to"].as_str().unwrap();
+    assert!(aside.contains("state.json.corrupt-"), "{aside}");
+    assert!(Path::new(aside).exists() || sb.path(aside).exists());
+    p.wait_events("started", None, 1);
+    assert!(
+        p.events("pause_restored", None).is_empty(),
+        "the planted pause was restored"
+    );
+    wait_until(PATIENCE, "protector's own state file", || {
+        std::fs::read_to_string(sb.path("shared/state.json"))
+            .is_ok_and(|t| t.contains("\"restarts_total\": 0"))
+    });
+}
+
+#[test]
 fn a_symlink_planted_for_a_temporary_file_is_left_alone() {
     let Some(sb) = arena() else { return };
     shared_dir(&sb, "shared");

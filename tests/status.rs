@@ -260,6 +260,64 @@ fn status_shows_the_service_pid_from_its_pid_file() {
     service.wait().unwrap();
 }
 
+#[test]
+fn status_neither_hangs_nor_panics_on_a_hostile_state_file() {
+    let sb = Sandbox::new();
+    sb.touch("svc.beat");
+    let mut p = sb.run_config(&format!(
+        "state_file: state.json\ntargets:\n{}",
+        target("svc", "    timeout: 1h\n")
+    ));
+    p.wait_events("started", None, 1);
+    wait_until(PATIENCE, "state file", || sb.path("state.json").exists());
+    p.signal("TERM");
+    assert_eq!(p.wait_exit(PATIENCE), Some(0));
+    let mut state = read_json(&sb, "state.json");
+    // A lock "file" that is a FIFO no one writes (a blocking open would wait for ever), and
+    // a name longer than any format width.
+    let fifo = sb.path("lock.fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    state["lock_file"] = fifo.to_str().unwrap().into();
+    let long = "n".repeat(65_536);
+    state["targets"][0]["name"] = long.as_str().into();
+    sb.write("hostile.json", &state.to_string());
+    let out = protector_cmd(sb.dir.path())
+        .args(["status", "--state-file", "hostile.json"])
+        .timeout(Duration::from_secs(30))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("protector is NOT running"),
+        "{}",
+        &stdout[..200.min(stdout.len())]
+    );
+    assert!(
+        stdout.contains(&format!("\n{long}  was watching")),
+        "the long name's row"
+    );
+
+    // A state file with a second name (a hard link) is not read either.
+    std::fs::hard_link(sb.path("state.json"), sb.path("other-name.json")).unwrap();
+    protector_cmd(sb.dir.path())
+        .args(["status", "--state-file", "state.json"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("it has 2 names (hard links)"));
+}
+
 /// Parses the Prometheus text format strictly enough to catch malformed output.
 fn parse_metrics(text: &str) -> Vec<(String, String, f64)> {
     let mut samples = Vec::new();

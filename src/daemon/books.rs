@@ -207,7 +207,9 @@ impl Daemon {
                 self.books.files.state_file = None;
                 HashMap::new()
             }
-            Err(state::Unusable::Corrupt(reason)) if self.opts.dry_run => {
+            Err(state::Unusable::Corrupt(reason) | state::Unusable::Planted(reason))
+                if self.opts.dry_run =>
+            {
                 warn!(event = "state_file_unusable", state_file = %path.display(), reason = %reason, "state file is unusable; dry run: left as it is");
                 HashMap::new()
             }
@@ -224,6 +226,21 @@ impl Daemon {
                         warn!(event = "state_file_unusable", state_file = %path.display(), reason = %reason, "state file is unusable and cannot be moved aside ({e}); it will be overwritten")
                     }
                 }
+                HashMap::new()
+            }
+            // Not trusted: set aside all the same, and said as an error (someone may be at work).
+            Err(state::Unusable::Planted(reason)) => {
+                let aside = state::set_aside(path).map_or_else(
+                    |e| format!("(cannot move it aside: {e})"),
+                    |a| a.display().to_string(),
+                );
+                error!(
+                    event = "state_file_refused",
+                    state_file = %path.display(),
+                    reason = %reason,
+                    moved_to = %aside,
+                    "the state file is not protector's own; not read, moved aside, starting fresh"
+                );
                 HashMap::new()
             }
         }

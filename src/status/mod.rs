@@ -157,10 +157,12 @@ fn table(file: &StateFile, looks: &[Look], running: bool, now: f64) -> String {
     let mut line = |cells: &[String]| {
         let mut l = String::new();
         for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
-            if i + 1 == cells.len() {
-                l.push_str(cell);
-            } else {
-                l.push_str(&format!("{cell:<w$}  "));
+            l.push_str(cell);
+            if i + 1 < cells.len() {
+                // Padded by hand: a format width has a bound (u16), a name from a state
+                // file has none.
+                let pad = w.saturating_sub(cell.chars().count()) + 2;
+                l.extend(std::iter::repeat_n(' ', pad));
             }
         }
         out.push_str(l.trim_end());
