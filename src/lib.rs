@@ -27,7 +27,7 @@ pub(crate) mod schedule;
 #[cfg(windows)]
 pub(crate) mod service;
 pub(crate) mod state;
-pub(crate) mod status;
+pub mod status;
 pub(crate) mod systemd;
 pub(crate) mod text;
 

@@ -273,7 +273,12 @@ pub fn load(path: &Path) -> Result<Option<StateFile>, Unusable> {
             MAX_BYTES >> 20
         )));
     }
-    let state: StateFile = serde_json::from_str(&text)
+    parse(&text).map(Some)
+}
+
+/// A state file's text: JSON of this format and version.
+pub fn parse(text: &str) -> Result<StateFile, Unusable> {
+    let state: StateFile = serde_json::from_str(text)
         .map_err(|e| Unusable::Corrupt(format!("not a protector state file: {e}")))?;
     if state.format != FORMAT || state.version != VERSION {
         return Err(Unusable::Corrupt(format!(
@@ -281,7 +286,7 @@ pub fn load(path: &Path) -> Result<Option<StateFile>, Unusable> {
             state.format, state.version
         )));
     }
-    Ok(Some(state))
+    Ok(state)
 }
 
 pub fn save(path: &Path, state: &StateFile) -> std::io::Result<()> {

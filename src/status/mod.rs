@@ -55,18 +55,35 @@ pub fn run(state_path: &Path, json: bool, names: &[String]) -> ExitCode {
         running && file.config_refused.is_none() && file.targets.iter().all(|t| t.state.is_fine());
     let now = epoch_secs(std::time::SystemTime::now());
     let looks = now::look(&file.targets, now);
-    let text = if json {
-        let mut value = serde_json::to_value(&file).expect("state serializes");
-        value["running"] = running.into();
-        value["healthy"] = healthy.into();
-        value["checked_at"] = now.into();
-        for ((t, rec), look) in value["targets"]
-            .as_array_mut()
-            .expect("targets")
-            .iter_mut()
-            .zip(&file.targets)
-            .zip(&looks)
-        {
+    let text = report(&file, &looks, running, healthy, now, json);
+    crate::text::print_stdout(&text);
+    if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// What `status` prints for `file`, with what was looked at `now` (`looks`, one per target).
+fn report(
+    file: &StateFile,
+    looks: &[Look],
+    running: bool,
+    healthy: bool,
+    now: f64,
+    json: bool,
+) -> String {
+    if !json {
+        return table(file, looks, running, now);
+    }
+    let Ok(mut value) = serde_json::to_value(file) else {
+        return "{}\n".into();
+    };
+    value["running"] = running.into();
+    value["healthy"] = healthy.into();
+    value["checked_at"] = now.into();
+    if let Some(targets) = value["targets"].as_array_mut() {
+        for ((t, rec), look) in targets.iter_mut().zip(&file.targets).zip(looks) {
             t["heartbeat_age_secs"] = rec.last_heartbeat.map(|h| (now - h).max(0.0)).into();
             t["heartbeat_file_age_secs"] = match look.beat {
                 Beat::Age(age) => age.into(),
@@ -79,18 +96,19 @@ pub fn run(state_path: &Path, json: bool, names: &[String]) -> ExitCode {
                 t["service_pid"] = serde_json::Value::Null;
             }
         }
-        let mut s = serde_json::to_string_pretty(&value).expect("json");
-        s.push('\n');
-        s
-    } else {
-        table(&file, &looks, running, now)
-    };
-    crate::text::print_stdout(&text);
-    if healthy {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
     }
+    let mut s = serde_json::to_string_pretty(&value).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// The state file `text` as `status` would print it at `now` (with `running` as given and
+/// nothing looked at), or why it is not a state file: the whole path from a state file's
+/// bytes to what an operator reads, for fuzzing.
+pub fn render_text(text: &str, running: bool, now: f64, json: bool) -> Result<String, String> {
+    let file = state::parse(text).map_err(|e| e.to_string())?;
+    let looks = vec![now::NOT_LOOKED; file.targets.len()];
+    Ok(report(&file, &looks, running, running, now, json))
 }
 
 fn table(file: &StateFile, looks: &[Look], running: bool, now: f64) -> String {

@@ -46,7 +46,7 @@ pub struct Look {
     pub service: Service,
 }
 
-const NOT_LOOKED: Look = Look {
+pub const NOT_LOOKED: Look = Look {
     beat: Beat::Unknown,
     service: Service::Unknown,
 };
