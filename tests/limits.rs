@@ -1,6 +1,8 @@
-//! protector under a tasks limit (systemd's TasksMax, a cgroup's pids.max): it starts, and a
-//! command that cannot get a thread or process is tried again soon, never counted as a
-//! restart. Needs root to make a cgroup; without it the test says it is skipped.
+//! protector under limits: under a tasks limit (systemd's TasksMax, a cgroup's pids.max) it
+//! starts, and a command that cannot get a thread or process is tried again soon, never
+//! counted as a restart (needs root to make a cgroup; without it the test says it is
+//! skipped); under a low soft limit of open files it raises it to the hard limit; descriptors
+//! its parent left open are not handed to its commands.
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -95,4 +97,38 @@ fn under_a_tasks_limit_protector_starts_and_commands_wait_for_room() {
     assert!(p.child_alive());
     assert!(p.events("panic", None).is_empty(), "{}", p.log_text());
     drop(p);
+}
+
+/// Started with a low soft limit of open files (as many inits and shells give), protector
+/// raises it to the hard limit before it runs commands; a descriptor its parent left open is
+/// not handed to the commands it runs.
+#[test]
+fn protector_raises_its_open_files_limit_and_hands_no_inherited_descriptor_to_commands() {
+    let sb = Sandbox::new();
+    sb.write(
+        "protector.yaml",
+        "targets:\n  - name: svc\n    heartbeat: svc.beat\n    timeout: 300ms\n    restart_grace: 1h\n    \
+         start: [sh, -c, 'if [ -e /proc/self/fd/7 ]; then echo inherited; else echo clean; fi >> fd7']\n",
+    );
+    // The parent: a soft limit of 256 (hard 4096), and descriptor 7 open on a file.
+    let p = sb.spawn_through(
+        &[
+            "prlimit",
+            "--nofile=256:4096",
+            "sh",
+            "-c",
+            "exec 7>>parent-file; exec \"$0\" \"$@\"",
+        ],
+        &["--config", "protector.yaml"],
+        &[],
+    );
+    p.wait_events("restart_done", Some("svc"), 1);
+    assert_eq!(sb.lines("fd7"), ["clean"], "the command got descriptor 7");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", p.pid())).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<&str> = open_files.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers, ["4096", "4096"], "{open_files}");
 }

@@ -418,6 +418,14 @@ fn run_watchdog(
         return ExitCode::from(1);
     }
     crate::platform::use_this_program_to_drain();
+    if let Some((before, after)) = crate::platform::prepare_for_commands() {
+        tracing::debug!(
+            event = "descriptor_limit_raised",
+            before,
+            after,
+            "raised the limit of open files to the hard limit"
+        );
+    }
     match daemon::watch(config, lock_key, opts, inbox) {
         Ok(daemon::Exit::Clean) => ExitCode::SUCCESS,
         Ok(daemon::Exit::Immediate) => ExitCode::from(1),

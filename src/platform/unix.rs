@@ -210,6 +210,47 @@ pub fn tune_memory() {
     }
 }
 
+/// Readies the daemon to run many commands, before it runs any: the soft limit of open
+/// descriptors is raised to the hard one (each running command holds pipes; a storm of 1,000
+/// restarts ran out of descriptors at the usual soft limit of 1,024), and every descriptor
+/// protector was handed beyond stdin, stdout and stderr is closed on exec, so that no command
+/// inherits what protector's own parent left open (a socket, a file another program meant for
+/// itself). Returns the limit before and after, when it was raised.
+pub fn prepare_for_commands() -> Option<(libc::rlim_t, libc::rlim_t)> {
+    let own: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(entries) => entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect(),
+        // Without /proc: the descriptors a parent plausibly hands down.
+        Err(_) => (3..1024).collect(),
+    };
+    for fd in own.into_iter().filter(|&fd| fd > 2) {
+        // SAFETY: F_GETFD/F_SETFD only read and set the descriptor's close-on-exec flag; a
+        // number that is not open fails harmlessly.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct passed, which outlives the calls.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max
+        {
+            return None;
+        }
+        let before = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        (libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0).then_some((before, limit.rlim_max))
+    }
+}
+
 /// Hands freed heap pages back to the OS (after a config was loaded).
 pub fn return_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

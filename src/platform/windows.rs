@@ -167,6 +167,11 @@ pub fn listen_for_signals(deliver: super::OnSignal) -> std::io::Result<()> {
 /// Nothing to tune: the Windows heap returns large blocks to the OS by itself.
 pub fn tune_memory() {}
 
+/// Nothing to ready on Windows: a command inherits only the handles given to it.
+pub fn prepare_for_commands() -> Option<(u64, u64)> {
+    None
+}
+
 /// Did an operation fail for lack of resources (ERROR_NOT_ENOUGH_MEMORY, ERROR_OUTOFMEMORY,
 /// ERROR_TOO_MANY_OPEN_FILES, ERROR_NO_SYSTEM_RESOURCES), rather than for good?
 pub fn is_resource_shortage(e: &std::io::Error) -> bool {
