@@ -9,8 +9,20 @@ use std::path::{Path, PathBuf};
 /// Held while it lives.
 #[derive(Debug)]
 pub struct InstanceLock {
-    _file: File,
+    file: File,
     pub path: PathBuf,
+}
+
+impl InstanceLock {
+    /// Is the file held still the one at its path (not removed, not replaced)? A lock on a
+    /// file no longer there keeps no one out.
+    pub fn in_place(&self) -> bool {
+        let id = crate::platform::file_identity;
+        match (self.file.metadata(), std::fs::symlink_metadata(&self.path)) {
+            (Ok(held), Ok(there)) => id(&held) == id(&there),
+            _ => false,
+        }
+    }
 }
 
 pub fn acquire(path: &Path) -> anyhow::Result<InstanceLock> {
@@ -58,7 +70,7 @@ pub fn acquire(path: &Path) -> anyhow::Result<InstanceLock> {
             let _ = writeln!(file, "{}", std::process::id());
             let _ = file.sync_all();
             Ok(InstanceLock {
-                _file: file,
+                file,
                 path: path.to_path_buf(),
             })
         }

@@ -174,6 +174,42 @@ fn a_second_instance_is_refused_with_the_pid_and_a_crashed_ones_lock_does_not_bl
     second.wait_events("started", None, 1);
 }
 
+/// A lock file and a control socket removed while protector runs (by hand, by a cleaner of
+/// the runtime directory) are made again: a second protector is still refused, and operators'
+/// requests still reach the first.
+#[cfg(unix)]
+#[test]
+fn a_removed_lock_file_and_control_socket_are_made_again() {
+    let sb = Sandbox::new();
+    sb.touch("svc.beat");
+    let (first, cfg) = start_with_state(
+        &sb,
+        &format!("targets:\n{}", target("svc", "    timeout: 1h\n")),
+    );
+    let lock = sb.path("state.json.lock");
+    let socket = control_endpoint(&sb);
+    std::fs::remove_file(&lock).unwrap();
+    std::fs::remove_file(&socket).unwrap();
+    first.wait_events("lock_file_restored", None, 1);
+    first.wait_events("control_socket_restored", None, 1);
+    assert!(lock.exists() && socket.exists());
+    protector_cmd(sb.dir.path())
+        .args(["--config", "protector.yaml"])
+        .timeout(Duration::from_secs(20))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!(
+            "another protector (pid {}) is already running",
+            first.pid()
+        )));
+    let (code, out, err) = ctl(&sb, &cfg, &["pause", "svc", "--for", "1m"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = ctl(&sb, &cfg, &["status"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("protector is running"), "{out}");
+    assert!(out.contains("svc     paused"), "{out}");
+}
+
 #[test]
 fn systemd_notifications_arrive_on_the_socket() {
     use std::os::unix::net::UnixDatagram;

@@ -279,7 +279,14 @@ fn ok(slot: &super::slot::Slot, message: String) -> TargetResult {
 
 /// The control endpoint, while protector listens on it (removed when dropped).
 pub(crate) struct Listener {
-    _guard: crate::platform::EndpointGuard,
+    guard: crate::platform::EndpointGuard,
+}
+
+impl Listener {
+    /// Is its socket still at its path (not removed, not replaced)?
+    pub(crate) fn in_place(&self) -> bool {
+        self.guard.in_place()
+    }
 }
 
 /// One of the [`control::MAX_CLIENTS`] places, given back when dropped.
@@ -328,7 +335,7 @@ pub(crate) fn listen(path: &std::path::Path, tx: mpsc::Sender<Msg>) -> std::io::
                     });
             }
         })?;
-    Ok(Listener { _guard: guard })
+    Ok(Listener { guard })
 }
 
 /// One connection: the peer is checked, one request read (bounded in size and time), handed

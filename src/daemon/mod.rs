@@ -36,6 +36,7 @@ mod judge;
 mod looks;
 mod refused;
 mod reload;
+mod sentinel;
 mod slot;
 #[cfg(test)]
 mod tests;
@@ -196,10 +197,12 @@ pub(crate) fn watch(config: Config, lock_key: &Path, opts: Options, inbox: Inbox
             None
         }
     };
-    let socket = listener.as_ref().map(|_| socket);
-    // Dropped in reverse order when this returns: the socket goes before the lock, so it is
-    // never a later protector's that is removed.
-    run(config, lock.path.clone(), socket, opts, inbox)
+    let lock_file = lock.path.clone();
+    let socket = listener.map(|l| (socket, l));
+    let socket_path = socket.as_ref().map(|(path, _)| path.clone());
+    // Keeps both in place while protector runs; dropped when this returns.
+    let _sentinel = sentinel::Sentinel::start(lock, socket, inbox.tx.clone());
+    run(config, lock_file, socket_path, opts, inbox)
 }
 
 /// Watches the enabled targets of `config` until told to stop. `lock_file` is the path of the

@@ -10,12 +10,26 @@ use std::time::{Duration, Instant};
 /// Listens for connections.
 pub struct Endpoint(UnixListener);
 
-/// Removes the socket file when dropped (protector stops).
-pub struct EndpointGuard(PathBuf);
+/// Removes the socket file when dropped (protector stops), if it is still the one bound:
+/// never a socket someone (a later protector) put there since.
+pub struct EndpointGuard {
+    path: PathBuf,
+    identity: Option<(u64, u64)>,
+}
+
+impl EndpointGuard {
+    /// Is the socket bound still at its path (not removed, not replaced)?
+    pub fn in_place(&self) -> bool {
+        let now = std::fs::symlink_metadata(&self.path).ok();
+        now.is_some_and(|m| Some((m.dev(), m.ino())) == self.identity)
+    }
+}
 
 impl Drop for EndpointGuard {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        if self.in_place() {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -38,7 +52,14 @@ pub fn bind_endpoint(path: &Path) -> io::Result<(Endpoint, EndpointGuard)> {
     crate::fsutil::create_parent(path)?;
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok((Endpoint(listener), EndpointGuard(path.to_path_buf())))
+    let identity = std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()));
+    let guard = EndpointGuard {
+        path: path.to_path_buf(),
+        identity,
+    };
+    Ok((Endpoint(listener), guard))
 }
 
 /// One client's connection.

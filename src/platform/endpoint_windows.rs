@@ -58,6 +58,13 @@ unsafe impl Sync for Endpoint {}
 /// Nothing to remove: the pipe goes with protector's process.
 pub struct EndpointGuard;
 
+impl EndpointGuard {
+    /// A pipe cannot be removed or replaced by another process while protector holds it.
+    pub fn in_place(&self) -> bool {
+        true
+    }
+}
+
 /// Listens at `path` (`\\.\pipe\NAME`). The first instance is created with
 /// FILE_FLAG_FIRST_PIPE_INSTANCE: if another process took the name first, this fails rather
 /// than share it.
