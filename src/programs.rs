@@ -27,6 +27,47 @@ pub fn of(t: &Target) -> Vec<(&'static str, String)> {
     .collect()
 }
 
+/// Where commands are looked for when PATH has no absolute directory at all (Unix).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Makes protector's PATH, which its commands inherit and look programs up in, hold absolute
+/// directories only: an empty or relative element (`.`, `bin`, `::`) would find a program in
+/// whatever directory protector or a command runs in, where another user may have put one.
+/// Without any absolute directory, PATH becomes [`DEFAULT_PATH`] (Unix). Returns the elements
+/// dropped. Call before any other thread runs (it changes the environment).
+pub fn make_path_safe() -> Vec<String> {
+    let Some(given) = std::env::var_os("PATH") else {
+        if cfg!(unix) {
+            // SAFETY: called at start-up, before protector starts any other thread.
+            unsafe { std::env::set_var("PATH", DEFAULT_PATH) };
+        }
+        return Vec::new();
+    };
+    let (kept, dropped): (Vec<std::path::PathBuf>, Vec<std::path::PathBuf>) =
+        std::env::split_paths(&given).partition(|p| p.is_absolute());
+    if dropped.is_empty() && !kept.is_empty() {
+        return Vec::new();
+    }
+    let safe = if kept.is_empty() && cfg!(unix) {
+        std::ffi::OsString::from(DEFAULT_PATH)
+    } else {
+        std::env::join_paths(&kept).unwrap_or_default()
+    };
+    // SAFETY: called at start-up, before protector starts any other thread.
+    unsafe { std::env::set_var("PATH", safe) };
+    dropped
+        .iter()
+        .map(|p| {
+            let shown = p.display().to_string();
+            if shown.is_empty() {
+                "(empty)".into()
+            } else {
+                shown
+            }
+        })
+        .collect()
+}
+
 /// Why `program` (a command's first word) could not be run here: not found on PATH, or not
 /// an executable file.
 pub fn not_runnable(program: &str) -> Option<String> {

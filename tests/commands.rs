@@ -251,3 +251,52 @@ fn a_program_that_is_not_there_is_an_error_at_start_and_when_a_reload_brings_it(
     p.wait_events("reload_done", None, 1);
     assert_eq!(p.events("program_missing", Some("a")).len(), 1);
 }
+
+/// A program another user put where protector runs is never what a command runs: PATH keeps
+/// its absolute directories only (`.` and other relative ones are dropped, and said so), and a
+/// program named by a relative path is looked for beside the config file, not in protector's
+/// working directory.
+#[test]
+fn a_program_planted_in_the_working_directory_is_not_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    let plant = |name: &str, text: &str| {
+        let p = sb.write(name, &format!("#!/bin/sh\n{text}\n"));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    // In protector's working directory (the sandbox): a planted `sh` and `restart.sh`.
+    plant("sh", "echo planted-sh >> \"$(dirname \"$0\")/planted\"");
+    plant(
+        "restart.sh",
+        "echo planted-restart >> \"$(dirname \"$0\")/planted\"",
+    );
+    // Beside the config file: the real script.
+    std::fs::create_dir(sb.path("conf")).unwrap();
+    plant(
+        "conf/restart.sh",
+        "echo config-dir >> \"$(dirname \"$0\")/ran\"",
+    );
+    sb.write(
+        "conf/protector.yaml",
+        "targets:\n  - name: a\n    heartbeat: a.beat\n    timeout: 300ms\n    restart_grace: 1h\n    \
+         start: [sh, -c, 'echo real-sh >> ran']\n  - name: b\n    heartbeat: b.beat\n    \
+         timeout: 300ms\n    restart_grace: 1h\n    start: [./restart.sh]\n",
+    );
+    let p = sb.spawn_env(
+        &["--config", "conf/protector.yaml"],
+        &[("PATH", ".:bin::/usr/bin:/bin")],
+    );
+    let said = p.wait_events("path_made_safe", None, 1);
+    assert_eq!(said[0]["level"], "WARN");
+    assert_eq!(said[0]["path"], "/usr/bin:/bin");
+    p.wait_events("restart_done", Some("a"), 1);
+    p.wait_events("restart_done", Some("b"), 1);
+    // `sh` ran in protector's working directory (the sandbox): `ran` is written there.
+    assert_eq!(sb.lines("ran"), ["real-sh"]);
+    assert_eq!(sb.lines("conf/ran"), ["config-dir"]);
+    assert!(
+        sb.lines("planted").is_empty(),
+        "a planted program ran: {:?}",
+        sb.lines("planted")
+    );
+}

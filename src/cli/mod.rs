@@ -417,6 +417,15 @@ fn run_watchdog(
         eprintln!("protector: {e:#}");
         return ExitCode::from(1);
     }
+    let dropped = crate::programs::make_path_safe();
+    if !dropped.is_empty() {
+        tracing::warn!(
+            event = "path_made_safe",
+            dropped = %dropped.join(", "),
+            path = %std::env::var("PATH").unwrap_or_default(),
+            "PATH held directories that are not absolute; commands are looked for in its absolute ones only"
+        );
+    }
     crate::platform::use_this_program_to_drain();
     if let Some((before, after)) = crate::platform::prepare_for_commands() {
         tracing::debug!(

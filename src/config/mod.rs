@@ -64,6 +64,19 @@ pub fn load_text(path: &Path, os: Os) -> Result<(Config, String), ConfigError> {
                 *p = dir.join(&*p);
             }
         }
+        // So are programs named by a relative path (`./restart.sh`), never looked for in
+        // protector's working directory (where another user may have put one).
+        for t in &mut config.targets {
+            for line in t.command_lines_mut() {
+                if let CommandLine::Exec(argv) = line
+                    && let Some(program) = argv.first_mut()
+                    && Path::new(program.as_str()).components().count() > 1
+                    && Path::new(program.as_str()).is_relative()
+                {
+                    *program = dir.join(&*program).display().to_string();
+                }
+            }
+        }
     }
     if on_host && crate::perms::enforced() {
         let files = &config.files;

@@ -187,6 +187,19 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 pub const SKIP_DELAY_MAX: Duration = Duration::from_secs(60);
 
 impl Target {
+    /// Every command of the target (stop, start, notify, skip_if, the dependency's).
+    pub fn command_lines_mut(&mut self) -> impl Iterator<Item = &mut CommandLine> {
+        [
+            self.stop.as_mut(),
+            Some(&mut self.start),
+            self.notify.as_mut(),
+            self.skip_if.as_mut(),
+            self.depends_on.as_mut().and_then(|d| d.command.as_mut()),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
     /// A target with every setting at its default: the one place defaults are decided
     /// (the config file and the positional form both start from here).
     pub fn new(name: &str, heartbeat: PathBuf, timeout: Duration, start: CommandLine) -> Target {
