@@ -493,7 +493,7 @@ fn yaml_1_1_habits_get_a_hint() {
     // A comment after a whole command is one, as in a shell.
     sb.write(
         "a.yaml",
-        "targets:\n  - name: a # the agent\n    heartbeat: a.beat\n    timeout: 5m\n    start: echo \"a\"  # starts it\n",
+        "targets:\n  - name: a # the agent\n    heartbeat: a.beat\n    timeout: 5m\n    start: echo \"a\"  # starts it\n    allow_missing_programs: true # echo is cmd's own on Windows\n",
     );
     protector_cmd(sb.dir.path())
         .args(["check", "a.yaml"])
