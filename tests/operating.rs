@@ -152,21 +152,25 @@ fn a_second_signal_exits_at_once() {
     );
 }
 
-#[test]
-fn a_second_instance_is_refused_with_the_pid_and_a_crashed_ones_lock_does_not_block() {
-    let sb = Sandbox::new();
-    let cfg = format!("targets:\n{}", target("svc", "    timeout: 1h\n"));
-    let mut first = sb.run_config(&cfg);
-    first.wait_events("started", None, 1);
+/// A second protector on the sandbox's config exits 1 naming the first's pid.
+fn a_second_is_refused(sb: &Sandbox, first: u32) {
     protector_cmd(sb.dir.path())
         .args(["--config", "protector.yaml"])
         .timeout(Duration::from_secs(20))
         .assert()
         .code(1)
         .stderr(predicate::str::contains(format!(
-            "another protector (pid {}) is already running",
-            first.pid()
+            "another protector (pid {first}) is already running"
         )));
+}
+
+#[test]
+fn a_second_instance_is_refused_with_the_pid_and_a_crashed_ones_lock_does_not_block() {
+    let sb = Sandbox::new();
+    let cfg = format!("targets:\n{}", target("svc", "    timeout: 1h\n"));
+    let mut first = sb.run_config(&cfg);
+    first.wait_events("started", None, 1);
+    a_second_is_refused(&sb, first.pid());
 
     first.signal("KILL");
     first.wait_exit(PATIENCE);
@@ -193,15 +197,7 @@ fn a_removed_lock_file_and_control_socket_are_made_again() {
     first.wait_events("lock_file_restored", None, 1);
     first.wait_events("control_socket_restored", None, 1);
     assert!(lock.exists() && socket.exists());
-    protector_cmd(sb.dir.path())
-        .args(["--config", "protector.yaml"])
-        .timeout(Duration::from_secs(20))
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(format!(
-            "another protector (pid {}) is already running",
-            first.pid()
-        )));
+    a_second_is_refused(&sb, first.pid());
     let (code, out, err) = ctl(&sb, &cfg, &["pause", "svc", "--for", "1m"]);
     assert_eq!(code, 0, "{out}{err}");
     let (code, out, _) = ctl(&sb, &cfg, &["status"]);

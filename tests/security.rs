@@ -31,6 +31,15 @@ fn arena() -> Option<Sandbox> {
     Some(sb)
 }
 
+/// Today's date in UTC (`YYYY-MM-DD`), as a log file's name ends.
+fn today_utc() -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "+%F"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
@@ -183,11 +192,7 @@ fn a_hard_link_to_a_root_file_is_never_used_as_lock_or_log() {
     let victim = sb.write("victim", "root's secret\n");
     chmod(&victim, 0o640);
     sb.write("protector.yaml", &one_target("lock_file: shared/x.lock\n"));
-    let today = std::process::Command::new("date")
-        .args(["-u", "+%F"])
-        .output()
-        .unwrap();
-    let today = String::from_utf8_lossy(&today.stdout).trim().to_string();
+    let today = today_utc();
     let log = format!("shared/protector.log.{today}");
     with_protections_off_then_on(&["protected_hardlinks"], |protected| {
         for (planted, args) in [
@@ -448,11 +453,7 @@ fn a_log_file_another_user_planted_is_refused_not_waited_on_nor_written() {
     shared_dir(&sb, "logs");
     sb.touch("svc.beat");
     sb.write("protector.yaml", &one_target(""));
-    let today = std::process::Command::new("date")
-        .args(["-u", "+%F"])
-        .output()
-        .unwrap();
-    let today = String::from_utf8_lossy(&today.stdout).trim().to_string();
+    let today = today_utc();
     let log = format!("logs/protector.log.{today}");
     let args = [
         "--log-file",

@@ -9,6 +9,12 @@ use std::time::Duration;
 use common::*;
 use predicates::prelude::*;
 
+/// Makes a FIFO at `path`.
+fn mkfifo(path: &std::path::Path) {
+    let made = std::process::Command::new("mkfifo").arg(path).status();
+    assert!(made.unwrap().success(), "mkfifo {}", path.display());
+}
+
 fn read_json(sb: &Sandbox, name: &str) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(sb.path(name)).unwrap()).unwrap()
 }
@@ -276,13 +282,7 @@ fn status_neither_hangs_nor_panics_on_a_hostile_state_file() {
     // A lock "file" that is a FIFO no one writes (a blocking open would wait for ever), and
     // a name longer than any format width.
     let fifo = sb.path("lock.fifo");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     state["lock_file"] = fifo.to_str().unwrap().into();
     let long = "n".repeat(65_536);
     state["targets"][0]["name"] = long.as_str().into();
@@ -416,13 +416,7 @@ fn metrics_file_is_prometheus_text_matching_what_happened() {
 fn a_state_file_that_is_a_fifo_or_a_device_is_never_read_renamed_or_written() {
     let sb = Sandbox::new();
     let fifo = sb.path("state.json");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     std::os::unix::fs::symlink("/dev/zero", sb.path("zero.json")).unwrap();
     for (state, what) in [("state.json", "a FIFO"), ("zero.json", "/dev/zero")] {
         let mut p = sb.run_config(&format!(
