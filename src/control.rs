@@ -230,6 +230,26 @@ pub fn ask(socket: &Path, req: &Request) -> Result<Response, String> {
     }
 }
 
+/// [`ask`], giving up after `within`: a protector that took the request but does not answer
+/// (stopped, stuck) must not hold an operator's command, or a script, for ever.
+pub fn ask_within(socket: &Path, req: &Request, within: Duration) -> Result<Response, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (socket, req) = (socket.to_path_buf(), req.clone());
+    std::thread::Builder::new()
+        .name("ask".into())
+        .spawn(move || {
+            let _ = tx.send(ask(&socket, &req));
+        })
+        .map_err(|e| format!("cannot ask protector: {e}"))?;
+    rx.recv_timeout(within).unwrap_or_else(|_| {
+        Err(format!(
+            "protector did not answer within {}: it may be stopped or stuck; see its log and \
+             `protector status`",
+            crate::config::duration::format(within)
+        ))
+    })
+}
+
 fn ask_once(socket: &Path, req: &Request) -> Result<Response, String> {
     use std::io::{BufRead, BufReader, Read, Write};
     let mut conn = crate::platform::connect_endpoint(socket).map_err(|e| match e.kind() {

@@ -324,6 +324,31 @@ fn no_protector_running_is_said_plainly() {
     );
 }
 
+/// A protector that takes a request but never answers (stopped here with SIGSTOP; stuck, in
+/// life) does not hold the operator's command: it gives up after its bound (20 s for a pause)
+/// and says what may be wrong.
+#[test]
+fn a_protector_that_does_not_answer_is_given_up_on_with_a_clear_message() {
+    let sb = Sandbox::new();
+    let (p, cfg) = start_with_state(
+        &sb,
+        &format!("targets:\n{}", target("a", "    timeout: 1h\n")),
+    );
+    p.signal("STOP");
+    let asked = std::time::Instant::now();
+    let (code, _, err) = ctl(&sb, &cfg, &["pause", "a"]);
+    let took = asked.elapsed();
+    p.signal("CONT");
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.starts_with(
+            "protector: protector did not answer within 20s: it may be stopped or stuck"
+        ),
+        "{err}"
+    );
+    assert!(took < std::time::Duration::from_secs(50), "{took:?}");
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }

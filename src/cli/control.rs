@@ -118,7 +118,7 @@ fn send(to: &To, req: &Request) -> ExitCode {
         .iter()
         .find(|s| std::fs::symlink_metadata(s).is_ok())
         .unwrap_or(&sockets[0]);
-    let response = match control::ask(socket, req) {
+    let response = match control::ask_within(socket, req, answer_within(&config, req)) {
         Ok(r) => r,
         Err(e) => {
             crate::text::print_stderr(&format!("protector: {} ({})\n", e, describe(&config)));
@@ -147,6 +147,23 @@ fn send(to: &To, req: &Request) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// How long an answer may take: a restart is answered when it ends (its stop and start, each
+/// bounded by the target's `command_timeout`, and a wait for a place among
+/// `max_parallel_commands`); a reload when the config is loaded; the rest at once.
+fn answer_within(config: &Path, req: &Request) -> std::time::Duration {
+    use std::time::Duration;
+    match req.command {
+        Verb::Restart => crate::config::load(config, crate::config::Os::host())
+            .ok()
+            .and_then(|c| c.targets.iter().map(|t| t.command_timeout).max())
+            .map_or(Duration::from_secs(3600), |longest| {
+                longest.saturating_mul(2) + Duration::from_secs(120)
+            }),
+        Verb::Reload => Duration::from_secs(120),
+        _ => Duration::from_secs(20),
     }
 }
 
