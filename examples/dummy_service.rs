@@ -2,7 +2,8 @@
 //!
 //!     dummy_service sleep SECS              a command that hangs for SECS seconds
 //!     dummy_service tree PIDFILE SECS       starts a child that sleeps SECS, writes the
-//!                                           child's pid to PIDFILE, then sleeps SECS itself
+//!                                           child's pid to PIDFILE (and its own to
+//!                                           PIDFILE.parent), then sleeps SECS itself
 //!                                           (a hung command with a grandchild)
 //!     dummy_service service NAME EVENTS     Windows only: runs as the Windows service NAME
 //!                                           (register it with `sc create`), appending
@@ -20,6 +21,7 @@ fn main() {
                 .args(["sleep", secs])
                 .spawn()
                 .expect("cannot start the child");
+            std::fs::write(format!("{pidfile}.parent"), std::process::id().to_string()).unwrap();
             std::fs::write(pidfile, child.id().to_string()).unwrap();
             std::thread::sleep(secs_arg(secs));
             let _ = child.wait();

@@ -43,6 +43,19 @@ fn process_alive(pid: u32) -> bool {
     }
 }
 
+/// Ends process `pid` at once (as `taskkill /F` would, without depending on it).
+fn terminate(pid: u32) {
+    use windows_sys::Win32::Foundation::CloseHandle;
+    use windows_sys::Win32::System::Threading::{OpenProcess, PROCESS_TERMINATE, TerminateProcess};
+    unsafe {
+        let h = OpenProcess(PROCESS_TERMINATE, 0, pid);
+        if !h.is_null() {
+            TerminateProcess(h, 1);
+            CloseHandle(h);
+        }
+    }
+}
+
 /// `echo x>> f && ...` writes "x " in cmd: the space before `&&` is echoed.
 fn trimmed(lines: Vec<String>) -> Vec<String> {
     lines
@@ -201,9 +214,12 @@ fn a_command_running_when_protector_dies_dies_with_it_and_one_that_ended_leaves_
     assert!(!sb.path("started.txt").exists());
     // What a finished start command left running on purpose stays.
     assert!(process_alive(daemon), "the daemon died with protector");
-    let _ = Command::new("taskkill")
-        .args(["/F", "/PID", &daemon.to_string()])
-        .status();
+    // Ended now, with its parent: they hold the test's output, which the suite's log waits on.
+    let parent = read_pid(&sb, "daemon.pid.parent");
+    for pid in [daemon, parent] {
+        terminate(pid);
+        wait_until(PATIENCE, "the daemon to end", || !process_alive(pid));
+    }
 }
 
 fn manager() -> ServiceManager {
