@@ -69,7 +69,7 @@ pub fn resolve_the_rest(
     let mut pruned = document.clone();
     for problem in invalid {
         // An unknown key changes nothing: it goes, wherever it is.
-        if problem.message.starts_with("unknown key") {
+        if problem.kind == super::problem::Kind::UnknownKey {
             remove(&mut pruned, &problem.pointer);
             continue;
         }

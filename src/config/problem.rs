@@ -10,6 +10,16 @@ use super::position;
 pub struct Problem {
     pub pointer: String,
     pub message: String,
+    pub kind: Kind,
+}
+
+/// What kind of problem, where later stages act on it (not on its words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kind {
+    /// A key no setting has: it can be left out to find the other problems.
+    UnknownKey,
+    #[default]
+    Other,
 }
 
 impl Problem {
@@ -17,6 +27,15 @@ impl Problem {
         Problem {
             pointer: pointer.into(),
             message: message.into(),
+            kind: Kind::Other,
+        }
+    }
+
+    /// A problem of kind `kind`.
+    pub fn of_kind(kind: Kind, pointer: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            kind,
+            ..Problem::new(pointer, message)
         }
     }
 }

@@ -113,7 +113,8 @@ pub fn validate(document: &Value) -> Vec<Problem> {
                         .and_then(|v| crate::text::nearest(key, v.keys().map(String::as_str)))
                         .map(|k| format!(" (did you mean `{k}`?)"))
                         .unwrap_or_default();
-                    problems.push(Problem::new(
+                    problems.push(Problem::of_kind(
+                        super::problem::Kind::UnknownKey,
                         format!("{at}/{}", escape(key)),
                         format!("unknown key `{key}`{hint}"),
                     ));
