@@ -14,7 +14,8 @@ source .ci/wine/setup.sh
 wine_prefix "$PWD/target/wine-prefix"
 T=$(mktemp -d)
 pid=
-trap '[ -z "$pid" ] || kill "$pid" 2>/dev/null; wineserver -k >/dev/null 2>&1; rm -rf "$T"' EXIT
+# (Each step may fail without failing the script: the protector is usually gone already.)
+trap '[ -z "$pid" ] || kill "$pid" 2>/dev/null || true; wineserver -k >/dev/null 2>&1 || true; rm -rf "$T"' EXIT
 say() { printf '[eventlog %s] %s\n' "$(date +%T)" "$*"; }
 fail() {
     say "FAIL: $*"
