@@ -596,3 +596,70 @@ fn check_refuses_durations_beyond_100_years_with_their_place() {
         "{err}"
     );
 }
+
+/// `check --format json`: every problem as a record a CI job can turn into an annotation,
+/// placed in its own file (an included one too), with the exit status of the text form.
+#[test]
+fn check_as_json_gives_every_problem_as_a_record() {
+    let sb = Sandbox::new();
+    std::fs::create_dir(sb.path("conf.d")).unwrap();
+    sb.write(
+        "p.yaml",
+        "include: conf.d/*.yaml\ntargets:\n  - name: a\n    heartbeat: a.beat\n    timout: 5m\n    start: x\n",
+    );
+    sb.write(
+        "conf.d/b.yaml",
+        "targets:\n  - name: b\n    heartbeat: b.beat\n    timeout: soon\n    start: x\n",
+    );
+    let json = |file: &str| {
+        let out = protector_cmd(sb.dir.path())
+            .args(["check", "--format", "json", file])
+            .output()
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), doc)
+    };
+    let (code, doc) = json("p.yaml");
+    assert_eq!(code, Some(1), "{doc}");
+    assert_eq!(doc["valid"], false);
+    let problems = doc["problems"].as_array().unwrap();
+    let unknown = problems
+        .iter()
+        .find(|p| p["kind"] == "unknown_key")
+        .unwrap();
+    assert_eq!(unknown["file"], "p.yaml");
+    assert_eq!(
+        (unknown["line"].as_u64(), unknown["column"].as_u64()),
+        (Some(5), Some(5))
+    );
+    assert_eq!(unknown["key"], "targets[0].timout");
+    assert!(
+        unknown["message"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean `timeout`?")
+    );
+    let timeout = problems
+        .iter()
+        .find(|p| p["key"] == "targets[0].timeout")
+        .unwrap();
+    assert_eq!(timeout["file"], "conf.d/b.yaml");
+    assert_eq!(timeout["line"], 4);
+    assert_eq!(timeout["kind"], "invalid");
+
+    sb.write("q.yaml", "targets: [\n");
+    let (code, doc) = json("q.yaml");
+    assert_eq!(code, Some(1));
+    assert_eq!(doc["problems"][0]["kind"], "syntax");
+
+    // Valid, with a program this machine lacks: 3, as the text form.
+    sb.write(
+        "r.yaml",
+        "targets:\n  - name: r\n    heartbeat: r.beat\n    timeout: 5m\n    start: [no-such-program-here]\n",
+    );
+    let (code, doc) = json("r.yaml");
+    assert_eq!(code, Some(3), "{doc}");
+    assert_eq!(doc["valid"], true);
+    assert_eq!(doc["targets"], 1);
+    assert_eq!(doc["problems"][0]["kind"], "program_missing");
+}

@@ -77,7 +77,20 @@ fn on_this_machine(config: &Config) -> (Vec<String>, Vec<String>) {
 
 /// `quiet` (`check -q`, as the packages' scripts run it): only problems, warnings and the one
 /// summary line.
-pub fn run(path: &Path, os: Os, quiet: bool, explain: bool) -> ExitCode {
+/// How `check` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// For people: the effective targets, problems a line each.
+    #[default]
+    Text,
+    /// One JSON document: every problem as a record (file, line, column, key, kind, message).
+    Json,
+}
+
+pub fn run(path: &Path, os: Os, quiet: bool, explain: bool, format: Format) -> ExitCode {
+    if format == Format::Json {
+        return run_json(path, os);
+    }
     match config::load(path, os) {
         Ok(config) => {
             let file = path.display().to_string();
@@ -121,6 +134,68 @@ pub fn run(path: &Path, os: Os, quiet: bool, explain: bool) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `check --format json`: one document on stdout, for CI annotations and editors; the exit
+/// status is the text form's (0 valid, 1 refused, 3 programs missing here).
+///
+/// `{"file", "os", "valid", "targets", "problems": [{"file", "line", "column", "key", "kind",
+/// "message"}], "warnings": [{"message"}]}`; `line`, `column` and `key` are null where there
+/// is none; `kind` is `unreadable`, `syntax`, `refused`, `unknown_key`, `invalid`, or
+/// `program_missing` (a valid file whose program cannot run here).
+fn run_json(path: &Path, os: Os) -> ExitCode {
+    use serde_json::{Value, json};
+    let file = path.display().to_string();
+    let (valid, targets, mut problems, mut warnings) = match config::load(path, os) {
+        Ok(config) => {
+            let (missing, warned) = if config.os == Os::host() {
+                on_this_machine(&config)
+            } else {
+                Default::default()
+            };
+            let problems: Vec<Value> = missing
+                .into_iter()
+                .map(|m| json!({"file": file, "line": null, "column": null, "key": null, "kind": "program_missing", "message": m}))
+                .collect();
+            let warnings: Vec<Value> = warned.into_iter().map(|w| json!({"message": w})).collect();
+            (true, config.targets.len(), problems, warnings)
+        }
+        Err(e) => {
+            let problems = e
+                .problems
+                .iter()
+                .map(|found| {
+                    let pointer = &found.problem.pointer;
+                    json!({
+                        "file": found.file,
+                        "line": found.at.map(|a| a.line),
+                        "column": found.at.map(|a| a.column),
+                        "key": (!pointer.is_empty()).then(|| config::key_path(pointer)),
+                        "kind": found.problem.kind.name(),
+                        "message": found.problem.message,
+                    })
+                })
+                .collect();
+            (false, 0, problems, Vec::new())
+        }
+    };
+    let code = match (valid, problems.is_empty()) {
+        (false, _) => 1,
+        (true, true) => 0,
+        (true, false) => 3,
+    };
+    let doc = json!({
+        "file": file,
+        "os": os.key(),
+        "valid": valid,
+        "targets": targets,
+        "problems": std::mem::take(&mut problems),
+        "warnings": std::mem::take(&mut warnings),
+    });
+    let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    text.push('\n');
+    crate::text::print_stdout(&text);
+    ExitCode::from(code)
 }
 
 /// What protector does with a refused file: a running protector keeps what it runs on (a

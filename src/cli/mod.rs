@@ -196,6 +196,10 @@ enum Command {
         /// only expanded for the OS protector runs on.
         #[arg(long, value_enum)]
         os: Option<Os>,
+        /// `json`: one JSON document with every problem as a record (file, line, column, key,
+        /// kind, message), for CI annotations; the exit status is the same.
+        #[arg(long, value_enum, default_value_t)]
+        format: check::Format,
     },
     /// Show each target's state from protector's state file; exit 1 unless protector runs and
     /// every enabled target is watching normally.
@@ -286,10 +290,11 @@ pub fn main() -> ExitCode {
             file,
             os,
             explain,
+            format,
         }) => {
             let quiet = cli.global.quiet > 0;
             let path = or_default(config.or(file));
-            check::run(&path, os.unwrap_or(Os::host()), quiet, explain)
+            check::run(&path, os.unwrap_or(Os::host()), quiet, explain, format)
         }
         #[cfg(windows)]
         Some(Command::Service { action }) => crate::service::main(

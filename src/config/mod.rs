@@ -24,7 +24,7 @@ use std::path::Path;
 use include::Part;
 pub use model::{Backoff, CommandLine, Config, Depends, Endpoint, Files, Os, Target};
 use position::PositionMap;
-pub use problem::{ConfigError, Found, Problem, key_path};
+pub use problem::{ConfigError, Found, Kind, Problem, key_path};
 use read::{gather, parse_yaml};
 
 /// Reads and resolves the config file at `path` for `os`. Variables are expanded from this
@@ -89,7 +89,11 @@ pub fn load_text(path: &Path, os: Os) -> Result<(Config, String), ConfigError> {
         .filter_map(|(key, p)| {
             let dir = p.as_deref()?.parent()?;
             let reason = crate::perms::exposure(dir)?;
-            let problem = Problem::new(format!("/{key}"), crate::perms::refusal(&reason));
+            let problem = Problem::of_kind(
+                problem::Kind::Refused,
+                format!("/{key}"),
+                crate::perms::refusal(&reason),
+            );
             Some((0, problem, None))
         })
         .collect();

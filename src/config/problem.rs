@@ -13,13 +13,34 @@ pub struct Problem {
     pub kind: Kind,
 }
 
-/// What kind of problem, where later stages act on it (not on its words).
+/// What kind of problem: what later stages act on (not the words of its message), and what
+/// `check --format json` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Kind {
+    /// The file cannot be read (missing, not a regular file, too large, not UTF-8).
+    Unreadable,
+    /// Not YAML.
+    Syntax,
+    /// Another user could change it (StrictModes).
+    Refused,
     /// A key no setting has: it can be left out to find the other problems.
     UnknownKey,
+    /// Anything else wrong with a value or a target.
     #[default]
-    Other,
+    Invalid,
+}
+
+impl Kind {
+    /// As `check --format json` names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Unreadable => "unreadable",
+            Kind::Syntax => "syntax",
+            Kind::Refused => "refused",
+            Kind::UnknownKey => "unknown_key",
+            Kind::Invalid => "invalid",
+        }
+    }
 }
 
 impl Problem {
@@ -27,7 +48,7 @@ impl Problem {
         Problem {
             pointer: pointer.into(),
             message: message.into(),
-            kind: Kind::Other,
+            kind: Kind::Invalid,
         }
     }
 

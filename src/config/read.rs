@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::include::{self, Part};
 use super::position::{self, PositionMap};
+use super::problem::Kind;
 use super::{ConfigError, Found, Problem};
 
 /// Most bytes a config's files may hold together; far above any real config (10,000 targets
@@ -18,7 +19,7 @@ fn read_text(path: &Path, file: &str, limit: u64) -> Result<String, Found> {
     use std::io::Read;
     let located = |message: String, at: Option<position::Position>| Found {
         file: file.to_string(),
-        problem: Problem::new("", message),
+        problem: Problem::of_kind(Kind::Unreadable, "", message),
         at,
     };
     let unreadable = |e: std::io::Error| located(format!("cannot read config file: {e}"), None);
@@ -94,7 +95,7 @@ pub fn parse_yaml(text: &str, file: &str) -> Result<serde_json::Value, Found> {
         };
         Found {
             file: file.to_string(),
-            problem: Problem::new("", message),
+            problem: Problem::of_kind(Kind::Syntax, "", message),
             at,
         }
     })
@@ -114,7 +115,7 @@ fn read_part(path: &Path, budget: &mut u64) -> Result<Part, Found> {
     if let Some(refusal) = strict_refusal(path) {
         return Err(Found {
             file,
-            problem: Problem::new("", refusal),
+            problem: Problem::of_kind(Kind::Refused, "", refusal),
             at: None,
         });
     }
