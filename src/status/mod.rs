@@ -107,7 +107,7 @@ fn report(
 /// bytes to what an operator reads, for fuzzing.
 pub fn render_text(text: &str, running: bool, now: f64, json: bool) -> Result<String, String> {
     let file = state::parse(text).map_err(|e| e.to_string())?;
-    let looks = vec![now::NOT_LOOKED; file.targets.len()];
+    let looks: Vec<Look> = file.targets.iter().map(now::not_looked).collect();
     Ok(report(&file, &looks, running, running, now, json))
 }
 
@@ -304,5 +304,30 @@ pub fn human(secs: f64) -> String {
         60..3600 => format!("{}m{:02}s", s / 60, s % 60),
         3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
         _ => format!("{}d{}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A target not looked at in time shows no service unless it names a pid file: the
+    /// SERVICE PID column is the pid files', not the looks'.
+    #[test]
+    fn only_targets_with_a_pid_file_have_a_service_cell() {
+        let state = include_str!("../../tests/fuzz/corpus/state/restarted-and-paused.json");
+        let table = super::render_text(state, false, 1.8e9, false).unwrap();
+        let cells = |name: &str| -> Vec<String> {
+            let row = table
+                .lines()
+                .find(|l| l.starts_with(&format!("{name} ")))
+                .unwrap();
+            row.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        assert!(table.contains("SERVICE PID"), "{table}");
+        assert_eq!(cells("svc")[2], "unknown", "{table}");
+        assert_eq!(cells("other")[2], "-", "{table}");
     }
 }

@@ -46,10 +46,17 @@ pub struct Look {
     pub service: Service,
 }
 
-pub const NOT_LOOKED: Look = Look {
-    beat: Beat::Unknown,
-    service: Service::Unknown,
-};
+/// Target `t` when it could not be looked at (in time): nothing known of its files, and no
+/// service where it names no pid file.
+pub fn not_looked(t: &TargetRecord) -> Look {
+    Look {
+        beat: Beat::Unknown,
+        service: match t.pid_file {
+            Some(_) => Service::Unknown,
+            None => Service::NotNamed,
+        },
+    }
+}
 
 /// Every target of `targets`, looked at now (what was not looked at in time is unknown).
 pub fn look(targets: &[TargetRecord], now: f64) -> Vec<Look> {
@@ -84,7 +91,8 @@ pub fn look(targets: &[TargetRecord], now: f64) -> Vec<Look> {
             }
         }
     }
-    looks.resize(targets.len(), NOT_LOOKED);
+    let looked = looks.len();
+    looks.extend(targets[looked..].iter().map(not_looked));
     looks
 }
 
