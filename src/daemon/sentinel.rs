@@ -32,10 +32,13 @@ pub(crate) struct Sentinel {
     thread: Option<JoinHandle<()>>,
 }
 
-/// What the sentinel holds: every lock and socket it made (an old one is kept until the end).
+/// What the sentinel holds: the newest lock and socket. One replaced is let go: its file is
+/// no longer at the path (the lock it held keeps no one out; the socket is not removed, as
+/// it is not the one there), so a cleaner that removes them every hour costs nothing over
+/// years. (The old socket's accept thread stays, waiting on a socket no one can reach.)
 struct Held {
-    locks: Vec<InstanceLock>,
-    sockets: Vec<Listener>,
+    lock: InstanceLock,
+    socket: Option<Listener>,
     socket_path: Option<PathBuf>,
     taken_said: bool,
 }
@@ -49,13 +52,13 @@ impl Sentinel {
         tx: mpsc::Sender<Msg>,
     ) -> Sentinel {
         let (stop, stopped) = mpsc::channel::<()>();
-        let (socket_path, sockets) = match socket {
-            Some((path, listener)) => (Some(path), vec![listener]),
-            None => (None, Vec::new()),
+        let (socket_path, socket) = match socket {
+            Some((path, listener)) => (Some(path), Some(listener)),
+            None => (None, None),
         };
         let held = Arc::new(Mutex::new(Held {
-            locks: vec![lock],
-            sockets,
+            lock,
+            socket,
             socket_path,
             taken_said: false,
         }));
@@ -85,13 +88,12 @@ impl Sentinel {
 
 impl Held {
     fn look(&mut self, tx: &mpsc::Sender<Msg>) {
-        let newest = self.locks.last().expect("the first lock is kept");
-        if !newest.in_place() {
-            let path = newest.path.clone();
+        if !self.lock.in_place() {
+            let path = self.lock.path.clone();
             match lock::acquire(&path) {
                 Ok(again) => {
                     warn!(event = "lock_file_restored", lock_file = %path.display(), "the lock file was removed or replaced; made it again");
-                    self.locks.push(again);
+                    self.lock = again;
                     self.taken_said = false;
                 }
                 Err(e) if !self.taken_said => {
@@ -101,7 +103,7 @@ impl Held {
                 Err(_) => {}
             }
         }
-        let (Some(path), Some(listener)) = (&self.socket_path, self.sockets.last()) else {
+        let (Some(path), Some(listener)) = (&self.socket_path, &self.socket) else {
             return;
         };
         if listener.in_place() {
@@ -110,7 +112,7 @@ impl Held {
         match control::listen(path, tx.clone()) {
             Ok(again) => {
                 warn!(event = "control_socket_restored", socket = %path.display(), "the control socket was removed or replaced; listening again");
-                self.sockets.push(again);
+                self.socket = Some(again);
             }
             Err(e) => {
                 error!(event = "control_unavailable", socket = %path.display(), reason = %e, "the control socket was removed and cannot be made again; operators' requests cannot reach protector");
@@ -127,10 +129,10 @@ impl Drop for Sentinel {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        // The socket goes before the lock, so it is never a later protector's that is
-        // removed (and a socket is removed only if it is still the one made).
+        // The socket goes before the lock (which goes with `held`, after this), so it is
+        // never a later protector's that is removed (and a socket is removed only if it is
+        // still the one made).
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        drop(std::mem::take(&mut held.sockets));
-        drop(std::mem::take(&mut held.locks));
+        drop(held.socket.take());
     }
 }
