@@ -133,6 +133,6 @@ impl Drop for Sentinel {
         // never a later protector's that is removed (and a socket is removed only if it is
         // still the one made).
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        drop(held.socket.take());
+        held.socket = None;
     }
 }

@@ -4,7 +4,7 @@
 //! `endpoint_unix.rs` and `endpoint_windows.rs` for the control endpoint; `drain_unix.rs`
 //! keeps what a start command left running alive after protector exits (`windows.rs`: nothing
 //! to do); `eventlog_windows.rs` writes records to the Windows Event Log (Linux's journal
-//! needs nothing but a prefix, in `logging.rs`).
+//! needs nothing but a prefix, in `logging/mod.rs`).
 
 #[cfg(unix)]
 mod drain_unix;
