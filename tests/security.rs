@@ -385,6 +385,53 @@ fn a_config_another_user_can_change_is_refused_at_start_and_at_reload() {
 }
 
 #[test]
+fn a_config_reached_through_another_users_symlink_is_refused() {
+    let Some(sb) = arena() else { return };
+    // root's config in root's directory, reached as etc/conf/protector.yaml where etc/conf is
+    // root's link to u/link, a link nobody made: they can re-point it at a config of their
+    // own at any time. u is first nobody's directory, then a shared one (sticky, like /tmp).
+    let real = sb.path("real");
+    std::fs::create_dir(&real).unwrap();
+    sb.write("real/protector.yaml", &one_target(""));
+    sb.touch("real/svc.beat");
+    std::fs::create_dir(sb.path("etc")).unwrap();
+    std::os::unix::fs::symlink("../u/link", sb.path("etc/conf")).unwrap();
+    let evil = one_target("").replace("start: 'true'", "start: [touch, owned]");
+    let plant =
+        format!("mkdir u/evil && printf '{evil}' > u/evil/protector.yaml && ln -s ../real u/link");
+    let u = sb.path("u");
+    std::fs::create_dir(&u).unwrap();
+    std::os::unix::fs::chown(&u, Some(65534), Some(65534)).unwrap();
+    assert!(as_nobody(&sb, &plant));
+    let config = "etc/conf/protector.yaml";
+    let refused = |expected: &str| {
+        for args in [&["check", "--config", config][..], &["--config", config]] {
+            let (code, err) = run_once(&sb, args);
+            assert_eq!(code, 1, "{args:?}: {err}");
+            assert!(err.contains(expected), "{args:?}: {err}");
+        }
+    };
+    refused("/u belongs to uid 65534 (nobody)");
+    std::fs::remove_dir_all(&u).unwrap();
+    shared_dir(&sb, "u");
+    assert!(as_nobody(&sb, &plant));
+    refused("the symlink /");
+    refused("/u/link belongs to uid 65534 (nobody)");
+    // The same for a directory protector writes into.
+    sb.write(
+        "protector.yaml",
+        &one_target("state_file: etc/conf/state.json\n"),
+    );
+    let (code, err) = run_once(&sb, &["check", "--config", "protector.yaml"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("/u/link belongs to uid 65534 (nobody)"),
+        "{err}"
+    );
+    assert!(!sb.path("owned").exists());
+}
+
+#[test]
 fn an_included_file_another_user_can_change_or_made_is_refused() {
     let Some(sb) = arena() else { return };
     sb.touch("svc.beat");

@@ -13,8 +13,9 @@ use super::{ConfigError, Found, Problem};
 /// take about 1.5 MB).
 pub const MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
 
-/// The text of the config file at `path`: a regular file (opened without waiting, so a FIFO
-/// cannot hang protector) of at most `limit` bytes, in UTF-8.
+/// The text of the config file at `path`: checked by StrictModes (the file read is the file
+/// checked), a regular file (opened without waiting, so a FIFO cannot hang protector) of at
+/// most `limit` bytes, in UTF-8.
 fn read_text(path: &Path, file: &str, limit: u64) -> Result<String, Found> {
     use std::io::Read;
     let located = |message: String, at: Option<position::Position>| Found {
@@ -23,7 +24,14 @@ fn read_text(path: &Path, file: &str, limit: u64) -> Result<String, Found> {
         at,
     };
     let unreadable = |e: std::io::Error| located(format!("cannot read config file: {e}"), None);
-    let handle = crate::fsutil::open_to_read(path).map_err(unreadable)?;
+    let handle = crate::perms::open_trusted(path).map_err(|e| match e {
+        crate::perms::Untrusted::Io(e) => unreadable(e),
+        crate::perms::Untrusted::Exposed(why) => Found {
+            file: file.to_string(),
+            problem: Problem::of_kind(Kind::Refused, "", crate::perms::refusal(&why)),
+            at: None,
+        },
+    })?;
     let meta = handle.metadata().map_err(unreadable)?;
     if !meta.is_file() {
         return Err(located(
@@ -101,24 +109,9 @@ pub fn parse_yaml(text: &str, file: &str) -> Result<serde_json::Value, Found> {
     })
 }
 
-/// Why StrictModes refuses `path`, when it does.
-fn strict_refusal(path: &Path) -> Option<String> {
-    if !crate::perms::enforced() {
-        return None;
-    }
-    crate::perms::exposure(path).map(|reason| crate::perms::refusal(&reason))
-}
-
 /// Reads one file of the config (`budget`: the bytes the files may still take).
 fn read_part(path: &Path, budget: &mut u64) -> Result<Part, Found> {
     let file = path.display().to_string();
-    if let Some(refusal) = strict_refusal(path) {
-        return Err(Found {
-            file,
-            problem: Problem::of_kind(Kind::Refused, "", refusal),
-            at: None,
-        });
-    }
     let text = read_text(path, &file, *budget)?;
     *budget -= text.len() as u64;
     let document = parse_yaml(&text, &file)?;

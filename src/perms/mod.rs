@@ -43,21 +43,48 @@ pub fn euid() -> u32 {
 }
 
 /// Why another user could change `path` (a file protector trusts, or a directory it writes
-/// into), or `None` when no one but root (or protector's user) can. Both the path as given
-/// and the file a symlink on it leads to are checked, each from the root down. Parts that
-/// do not exist yet are not looked at (protector creates them itself).
+/// into), or `None` when no one but root (or protector's user) can. Every part of the path
+/// is checked from `/` down, and every symlink met on the way (nested ones too) and every
+/// part of where it leads. Parts that do not exist yet are not looked at (protector creates
+/// them itself).
 pub fn exposure(path: &Path) -> Option<String> {
     #[cfg(unix)]
     {
-        let given = std::path::absolute(path).ok()?;
-        let resolved = std::fs::canonicalize(&given).ok();
-        unix::chain(&given).or_else(|| resolved.and_then(|r| unix::chain(&r)))
+        match walk::check(path) {
+            Ok(walk::Walked::Exposed(why)) => Some(why),
+            _ => None,
+        }
     }
     #[cfg(not(unix))]
     {
         let _ = path;
         None
     }
+}
+
+/// Why a file was not opened by [`open_trusted`].
+#[derive(Debug)]
+pub enum Untrusted {
+    /// Another user could change it (what [`exposure`] says).
+    #[cfg_attr(not(unix), allow(dead_code))]
+    Exposed(String),
+    /// It could not be opened.
+    Io(std::io::Error),
+}
+
+/// Opens `path` to read (without waiting), if no one but root or protector's user could
+/// change it (as [`exposure`]); the file opened is the one checked, whatever happens to the
+/// names on its path meanwhile. Where StrictModes is not enforced: opened as it is.
+pub fn open_trusted(path: &Path) -> Result<std::fs::File, Untrusted> {
+    #[cfg(unix)]
+    if enforced() {
+        return match walk::open(path) {
+            Ok(walk::Walked::Safe(file)) => Ok(file),
+            Ok(walk::Walked::Exposed(why)) => Err(Untrusted::Exposed(why)),
+            Ok(walk::Walked::Missing(e)) | Err(e) => Err(Untrusted::Io(e)),
+        };
+    }
+    crate::fsutil::open_to_read(path).map_err(Untrusted::Io)
 }
 
 /// The refusal, from what [`exposure`] found.
@@ -85,74 +112,14 @@ pub fn heartbeat_exposure(path: &Path) -> Option<String> {
 }
 
 #[cfg(unix)]
+mod walk;
+
+#[cfg(unix)]
 mod unix {
     use std::os::unix::fs::MetadataExt;
-    use std::path::{Component, Path, PathBuf};
+    use std::path::Path;
 
     const STICKY: u32 = 0o1000;
-
-    /// The first entry on the way from `/` to `path` (absolute) that another user could
-    /// change.
-    pub fn chain(path: &Path) -> Option<String> {
-        let me = super::euid();
-        let mut at = PathBuf::new();
-        for part in path.components() {
-            match part {
-                Component::CurDir => continue,
-                Component::ParentDir => {
-                    at.pop();
-                    continue;
-                }
-                _ => at.push(part),
-            }
-            let Ok(meta) = std::fs::symlink_metadata(&at) else {
-                // Not there yet: protector makes the rest.
-                return None;
-            };
-            if let Some(r) = entry(&at, &meta, me) {
-                return Some(r);
-            }
-        }
-        None
-    }
-
-    fn sticky_root(meta: &std::fs::Metadata) -> bool {
-        meta.is_dir() && meta.mode() & STICKY != 0 && meta.uid() == 0
-    }
-
-    /// Why entry `at` is not safe: it belongs to another user, or others may write it. A
-    /// directory all may write is fine when it is root's and sticky (like /tmp): only an
-    /// entry's owner can then replace the entry, and every entry checked must be root's.
-    fn entry(at: &Path, meta: &std::fs::Metadata, me: u32) -> Option<String> {
-        let (uid, mode) = (meta.uid(), meta.mode());
-        if uid != 0 && uid != me {
-            return Some(format!(
-                "{} belongs to {} (mode {:04o})",
-                at.display(),
-                super::user_name(uid),
-                mode & 0o7777
-            ));
-        }
-        // A symlink's own mode means nothing; where it leads is checked as a chain of its own.
-        if meta.file_type().is_symlink() {
-            return None;
-        }
-        let writable_by_others = mode & 0o022 != 0;
-        if writable_by_others && !sticky_root(meta) {
-            return Some(format!(
-                "{} is writable by {} (owner {}, mode {:04o})",
-                at.display(),
-                if mode & 0o002 != 0 {
-                    "every user"
-                } else {
-                    "its group"
-                },
-                super::user_name(uid),
-                mode & 0o7777
-            ));
-        }
-        None
-    }
 
     pub fn heartbeat(path: &Path) -> Option<String> {
         let path = std::path::absolute(path).ok()?;
