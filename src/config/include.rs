@@ -25,6 +25,8 @@ pub struct Part {
     pub file: String,
     pub text: String,
     pub document: Value,
+    /// Keys written twice in it (the parser keeps the last).
+    pub twice: Vec<super::position::Duplicate>,
 }
 
 /// Where each part's targets sit in the combined list.
@@ -259,11 +261,7 @@ mod tests {
     use super::*;
 
     fn part(file: &str, yaml: &str) -> Part {
-        Part {
-            file: file.into(),
-            text: yaml.into(),
-            document: serde_yaml::from_str(yaml).unwrap(),
-        }
+        super::super::read::parse_part(file.into(), yaml.into()).unwrap()
     }
 
     #[test]

@@ -25,7 +25,7 @@ use include::Part;
 pub use model::{Backoff, CommandLine, Config, Depends, Endpoint, Files, Os, Target};
 use position::PositionMap;
 pub use problem::{ConfigError, Found, Kind, Problem, key_path};
-use read::{gather, parse_yaml};
+use read::{gather, parse_part};
 
 /// Reads and resolves the config file at `path` for `os`. Variables are expanded from this
 /// process's environment when `os` is the host OS; for another OS they are left as written.
@@ -137,15 +137,11 @@ pub fn parse_str(
     os: Os,
     env: resolve::EnvLookup<'_>,
 ) -> Result<Config, ConfigError> {
-    let document = parse_yaml(text, file).map_err(|found| ConfigError {
+    let part = parse_part(file.to_string(), text.to_string()).map_err(|found| ConfigError {
         file: file.to_string(),
         problems: vec![found],
     })?;
-    let parts = [Part {
-        file: file.to_string(),
-        text: text.to_string(),
-        document,
-    }];
+    let parts = [part];
     resolve_parts(&parts, os, env).map(|(config, _)| config)
 }
 
@@ -247,17 +243,15 @@ fn cut_commands(parts: &[Part]) -> Vec<Placed> {
 }
 
 /// Keys written twice in each part, which the parser hides (it keeps the last), placed where
-/// they are written again. Scanned only once the parser accepted the text (it bounds
-/// nesting; the scanner would recurse without end).
+/// they are written again.
 fn written_twice(parts: &[Part]) -> Vec<Placed> {
     let mut placed = Vec::new();
     for (p, part) in parts.iter().enumerate() {
-        let twice = position::duplicates(&part.text);
-        let problems = partial::written_twice(&twice);
+        let problems = partial::written_twice(&part.twice);
         placed.extend(
             problems
                 .into_iter()
-                .zip(&twice)
+                .zip(&part.twice)
                 .map(|(problem, (.., again))| (p, problem, Some(*again))),
         );
     }

@@ -29,13 +29,40 @@ pub struct PositionMap {
 /// where again.
 pub type Duplicate = (String, Position, Position);
 
-/// Every key written twice in one mapping. Read on every load, so it keeps only each open
+/// Most collections a config may nest in one another (serde_yaml's own limit).
+pub const MAX_NESTING: usize = 128;
+
+/// Every key written twice in one mapping, or where collections first nest deeper than
+/// [`MAX_NESTING`]. Read on every load, before serde_yaml (which reads a whole document
+/// before it finds it too deep: a few MB of `[` took seconds and hundreds of MB): event by
+/// event, without recursion, stopping at the first collection too deep. Keeps only each open
 /// mapping's keys (no map of every value, which [`PositionMap`] builds when there is a
-/// problem to place).
-pub fn duplicates(text: &str) -> Vec<Duplicate> {
+/// problem to place). Other mistakes in the text are serde_yaml's to say.
+pub fn duplicates(text: &str) -> Result<Vec<Duplicate>, Position> {
+    let mut parser = Parser::new_from_str(text);
     let mut scan = DupScan::default();
-    let _ = Parser::new_from_str(text).load(&mut scan, false);
-    scan.found
+    loop {
+        match parser.next_token() {
+            Ok((Event::StreamEnd, _)) => return Ok(scan.found),
+            Ok((event, mark)) => {
+                scan.on_event(event, mark);
+                if scan.stack.len() > MAX_NESTING {
+                    return Err(Position {
+                        line: mark.line(),
+                        column: mark.col() + 1,
+                    });
+                }
+            }
+            // The scanner's own bound on flow collections (`[[[`), met before their events.
+            Err(e) if e.info().contains("recursion limit") => {
+                return Err(Position {
+                    line: e.marker().line(),
+                    column: e.marker().col() + 1,
+                });
+            }
+            Err(_) => return Ok(scan.found),
+        }
+    }
 }
 
 /// An open collection while scanning for duplicates.
@@ -308,7 +335,7 @@ mod tests {
         assert_eq!(at("/targets/1/stop/1"), Some((7, 15)));
         // Unknown paths fall back to the nearest ancestor.
         assert_eq!(at("/targets/1/nothing/here"), Some((6, 5)));
-        assert!(duplicates(text).is_empty());
+        assert!(duplicates(text).unwrap().is_empty());
     }
 
     #[test]
@@ -336,7 +363,7 @@ mod tests {
     #[test]
     fn keys_written_twice_are_found_at_every_level() {
         let text = "defaults:\n  timeout: 5m\n  timeout: 9m\ntargets:\n  - name: a\n    os: {linux: {stop: x, stop: y}}\n    name: b\ntargets: []\n";
-        let found = duplicates(text);
+        let found = duplicates(text).unwrap();
         let found: Vec<(&str, usize, usize)> = found
             .iter()
             .map(|(p, a, b)| (p.as_str(), a.line, b.line))
@@ -350,5 +377,29 @@ mod tests {
                 ("/targets", 4, 8),
             ]
         );
+    }
+
+    #[test]
+    fn nesting_too_deep_is_found_where_it_starts_without_reading_the_rest() {
+        let at = |text: &str| duplicates(text).err().map(|p| (p.line, p.column));
+        // Flow collections: the scanner stops at its own bound.
+        let flow = "[".repeat(10_000_000);
+        assert_eq!(at(&flow), Some((1, 256)));
+        // Nested one level too many, in a block mapping.
+        let block = |levels: usize| {
+            let mut text: String = (0..levels)
+                .map(|i| format!("{}k{i}:\n", "  ".repeat(i)))
+                .collect();
+            text.push_str(&format!("{}x\n", "  ".repeat(levels)));
+            text
+        };
+        assert_eq!(at(&block(MAX_NESTING)), None);
+        assert_eq!(
+            at(&block(MAX_NESTING + 1)).map(|a| a.0),
+            Some(MAX_NESTING + 1)
+        );
+        // Closed collections count no more.
+        let siblings = "- [[[1]]]\n".repeat(1000);
+        assert_eq!(at(&siblings), None);
     }
 }

@@ -80,7 +80,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// The config `file` has one problem, `message`, at `at`.
-    pub(super) fn one(file: &str, message: String, at: Option<position::Position>) -> Self {
+    pub(crate) fn one(file: &str, message: String, at: Option<position::Position>) -> Self {
         ConfigError {
             file: file.to_string(),
             problems: vec![Found {

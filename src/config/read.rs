@@ -82,9 +82,32 @@ fn read_text(path: &Path, file: &str, limit: u64) -> Result<String, Found> {
     })
 }
 
-/// The YAML document of one file, or the parser's complaint placed in it (with a hint for
-/// the mistakes people make most).
-pub fn parse_yaml(text: &str, file: &str) -> Result<serde_json::Value, Found> {
+/// One file's text parsed: its YAML document and the keys written twice in it, or the
+/// parser's complaint placed in it (with a hint for the mistakes people make most).
+pub fn parse_part(file: String, text: String) -> Result<Part, Found> {
+    let twice = position::duplicates(&text).map_err(|at| Found {
+        file: file.clone(),
+        problem: Problem::of_kind(
+            Kind::Syntax,
+            "",
+            format!(
+                "invalid YAML: collections nested more than {} deep",
+                position::MAX_NESTING
+            ),
+        ),
+        at: Some(at),
+    })?;
+    let document = parse_yaml(&text, &file)?;
+    Ok(Part {
+        file,
+        text,
+        document,
+        twice,
+    })
+}
+
+/// The YAML document of one file, or the parser's complaint placed in it.
+fn parse_yaml(text: &str, file: &str) -> Result<serde_json::Value, Found> {
     serde_yaml::from_str(text).map_err(|e| {
         let at = e.location().map(|l| position::Position {
             line: l.line(),
@@ -114,12 +137,7 @@ fn read_part(path: &Path, budget: &mut u64) -> Result<Part, Found> {
     let file = path.display().to_string();
     let text = read_text(path, &file, *budget)?;
     *budget -= text.len() as u64;
-    let document = parse_yaml(&text, &file)?;
-    Ok(Part {
-        file,
-        text,
-        document,
-    })
+    parse_part(file, text)
 }
 
 /// The config file at `path` and the files it includes, each read and parsed.

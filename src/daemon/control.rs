@@ -30,13 +30,8 @@ impl Daemon {
             return say(Reply::Error("protector is shutting down".into()));
         }
         if req.command == Verb::Reload {
-            let (ok, message) = match self.reload() {
-                Ok(summary) => (true, summary),
-                Err(why) => (false, why),
-            };
-            // Written first: a `protector status` right after the answer shows the reload.
-            self.flush();
-            return say(Reply::Message { ok, message });
+            // Answered once the config is read and applied (or refused).
+            return self.reload(Some(reply));
         }
         let chosen = match self.choose(&req) {
             Ok(chosen) => chosen,

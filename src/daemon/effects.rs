@@ -1,16 +1,16 @@
-//! What the loop does to the world, behind four small interfaces: a clock, something that
+//! What the loop does to the world, behind five small interfaces: a clock, something that
 //! looks at heartbeat files, something that runs commands, something that checks
-//! dependencies (and a seed for the random waits). Production passes the real ones
+//! dependencies, something that loads the config (and a seed for the random waits). Production passes the real ones
 //! ([`Effects::real`]); the tests in `tests.rs` pass fakes and drive the loop on simulated
 //! time, with no sleep and no process.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{info, warn};
 
 use crate::command::{self, Outcome};
-use crate::config::{CommandLine, Depends};
+use crate::config::{CommandLine, Config, ConfigError, Depends};
 use crate::fsutil::epoch_secs;
 use crate::platform;
 use crate::schedule::{Now, Observation};
@@ -75,11 +75,25 @@ pub(crate) trait Checker {
     fn check(&self, probe: Probe, verdict: Verdict);
 }
 
+/// A config file as loaded: the model and the file's text, or every problem found.
+pub(crate) type LoadResult = Result<(Config, String), ConfigError>;
+
+/// Called exactly once with what loading a config gave.
+pub(crate) type Loaded = Box<dyn FnOnce(LoadResult) + Send>;
+
+/// Loads a config file without blocking the caller: a large file, or a hostile one, takes
+/// time to read and check, and the loop goes on watching (and feeding the systemd watchdog)
+/// meanwhile. `done` is called exactly once.
+pub(crate) trait Loader {
+    fn load(&self, path: PathBuf, done: Loaded);
+}
+
 pub(crate) struct Effects {
     pub clock: Box<dyn Clock>,
     pub looker: Box<dyn Looker>,
     pub runner: Box<dyn Runner>,
     pub checker: Box<dyn Checker>,
+    pub loader: Box<dyn Loader>,
     /// Seeds each target's random waits.
     pub seed: u64,
 }
@@ -93,9 +107,49 @@ impl Effects {
             looker: Box::new(super::looks::FileLooker::default()),
             runner: Box::new(ThreadRunner),
             checker: Box::new(ThreadChecker),
+            loader: Box::new(ThreadLoader),
             seed: crate::fsutil::random(),
         }
     }
+}
+
+/// A thread per load (reloads are rare and one at a time); if none can be made, the load
+/// runs on the caller's thread, as it did before loads had threads of their own.
+struct ThreadLoader;
+
+impl Loader for ThreadLoader {
+    fn load(&self, path: PathBuf, done: Loaded) {
+        let work = std::sync::Arc::new(std::sync::Mutex::new(Some((path, done))));
+        let theirs = work.clone();
+        let take = |w: &std::sync::Mutex<Option<(PathBuf, Loaded)>>| {
+            w.lock().unwrap_or_else(|e| e.into_inner()).take()
+        };
+        let spawned = std::thread::Builder::new()
+            .name("protector-load".into())
+            .spawn(move || {
+                if let Some((path, done)) = take(&theirs) {
+                    done(load_contained(&path));
+                }
+            });
+        if let Err(e) = spawned {
+            warn!(event = "load_thread_failed", reason = %e, "cannot start a thread to read the config; reading it on the loop's thread");
+            if let Some((path, done)) = take(&work) {
+                done(load_contained(&path));
+            }
+        }
+    }
+}
+
+/// `config::load_text` for the host, with a panic (a bug) turned into a problem.
+pub(crate) fn load_contained(path: &Path) -> LoadResult {
+    std::panic::catch_unwind(|| crate::config::load_text(path, crate::config::Os::host()))
+        .unwrap_or_else(|p| {
+            Err(ConfigError::one(
+                &path.display().to_string(),
+                format!("internal error: {}", panic_message(&*p)),
+                None,
+            ))
+        })
 }
 
 /// A thread per check, running `depends::check` (itself bounded by `check_timeout`).

@@ -14,8 +14,9 @@
 //!    watchdog, and ends the loop once shutting down and no command runs.
 //!
 //! Messages ([`Daemon::handle`]): a finished command moves its target on; SIGHUP reloads the
-//! config (`reload.rs`: a pure plan of unchanged / changed / added / removed targets, then
-//! applied; an invalid config is logged and the old one kept); SIGTERM/SIGINT begin no new
+//! config (`reload.rs`: read and checked off this thread, the old targets watched meanwhile;
+//! then a pure plan of unchanged / changed / added / removed targets, applied; an invalid
+//! config is logged and the old one kept); SIGTERM/SIGINT begin no new
 //! restart, wait for the running commands (each bounded by its command_timeout), start a
 //! service whose stop already ran, and exit 0; a second signal exits at once.
 //!
@@ -111,6 +112,8 @@ pub(crate) enum Msg {
         outcome: Outcome,
     },
     Signal(Signal),
+    /// The config file a reload read, loaded.
+    Loaded(Box<effects::LoadResult>),
     /// An operator's request from the control socket; the answer goes to `reply`.
     #[cfg_attr(windows, allow(dead_code))]
     Control {
@@ -146,6 +149,8 @@ pub(crate) struct Daemon {
     waiters: HashMap<u64, Vec<mpsc::Sender<crate::control::Reply>>>,
     /// Running on the last accepted config, the config file being refused.
     refusal: Option<refused::Refusal>,
+    /// A reload whose config file is being read.
+    reloading: Option<reload::Reloading>,
 }
 
 /// The loop's channel, made before anything else: signals are caught from the moment it
@@ -253,6 +258,7 @@ impl Daemon {
             watchdog: None,
             waiters: HashMap::new(),
             refusal: None,
+            reloading: None,
         }
     }
 
@@ -367,9 +373,8 @@ impl Daemon {
             Msg::Spawned { id, cmd, running } => self.on_spawned(id, cmd, running),
             Msg::NotifyDone { target, outcome } => self.on_notify_done(&target, &outcome),
             Msg::Checked { id, seq, verdict } => self.on_checked(id, seq, verdict),
-            Msg::Signal(Signal::Reload) => {
-                let _ = self.reload();
-            }
+            Msg::Signal(Signal::Reload) => self.reload(None),
+            Msg::Loaded(result) => self.on_loaded(*result),
             Msg::Control { req, reply } => self.on_control(req, reply),
             Msg::Signal(Signal::Shutdown) if self.stopping => {
                 warn!(
@@ -388,6 +393,7 @@ impl Daemon {
     fn begin_shutdown(&mut self) {
         self.stopping = true;
         self.drop_queued();
+        self.abandon_reload();
         systemd::send(systemd::Note::Stopping);
         let running = self.commands.running();
         if running > 0 {

@@ -1,4 +1,5 @@
-//! Installing a config: at start-up, and on SIGHUP. A pure [`plan`] says what happens to each
+//! Installing a config: at start-up, and on SIGHUP (read off the loop's thread, then
+//! installed by the loop). A pure [`plan`] says what happens to each
 //! target (unchanged, changed, added, removed); [`Daemon::apply`] carries it out: unchanged
 //! targets keep their state, changed ones keep their restart counts (and a running command)
 //! and start timing over with `startup_grace`, added ones start with `startup_grace` (and
@@ -6,12 +7,16 @@
 //! command of theirs finishes and is logged).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc;
 
 use tracing::{debug, error, info, warn};
 
+use super::effects::LoadResult;
 use super::slot::Slot;
-use super::{Daemon, secs, warn_missing_dir};
-use crate::config::{self, Config, Os, Target};
+use super::{Daemon, Msg, secs, warn_missing_dir};
+use crate::config::{Config, Target};
+use crate::control::Reply;
 use crate::schedule::Observation;
 use crate::{platform, systemd};
 
@@ -71,30 +76,80 @@ pub(super) fn plan<'a>(old: impl IntoIterator<Item = &'a Target>, new: Vec<Targe
     }
 }
 
+/// A reload in progress: the config file is read off the loop's thread, the old targets
+/// watched meanwhile.
+pub(super) struct Reloading {
+    /// Operators waiting for its outcome.
+    waiters: Vec<mpsc::Sender<Reply>>,
+    /// Asked again meanwhile (the file may have changed after it was read): it is read again
+    /// once this load is done, for these operators.
+    again: Option<Vec<mpsc::Sender<Reply>>>,
+}
+
 impl Daemon {
-    /// SIGHUP (or `protector reload`): re-reads the config; a valid one is applied, an
-    /// invalid one logged (every problem) and the old one kept. Returns what was done, or
-    /// why nothing was.
-    pub(super) fn reload(&mut self) -> Result<String, String> {
+    /// SIGHUP (or `protector reload`, whose answer goes to `reply`): re-reads the config off
+    /// the loop's thread; [`Daemon::on_loaded`] applies a valid one, or logs every problem of
+    /// an invalid one and keeps the old. Asked while a load is in progress: read once more
+    /// after it.
+    pub(super) fn reload(&mut self, reply: Option<mpsc::Sender<Reply>>) {
         let Some(path) = self.opts.config_path.clone() else {
             warn!(
                 event = "reload_impossible",
                 "reload requested, but protector was started with positional arguments: nothing to reload"
             );
-            return Err(
-                "protector was started with positional arguments: there is no config to reload"
-                    .into(),
-            );
+            if let Some(reply) = reply {
+                let _ = reply.send(Reply::Message {
+                    ok: false,
+                    message: "protector was started with positional arguments: there is no \
+                              config to reload"
+                        .into(),
+                });
+            }
+            return;
         };
+        if let Some(reloading) = &mut self.reloading {
+            reloading.again.get_or_insert_with(Vec::new).extend(reply);
+            info!(
+                event = "reload_queued",
+                "reload requested while the config is being read: it is read again after that"
+            );
+            return;
+        }
+        self.begin_load(path, reply.into_iter().collect());
+    }
+
+    fn begin_load(&mut self, path: PathBuf, waiters: Vec<mpsc::Sender<Reply>>) {
         systemd::send(systemd::Note::Reloading);
         info!(event = "reload_started", config = %path.display(), "reloading the config");
-        let outcome = match config::load_text(&path, Os::host()) {
+        self.reloading = Some(Reloading {
+            waiters,
+            again: None,
+        });
+        let tx = self.tx.clone();
+        self.fx.loader.load(
+            path,
+            Box::new(move |result| {
+                let _ = tx.send(Msg::Loaded(Box::new(result)));
+            }),
+        );
+    }
+
+    /// The config file was read: a valid config is applied, an invalid one logged (every
+    /// problem) and the old one kept; the operators who asked hear which.
+    pub(super) fn on_loaded(&mut self, result: LoadResult) {
+        // None: abandoned at shutdown.
+        let (Some(Reloading { waiters, again }), Some(path)) =
+            (self.reloading.take(), self.opts.config_path.clone())
+        else {
+            return;
+        };
+        let (ok, message) = match result {
             Ok((config, text)) => {
                 let summary = self.apply(config, false);
                 self.accepted(&path, &text);
                 self.start_queued();
                 self.start_queued_notifies();
-                Ok(summary)
+                (true, summary)
             }
             Err(e) => {
                 for line in e.lines() {
@@ -105,14 +160,41 @@ impl Daemon {
                     problems = e.problems.len(),
                     "reload failed; still running the previous config"
                 );
-                Err(format!(
+                let message = format!(
                     "{}\nreload refused; still running the previous config",
                     e.to_string().trim_end()
-                ))
+                );
+                (false, message)
             }
         };
         systemd::send(systemd::Note::Ready);
-        outcome
+        if !waiters.is_empty() {
+            // Written first: a `protector status` right after the answer shows the reload.
+            self.flush();
+        }
+        for waiter in waiters {
+            let message = message.clone();
+            let _ = waiter.send(Reply::Message { ok, message });
+        }
+        if let Some(next) = again {
+            self.begin_load(path, next);
+        }
+    }
+
+    /// Shutting down: a reload in progress is not applied; whoever waits for it hears so.
+    pub(super) fn abandon_reload(&mut self) {
+        let Some(Reloading { waiters, again }) = self.reloading.take() else {
+            return;
+        };
+        info!(
+            event = "reload_abandoned",
+            "shutting down: the config being read is not applied"
+        );
+        for waiter in waiters.into_iter().chain(again.into_iter().flatten()) {
+            let _ = waiter.send(Reply::Error(
+                "protector is shutting down; the reload was not applied".into(),
+            ));
+        }
     }
 
     /// Installs `config` (see the module's header). `first`: at start-up. Returns what

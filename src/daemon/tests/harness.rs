@@ -12,7 +12,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::super::effects::{
-    Checker, Clock, Effects, Job, Look, Looker, Probe, Report, Runner, Verdict,
+    Checker, Clock, Effects, Job, LoadResult, Loaded, Loader, Look, Looker, Probe, Report, Runner,
+    Verdict, load_contained,
 };
 use super::super::{Daemon, Exit, Inbox, Msg, Options};
 use crate::command::Outcome;
@@ -67,6 +68,10 @@ pub(super) struct World {
     behaviour: HashMap<(String, &'static str), Behaviour>,
     /// A command started for a target that already had one unfinished.
     pub(super) overlaps: Vec<String>,
+    /// How long reading the config takes (zero: it is read at once, on the loop's thread).
+    pub(super) load_takes: Duration,
+    /// Loads under way: when they end, what was read (when they began), and whom to tell.
+    loads: Vec<(Duration, LoadResult, Loaded)>,
 }
 
 struct Fake {
@@ -189,6 +194,21 @@ impl Checker for Fake {
     }
 }
 
+/// Reads the real file at once, and says what it read once its simulated reading time has
+/// passed.
+impl Loader for Fake {
+    fn load(&self, path: PathBuf, done: Loaded) {
+        let read = load_contained(&path);
+        let mut w = self.world.borrow_mut();
+        if w.load_takes.is_zero() {
+            drop(w);
+            return done(read);
+        }
+        let ends = w.elapsed + w.load_takes;
+        w.loads.push((ends, read, done));
+    }
+}
+
 #[cfg(unix)]
 fn exit_status(code: i32) -> ExitStatus {
     use std::os::unix::process::ExitStatusExt;
@@ -286,6 +306,7 @@ impl Harness {
             looker: Box::new(same()),
             runner: Box::new(same()),
             checker: Box::new(same()),
+            loader: Box::new(same()),
             seed: 42,
         };
         let mut opts = Options {
@@ -383,7 +404,8 @@ impl Harness {
             }
             let next_end = {
                 let w = self.world.borrow();
-                w.pending.iter().filter_map(|p| p.ends).min()
+                let loads = w.loads.iter().map(|l| l.0);
+                w.pending.iter().filter_map(|p| p.ends).chain(loads).min()
             };
             let base = self.d.now().mono - self.now();
             let wake = self
@@ -408,9 +430,18 @@ impl Harness {
         self.run_until(until);
     }
 
-    /// Reports every fake command whose end has come; true if there was one.
+    /// Reports every fake command (or load) whose end has come; true if there was one.
     fn complete_due(&mut self) -> bool {
         let now = self.now();
+        let load = {
+            let mut w = self.world.borrow_mut();
+            let at = w.loads.iter().position(|l| l.0 <= now);
+            at.map(|i| w.loads.remove(i))
+        };
+        if let Some((_, read, done)) = load {
+            done(read);
+            return true;
+        }
         let due = {
             let mut w = self.world.borrow_mut();
             let at = w
@@ -442,6 +473,12 @@ impl Harness {
 
     pub(super) fn signal(&mut self, s: Signal) {
         self.exit = self.d.handle(Msg::Signal(s));
+    }
+
+    /// SIGHUP, then the loop's turns at this instant (a config read at once is applied).
+    pub(super) fn reload(&mut self) {
+        self.signal(Signal::Reload);
+        self.advance(Duration::ZERO);
     }
 
     /// (what, when) of every command started for `target`.

@@ -10,6 +10,7 @@ mod depends;
 mod harness;
 mod properties;
 mod refused;
+mod reload;
 mod shutdown;
 
 use std::time::Duration;
