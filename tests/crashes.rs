@@ -197,3 +197,45 @@ fn a_finished_command_on_record_is_not_waited_for() {
     );
     assert_eq!(sb.lines("events"), ["stop", "stop", "start svc"]);
 }
+
+#[test]
+fn a_command_spawned_just_before_a_crash_is_still_waited_for() {
+    let sb = Sandbox::new();
+    // svc's first stop starts a child that lives on (in its process group), says its group,
+    // and kills protector 10 ms after it began: before protector's state file (written 20 ms
+    // after a restart step) can say it runs.
+    sb.write(
+        "stop.sh",
+        "if [ -e began ]; then exit 0; fi\nsleep 600 &\necho $$ > began\nsleep 0.01\nkill -9 $PPID\nwait\n",
+    );
+    let cfg = "state_file: state.json\ntargets:\n  - name: svc\n    heartbeat: svc.beat\n    \
+               timeout: 500ms\n    startup_grace: 500ms\n    restart_grace: 1h\n    \
+               command_timeout: 1h\n    stop: [sh, stop.sh]\n    start: 'true'\n";
+    let mut p = sb.run_config(cfg);
+    let group = read_pid(&sb, "began");
+    p.wait_exit(PATIENCE);
+    assert!(group_alive(group), "the stop command's child lives on");
+    // The next protector knows of it all the same, and runs no command of svc over it.
+    sb.write(
+        "protector.yaml",
+        &cfg.replace("startup_grace: 500ms", "startup_grace: 1h"),
+    );
+    let p = sb.spawn(&["--config", "protector.yaml"]);
+    let found = p.wait_events("leftover_found", Some("svc"), 1);
+    assert_eq!(found[0]["pgid"], group, "{}", p.log_text());
+    assert_eq!(found[0]["command"], "stop");
+    p.wait_events("started", None, 1);
+    let records: Vec<String> = std::fs::read_dir(sb.dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".state.json.cmd-"))
+        .collect();
+    assert!(
+        records.is_empty(),
+        "taken off once in the state file: {records:?}"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-9", "--", &format!("-{group}")])
+        .status();
+}

@@ -13,7 +13,7 @@ use crate::config::{Files, Target};
 use crate::fsutil::epoch_secs;
 use crate::metrics;
 use crate::schedule::Now;
-use crate::state::{self, StateFile, TargetRecord, TargetStatus};
+use crate::state::{self, RunningCommand, StateFile, TargetRecord, TargetStatus};
 
 /// Changes that only move a heartbeat are written to the state file at most this often, per
 /// started thousand targets (up to ten times this).
@@ -36,6 +36,9 @@ pub(super) struct Books {
     /// When the files are next written (`None`: nothing changed).
     pub flush_at: Option<Instant>,
     last_write_error: Option<String>,
+    /// Records of running commands an earlier protector left (`state::running`), taken off
+    /// once the state file holds what they said.
+    pub records_left: Vec<PathBuf>,
 }
 
 impl Books {
@@ -49,6 +52,7 @@ impl Books {
             observations: 0,
             flush_at: None,
             last_write_error: None,
+            records_left: Vec::new(),
         }
     }
 
@@ -243,6 +247,42 @@ impl Daemon {
                 );
                 HashMap::new()
             }
+        }
+    }
+
+    /// The commands an earlier protector had running as its state file says, or as the
+    /// records it wrote the moment each was spawned say when those are newer (it may have
+    /// been killed before its state file said so), by target name.
+    pub(super) fn commands_left(
+        &mut self,
+        restored: &HashMap<String, TargetRecord>,
+    ) -> HashMap<String, RunningCommand> {
+        let mut left: HashMap<String, RunningCommand> = restored
+            .iter()
+            .filter_map(|(name, rec)| Some((name.clone(), rec.running_command.clone()?)))
+            .collect();
+        if let Some(path) = &self.books.files.state_file {
+            for (record, target, running) in state::running::left(path) {
+                self.books.records_left.push(record);
+                match left.get(&target) {
+                    Some(known) if known.started_at >= running.started_at => {}
+                    _ => {
+                        left.insert(target, running);
+                    }
+                }
+            }
+        }
+        left
+    }
+
+    /// Takes off the records [`Daemon::commands_left`] read, once the state file holds what
+    /// they said.
+    pub(super) fn forget_records_left(&mut self) {
+        if self.opts.dry_run || self.books.last_write_error.is_some() {
+            return;
+        }
+        for record in self.books.records_left.drain(..) {
+            state::running::remove(&record);
         }
     }
 }

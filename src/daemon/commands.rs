@@ -227,6 +227,7 @@ impl Daemon {
             spawned: Some(Box::new(move |running| {
                 let _ = tx.send(Msg::Spawned { id, cmd, running });
             })),
+            record_beside: self.books.files.state_file.clone(),
         };
         self.launch(job, move |o| Msg::Done {
             id,
@@ -382,6 +383,7 @@ impl Daemon {
             timeout: slot.target.command_timeout,
             after: None,
             spawned: None,
+            record_beside: None,
         };
         match self.notifies.offer(job) {
             Some(job) => self.run_notify(job),

@@ -44,6 +44,9 @@ pub(crate) struct Job {
     pub after: Option<(RunningCommand, Duration)>,
     /// Told the command's process group once it runs.
     pub spawned: Option<Spawned>,
+    /// The state file: the command's process group is put on record beside it the moment
+    /// it is spawned (`state::running`), until it ends.
+    pub record_beside: Option<PathBuf>,
 }
 
 /// Called with the process group of a command that was spawned.
@@ -202,18 +205,26 @@ impl Runner for ThreadRunner {
                         settle(&job.target, left, *wait);
                     }
                     let mut spawned = job.spawned;
-                    command::run(&job.line, &job.env, job.timeout, |pgid| {
+                    let mut record = None;
+                    let outcome = command::run(&job.line, &job.env, job.timeout, |pgid| {
                         if let Some(tell) = spawned.take()
                             && let Some(stamp) = platform::group_stamp(pgid)
                         {
-                            tell(RunningCommand {
+                            let running = RunningCommand {
                                 command: job.what.into(),
                                 pgid,
                                 stamp,
                                 started_at: epoch_secs(SystemTime::now()),
-                            });
+                            };
+                            record =
+                                put_on_record(&job.target, job.record_beside.as_deref(), &running);
+                            tell(running);
                         }
-                    })
+                    });
+                    if let Some(record) = record {
+                        crate::state::running::remove(&record);
+                    }
+                    outcome
                 }))
                 .unwrap_or_else(|p| {
                     Outcome::failed(format!("internal error: {}", panic_message(&*p)))
@@ -232,6 +243,16 @@ impl Runner for ThreadRunner {
             }
         }
     }
+}
+
+/// Puts a command's process group on record beside the state file `state` at once; the
+/// record's path (to take it off when the command ends), if it was written.
+fn put_on_record(target: &str, state: Option<&Path>, running: &RunningCommand) -> Option<PathBuf> {
+    crate::state::running::write(state?, target, running)
+        .inspect_err(|e| {
+            warn!(target = %target, event = "command_record_failed", reason = %e, "cannot put the command's process group on record at once; the state file records it shortly");
+        })
+        .ok()
 }
 
 /// Waits for a command group an earlier protector left running, at most `wait`, then kills

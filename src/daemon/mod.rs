@@ -281,6 +281,7 @@ impl Daemon {
         // Written before READY: `protector status` right after the service manager says it
         // started finds the state file (and the control socket it names).
         self.flush();
+        self.forget_records_left();
         if self.opts.dry_run {
             warn!(
                 event = "dry_run",

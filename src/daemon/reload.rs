@@ -252,13 +252,15 @@ impl Daemon {
         let max = config.max_parallel_commands.max(1);
         self.commands.set_max(max);
         self.notifies.set_max(max);
-        let restored = if first {
+        let (restored, mut left) = if first {
             if !self.opts.dry_run {
                 self.remove_stale_temps();
             }
-            self.read_state_file()
+            let restored = self.read_state_file();
+            let left = self.commands_left(&restored);
+            (restored, left)
         } else {
-            HashMap::new()
+            (HashMap::new(), HashMap::new())
         };
         // With many targets, one "watching" line each is noise: they go to debug.
         let quiet = plan.targets.len() > QUIET_ABOVE;
@@ -285,6 +287,7 @@ impl Daemon {
                     if let Some(rec) = restored.get(&slot.target.name) {
                         slot.restore_record(rec, now);
                     }
+                    slot.adopt_leftover(left.remove(&slot.target.name));
                     let (name, heartbeat, timeout_secs, first_check_in_secs) = (
                         &slot.target.name,
                         slot.target.heartbeat.display(),

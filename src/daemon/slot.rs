@@ -160,6 +160,24 @@ impl Slot {
         }
     }
 
+    /// A command an earlier protector left running for this target: if its process group
+    /// is still alive, the next command waits for it (at most command_timeout after it
+    /// began), then kills it.
+    pub fn adopt_leftover(&mut self, left: Option<RunningCommand>) {
+        self.leftover = left.filter(|r| crate::platform::group_alive(r.pgid, &r.stamp));
+        if let Some(left) = &self.leftover {
+            warn!(
+                target = %self.target.name,
+                event = "leftover_found",
+                command = %left.command,
+                pgid = left.pgid,
+                "a {} command of the previous protector is still running; the next command \
+                 for this target waits for it (at most command_timeout after it began), then kills it",
+                left.command
+            );
+        }
+    }
+
     /// Carries over what the previous run of protector knew (its state file).
     pub fn restore_record(&mut self, rec: &TargetRecord, now: Now) {
         let resume = rec.next_check.and_then(|at| {
@@ -178,21 +196,6 @@ impl Slot {
         self.timeouts = rec.command_timeouts_total;
         self.failed_restarts = rec.restarts_failed_total;
         self.last_restart = rec.last_restart.clone();
-        self.leftover = rec
-            .running_command
-            .clone()
-            .filter(|r| crate::platform::group_alive(r.pgid, &r.stamp));
-        if let Some(left) = &self.leftover {
-            warn!(
-                target = %self.target.name,
-                event = "leftover_found",
-                command = %left.command,
-                pgid = left.pgid,
-                "a {} command of the previous protector is still running; the next command \
-                 for this target waits for it (at most command_timeout after it began), then kills it",
-                left.command
-            );
-        }
         if let Some(until) = rec.paused_until {
             let ahead = until - epoch_secs(now.wall);
             // Some(time left), or Some(None) for a pause until resumed.

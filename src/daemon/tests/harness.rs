@@ -189,6 +189,7 @@ impl Checker for Fake {
             timeout: Duration::ZERO,
             after: None,
             spawned: None,
+            record_beside: None,
         };
         self.run(job, report);
     }

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::fsutil;
 
+pub mod running;
+
 pub const FORMAT: &str = "protector-state";
 pub const VERSION: u32 = 1;
 
