@@ -224,11 +224,11 @@ fn a_heartbeat_on_a_filesystem_that_never_answers_holds_nothing_up() {
             watchdogs += 1;
         }
     }
-    // SIGTERM ends the loop promptly, stuck look or not.
+    // SIGTERM ends protector promptly, stuck look or not: the look that never returned is
+    // stuck in the kernel in protector's helper process, not in protector (a process with
+    // such a thread cannot be reaped, kill -9 included, until the filesystem answers).
     p.signal("TERM");
     p.wait_events("stopped", None, 1);
-    // The thread whose look never returned is stuck in the kernel: no process with such a
-    // thread can be reaped (kill -9 included) until the filesystem answers or goes away.
+    assert_eq!(p.wait_exit(PATIENCE), Some(0), "{}", p.log_text());
     drop(dead);
-    assert_eq!(p.wait_exit(PATIENCE), Some(0));
 }

@@ -175,6 +175,10 @@ enum Command {
         #[arg(value_name = "NAME")]
         _target: String,
     },
+    /// Looks at heartbeat files for a daemon, on stdin and stdout (see daemon/looks/helper.rs).
+    #[cfg(target_os = "linux")]
+    #[command(name = crate::daemon::LOOK_HELPER_WORD, hide = true)]
+    LookHelper,
     /// Install, remove or run protector as a Windows service.
     #[cfg(windows)]
     Service {
@@ -205,6 +209,8 @@ pub fn main() -> ExitCode {
     match cli.command {
         #[cfg(unix)]
         Some(Command::DrainOutput { .. }) => crate::platform::drain_main(),
+        #[cfg(target_os = "linux")]
+        Some(Command::LookHelper) => crate::daemon::look_helper_main(),
         Some(Command::Schema) => {
             crate::text::print_stdout(&config::schema::schema_text());
             ExitCode::SUCCESS
@@ -366,6 +372,8 @@ fn run_watchdog(
         );
     }
     crate::platform::use_this_program_to_drain();
+    #[cfg(target_os = "linux")]
+    crate::daemon::use_look_helper();
     if let Some((before, after)) = crate::platform::prepare_for_commands() {
         tracing::debug!(
             event = "descriptor_limit_raised",

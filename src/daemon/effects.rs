@@ -29,6 +29,12 @@ pub(crate) trait Clock {
 /// `within` counts as unreadable.
 pub(crate) trait Looker {
     fn look(&self, paths: &[&Path], within: Duration) -> Vec<Look>;
+
+    /// What to warn about each heartbeat's place (nothing for one not told `within`).
+    fn places(&self, paths: &[&Path], within: Duration) -> Vec<super::looks::Place> {
+        let _ = within;
+        vec![super::looks::Place::default(); paths.len()]
+    }
 }
 
 /// One command to run: a target's stop, start, skip_if or notify command.
@@ -107,13 +113,22 @@ impl Effects {
     pub fn real() -> Effects {
         Effects {
             clock: Box::new(SystemClock),
-            looker: Box::new(super::looks::FileLooker::default()),
+            looker: real_looker(),
             runner: Box::new(ThreadRunner),
             checker: Box::new(ThreadChecker),
             loader: Box::new(ThreadLoader),
             seed: crate::fsutil::random(),
         }
     }
+}
+
+/// A helper process's workers look at heartbeats (Linux, when enabled), else this process's.
+fn real_looker() -> Box<dyn Looker> {
+    #[cfg(target_os = "linux")]
+    if let Some(helper) = super::looks::helper::looker() {
+        return Box::new(helper);
+    }
+    Box::new(super::looks::FileLooker::default())
 }
 
 /// A thread per load (reloads are rare and one at a time); if none can be made, the load

@@ -23,13 +23,14 @@ impl Daemon {
     /// Looks at these targets' heartbeats, each waited for at most a quarter of its timeout
     /// (between 200 ms and 5 s; the shortest budget of the batch applies to all of it).
     pub(super) fn look_at(&self, targets: &[&Target]) -> Vec<Look> {
-        let within = targets
-            .iter()
-            .map(|t| (t.timeout / 4).clamp(LOOK_BUDGET_MIN, LOOK_BUDGET_MAX))
-            .min()
-            .unwrap_or(LOOK_BUDGET_MAX);
         let paths: Vec<&Path> = targets.iter().map(|t| t.heartbeat.as_path()).collect();
-        self.fx.looker.look(&paths, within)
+        self.fx.looker.look(&paths, look_budget(targets))
+    }
+
+    /// What to warn about the places of `targets`' heartbeats, within the same budget.
+    pub(super) fn places_of(&self, targets: &[&Target]) -> Vec<super::looks::Place> {
+        let paths: Vec<&Path> = targets.iter().map(|t| t.heartbeat.as_path()).collect();
+        self.fx.looker.places(&paths, look_budget(targets))
     }
 
     /// A fresh look at slot `i`'s heartbeat alone (counted, and what it tells noted).
@@ -276,3 +277,13 @@ fn inject_panic(target: &str) {
 
 #[cfg(not(debug_assertions))]
 fn inject_panic(_: &str) {}
+
+/// How long a batch of looks at `targets`' heartbeats may take: a quarter of the shortest
+/// timeout, within [`LOOK_BUDGET_MIN`] and [`LOOK_BUDGET_MAX`].
+fn look_budget(targets: &[&Target]) -> std::time::Duration {
+    targets
+        .iter()
+        .map(|t| (t.timeout / 4).clamp(LOOK_BUDGET_MIN, LOOK_BUDGET_MAX))
+        .min()
+        .unwrap_or(LOOK_BUDGET_MAX)
+}

@@ -60,6 +60,10 @@ use crate::{lock, systemd};
 use books::Books;
 use bounded::Bounded;
 use effects::{Effects, Job, panic_message};
+#[cfg(target_os = "linux")]
+pub(crate) use looks::helper::{
+    HELPER_WORD as LOOK_HELPER_WORD, enable as use_look_helper, helper_main as look_helper_main,
+};
 pub(crate) use refused::Refused;
 use slot::Slot;
 
@@ -414,17 +418,21 @@ fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
-/// Says, at start-up and when a reload adds or changes a target, that the heartbeat cannot
-/// appear yet because its directory does not exist (a writer such as Salt's `file.touch`
-/// does not create directories). Watching goes on: the target is judged as usual.
-fn warn_missing_dir(t: &Target) {
-    if let Some(dir) = crate::heartbeat::missing_dir(&t.heartbeat) {
+/// Says, at start-up and when a reload adds or changes a target, what is wrong with the
+/// heartbeat's place: it cannot appear yet because its directory does not exist (a writer
+/// such as Salt's `file.touch` does not create directories; watching goes on, the target is
+/// judged as usual), or any user can write it.
+fn warn_about_place(t: &Target, place: &looks::Place) {
+    if let Some(dir) = &place.missing_dir {
         warn!(
             target = %t.name,
             event = "heartbeat_dir_missing",
             heartbeat = %t.heartbeat.display(),
-            directory = %dir.display(),
+            directory = %dir,
             "the heartbeat's directory does not exist: nothing can write this heartbeat yet"
         );
+    }
+    if let Some(reason) = &place.exposed {
+        warn!(target = %t.name, event = "heartbeat_exposed", heartbeat = %t.heartbeat.display(), "{reason}");
     }
 }

@@ -14,7 +14,7 @@ use tracing::{debug, error, info, warn};
 
 use super::effects::LoadResult;
 use super::slot::Slot;
-use super::{Daemon, Msg, secs, warn_missing_dir};
+use super::{Daemon, Msg, secs, warn_about_place};
 use crate::config::{Config, Target};
 use crate::control::Reply;
 use crate::schedule::Observation;
@@ -221,17 +221,15 @@ impl Daemon {
             .collect();
         self.books.observations += fresh.len() as u64;
         let looks = self.look_at(&fresh);
-        for (t, (obs, err)) in fresh.iter().zip(&looks) {
-            if *obs == Observation::Absent && err.is_none() {
-                warn_missing_dir(t);
-            }
-            // Only where the look answered: the directory of a file on a filesystem that does
-            // not answer would hold up the loop.
-            if *obs != Observation::Unknown
-                && let Some(reason) = crate::perms::heartbeat_exposure(&t.heartbeat)
-            {
-                warn!(target = %t.name, event = "heartbeat_exposed", heartbeat = %t.heartbeat.display(), "{reason}");
-            }
+        // Where the look answered (a filesystem that does not answer has nothing to say).
+        let answered: Vec<&Target> = fresh
+            .iter()
+            .zip(&looks)
+            .filter(|(_, (obs, _))| *obs != Observation::Unknown)
+            .map(|(t, _)| *t)
+            .collect();
+        for (t, place) in answered.iter().zip(self.places_of(&answered)) {
+            warn_about_place(t, &place);
         }
         crate::programs::log_missing_in_background(fresh.iter().map(|t| (*t).clone()).collect());
         let mut looks = looks.into_iter();

@@ -5,16 +5,84 @@
 //! a look past it counts as "no answer", which is no heartbeat. At most one look per file is
 //! in flight: while an earlier one has not returned, the file is "no answer" at once, without
 //! waiting again. A stuck worker is left behind (never joined); new workers are made while
-//! others are stuck, up to a bound, and idle ones end after a minute.
+//! others are stuck, up to a bound, and idle ones end after a minute. The same workers tell
+//! what to warn about a heartbeat's place ([`Place`]).
+//!
+//! A thread stuck in the kernel keeps its process from ending, even on SIGKILL: on Linux the
+//! workers therefore run in a helper process (`helper.rs`), and protector itself never
+//! enters a heartbeat's filesystem.
 
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use super::effects::{Look, Looker};
 use crate::heartbeat;
 use crate::schedule::Observation;
+
+#[cfg(target_os = "linux")]
+pub(crate) mod helper;
+
+/// What is asked about a heartbeat file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) enum Ask {
+    /// Its fingerprint (a look).
+    Look,
+    /// What to warn about its place.
+    Place,
+}
+
+/// What to warn about a heartbeat's place, at start-up and when a reload adds or changes a
+/// target.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Place {
+    /// Its directory does not exist: nothing can write the heartbeat yet.
+    pub missing_dir: Option<String>,
+    /// Any user can write it (`perms::heartbeat_exposure`).
+    pub exposed: Option<String>,
+}
+
+/// An answer to an [`Ask`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Answer {
+    Look(Look),
+    Place(Place),
+}
+
+fn answer(ask: Ask, path: &Path) -> Answer {
+    match ask {
+        Ask::Look => Answer::Look(heartbeat::observe(path)),
+        Ask::Place => Answer::Place(Place {
+            missing_dir: heartbeat::missing_dir(path).map(|d| d.display().to_string()),
+            exposed: crate::perms::heartbeat_exposure(path),
+        }),
+    }
+}
+
+/// The looks of answers to [`Ask::Look`] (no answer in time: [`no_answer`]).
+fn looks_of(answers: Vec<Option<Answer>>) -> Vec<Look> {
+    answers
+        .into_iter()
+        .map(|a| match a {
+            Some(Answer::Look(look)) => look,
+            _ => no_answer(),
+        })
+        .collect()
+}
+
+/// The places of answers to [`Ask::Place`] (no answer in time: nothing to say).
+fn places_of(answers: Vec<Option<Answer>>) -> Vec<Place> {
+    answers
+        .into_iter()
+        .map(|a| match a {
+            Some(Answer::Place(place)) => place,
+            _ => Place::default(),
+        })
+        .collect()
+}
 
 /// Workers kept ready (more are made only while some are stuck).
 const READY_WORKERS: usize = 4;
@@ -27,8 +95,9 @@ const IDLE_END: Duration = Duration::from_secs(60);
 
 struct Task {
     path: PathBuf,
+    ask: Ask,
     index: usize,
-    reply: mpsc::Sender<(usize, Look)>,
+    reply: mpsc::Sender<(usize, Answer)>,
 }
 
 #[derive(Default)]
@@ -36,8 +105,8 @@ struct State {
     queue: VecDeque<Task>,
     workers: usize,
     idle: usize,
-    /// Files with a look queued or under way.
-    in_flight: HashSet<PathBuf>,
+    /// Files with a question queued or under way.
+    in_flight: HashSet<(PathBuf, Ask)>,
     /// No worker could be made at all: look on the caller's thread (said once).
     inline: bool,
 }
@@ -102,8 +171,19 @@ fn no_answer() -> Look {
 
 impl Looker for FileLooker {
     fn look(&self, paths: &[&Path], within: Duration) -> Vec<Look> {
+        looks_of(self.ask(paths, Ask::Look, within))
+    }
+
+    fn places(&self, paths: &[&Path], within: Duration) -> Vec<Place> {
+        places_of(self.ask(paths, Ask::Place, within))
+    }
+}
+
+impl FileLooker {
+    /// Asks `ask` of each path, on the workers; `None` for those not answered `within`.
+    pub(crate) fn ask(&self, paths: &[&Path], ask: Ask, within: Duration) -> Vec<Option<Answer>> {
         let (tx, rx) = mpsc::channel();
-        let mut out: Vec<Option<Look>> = vec![None; paths.len()];
+        let mut out: Vec<Option<Answer>> = vec![None; paths.len()];
         let mut outstanding = 0;
         // Two targets may share a file: it is looked at once.
         let mut first: std::collections::HashMap<&Path, usize> = Default::default();
@@ -116,13 +196,14 @@ impl Looker for FileLooker {
                     continue;
                 }
                 first.insert(path, index);
-                if st.in_flight.contains(*path) {
-                    out[index] = Some(no_answer());
+                let key = (path.to_path_buf(), ask);
+                if st.in_flight.contains(&key) {
                     continue;
                 }
-                st.in_flight.insert(path.to_path_buf());
+                st.in_flight.insert(key);
                 st.queue.push_back(Task {
                     path: path.to_path_buf(),
+                    ask,
                     index,
                     reply: tx.clone(),
                 });
@@ -134,8 +215,8 @@ impl Looker for FileLooker {
             if st.workers == 0 {
                 // No thread at all: look here, as protector did before it had workers.
                 while let Some(task) = st.queue.pop_front() {
-                    st.in_flight.remove(&task.path);
-                    out[task.index] = Some(heartbeat::observe(&task.path));
+                    st.in_flight.remove(&(task.path.clone(), task.ask));
+                    out[task.index] = Some(answer(task.ask, &task.path));
                     outstanding -= 1;
                 }
             }
@@ -152,8 +233,8 @@ impl Looker for FileLooker {
                 break;
             }
             match rx.recv_timeout(NO_PROGRESS.min(deadline - now)) {
-                Ok((index, look)) => {
-                    out[index] = Some(look);
+                Ok((index, answer)) => {
+                    out[index] = Some(answer);
                     outstanding -= 1;
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -169,9 +250,7 @@ impl Looker for FileLooker {
         for (index, f) in copies {
             out[index] = out[f].clone();
         }
-        out.into_iter()
-            .map(|l| l.unwrap_or_else(no_answer))
-            .collect()
+        out
     }
 }
 
@@ -197,10 +276,10 @@ fn work(pool: &Pool) {
                 }
             }
         };
-        let look = heartbeat::observe(&task.path);
-        pool.lock().in_flight.remove(&task.path);
+        let answer = answer(task.ask, &task.path);
+        pool.lock().in_flight.remove(&(task.path, task.ask));
         // The caller may have stopped waiting: then the answer is simply dropped.
-        let _ = task.reply.send((task.index, look));
+        let _ = task.reply.send((task.index, answer));
     }
 }
 
