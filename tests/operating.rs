@@ -197,6 +197,15 @@ fn a_removed_lock_file_and_control_socket_are_made_again() {
     first.wait_events("lock_file_restored", None, 1);
     first.wait_events("control_socket_restored", None, 1);
     assert!(lock.exists() && socket.exists());
+    // The replaced socket's accepting thread is gone: one waits for clients, as before.
+    #[cfg(target_os = "linux")]
+    wait_until(PATIENCE, "one thread accepting clients", || {
+        let names = std::fs::read_dir(format!("/proc/{}/task", first.pid()))
+            .unwrap()
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok());
+        names.filter(|n| n.trim() == "control").count() == 1
+    });
     a_second_is_refused(&sb, first.pid());
     let (code, out, err) = ctl(&sb, &cfg, &["pause", "svc", "--for", "1m"]);
     assert_eq!(code, 0, "{out}{err}");

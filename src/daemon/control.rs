@@ -272,9 +272,19 @@ fn ok(slot: &super::slot::Slot, message: String) -> TargetResult {
     }
 }
 
-/// The control endpoint, while protector listens on it (removed when dropped).
+/// The control endpoint, while protector listens on it (removed when dropped, and its
+/// accepting thread ended).
 pub(crate) struct Listener {
     guard: crate::platform::EndpointGuard,
+    closer: crate::platform::Closer,
+    closed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::Relaxed);
+        self.closer.close();
+    }
 }
 
 impl Listener {
@@ -304,13 +314,19 @@ impl Drop for Place {
 /// `tx`, each connection on a thread of its own.
 pub(crate) fn listen(path: &std::path::Path, tx: mpsc::Sender<Msg>) -> std::io::Result<Listener> {
     let (endpoint, guard) = crate::platform::bind_endpoint(path)?;
+    let closer = endpoint.closer();
+    let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ended = closed.clone();
     let busy = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
             loop {
                 let Ok(mut conn) = endpoint.accept() else {
-                    // A client that went away at once; nothing else ends the loop.
+                    if ended.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    // A client that went away at once.
                     std::thread::sleep(Duration::from_millis(10));
                     continue;
                 };
@@ -330,7 +346,11 @@ pub(crate) fn listen(path: &std::path::Path, tx: mpsc::Sender<Msg>) -> std::io::
                     });
             }
         })?;
-    Ok(Listener { guard })
+    Ok(Listener {
+        guard,
+        closer,
+        closed,
+    })
 }
 
 /// One connection: the peer is checked, one request read (bounded in size and time), handed

@@ -34,8 +34,8 @@ pub(crate) struct Sentinel {
 
 /// What the sentinel holds: the newest lock and socket. One replaced is let go: its file is
 /// no longer at the path (the lock it held keeps no one out; the socket is not removed, as
-/// it is not the one there), so a cleaner that removes them every hour costs nothing over
-/// years. (The old socket's accept thread stays, waiting on a socket no one can reach.)
+/// it is not the one there, and its accepting thread ends), so a cleaner that removes them
+/// every hour costs nothing over years.
 struct Held {
     lock: InstanceLock,
     socket: Option<Listener>,

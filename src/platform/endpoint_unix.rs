@@ -70,6 +70,24 @@ impl Endpoint {
         let (stream, _) = self.0.accept()?;
         Ok(Connection(stream))
     }
+
+    /// What ends a wait in [`Endpoint::accept`] from another thread.
+    pub fn closer(&self) -> Closer {
+        Closer(self.0.try_clone().ok())
+    }
+}
+
+/// Ends waits for clients: shut down, the listening socket makes `accept` fail at once.
+pub struct Closer(Option<UnixListener>);
+
+impl Closer {
+    pub fn close(&self) {
+        use std::os::fd::AsRawFd;
+        if let Some(listener) = &self.0 {
+            // SAFETY: shutdown touches no memory; the descriptor is this listener's own.
+            unsafe { libc::shutdown(listener.as_raw_fd(), libc::SHUT_RDWR) };
+        }
+    }
 }
 
 impl Connection {

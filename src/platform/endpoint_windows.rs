@@ -130,7 +130,20 @@ fn instance(name: &[u16], descriptor: &Descriptor, first: bool) -> io::Result<HA
 /// One client's connection.
 pub struct Connection(File);
 
+/// Ends waits for clients: nothing to do on Windows, where the pipe is never replaced
+/// while protector runs (its endpoint lives as long as protector).
+pub struct Closer;
+
+impl Closer {
+    pub fn close(&self) {}
+}
+
 impl Endpoint {
+    /// What ends a wait in [`Endpoint::accept`] (see [`Closer`]).
+    pub fn closer(&self) -> Closer {
+        Closer
+    }
+
     /// Waits for a client on the waiting instance, then makes the next one wait, so a client
     /// never finds no instance at all.
     pub fn accept(&self) -> io::Result<Connection> {
