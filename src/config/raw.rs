@@ -20,7 +20,10 @@ pub struct RawConfig {
     /// Where to write Prometheus metrics (text format, for node_exporter's textfile collector).
     pub metrics_file: Option<String>,
     /// Lock that keeps a second protector from watching the same targets. Default: the state
-    /// file's path plus `.lock`, or a file in the temp directory named after the config path.
+    /// file's path plus `.lock`, else `protector-HASH.lock` (named after the config path) in
+    /// protector's runtime directory: `/run/protector` for root, `$XDG_RUNTIME_DIR/protector`
+    /// (else `~/.local/state/protector`) for another user, `%ProgramData%\protector` on
+    /// Windows.
     pub lock_file: Option<String>,
     /// How many stop/start/skip_if commands may run at the same time, across all targets
     /// (default 256). Targets that go stale beyond that are detected and logged at once;

@@ -224,6 +224,7 @@ pub fn foreign_owner(path: &std::path::Path) -> Option<String> {
 #[cfg(unix)]
 pub fn user_name(uid: u32) -> String {
     let mut buf = vec![0u8; 4096];
+    // SAFETY: passwd is plain data (integers and pointers), for which all zeros is valid.
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
     let mut found: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: every pointer is to memory that outlives the call; buf's length is passed.

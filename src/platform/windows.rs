@@ -60,6 +60,9 @@ pub fn tie(child: &dyn process_wrap::std::ChildWrapper) -> Option<Tie> {
 }
 
 /// Sets a job's basic limit flags.
+///
+/// # Safety
+/// `job` must be a Job Object handle this process holds open.
 unsafe fn set_limits(job: windows_sys::Win32::Foundation::HANDLE, flags: u32) -> bool {
     use windows_sys::Win32::System::JobObjects::{
         JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JobObjectExtendedLimitInformation,
@@ -112,7 +115,7 @@ pub fn kill_group(_pid: u32) {}
 
 /// Is there a running process `pid`?
 pub fn process_alive(pid: u32) -> bool {
-    use windows_sys::Win32::Foundation::{CloseHandle, STILL_ACTIVE};
+    use windows_sys::Win32::Foundation::{CloseHandle, ERROR_ACCESS_DENIED, STILL_ACTIVE};
     use windows_sys::Win32::System::Threading::{
         GetExitCodeProcess, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
     };
@@ -120,7 +123,7 @@ pub fn process_alive(pid: u32) -> bool {
     let handle = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
     if handle.is_null() {
         // Access denied still means the process exists.
-        return std::io::Error::last_os_error().raw_os_error() == Some(5);
+        return std::io::Error::last_os_error().raw_os_error() == Some(ERROR_ACCESS_DENIED as i32);
     }
     let mut code = 0u32;
     // SAFETY: the handle is open; `code` receives the exit code.
@@ -144,6 +147,8 @@ pub fn listen_for_signals(deliver: super::OnSignal) -> std::io::Result<()> {
         CTRL_BREAK_EVENT, CTRL_C_EVENT, CTRL_CLOSE_EVENT, SetConsoleCtrlHandler,
     };
     use windows_sys::core::BOOL;
+    // Called by Windows on a thread of its own; touches only DELIVER, set before it is
+    // installed.
     unsafe extern "system" fn handler(kind: u32) -> BOOL {
         match kind {
             CTRL_C_EVENT | CTRL_BREAK_EVENT | CTRL_CLOSE_EVENT => {
@@ -158,6 +163,7 @@ pub fn listen_for_signals(deliver: super::OnSignal) -> std::io::Result<()> {
     if DELIVER.set(std::sync::Mutex::new(deliver)).is_err() {
         return Ok(());
     }
+    // SAFETY: `handler` has the signature Windows calls and lives for the whole program.
     if unsafe { SetConsoleCtrlHandler(Some(handler), TRUE) } == 0 {
         return Err(std::io::Error::last_os_error());
     }
