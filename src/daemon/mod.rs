@@ -33,6 +33,7 @@ mod commands;
 mod control;
 mod effects;
 mod hold;
+mod install;
 mod judge;
 mod looks;
 mod refused;

@@ -1,27 +1,18 @@
-//! Installing a config: at start-up, and on SIGHUP (read off the loop's thread, then
-//! installed by the loop). A pure [`plan`] says what happens to each
-//! target (unchanged, changed, added, removed); [`Daemon::apply`] carries it out: unchanged
-//! targets keep their state, changed ones keep their restart counts (and a running command)
-//! and start timing over with `startup_grace`, added ones start with `startup_grace` (and
-//! what the state file recorded at start-up), removed ones stop being watched (a running
-//! command of theirs finishes and is logged).
+//! Reloading the config: on SIGHUP or an operator's request, the file is read off the loop's
+//! thread, then installed by the loop (`install.rs`, which follows the pure [`plan`] here of
+//! what happens to each target: unchanged, changed, added, removed).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::mpsc;
 
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use super::effects::LoadResult;
-use super::slot::Slot;
-use super::{Daemon, Msg, secs, warn_about_place};
-use crate::config::{Config, Target};
+use super::{Daemon, Msg};
+use crate::config::Target;
 use crate::control::Reply;
-use crate::schedule::Observation;
-use crate::{platform, systemd};
-
-/// Above this many targets, per-target start-up lines are logged at debug level.
-const QUIET_ABOVE: usize = 100;
+use crate::systemd;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Change {
@@ -195,176 +186,6 @@ impl Daemon {
                 "protector is shutting down; the reload was not applied".into(),
             ));
         }
-    }
-
-    /// Installs `config` (see the module's header). `first`: at start-up. Returns what
-    /// changed, in a few words.
-    pub(super) fn apply(&mut self, config: Config, first: bool) -> String {
-        let now = self.now();
-        let plan = plan(self.slots.iter().map(|s| &s.target), config.targets);
-        let mut old: HashMap<String, Slot> = self
-            .slots
-            .drain(..)
-            .map(|s| (s.target.name.clone(), s))
-            .collect();
-
-        // Look at every target that starts timing afresh, in one batch.
-        let fresh: Vec<&Target> = plan
-            .targets
-            .iter()
-            .filter(|(t, change)| match change {
-                Change::Unchanged => false,
-                Change::Changed => !old[&t.name].is_running(),
-                Change::Added => true,
-            })
-            .map(|(t, _)| t)
-            .collect();
-        self.books.observations += fresh.len() as u64;
-        let looks = self.look_at(&fresh);
-        // Where the look answered (a filesystem that does not answer has nothing to say).
-        let answered: Vec<&Target> = fresh
-            .iter()
-            .zip(&looks)
-            .filter(|(_, (obs, _))| *obs != Observation::Unknown)
-            .map(|(t, _)| *t)
-            .collect();
-        for (t, place) in answered.iter().zip(self.places_of(&answered)) {
-            warn_about_place(t, &place);
-        }
-        crate::programs::log_missing_in_background(fresh.iter().map(|t| (*t).clone()).collect());
-        let mut looks = looks.into_iter();
-
-        if !first
-            && config
-                .files
-                .lock_file
-                .as_ref()
-                .is_some_and(|l| *l != self.books.lock_file)
-        {
-            warn!(
-                event = "lock_file_unchanged",
-                "lock_file changes take effect when protector is restarted"
-            );
-        }
-        self.books.files = config.files;
-        let max = config.max_parallel_commands.max(1);
-        self.commands.set_max(max);
-        self.notifies.set_max(max);
-        let (restored, mut left) = if first {
-            if !self.opts.dry_run {
-                self.remove_stale_temps();
-            }
-            let restored = self.read_state_file();
-            let left = self.commands_left(&restored);
-            (restored, left)
-        } else {
-            (HashMap::new(), HashMap::new())
-        };
-        // With many targets, one "watching" line each is noise: they go to debug.
-        let quiet = plan.targets.len() > QUIET_ABOVE;
-        for (target, change) in plan.targets.iter().cloned() {
-            let slot = match change {
-                Change::Unchanged => old.remove(&target.name).expect("planned"),
-                Change::Changed => {
-                    let mut slot = old.remove(&target.name).expect("planned");
-                    slot.rules = crate::schedule::Rules::of(&target);
-                    slot.target = target;
-                    if !slot.is_running() {
-                        // New settings, new timing (startup grace); the counts carry over.
-                        let (obs, err) = looks.next().expect("looked above");
-                        slot.start_over(&obs, now);
-                        slot.note_look(&obs, err);
-                    }
-                    info!(target = %slot.target.name, event = "target_changed", "settings changed; applied");
-                    slot
-                }
-                Change::Added => {
-                    let look = looks.next().expect("looked above");
-                    let mut slot = Slot::new(self.next_id, target, look, now, self.fx.seed);
-                    self.next_id += 1;
-                    if let Some(rec) = restored.get(&slot.target.name) {
-                        slot.restore_record(rec, now);
-                    }
-                    slot.adopt_leftover(left.remove(&slot.target.name));
-                    let (name, heartbeat, timeout_secs, first_check_in_secs) = (
-                        &slot.target.name,
-                        slot.target.heartbeat.display(),
-                        secs(slot.target.timeout),
-                        secs(slot.state.deadline.saturating_duration_since(now.mono)),
-                    );
-                    if quiet {
-                        debug!(target = %name, event = "watching", %heartbeat, timeout_secs, first_check_in_secs, "watching");
-                    } else {
-                        info!(target = %name, event = "watching", %heartbeat, timeout_secs, first_check_in_secs, "watching");
-                    }
-                    slot
-                }
-            };
-            self.slots.push(slot);
-        }
-        for name in &plan.removed {
-            let slot = old.remove(name).expect("planned");
-            self.answer_waiters(
-                slot.id,
-                name,
-                Err(
-                    "the target was removed from the config by a reload before its restart \
-                     ended"
-                        .into(),
-                ),
-            );
-            if slot.is_running() {
-                self.orphans
-                    .insert(slot.id, (name.clone(), slot.target.command_timeout));
-                info!(target = %name, event = "target_removed", "no longer in the config; its running command will finish on its own");
-            } else {
-                info!(target = %name, event = "target_removed", "no longer in the config; not watching it");
-            }
-        }
-        for t in &plan.disabled {
-            info!(target = %t.name, event = "target_disabled", "target is disabled; not watching it");
-        }
-        self.books.disabled = plan.disabled;
-        if self.slots.is_empty() {
-            warn!(event = "no_targets", "no enabled targets; nothing to watch");
-        }
-        self.index = self
-            .slots
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.id, i))
-            .collect();
-        self.agenda = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| !s.is_running())
-            .map(|(i, s)| (s.state.deadline, i))
-            .collect();
-        let count = |c| plan.targets.iter().filter(|(_, x)| *x == c).count();
-        let summary = format!(
-            "config reloaded: {} unchanged, {} changed, {} added, {} removed, {} disabled",
-            count(Change::Unchanged),
-            count(Change::Changed),
-            count(Change::Added),
-            plan.removed.len(),
-            self.books.disabled.len()
-        );
-        if !first {
-            info!(
-                event = "reload_done",
-                unchanged = count(Change::Unchanged),
-                changed = count(Change::Changed),
-                added = count(Change::Added),
-                removed = plan.removed.len(),
-                disabled = self.books.disabled.len(),
-                "config reloaded"
-            );
-        }
-        self.mark_dirty(true);
-        // What loading the config needed beyond the model is free now.
-        platform::return_free_memory();
-        summary
     }
 }
 

@@ -1,0 +1,250 @@
+//! Installing a config, at start-up and after a reload read it: the pure [`plan`] says what
+//! happens to each target, and [`Daemon::apply`] carries it out in named steps. Unchanged
+//! targets keep their state; changed ones keep their restart counts (and a running command)
+//! and start timing over with `startup_grace`; added ones start with `startup_grace` (and,
+//! at start-up, what the state file and the running-command records say); removed ones stop
+//! being watched (a running command of theirs finishes and is logged).
+
+use std::collections::HashMap;
+
+use tracing::{debug, info, warn};
+
+use super::effects::Look;
+use super::reload::{Change, Plan, plan};
+use super::slot::Slot;
+use super::{Daemon, secs, warn_about_place};
+use crate::config::{Config, Files, Target};
+use crate::platform;
+use crate::schedule::{Now, Observation};
+use crate::state::{RunningCommand, TargetRecord};
+
+/// Above this many targets, per-target start-up lines are logged at debug level.
+const QUIET_ABOVE: usize = 100;
+
+/// What the previous protector left (start-up only): its state file's records and the
+/// commands it had running, by target name.
+#[derive(Default)]
+struct Left {
+    records: HashMap<String, TargetRecord>,
+    commands: HashMap<String, RunningCommand>,
+}
+
+impl Daemon {
+    /// Installs `config` (see the module's header). `first`: at start-up. Returns what
+    /// changed, in a few words.
+    pub(super) fn apply(&mut self, config: Config, first: bool) -> String {
+        let now = self.now();
+        let plan = plan(self.slots.iter().map(|s| &s.target), config.targets);
+        let mut old: HashMap<String, Slot> = self
+            .slots
+            .drain(..)
+            .map(|s| (s.target.name.clone(), s))
+            .collect();
+        let mut looks = self.look_at_fresh(&plan, &old).into_iter();
+        self.install_files(config.files, config.max_parallel_commands, first);
+        let mut left = if first {
+            self.what_was_left()
+        } else {
+            Left::default()
+        };
+        let quiet = plan.targets.len() > QUIET_ABOVE;
+        for (target, change) in plan.targets.iter().cloned() {
+            let slot = match change {
+                Change::Unchanged => old.remove(&target.name).expect("planned"),
+                Change::Changed => {
+                    let slot = old.remove(&target.name).expect("planned");
+                    changed(slot, target, &mut looks, now)
+                }
+                Change::Added => {
+                    let look = looks.next().expect("looked above");
+                    self.added(target, look, now, &mut left, quiet)
+                }
+            };
+            self.slots.push(slot);
+        }
+        self.let_go(&plan, &mut old);
+        self.books.disabled = plan.disabled.clone();
+        if self.slots.is_empty() {
+            warn!(event = "no_targets", "no enabled targets; nothing to watch");
+        }
+        self.reindex();
+        self.mark_dirty(true);
+        // What loading the config needed beyond the model is free now.
+        platform::return_free_memory();
+        self.summarize(&plan, first)
+    }
+
+    /// Looks, in one batch, at every target that starts timing afresh (changed and not
+    /// running, or added), in the plan's order; warns about their heartbeats' places and
+    /// programs.
+    fn look_at_fresh(&mut self, plan: &Plan, old: &HashMap<String, Slot>) -> Vec<Look> {
+        let fresh: Vec<&Target> = plan
+            .targets
+            .iter()
+            .filter(|(t, change)| match change {
+                Change::Unchanged => false,
+                Change::Changed => !old[&t.name].is_running(),
+                Change::Added => true,
+            })
+            .map(|(t, _)| t)
+            .collect();
+        self.books.observations += fresh.len() as u64;
+        let looks = self.look_at(&fresh);
+        // Where the look answered (a filesystem that does not answer has nothing to say).
+        let answered: Vec<&Target> = fresh
+            .iter()
+            .zip(&looks)
+            .filter(|(_, (obs, _))| *obs != Observation::Unknown)
+            .map(|(t, _)| *t)
+            .collect();
+        for (t, place) in answered.iter().zip(self.places_of(&answered)) {
+            warn_about_place(t, &place);
+        }
+        crate::programs::log_missing_in_background(fresh.iter().map(|t| (*t).clone()).collect());
+        looks
+    }
+
+    /// The config's files and bound on commands; a changed lock file waits for a restart.
+    fn install_files(&mut self, files: Files, max_parallel: usize, first: bool) {
+        if !first
+            && files
+                .lock_file
+                .as_ref()
+                .is_some_and(|l| *l != self.books.lock_file)
+        {
+            warn!(
+                event = "lock_file_unchanged",
+                "lock_file changes take effect when protector is restarted"
+            );
+        }
+        self.books.files = files;
+        let max = max_parallel.max(1);
+        self.commands.set_max(max);
+        self.notifies.set_max(max);
+    }
+
+    /// What the previous protector left: its state file's records and running commands
+    /// (its temporaries removed first).
+    fn what_was_left(&mut self) -> Left {
+        if !self.opts.dry_run {
+            self.remove_stale_temps();
+        }
+        let records = self.read_state_file();
+        let commands = self.commands_left(&records);
+        Left { records, commands }
+    }
+
+    /// A new slot for `target`, added with `look`; at start-up, with what was left of it.
+    fn added(
+        &mut self,
+        target: Target,
+        look: Look,
+        now: Now,
+        left: &mut Left,
+        quiet: bool,
+    ) -> Slot {
+        let mut slot = Slot::new(self.next_id, target, look, now, self.fx.seed);
+        self.next_id += 1;
+        if let Some(rec) = left.records.get(&slot.target.name) {
+            slot.restore_record(rec, now);
+        }
+        slot.adopt_leftover(left.commands.remove(&slot.target.name));
+        let (name, heartbeat, timeout_secs, first_check_in_secs) = (
+            &slot.target.name,
+            slot.target.heartbeat.display(),
+            secs(slot.target.timeout),
+            secs(slot.state.deadline.saturating_duration_since(now.mono)),
+        );
+        // With many targets, one "watching" line each is noise: they go to debug.
+        if quiet {
+            debug!(target = %name, event = "watching", %heartbeat, timeout_secs, first_check_in_secs, "watching");
+        } else {
+            info!(target = %name, event = "watching", %heartbeat, timeout_secs, first_check_in_secs, "watching");
+        }
+        slot
+    }
+
+    /// Stops watching the targets the plan removes: whoever waits for their restart hears
+    /// so, and a running command of theirs finishes on its own.
+    fn let_go(&mut self, plan: &Plan, old: &mut HashMap<String, Slot>) {
+        for name in &plan.removed {
+            let slot = old.remove(name).expect("planned");
+            self.answer_waiters(
+                slot.id,
+                name,
+                Err(
+                    "the target was removed from the config by a reload before its restart \
+                     ended"
+                        .into(),
+                ),
+            );
+            if slot.is_running() {
+                self.orphans
+                    .insert(slot.id, (name.clone(), slot.target.command_timeout));
+                info!(target = %name, event = "target_removed", "no longer in the config; its running command will finish on its own");
+            } else {
+                info!(target = %name, event = "target_removed", "no longer in the config; not watching it");
+            }
+        }
+        for t in &plan.disabled {
+            info!(target = %t.name, event = "target_disabled", "target is disabled; not watching it");
+        }
+    }
+
+    /// The slots' index by id, and the agenda of those not running a command.
+    fn reindex(&mut self) {
+        self.index = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id, i))
+            .collect();
+        self.agenda = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.is_running())
+            .map(|(i, s)| (s.state.deadline, i))
+            .collect();
+    }
+
+    /// What the plan did, in a few words (and, after a reload, logged as `reload_done`).
+    fn summarize(&self, plan: &Plan, first: bool) -> String {
+        let count = |c| plan.targets.iter().filter(|(_, x)| *x == c).count();
+        let (unchanged, changed, added) = (
+            count(Change::Unchanged),
+            count(Change::Changed),
+            count(Change::Added),
+        );
+        let (removed, disabled) = (plan.removed.len(), self.books.disabled.len());
+        if !first {
+            info!(
+                event = "reload_done",
+                unchanged, changed, added, removed, disabled, "config reloaded"
+            );
+        }
+        format!(
+            "config reloaded: {unchanged} unchanged, {changed} changed, {added} added, \
+             {removed} removed, {disabled} disabled"
+        )
+    }
+}
+
+/// `slot` under the new settings of `target`: the counts carry over; unless a command runs,
+/// it starts timing over (startup grace) from its look, the next of `looks`.
+fn changed(
+    mut slot: Slot,
+    target: Target,
+    looks: &mut impl Iterator<Item = Look>,
+    now: Now,
+) -> Slot {
+    slot.rules = crate::schedule::Rules::of(&target);
+    slot.target = target;
+    if !slot.is_running() {
+        let (obs, err) = looks.next().expect("looked above");
+        slot.start_over(&obs, now);
+        slot.note_look(&obs, err);
+    }
+    info!(target = %slot.target.name, event = "target_changed", "settings changed; applied");
+    slot
+}
