@@ -400,25 +400,23 @@ impl Daemon {
     }
 
     fn run_notify(&self, job: Job) {
-        let target = job.target.clone();
-        self.launch(job, move |outcome| Msg::NotifyDone { target, outcome });
+        let (target, timeout) = (job.target.clone(), job.timeout);
+        self.launch(job, move |outcome| Msg::NotifyDone {
+            target,
+            timeout,
+            outcome,
+        });
     }
 
-    pub(super) fn on_notify_done(&mut self, target: &str, o: &Outcome) {
+    /// A notify command of `target` (run with `timeout`) ended.
+    pub(super) fn on_notify_done(&mut self, target: &str, timeout: Duration, o: &Outcome) {
         self.notifies.release();
         if o.success() {
             debug!(target = %target, event = "command_finished", command = "notify", duration_ms = o.duration.as_millis() as u64, "notify command finished");
         } else {
-            let timeout = self
-                .index_of(target)
-                .map_or(Duration::ZERO, |i| self.slots[i].target.command_timeout);
             log_outcome(target, "notify", timeout, o);
         }
         self.start_queued_notifies();
-    }
-
-    fn index_of(&self, name: &str) -> Option<usize> {
-        self.slots.iter().position(|s| s.target.name == name)
     }
 
     /// What every command of a target finds in its environment.

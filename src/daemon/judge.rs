@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tracing::{debug, error, info, warn};
 
-use super::effects::{Look, panic_message};
+use super::effects::Look;
+use super::real::panic_message;
 use super::{Daemon, secs};
 use crate::config::Target;
 use crate::config::duration::format as fmt_dur;

@@ -21,7 +21,8 @@
 //! service whose stop already ran, and exit 0; a second signal exits at once.
 //!
 //! Effects (the clock, looking at files, running commands) come through the small interfaces
-//! of `effects.rs`: `tests.rs` drives this same loop on simulated time with fakes.
+//! of `effects.rs` (production's in `real.rs`): `tests/` drives this same loop on simulated
+//! time with fakes.
 //!
 //! Every log record about a target carries `target` and a stable `event` field (see the
 //! README's "Log events"): that, not the message text, is the contract for tests and log
@@ -36,6 +37,7 @@ mod hold;
 mod install;
 mod judge;
 mod looks;
+mod real;
 mod refused;
 mod reload;
 mod sentinel;
@@ -60,11 +62,12 @@ use crate::{lock, systemd};
 
 use books::Books;
 use bounded::Bounded;
-use effects::{Effects, Job, panic_message};
+use effects::{Effects, Job};
 #[cfg(target_os = "linux")]
 pub(crate) use looks::helper::{
     HELPER_WORD as LOOK_HELPER_WORD, enable as use_look_helper, helper_main as look_helper_main,
 };
+use real::panic_message;
 pub(crate) use refused::Refused;
 use slot::Slot;
 
@@ -111,9 +114,10 @@ pub(crate) enum Msg {
         seq: u64,
         verdict: crate::depends::Verdict,
     },
-    /// A notify command finished.
+    /// A notify command finished (it ran with `timeout`).
     NotifyDone {
         target: String,
+        timeout: Duration,
         outcome: Outcome,
     },
     Signal(Signal),
@@ -377,7 +381,11 @@ impl Daemon {
         match msg {
             Msg::Done { id, cmd, outcome } => self.on_done(id, cmd, outcome),
             Msg::Spawned { id, cmd, running } => self.on_spawned(id, cmd, running),
-            Msg::NotifyDone { target, outcome } => self.on_notify_done(&target, &outcome),
+            Msg::NotifyDone {
+                target,
+                timeout,
+                outcome,
+            } => self.on_notify_done(&target, timeout, &outcome),
             Msg::Checked { id, seq, verdict } => self.on_checked(id, seq, verdict),
             Msg::Signal(Signal::Reload) => self.reload(None),
             Msg::Loaded(result) => self.on_loaded(*result),

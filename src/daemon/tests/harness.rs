@@ -13,8 +13,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::super::effects::{
     Checker, Clock, Effects, Job, LoadResult, Loaded, Loader, Look, Looker, Probe, Report, Runner,
-    Verdict, load_contained,
+    Verdict,
 };
+use super::super::real::load_contained;
 use super::super::{Daemon, Exit, Inbox, Msg, Options};
 use crate::command::Outcome;
 use crate::platform::Signal;

@@ -1,0 +1,220 @@
+//! The production effects ([`Effects::real`]): the system clocks, heartbeat looks on
+//! workers with a deadline (`looks/`, in a helper process on Linux), a thread per command
+//! running it contained (`command::run`), a thread per dependency check and per config load.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use tracing::{info, warn};
+
+use super::effects::{
+    Checker, Clock, Effects, Job, LoadResult, Loaded, Loader, Looker, Probe, Report, Runner,
+    Verdict,
+};
+use crate::command::{self, Outcome};
+use crate::config::ConfigError;
+use crate::fsutil::epoch_secs;
+use crate::platform;
+use crate::schedule::Now;
+use crate::state::RunningCommand;
+
+impl Effects {
+    /// The system clocks, `stat` on worker threads with a deadline (`looks.rs`), and a
+    /// thread per command running it contained (`command::run`).
+    pub fn real() -> Effects {
+        Effects {
+            clock: Box::new(SystemClock),
+            looker: real_looker(),
+            runner: Box::new(ThreadRunner),
+            checker: Box::new(ThreadChecker),
+            loader: Box::new(ThreadLoader),
+            seed: crate::fsutil::random(),
+        }
+    }
+}
+
+/// A helper process's workers look at heartbeats (Linux, when enabled), else this process's.
+fn real_looker() -> Box<dyn Looker> {
+    #[cfg(target_os = "linux")]
+    if let Some(helper) = super::looks::helper::looker() {
+        return Box::new(helper);
+    }
+    Box::new(super::looks::FileLooker::default())
+}
+
+/// A thread per load (reloads are rare and one at a time); if none can be made, the load
+/// runs on the caller's thread, as it did before loads had threads of their own.
+struct ThreadLoader;
+
+impl Loader for ThreadLoader {
+    fn load(&self, path: PathBuf, done: Loaded) {
+        let work = std::sync::Arc::new(std::sync::Mutex::new(Some((path, done))));
+        let theirs = work.clone();
+        let take = |w: &std::sync::Mutex<Option<(PathBuf, Loaded)>>| {
+            w.lock().unwrap_or_else(|e| e.into_inner()).take()
+        };
+        let spawned = std::thread::Builder::new()
+            .name("protector-load".into())
+            .spawn(move || {
+                if let Some((path, done)) = take(&theirs) {
+                    done(load_contained(&path));
+                }
+            });
+        if let Err(e) = spawned {
+            warn!(event = "load_thread_failed", reason = %e, "cannot start a thread to read the config; reading it on the loop's thread");
+            if let Some((path, done)) = take(&work) {
+                done(load_contained(&path));
+            }
+        }
+    }
+}
+
+/// `config::load_text` for the host, with a panic (a bug) turned into a problem.
+pub(crate) fn load_contained(path: &Path) -> LoadResult {
+    std::panic::catch_unwind(|| crate::config::load_text(path, crate::config::Os::host()))
+        .unwrap_or_else(|p| {
+            Err(ConfigError::one(
+                &path.display().to_string(),
+                format!("internal error: {}", panic_message(&*p)),
+                None,
+            ))
+        })
+}
+
+/// A thread per check, running `depends::check` (itself bounded by `check_timeout`).
+struct ThreadChecker;
+
+impl Checker for ThreadChecker {
+    fn check(&self, probe: Probe, verdict: Verdict) {
+        let target = probe.target.clone();
+        let made = std::thread::Builder::new()
+            .name("protector-check".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let v = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::depends::check(&probe.depends, &probe.env)
+                }))
+                .unwrap_or_else(|p| crate::depends::Verdict {
+                    up: false,
+                    detail: format!("internal error: {}", panic_message(&*p)),
+                });
+                verdict(v);
+            });
+        if let Err(e) = made {
+            warn!(target = %target, event = "dependency_check_failed", reason = %e, "cannot start a thread to check the dependencies; counted as no answer");
+        }
+    }
+}
+
+struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Now {
+        Now::read()
+    }
+}
+
+struct ThreadRunner;
+
+impl Runner for ThreadRunner {
+    fn run(&self, job: Job, report: Report) {
+        // The report moves into the thread; if the thread cannot be made, it comes back
+        // through this slot and is called here.
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(report)));
+        let theirs = slot.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("protector-{}", job.what))
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                    if let Some((left, wait)) = &job.after {
+                        settle(&job.target, left, *wait);
+                    }
+                    let mut spawned = job.spawned;
+                    let mut record = None;
+                    let outcome = command::run(&job.line, &job.env, job.timeout, |pgid| {
+                        if let Some(tell) = spawned.take()
+                            && let Some(stamp) = platform::group_stamp(pgid)
+                        {
+                            let running = RunningCommand {
+                                command: job.what.into(),
+                                pgid,
+                                stamp,
+                                started_at: epoch_secs(SystemTime::now()),
+                            };
+                            record =
+                                put_on_record(&job.target, job.record_beside.as_deref(), &running);
+                            tell(running);
+                        }
+                    });
+                    if let Some(record) = record {
+                        crate::state::running::remove(&record);
+                    }
+                    outcome
+                }))
+                .unwrap_or_else(|p| {
+                    Outcome::failed(format!("internal error: {}", panic_message(&*p)))
+                });
+                let report = theirs.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(report) = report {
+                    report(outcome);
+                }
+            });
+        if let Err(e) = spawned {
+            let report = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(report) = report {
+                report(Outcome::short_of_resources(format!(
+                    "cannot start a thread for the command: {e}"
+                )));
+            }
+        }
+    }
+}
+
+/// Puts a command's process group on record beside the state file `state` at once; the
+/// record's path (to take it off when the command ends), if it was written.
+fn put_on_record(target: &str, state: Option<&Path>, running: &RunningCommand) -> Option<PathBuf> {
+    crate::state::running::write(state?, target, running)
+        .inspect_err(|e| {
+            warn!(target = %target, event = "command_record_failed", reason = %e, "cannot put the command's process group on record at once; the state file records it shortly");
+        })
+        .ok()
+}
+
+/// Waits for a command group an earlier protector left running, at most `wait`, then kills
+/// it (and waits a little for it to go).
+fn settle(target: &str, left: &RunningCommand, wait: Duration) {
+    let alive = || platform::group_alive(left.pgid, &left.stamp);
+    let what = &left.command;
+    if wait_while(alive, wait) {
+        info!(target = %target, event = "leftover_finished", command = %what, pgid = left.pgid, "the {what} command of the previous protector has finished; going on");
+        return;
+    }
+    warn!(target = %target, event = "leftover_killed", command = %what, pgid = left.pgid, "the {what} command of the previous protector outlived its command_timeout; killed its process group");
+    platform::kill_group(left.pgid);
+    wait_while(alive, Duration::from_secs(5));
+}
+
+/// Polls `cond` until it is false (true) or `limit` has passed (false).
+fn wait_while(mut cond: impl FnMut() -> bool, limit: Duration) -> bool {
+    let deadline = crate::schedule::later(Instant::now(), limit);
+    let mut pause = Duration::from_millis(10);
+    while cond() {
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+    true
+}
+
+/// The message of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
