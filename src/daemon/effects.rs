@@ -28,10 +28,20 @@ pub(crate) trait Looker {
     fn look(&self, paths: &[&Path], within: Duration) -> Vec<Look>;
 
     /// What to warn about each heartbeat's place (nothing for one not told `within`).
-    fn places(&self, paths: &[&Path], within: Duration) -> Vec<super::looks::Place> {
+    fn places(&self, paths: &[&Path], within: Duration) -> Vec<Place> {
         let _ = within;
-        vec![super::looks::Place::default(); paths.len()]
+        vec![Place::default(); paths.len()]
     }
+}
+
+/// What to warn about a heartbeat's place, at start-up and when a reload adds or changes a
+/// target.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Place {
+    /// Its directory does not exist: nothing can write the heartbeat yet.
+    pub missing_dir: Option<String>,
+    /// Any user can write it (`perms::heartbeat_exposure`).
+    pub exposed: Option<String>,
 }
 
 /// One command to run: a target's stop, start, skip_if or notify command.

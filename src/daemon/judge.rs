@@ -29,7 +29,7 @@ impl Daemon {
     }
 
     /// What to warn about the places of `targets`' heartbeats, within the same budget.
-    pub(super) fn places_of(&self, targets: &[&Target]) -> Vec<super::looks::Place> {
+    pub(super) fn places_of(&self, targets: &[&Target]) -> Vec<super::effects::Place> {
         let paths: Vec<&Path> = targets.iter().map(|t| t.heartbeat.as_path()).collect();
         self.fx.looker.places(&paths, look_budget(targets))
     }

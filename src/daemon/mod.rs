@@ -431,7 +431,7 @@ fn secs(d: Duration) -> f64 {
 /// heartbeat's place: it cannot appear yet because its directory does not exist (a writer
 /// such as Salt's `file.touch` does not create directories; watching goes on, the target is
 /// judged as usual), or any user can write it.
-fn warn_about_place(t: &Target, place: &looks::Place) {
+fn warn_about_place(t: &Target, place: &effects::Place) {
     if let Some(dir) = &place.missing_dir {
         warn!(
             target = %t.name,

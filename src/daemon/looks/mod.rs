@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::effects::{Look, Looker};
+use super::effects::{Look, Looker, Place};
 use crate::heartbeat;
 use crate::schedule::Observation;
 
@@ -33,16 +33,6 @@ pub(crate) enum Ask {
     Look,
     /// What to warn about its place.
     Place,
-}
-
-/// What to warn about a heartbeat's place, at start-up and when a reload adds or changes a
-/// target.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Place {
-    /// Its directory does not exist: nothing can write the heartbeat yet.
-    pub missing_dir: Option<String>,
-    /// Any user can write it (`perms::heartbeat_exposure`).
-    pub exposed: Option<String>,
 }
 
 /// An answer to an [`Ask`].
