@@ -149,7 +149,14 @@ pub fn default_path(state_file: Option<&Path>, key: &Path) -> PathBuf {
         name.push(".lock");
         return PathBuf::from(name);
     }
-    let absolute = std::path::absolute(key).unwrap_or_else(|_| key.to_path_buf());
+    runtime_dir().join(format!("{}.lock", instance_name(key)))
+}
+
+/// The name of the protector started on config file `config` (`protector-` and a hash of the
+/// file's absolute path), which its default lock and its control endpoint are named after,
+/// so a client finds them from the config's path alone.
+pub fn instance_name(config: &Path) -> String {
+    let absolute = std::path::absolute(config).unwrap_or_else(|_| config.to_path_buf());
     let absolute = match (absolute.parent(), absolute.file_name()) {
         (Some(dir), Some(name)) => std::fs::canonicalize(dir)
             .map(|d| d.join(name))
@@ -162,7 +169,7 @@ pub fn default_path(state_file: Option<&Path>, key: &Path) -> PathBuf {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x100000001b3);
     }
-    runtime_dir().join(format!("protector-{hash:016x}.lock"))
+    format!("protector-{hash:016x}")
 }
 
 /// Where protector keeps files that only matter while it runs: `/run/protector` for root on

@@ -98,8 +98,30 @@ fn distance(a: &str, b: &str) -> usize {
     d[a.len()][b.len()]
 }
 
+/// A length of time as people read it: `45s`, `4m48s`, `2h03m`, `3d4h` (rounded to the second;
+/// below zero is `0s`).
+pub fn human(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lengths_of_time_read_as_people_say_them() {
+        use super::human;
+        let said: Vec<String> = [-3.0, 44.6, 288.0, 7380.0, 273_600.0]
+            .into_iter()
+            .map(human)
+            .collect();
+        assert_eq!(said, ["0s", "45s", "4m48s", "2h03m", "3d4h"]);
+    }
+
     #[test]
     fn distances_and_the_nearest_word() {
         use super::{distance, nearest};

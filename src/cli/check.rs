@@ -210,7 +210,7 @@ fn in_force_instead(path: &Path) -> String {
             "protector: not in force; a running protector keeps its config, and one started now \
              runs on the last accepted copy, {} (accepted {} ago)\n",
             copy.display(),
-            crate::status::human(
+            crate::text::human(
                 std::time::SystemTime::now()
                     .duration_since(t)
                     .unwrap_or_default()

@@ -1,18 +1,16 @@
 //! Operators' requests (`protector pause|resume|restart|reset|reload`, see `crate::control`):
-//! the listener that takes them off the control socket, one short-lived thread per
-//! connection, and what the loop does with each. Nothing here blocks the loop: a connection's
-//! thread reads the request (bounded in size and time), hands it to the loop as a message and
-//! writes the answer the loop sends back.
+//! what the loop does with each. They come off the control endpoint through
+//! `control::server`, which knows nothing of the loop: it hands each request and a channel
+//! for its answers to [`listen`]'s callback, which makes it a message to the loop.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use tracing::info;
 
 use super::{Daemon, Msg};
 use crate::control::{self, Reply, Request, TargetResult, Verb};
-use crate::status::human;
+use crate::text::human;
 
 impl Daemon {
     /// One request from the control socket; `reply` hears the answer (dropped when done).
@@ -272,146 +270,14 @@ fn ok(slot: &super::slot::Slot, message: String) -> TargetResult {
     }
 }
 
-/// The control endpoint, while protector listens on it (removed when dropped, and its
-/// accepting thread ended).
-pub(crate) struct Listener {
-    guard: crate::platform::EndpointGuard,
-    closer: crate::platform::Closer,
-    closed: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        self.closed.store(true, Ordering::Relaxed);
-        self.closer.close();
-    }
-}
-
-impl Listener {
-    /// Is its socket still at its path (not removed, not replaced)?
-    pub(crate) fn in_place(&self) -> bool {
-        self.guard.in_place()
-    }
-}
-
-/// One of the [`control::MAX_CLIENTS`] places, given back when dropped.
-struct Place(Arc<AtomicUsize>);
-
-impl Place {
-    fn take(busy: &Arc<AtomicUsize>) -> Place {
-        busy.fetch_add(1, Ordering::Relaxed);
-        Place(busy.clone())
-    }
-}
-
-impl Drop for Place {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Listens at `path` (the caller holds the instance lock): requests go to the loop through
-/// `tx`, each connection on a thread of its own.
-pub(crate) fn listen(path: &std::path::Path, tx: mpsc::Sender<Msg>) -> std::io::Result<Listener> {
-    let (endpoint, guard) = crate::platform::bind_endpoint(path)?;
-    let closer = endpoint.closer();
-    let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let ended = closed.clone();
-    let busy = Arc::new(AtomicUsize::new(0));
-    std::thread::Builder::new()
-        .name("control".into())
-        .spawn(move || {
-            loop {
-                let Ok(mut conn) = endpoint.accept() else {
-                    if ended.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    // A client that went away at once.
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                };
-                if busy.load(Ordering::Relaxed) >= control::MAX_CLIENTS {
-                    answer(&mut conn, &control::Response::busy());
-                    continue;
-                }
-                // Counted until the connection's thread ends however it ends (the guard goes
-                // with the closure if the thread cannot even be made).
-                let place = Place::take(&busy);
-                let tx = tx.clone();
-                let _ = std::thread::Builder::new()
-                    .name("control-client".into())
-                    .spawn(move || {
-                        let _place = place;
-                        serve(conn, &tx);
-                    });
-            }
-        })?;
-    Ok(Listener {
-        guard,
-        closer,
-        closed,
-    })
-}
-
-/// One connection: the peer is checked, one request read (bounded in size and time), handed
-/// to the loop, and its answer written back.
-fn serve(mut conn: crate::platform::Connection, tx: &mpsc::Sender<Msg>) {
-    if let Err(who) = conn.check_peer() {
-        tracing::warn!(event = "control_refused", peer = %who, "control request from another user refused");
-        return answer(
-            &mut conn,
-            &control::Response::error(
-                "refused: only root or the user protector runs as may control it",
-            ),
-        );
-    }
-    let request = match conn.read_line(control::MAX_REQUEST, control::READ_TIMEOUT) {
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) =>
-        {
-            Err(format!(
-                "no request within {} s",
-                control::READ_TIMEOUT.as_secs()
-            ))
-        }
-        Err(e) => Err(format!("cannot read the request: {e}")),
-        Ok(line) if line.len() > control::MAX_REQUEST => Err(format!(
-            "request too large: at most {} bytes",
-            control::MAX_REQUEST
-        )),
-        Ok(line) => serde_json::from_slice::<Request>(&line)
-            .map_err(|e| format!("malformed request: {e}"))
-            .and_then(|r| {
-                if r.protocol == control::PROTOCOL {
-                    Ok(r)
-                } else {
-                    Err(format!(
-                        "protocol version {} is not spoken here (this protector speaks {})",
-                        r.protocol,
-                        control::PROTOCOL
-                    ))
-                }
-            }),
-    };
-    let response = match request {
-        Err(e) => control::Response::error(e),
-        Ok(req) => {
-            let (reply, replies) = mpsc::channel();
-            if tx.send(Msg::Control { req, reply }).is_err() {
-                control::Response::error("protector is shutting down")
-            } else {
-                control::collect(replies)
-            }
-        }
-    };
-    answer(&mut conn, &response);
-}
-
-fn answer(conn: &mut crate::platform::Connection, response: &control::Response) {
-    let mut line = serde_json::to_string(response).expect("a response serializes");
-    line.push('\n');
-    let _ = conn.write_all(line.as_bytes(), control::READ_TIMEOUT);
+/// Listens for operators' requests at `path` (the caller holds the instance lock): each goes
+/// to the loop through `tx` as [`Msg::Control`].
+pub(crate) fn listen(
+    path: &std::path::Path,
+    tx: mpsc::Sender<Msg>,
+) -> std::io::Result<control::server::Listener> {
+    control::server::listen(
+        path,
+        Box::new(move |req, reply| tx.send(Msg::Control { req, reply }).is_ok()),
+    )
 }

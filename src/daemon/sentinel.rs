@@ -18,7 +18,8 @@ use std::time::Duration;
 use tracing::{error, warn};
 
 use super::Msg;
-use super::control::{self, Listener};
+use super::control;
+use crate::control::server::Listener;
 use crate::lock::{self, InstanceLock};
 
 /// How often the lock and the socket are looked at.

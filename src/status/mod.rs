@@ -121,11 +121,11 @@ fn table(file: &StateFile, looks: &[Look], running: bool, now: f64) -> String {
         },
         file.pid,
         if running {
-            format!(", up {}", human(now - file.started_at))
+            format!(", up {}", crate::text::human(now - file.started_at))
         } else {
             String::new()
         },
-        human(now - file.written_at),
+        crate::text::human(now - file.written_at),
         file.config
             .as_deref()
             .map(|c| format!(", config {c}"))
@@ -135,9 +135,9 @@ fn table(file: &StateFile, looks: &[Look], running: bool, now: f64) -> String {
         out.push_str(&format!(
             "CONFIG REFUSED: the config file was refused at start-up {} ago; running on the last \
              config accepted{}, {} (fix the file, then `protector reload`):\n",
-            human(now - r.since),
+            crate::text::human(now - r.since),
             r.accepted_at
-                .map(|t| format!(" {} ago", human(now - t)))
+                .map(|t| format!(" {} ago", crate::text::human(now - t)))
                 .unwrap_or_default(),
             r.running_on
         ));
@@ -198,7 +198,7 @@ fn table(file: &StateFile, looks: &[Look], running: bool, now: f64) -> String {
                 "{}: {} {} ago ({}):\n",
                 t.name,
                 c.command,
-                human(now - r.at),
+                crate::text::human(now - r.at),
                 c.status
             ));
             for l in c.output.lines() {
@@ -214,9 +214,9 @@ fn table(file: &StateFile, looks: &[Look], running: bool, now: f64) -> String {
 /// its state is what it was, and no check is coming.
 fn row(t: &TargetRecord, file: Beat, running: bool, now: f64) -> [String; 6] {
     let age = match (file, t.last_heartbeat) {
-        (Beat::Age(age), _) => human(age),
+        (Beat::Age(age), _) => crate::text::human(age),
         (Beat::Missing, _) => "missing".into(),
-        (Beat::Unknown, Some(h)) => format!("{} (last seen)", human(now - h)),
+        (Beat::Unknown, Some(h)) => format!("{} (last seen)", crate::text::human(now - h)),
         (Beat::Unknown, None) => "never seen".into(),
     };
     let restarts = if t.consecutive_restarts > 0 {
@@ -230,7 +230,7 @@ fn row(t: &TargetRecord, file: Beat, running: bool, now: f64) -> [String; 6] {
         .filter(|_| running && t.state != TargetStatus::GivenUp)
         .map_or("-".into(), |n| {
             if n > now {
-                format!("in {}", human(n - now))
+                format!("in {}", crate::text::human(n - now))
             } else {
                 "now".into()
             }
@@ -253,7 +253,7 @@ fn row(t: &TargetRecord, file: Beat, running: bool, now: f64) -> [String; 6] {
             .collect();
         format!(
             "{} ago: {}",
-            human(now - r.at),
+            crate::text::human(now - r.at),
             if cmds.is_empty() {
                 "running".into()
             } else {
@@ -271,7 +271,7 @@ fn row(t: &TargetRecord, file: Beat, running: bool, now: f64) -> [String; 6] {
         ),
         (TargetStatus::Paused, Some(until)) => format!(
             "paused ({} left{})",
-            human(until - now),
+            crate::text::human(until - now),
             t.pause_reason
                 .as_deref()
                 .map(|r| format!(": {r}"))
@@ -279,8 +279,10 @@ fn row(t: &TargetRecord, file: Beat, running: bool, now: f64) -> [String; 6] {
         ),
         (TargetStatus::Held, _) => format!(
             "held {}: a dependency is down{}",
-            t.held_since
-                .map_or(String::new(), |at| format!("for {}", human(now - at))),
+            t.held_since.map_or(String::new(), |at| format!(
+                "for {}",
+                crate::text::human(now - at)
+            )),
             t.dependency
                 .as_deref()
                 .map(|d| format!(" ({d})"))
@@ -294,17 +296,6 @@ fn row(t: &TargetRecord, file: Beat, running: bool, now: f64) -> [String; 6] {
         format!("was {state}")
     };
     [t.name.clone(), state, age, restarts, next, last]
-}
-
-/// `45s`, `4m48s`, `2h3m`, `3d4h`.
-pub fn human(secs: f64) -> String {
-    let s = secs.max(0.0).round() as u64;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d{}h", s / 86400, s % 86400 / 3600),
-    }
 }
 
 #[cfg(test)]

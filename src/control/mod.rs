@@ -23,6 +23,7 @@
 //! root or the daemon's own); on Windows a named pipe `\\.\pipe\protector-<hash>` that only
 //! SYSTEM, Administrators and protector's own account may open (local clients only).
 
+pub mod server;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -179,16 +180,19 @@ pub fn collect(replies: impl IntoIterator<Item = Reply>) -> Response {
     response
 }
 
-/// The control socket of the protector started on config file `config`: in protector's
-/// runtime directory, named like its default lock (`protector-<hash of the path>.sock`).
+/// The control endpoint of the protector started on config file `config`, named after its
+/// instance (`lock::instance_name`): `protector-<hash of the path>.sock` in protector's
+/// runtime directory, or the named pipe `\\.\pipe\protector-<hash>` on Windows.
 pub fn socket_for(config: &Path) -> PathBuf {
-    let lock = crate::lock::default_path(None, config);
+    let name = crate::lock::instance_name(config);
     #[cfg(windows)]
-    if let Some(stem) = lock.file_stem() {
-        // A named pipe, named like the lock.
-        return PathBuf::from(format!(r"\\.\pipe\{}", stem.to_string_lossy()));
+    {
+        PathBuf::from(format!(r"\\.\pipe\{name}"))
     }
-    socket_path(&lock)
+    #[cfg(not(windows))]
+    {
+        crate::lock::runtime_dir().join(format!("{name}.sock"))
+    }
 }
 
 /// Where a client looks for the socket of `config`'s protector: its own runtime directory,
@@ -203,16 +207,6 @@ pub fn sockets_for(config: &Path) -> Vec<PathBuf> {
         return vec![own, root];
     }
     vec![own]
-}
-
-/// A lock file's path with `.lock` replaced by `.sock` (or `.sock` added).
-fn socket_path(lock: &Path) -> PathBuf {
-    let name = lock.file_name().map(|n| n.to_string_lossy().into_owned());
-    let name = match name.as_deref().and_then(|n| n.strip_suffix(".lock")) {
-        Some(stem) => format!("{stem}.sock"),
-        None => format!("{}.sock", name.unwrap_or_default()),
-    };
-    lock.with_file_name(name)
 }
 
 /// Sends `req` to the protector listening at `socket` and waits for its answer (a restart is
@@ -288,18 +282,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_socket_sits_beside_the_lock() {
+    fn the_endpoint_and_the_default_lock_are_named_after_one_instance() {
+        let config = Path::new("/etc/protector/protector.yaml");
+        let name = crate::lock::instance_name(config);
+        assert!(name.starts_with("protector-") && name.len() == "protector-".len() + 16);
+        let lock = crate::lock::default_path(None, config);
         assert_eq!(
-            socket_path(Path::new("/run/protector/protector-00ff.lock")),
-            Path::new("/run/protector/protector-00ff.sock")
+            lock.file_name().unwrap().to_string_lossy(),
+            format!("{name}.lock")
         );
-        assert_eq!(
-            socket_path(Path::new("/var/lib/protector/state.json.lock")),
-            Path::new("/var/lib/protector/state.json.sock")
+        let socket = socket_for(config);
+        let socket = socket.to_string_lossy();
+        assert!(
+            socket.ends_with(&name) || socket.ends_with(&format!("{name}.sock")),
+            "{socket}"
         );
-        assert_eq!(
-            socket_path(Path::new("/x/my.lck")),
-            Path::new("/x/my.lck.sock")
+        assert_ne!(
+            name,
+            crate::lock::instance_name(Path::new("/etc/protector/other.yaml"))
         );
     }
 
