@@ -3,6 +3,7 @@
 //! order; [`Daemon::launch`] is the one way a command is started and reports back on the
 //! loop's channel.
 
+use super::retries::Retries;
 use std::time::Duration;
 
 use tracing::{debug, error, info, warn};
@@ -67,13 +68,12 @@ impl Daemon {
         let now = self.now();
         let slot = &mut self.slots[i];
         slot.short_tries = slot.short_tries.saturating_add(1);
-        let base = Duration::from_secs(1 << slot.short_tries.min(5).saturating_sub(1));
         let nanos = now
             .wall
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos() as u64);
-        let jitter = (slot.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ nanos) % 1000;
-        let wait = base + Duration::from_millis(jitter);
+        let seed = slot.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ nanos;
+        let wait = Retries::wait(slot.short_tries, seed);
         warn!(
             target = %slot.target.name,
             event = "command_retry",
@@ -84,19 +84,14 @@ impl Daemon {
             cmd.name()
         );
         self.retries
-            .push((crate::schedule::later(now.mono, wait), slot.id, cmd));
+            .push(crate::schedule::later(now.mono, wait), slot.id, cmd);
     }
 
     /// Tries again the commands whose wait is over (a restart still only if the heartbeat
     /// did not come back meanwhile).
     pub(super) fn run_retries(&mut self) {
-        if self.retries.is_empty() {
-            return;
-        }
         let now = self.now().mono;
-        let (due, later): (Vec<_>, Vec<_>) = self.retries.drain(..).partition(|r| r.0 <= now);
-        self.retries = later;
-        for (_, id, cmd) in due {
+        for (id, cmd) in self.retries.due(now) {
             if let Some(&i) = self.index.get(&id)
                 && self.slots[i].state.phase == Phase::Running(cmd)
                 && !self.called_off(i, cmd)
@@ -110,9 +105,7 @@ impl Daemon {
     /// service whose stop command already ran.
     pub(super) fn drop_queued(&mut self) {
         let now = self.now().mono;
-        let retries = std::mem::take(&mut self.retries)
-            .into_iter()
-            .map(|(_, id, cmd)| (id, cmd));
+        let retries = self.retries.take_all();
         for (id, cmd) in self.commands.drain_waiting().into_iter().chain(retries) {
             if let Some(&i) = self.index.get(&id) {
                 if cmd == Cmd::Start && !self.begins_restart(i, cmd) {

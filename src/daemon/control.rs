@@ -211,7 +211,7 @@ impl Daemon {
             });
         };
         info!(target = %slot.target.name, event = "restart_requested", first = first.name(), "restart asked for by an operator");
-        self.waiters.entry(slot.id).or_default().push(reply.clone());
+        self.waiters.add(slot.id, reply);
         let _ = reply.send(Reply::Pending(slot.target.name.clone()));
         self.spawn(i, first);
         None
@@ -221,7 +221,7 @@ impl Daemon {
     /// heartbeat while it waits for a place does not call it off, and the asker hears how it
     /// ended.
     pub(super) fn asked(&self, i: usize) -> bool {
-        self.waiters.contains_key(&self.slots[i].id)
+        self.waiters.asked(self.slots[i].id)
     }
 
     /// The restart slot `i` ran ended; `failure` says why it failed, if it did. Whoever asked
@@ -241,24 +241,7 @@ impl Daemon {
             Some(why) => Err(format!("restart failed: the start command {why}{said}")),
         };
         let (id, name) = (self.slots[i].id, self.slots[i].target.name.clone());
-        self.answer_waiters(id, &name, outcome);
-    }
-
-    /// Tells the operators waiting for a restart of target `id` (called `name`) how it ended:
-    /// done, or the reason it did not end well (it failed, the target was removed by a reload,
-    /// its handling hit an internal error).
-    pub(super) fn answer_waiters(&mut self, id: u64, name: &str, outcome: Result<(), String>) {
-        let Some(waiters) = self.waiters.remove(&id) else {
-            return;
-        };
-        let result = TargetResult {
-            name: name.to_string(),
-            ok: outcome.is_ok(),
-            message: outcome.err().unwrap_or_else(|| "restarted".into()),
-        };
-        for waiter in waiters {
-            let _ = waiter.send(Reply::Target(result.clone()));
-        }
+        self.waiters.answer(id, &name, outcome);
     }
 }
 

@@ -169,7 +169,7 @@ impl Daemon {
     fn let_go(&mut self, plan: &Plan, old: &mut HashMap<String, Slot>) {
         for name in &plan.removed {
             let slot = old.remove(name).expect("planned");
-            self.answer_waiters(
+            self.waiters.answer(
                 slot.id,
                 name,
                 Err(

@@ -113,7 +113,7 @@ impl Daemon {
         let id = self.slots[i].id;
         self.commands.retain(|(q, _)| *q != id);
         let name = self.slots[i].target.name.clone();
-        self.answer_waiters(
+        self.waiters.answer(
             id,
             &name,
             Err(

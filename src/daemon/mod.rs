@@ -40,10 +40,12 @@ mod looks;
 mod real;
 mod refused;
 mod reload;
+mod retries;
 mod sentinel;
 mod slot;
 #[cfg(test)]
 mod tests;
+mod waiters;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -149,13 +151,12 @@ pub(crate) struct Daemon {
     /// notifications neither flood the machine nor take places from restarts).
     notifies: Bounded<Job>,
     books: Books,
-    /// Commands that could not run for lack of resources, tried again at: (when, slot id,
-    /// command).
-    retries: Vec<(Instant, u64, Cmd)>,
+    /// Commands that could not run for lack of resources, tried again at their time.
+    retries: retries::Retries,
     stopping: bool,
     watchdog: Option<(Duration, Instant)>,
-    /// Operators waiting for the restart they asked for, by slot id.
-    waiters: HashMap<u64, Vec<mpsc::Sender<crate::control::Reply>>>,
+    /// Operators waiting for the restart they asked for.
+    waiters: waiters::Waiters,
     /// Running on the last accepted config, the config file being refused.
     refusal: Option<refused::Refusal>,
     /// A reload whose config file is being read.
@@ -262,10 +263,10 @@ impl Daemon {
             commands: Bounded::new(1),
             notifies: Bounded::new(1),
             books: Books::new(lock_file, started_at),
-            retries: Vec::new(),
+            retries: retries::Retries::default(),
             stopping: false,
             watchdog: None,
-            waiters: HashMap::new(),
+            waiters: waiters::Waiters::default(),
             refusal: None,
             reloading: None,
         }
@@ -361,7 +362,7 @@ impl Daemon {
         let (deadline, retry) = if self.stopping {
             (None, None)
         } else {
-            (self.agenda.next(), self.retries.iter().map(|r| r.0).min())
+            (self.agenda.next(), self.retries.next())
         };
         let remind = self.refusal_due().filter(|_| !self.stopping);
         [
