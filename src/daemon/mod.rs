@@ -24,8 +24,8 @@
 //! of `effects.rs` (production's in `real.rs`): `tests/` drives this same loop on simulated
 //! time with fakes.
 //!
-//! Every log record about a target carries `target` and a stable `event` field (see the
-//! README's "Log events"): that, not the message text, is the contract for tests and log
+//! Every log record about a target carries `target` and a stable `event` field (see
+//! docs/log-events.md): that, not the message text, is the contract for tests and log
 //! shippers.
 
 mod books;
