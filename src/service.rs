@@ -7,7 +7,6 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -61,8 +60,15 @@ pub enum Action {
     },
 }
 
-pub fn main(action: Action, format: LogFormat, verbosity: i8) -> ExitCode {
-    let result = match action {
+/// What an action says: on stdout, and its warnings on stderr (`cli` prints them).
+#[derive(Default)]
+pub struct Said {
+    pub out: String,
+    pub warnings: String,
+}
+
+pub fn main(action: Action, format: LogFormat, verbosity: i8) -> Result<Said> {
+    match action {
         Action::Install {
             config,
             name,
@@ -73,18 +79,11 @@ pub fn main(action: Action, format: LogFormat, verbosity: i8) -> ExitCode {
             config,
             name,
             log_file,
-        } => run(config, name, log_file, format, verbosity),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("protector: {e:#}");
-            ExitCode::from(1)
-        }
+        } => run(config, name, log_file, format, verbosity).map(|()| Said::default()),
     }
 }
 
-fn install(config: &Path, name: &str, log_file: Option<&Path>) -> Result<()> {
+fn install(config: &Path, name: &str, log_file: Option<&Path>) -> Result<Said> {
     if let Err(e) = config::load(config, Os::host()) {
         anyhow::bail!("not installing: the config is invalid\n{e}");
     }
@@ -137,20 +136,21 @@ fn install(config: &Path, name: &str, log_file: Option<&Path>) -> Result<()> {
             actions: Some(vec![restart(5), restart(10), restart(60)]),
         })
         .with_context(|| format!("cannot set service {name} to restart after a crash"))?;
+    let mut said = Said::default();
     if let Err(e) = crate::platform::register_source(name) {
-        eprintln!(
+        said.warnings = format!(
             "protector: warning: cannot register {name} as an Event Log source ({e}); Event \
-             Viewer will show its records with a note that their description is missing"
+             Viewer will show its records with a note that their description is missing\n"
         );
     }
-    println!(
-        "installed service {name} (config {}); start it with: net start {name}",
+    said.out = format!(
+        "installed service {name} (config {}); start it with: net start {name}\n",
         config.display()
     );
-    Ok(())
+    Ok(said)
 }
 
-fn uninstall(name: &str) -> Result<()> {
+fn uninstall(name: &str) -> Result<Said> {
     let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)
         .context("cannot connect to the Service Control Manager")?;
     let service = manager
@@ -171,8 +171,10 @@ fn uninstall(name: &str) -> Result<()> {
         .delete()
         .with_context(|| format!("cannot delete service {name}"))?;
     crate::platform::unregister_source(name);
-    println!("removed service {name}");
-    Ok(())
+    Ok(Said {
+        out: format!("removed service {name}\n"),
+        warnings: String::new(),
+    })
 }
 
 /// What the service entry point needs; set before the dispatcher calls it.

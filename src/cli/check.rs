@@ -1,8 +1,8 @@
 //! `protector check`: validate a config offline, print the effective targets, and warn about
 //! the heartbeats' places on this machine.
 
+use super::outcome::Outcome;
 use std::path::Path;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::config::origins::Origins;
@@ -87,53 +87,54 @@ pub enum Format {
     Json,
 }
 
-pub fn run(path: &Path, os: Os, quiet: bool, explain: bool, format: Format) -> ExitCode {
+pub fn run(path: &Path, os: Os, quiet: bool, explain: bool, format: Format) -> Outcome {
     if format == Format::Json {
         return run_json(path, os);
     }
-    match config::load(path, os) {
-        Ok(config) => {
-            let file = path.display().to_string();
-            let origins = explain.then(|| config::origins(path, os));
-            let report = describe(&file, &config, origins.as_ref());
-            if quiet {
-                let summary = report.lines().next().unwrap_or_default();
-                crate::text::print_stdout(&format!("{summary}\n"));
-            } else {
-                crate::text::print_stdout(&report);
-            }
-            // Only this machine's directories and programs can be looked at.
-            if config.os != Os::host() {
-                return ExitCode::SUCCESS;
-            }
-            let (problems, warnings) = on_this_machine(&config);
-            for warning in warnings {
-                crate::text::print_stderr(&format!("{file}: warning: {warning}\n"));
-            }
-            if problems.is_empty() {
-                return ExitCode::SUCCESS;
-            }
-            for problem in &problems {
-                crate::text::print_stderr(&format!("{file}: {problem}\n"));
-            }
-            crate::text::print_stderr(&format!(
-                "{file}: {} command{} cannot run here: protector would run this config and log \
-                 each as an error; install the program, or set `allow_missing_programs: true` \
-                 on a target whose program comes later\n",
-                problems.len(),
-                if problems.len() == 1 { "" } else { "s" }
-            ));
-            // Not 1: the file itself is one protector accepts.
-            ExitCode::from(3)
-        }
+    let config = match config::load(path, os) {
+        Ok(config) => config,
         Err(e) => {
-            crate::text::print_stderr(&e.to_string());
-            if os == Os::host() {
-                crate::text::print_stderr(&in_force_instead(path));
-            }
-            ExitCode::from(1)
+            let out = Outcome::failed(e.to_string());
+            return if os == Os::host() {
+                out.say_err(in_force_instead(path))
+            } else {
+                out
+            };
         }
+    };
+    let file = path.display().to_string();
+    let origins = explain.then(|| config::origins(path, os));
+    let report = describe(&file, &config, origins.as_ref());
+    let mut out = if quiet {
+        let summary = report.lines().next().unwrap_or_default();
+        Outcome::ok().say(format!("{summary}\n"))
+    } else {
+        Outcome::ok().say(report)
+    };
+    // Only this machine's directories and programs can be looked at.
+    if config.os != Os::host() {
+        return out;
     }
+    let (problems, warnings) = on_this_machine(&config);
+    for warning in warnings {
+        out = out.say_err(format!("{file}: warning: {warning}"));
+    }
+    if problems.is_empty() {
+        return out;
+    }
+    for problem in &problems {
+        out = out.say_err(format!("{file}: {problem}"));
+    }
+    out = out.say_err(format!(
+        "{file}: {} command{} cannot run here: protector would run this config and log each as \
+         an error; install the program, or set `allow_missing_programs: true` on a target whose \
+         program comes later",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    ));
+    // Not 1: the file itself is one protector accepts.
+    out.status = 3;
+    out
 }
 
 /// `check --format json`: one document on stdout, for CI annotations and editors; the exit
@@ -143,7 +144,7 @@ pub fn run(path: &Path, os: Os, quiet: bool, explain: bool, format: Format) -> E
 /// "message"}], "warnings": [{"message"}]}`; `line`, `column` and `key` are null where there
 /// is none; `kind` is `unreadable`, `syntax`, `refused`, `unknown_key`, `invalid`, or
 /// `program_missing` (a valid file whose program cannot run here).
-fn run_json(path: &Path, os: Os) -> ExitCode {
+fn run_json(path: &Path, os: Os) -> Outcome {
     use serde_json::{Value, json};
     let file = path.display().to_string();
     let (valid, targets, mut problems, mut warnings) = match config::load(path, os) {
@@ -194,8 +195,7 @@ fn run_json(path: &Path, os: Os) -> ExitCode {
     });
     let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
     text.push('\n');
-    crate::text::print_stdout(&text);
-    ExitCode::from(code)
+    Outcome::status(code).say(text)
 }
 
 /// What protector does with a refused file: a running protector keeps what it runs on (a

@@ -1,8 +1,8 @@
 //! `protector pause|resume|restart|reset|reload`: an operator's request to the running
 //! protector, over its control socket (see `crate::control`), and its answer printed.
 
+use super::outcome::Outcome;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use clap::Args;
 
@@ -48,7 +48,7 @@ pub struct PauseArgs {
     reason: Option<String>,
 }
 
-pub fn pause(args: PauseArgs) -> ExitCode {
+pub fn pause(args: PauseArgs) -> Outcome {
     let for_secs = match args.for_.as_deref().map(parse_duration) {
         None => None,
         Some(Ok(d)) if d <= control::MAX_PAUSE => Some(d.as_secs_f64()),
@@ -66,12 +66,12 @@ pub fn pause(args: PauseArgs) -> ExitCode {
     send(&args.which.to, &req)
 }
 
-pub fn on_targets(verb: Verb, which: Which) -> ExitCode {
+pub fn on_targets(verb: Verb, which: Which) -> Outcome {
     let req = request(verb, &which);
     send(&which.to, &req)
 }
 
-pub fn reload(to: To) -> ExitCode {
+pub fn reload(to: To) -> Outcome {
     let req = Request {
         protocol: control::PROTOCOL,
         command: Verb::Reload,
@@ -104,14 +104,13 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     duration::parse(&spec)
 }
 
-fn usage(msg: &str) -> ExitCode {
-    crate::text::print_stderr(&format!("protector: {msg}\n"));
-    ExitCode::from(2)
+fn usage(msg: &str) -> Outcome {
+    Outcome::status(2).say_err(format!("protector: {msg}"))
 }
 
 /// Sends `req` to the protector of the config and prints its answer: exit 0 when everything
 /// asked for was done, 1 otherwise (or when no protector answers).
-fn send(to: &To, req: &Request) -> ExitCode {
+fn send(to: &To, req: &Request) -> Outcome {
     let config = to.config.clone().unwrap_or_else(super::default_config);
     let sockets = control::sockets_for(&config);
     let socket = sockets
@@ -120,34 +119,23 @@ fn send(to: &To, req: &Request) -> ExitCode {
         .unwrap_or(&sockets[0]);
     let response = match control::ask_within(socket, req, answer_within(&config, req)) {
         Ok(r) => r,
-        Err(e) => {
-            crate::text::print_stderr(&format!("protector: {} ({})\n", e, describe(&config)));
-            return ExitCode::from(1);
-        }
+        Err(e) => return Outcome::failed(format!("protector: {} ({})", e, describe(&config))),
     };
+    let mut out = Outcome::status(if response.ok { 0 } else { 1 });
     if to.json {
-        let mut line = serde_json::to_string(&response).expect("a response serializes");
-        line.push('\n');
-        crate::text::print_stdout(&line);
-    } else {
-        let mut out = String::new();
-        if let Some(e) = &response.error {
-            crate::text::print_stderr(&format!("protector: {e}\n"));
-        }
-        if let Some(m) = &response.message {
-            out.push_str(m);
-            out.push('\n');
-        }
-        for t in &response.targets {
-            out.push_str(&format!("{}: {}\n", t.name, t.message));
-        }
-        crate::text::print_stdout(&out);
+        let line = serde_json::to_string(&response).expect("a response serializes");
+        return out.say(line + "\n");
     }
-    if response.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    if let Some(e) = &response.error {
+        out = out.say_err(format!("protector: {e}"));
     }
+    if let Some(m) = &response.message {
+        out = out.say(format!("{m}\n"));
+    }
+    for t in &response.targets {
+        out = out.say(format!("{}: {}\n", t.name, t.message));
+    }
+    out
 }
 
 /// How long an answer may take: a restart is answered when it ends (its stop and start, each

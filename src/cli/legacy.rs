@@ -1,8 +1,8 @@
 //! The original tool's command line, `protector FILE STOP_CMD START_CMD TIMEOUT_SECS`, told
 //! apart from a mistyped subcommand by its shape.
 
+use super::outcome::Outcome;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::CommandFactory;
@@ -17,9 +17,8 @@ usage: protector FILE STOP_CMD START_CMD TIMEOUT_SECS
    or: protector schema
 Run 'protector --help' for more.";
 
-pub fn usage_error(msg: &str) -> ExitCode {
-    crate::text::print_stderr(&format!("protector: {msg}\n{USAGE}\n"));
-    ExitCode::from(2)
+pub fn usage_error(msg: &str) -> Outcome {
+    Outcome::status(2).say_err(format!("protector: {msg}\n{USAGE}"))
 }
 
 /// What the words left on the command line (no subcommand matched them) are taken for.

@@ -7,6 +7,8 @@ mod control;
 mod help;
 mod legacy;
 mod man;
+mod outcome;
+mod status;
 
 pub use check::describe;
 pub use legacy::target as legacy_target;
@@ -20,6 +22,7 @@ use crate::config::{self, Config, Os};
 use crate::daemon;
 use crate::logging::{self, LogFormat, LogOptions};
 use help::{ABOUT, CONFIG_HELP, EXAMPLES, LONG_ABOUT, USAGE, VERSION};
+use outcome::Outcome;
 
 /// The config file used when none is named.
 pub fn default_config() -> PathBuf {
@@ -187,10 +190,15 @@ enum Command {
     },
 }
 
-/// Parses the command line and does what it says.
+/// Parses the command line, does what it says, prints what it says and exits: the one way
+/// out of the CLI (`Outcome::exit`).
 pub fn main() -> ExitCode {
     crate::platform::tune_memory();
-    let cli = Cli::parse();
+    run(Cli::parse()).exit()
+}
+
+/// Does what the command line `cli` says.
+fn run(cli: Cli) -> Outcome {
     let or_default = |given: Option<PathBuf>| given.unwrap_or_else(default_config);
     if cli.global.no_strict_modes {
         crate::perms::relax();
@@ -208,17 +216,13 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         #[cfg(unix)]
-        Some(Command::DrainOutput { .. }) => crate::platform::drain_main(),
+        Some(Command::DrainOutput { .. }) => Outcome::status(crate::platform::drain_main()),
         #[cfg(target_os = "linux")]
-        Some(Command::LookHelper) => crate::daemon::look_helper_main(),
-        Some(Command::Schema) => {
-            crate::text::print_stdout(&config::schema::schema_text());
-            ExitCode::SUCCESS
-        }
+        Some(Command::LookHelper) => Outcome::status(crate::daemon::look_helper_main()),
+        Some(Command::Schema) => Outcome::ok().say(config::schema::schema_text()),
         Some(Command::Manpage) => {
             use clap::CommandFactory;
-            crate::text::print_stdout(&man::render(Cli::command()));
-            ExitCode::SUCCESS
+            Outcome::ok().say(man::render(Cli::command()))
         }
         Some(Command::Pause(args)) => control::pause(args),
         Some(Command::Resume(which)) => control::on_targets(crate::control::Verb::Resume, which),
@@ -237,11 +241,13 @@ pub fn main() -> ExitCode {
             check::run(&path, os.unwrap_or(Os::host()), quiet, explain, format)
         }
         #[cfg(windows)]
-        Some(Command::Service { action }) => crate::service::main(
-            action,
-            cli.global.log_format,
-            cli.global.verbose as i8 - cli.global.quiet as i8,
-        ),
+        Some(Command::Service { action }) => {
+            let verbosity = cli.global.verbose as i8 - cli.global.quiet as i8;
+            match crate::service::main(action, cli.global.log_format, verbosity) {
+                Ok(said) => Outcome::ok().say(said.out).say_err(said.warnings),
+                Err(e) => Outcome::failed(format!("protector: {e:#}")),
+            }
+        }
         Some(Command::Status {
             config,
             words,
@@ -260,7 +266,7 @@ pub fn main() -> ExitCode {
                 }
                 _ => (config, &words[..]),
             };
-            status(config, state_file, json, names)
+            status::run(config, state_file, json, names)
         }
         Some(Command::Run {
             ref config,
@@ -286,7 +292,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Runs the original form's single target.
-fn run_legacy(words: &[String], log: &LogOptions, dry_run: bool) -> ExitCode {
+fn run_legacy(words: &[String], log: &LogOptions, dry_run: bool) -> Outcome {
     let target = match legacy::target(words) {
         Ok(target) => target,
         Err(msg) => return legacy::usage_error(&msg),
@@ -310,21 +316,15 @@ fn run_legacy(words: &[String], log: &LogOptions, dry_run: bool) -> ExitCode {
             };
             run_watchdog(config, &key, opts, log, inbox)
         }
-        Err(e) => {
-            eprintln!("protector: cannot listen for signals: {e}");
-            ExitCode::from(1)
-        }
+        Err(e) => Outcome::failed(format!("protector: cannot listen for signals: {e}")),
     }
 }
 
-fn run_config(path: &Path, log: &LogOptions, dry_run: bool) -> ExitCode {
+fn run_config(path: &Path, log: &LogOptions, dry_run: bool) -> Outcome {
     // Before the config is read: a signal during a long start-up waits for the loop.
     let inbox = match daemon::Inbox::listen() {
         Ok(inbox) => inbox,
-        Err(e) => {
-            eprintln!("protector: cannot listen for signals: {e}");
-            return ExitCode::from(1);
-        }
+        Err(e) => return Outcome::failed(format!("protector: cannot listen for signals: {e}")),
     };
     let opts = |accepted_text, refused| daemon::Options {
         config_path: Some(path.to_path_buf()),
@@ -342,10 +342,7 @@ fn run_config(path: &Path, log: &LogOptions, dry_run: bool) -> ExitCode {
             log,
             inbox,
         ),
-        Err(e) => {
-            crate::text::print_stderr(&e);
-            ExitCode::from(1)
-        }
+        Err(e) => Outcome::failed(e),
     }
 }
 
@@ -357,10 +354,9 @@ fn run_watchdog(
     opts: daemon::Options,
     log: &LogOptions,
     inbox: daemon::Inbox,
-) -> ExitCode {
+) -> Outcome {
     if let Err(e) = logging::init(log) {
-        eprintln!("protector: {e:#}");
-        return ExitCode::from(1);
+        return Outcome::failed(format!("protector: {e:#}"));
     }
     let dropped = crate::programs::make_path_safe();
     if !dropped.is_empty() {
@@ -383,57 +379,16 @@ fn run_watchdog(
         );
     }
     match daemon::watch(config, lock_key, opts, inbox) {
-        Ok(daemon::Exit::Clean) => ExitCode::SUCCESS,
-        Ok(daemon::Exit::Immediate) => ExitCode::from(1),
+        Ok(daemon::Exit::Clean) => Outcome::ok(),
+        Ok(daemon::Exit::Immediate) => Outcome::status(1),
         Err(e) => {
             tracing::error!(event = "fatal", "{e:#}");
-            if !log.stderr {
-                eprintln!("protector: {e:#}");
+            // Logged to stderr already, unless the log goes only to a file.
+            if log.stderr {
+                Outcome::status(1)
+            } else {
+                Outcome::failed(format!("protector: {e:#}"))
             }
-            ExitCode::from(1)
         }
     }
-}
-
-/// Said when `status` finds no config: the original form keeps no state.
-const STATUS_HINT: &str = "protector: status reads the state file of a config that sets \
-    `state_file`; the original positional form keeps none: run it as a config instead \
-    (examples/protector.yaml is that form as a config) and add `state_file`\n";
-
-fn status(
-    config: Option<PathBuf>,
-    state_file: Option<PathBuf>,
-    json: bool,
-    names: &[String],
-) -> ExitCode {
-    let path = match (state_file, config) {
-        (Some(p), _) => p,
-        // A refused file: the last accepted copy names the state file of the protector
-        // running on it.
-        (None, Some(cfg)) => match config::accepted::start_on(&cfg, Os::host()) {
-            Ok(start) => match start.config.files.state_file {
-                Some(p) => p,
-                None => {
-                    crate::text::print_stderr(&format!(
-                        "protector: {} sets no `state_file`, so there is no status to show; add \
-                         `state_file: /var/lib/protector/state.json` (the unit's StateDirectory) \
-                         and reload\n",
-                        cfg.display()
-                    ));
-                    return ExitCode::from(1);
-                }
-            },
-            Err(e) => {
-                crate::text::print_stderr(&e);
-                if !cfg.exists() {
-                    crate::text::print_stderr(STATUS_HINT);
-                }
-                return ExitCode::from(1);
-            }
-        },
-        (None, None) => {
-            return status(Some(default_config()), None, json, names);
-        }
-    };
-    crate::status::run(&path, json, names)
 }

@@ -3,7 +3,6 @@
 //! so it works in scripts and monitoring checks.
 
 use std::path::Path;
-use std::process::ExitCode;
 
 use crate::fsutil::epoch_secs;
 use crate::lock;
@@ -12,24 +11,36 @@ use crate::state::{self, StateFile, TargetRecord, TargetStatus};
 mod now;
 use now::{Beat, Look, Service};
 
-/// Shows the targets named in `names` (all when empty); an unknown name is an error (exit 2)
-/// listing the known ones.
-pub fn run(state_path: &Path, json: bool, names: &[String]) -> ExitCode {
+/// What `status` shows, and whether everything is fine (its exit status 0).
+pub struct Shown {
+    pub text: String,
+    pub healthy: bool,
+}
+
+/// Why `status` shows nothing: what to say, and the exit status (1: no usable state file;
+/// 2: an unknown target name).
+pub struct NotShown {
+    pub status: u8,
+    pub message: String,
+}
+
+/// The targets named in `names` (all when empty) as the state file at `state_path` has them;
+/// an unknown name lists the known ones.
+pub fn show(state_path: &Path, json: bool, names: &[String]) -> Result<Shown, NotShown> {
+    let no_state = |message: String| NotShown { status: 1, message };
     let mut file = match state::load(state_path) {
         Ok(Some(f)) => f,
         Ok(None) => {
-            eprintln!(
+            return Err(no_state(format!(
                 "protector: no state file at {} (is protector running with `state_file` set?)",
                 state_path.display()
-            );
-            return ExitCode::from(1);
+            )));
         }
         Err(reason) => {
-            eprintln!(
+            return Err(no_state(format!(
                 "protector: cannot use state file {}: {reason}",
                 state_path.display()
-            );
-            return ExitCode::from(1);
+            )));
         }
     };
     if let Some(unknown) = names
@@ -37,11 +48,13 @@ pub fn run(state_path: &Path, json: bool, names: &[String]) -> ExitCode {
         .find(|n| !file.targets.iter().any(|t| &t.name == *n))
     {
         let known: Vec<&str> = file.targets.iter().map(|t| t.name.as_str()).collect();
-        crate::text::print_stderr(&format!(
-            "protector: no target named {unknown:?}; known: {}\n",
-            known.join(", ")
-        ));
-        return ExitCode::from(2);
+        return Err(NotShown {
+            status: 2,
+            message: format!(
+                "protector: no target named {unknown:?}; known: {}",
+                known.join(", ")
+            ),
+        });
     }
     if !names.is_empty() {
         file.targets.retain(|t| names.contains(&t.name));
@@ -56,15 +69,9 @@ pub fn run(state_path: &Path, json: bool, names: &[String]) -> ExitCode {
     let now = epoch_secs(std::time::SystemTime::now());
     let looks = now::look(&file.targets, now);
     let text = report(&file, &looks, running, healthy, now, json);
-    crate::text::print_stdout(&text);
-    if healthy {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
+    Ok(Shown { text, healthy })
 }
 
-/// What `status` prints for `file`, with what was looked at `now` (`looks`, one per target).
 fn report(
     file: &StateFile,
     looks: &[Look],

@@ -123,16 +123,16 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> std::io::Result<()>
     Ok(())
 }
 
-/// The main of `protector __look-helper`.
-pub fn helper_main() -> std::process::ExitCode {
+/// The main of `protector __look-helper`; its exit status.
+pub fn helper_main() -> u8 {
     // Its name in `ps` and `top` (run as /proc/self/exe, it would be "exe").
     // SAFETY: a NUL-terminated name of at most 16 bytes; prctl reads nothing else.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"protector-look".as_ptr()) };
     let stdin = std::io::stdin().lock();
     let stdout = std::io::stdout().lock();
     match serve(stdin, std::io::BufWriter::new(stdout)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(_) => std::process::ExitCode::FAILURE,
+        Ok(()) => 0,
+        Err(_) => 1,
     }
 }
 
