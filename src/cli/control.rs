@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::config::duration;
-use crate::config::raw::DurationSpec;
+use crate::config::duration::DurationSpec;
 use crate::control::{self, Request, Verb};
 
 /// Which targets, for the commands that act on targets.

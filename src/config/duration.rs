@@ -4,13 +4,41 @@
 
 use std::time::Duration;
 
-use super::raw::DurationSpec;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::Deserialize;
 
 /// The longest duration any setting takes: 100 years. Every deadline protector computes
 /// stays far inside what its clocks can represent.
 pub const MAX: Duration = Duration::from_secs(MAX_SECS as u64);
 /// [`MAX`] in seconds (the schema's `maximum`).
 pub const MAX_SECS: f64 = 3_155_760_000.0;
+
+/// A duration as written: seconds as a number, or a string such as `90s`, `5m`, `1500ms`,
+/// `1h30m`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum DurationSpec {
+    Seconds(f64),
+    Text(String),
+}
+
+impl JsonSchema for DurationSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "Seconds as a number, or a string of numbers with units ms, s, m, h, d \
+                            (`90s`, `5m`, `1500ms`, `1h30m`). Greater than zero, at most 100 \
+                            years (3155760000 seconds).",
+            "type": ["number", "string"],
+            "exclusiveMinimum": 0,
+            "maximum": MAX_SECS,
+            "pattern": pattern()
+        })
+    }
+}
 
 /// The reason a duration written as `written` is refused for being too long.
 pub fn too_long(written: &str) -> String {

@@ -5,6 +5,7 @@
 //! paths are not expanded and per-OS overrides are not applied. `resolve` turns them into
 //! the model the rest of the program uses.
 
+use super::duration::DurationSpec;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::Deserialize;
 
@@ -211,16 +212,6 @@ pub struct BackoffSpec {
     pub max: Option<DurationSpec>,
 }
 
-/// A duration as written: seconds as a number, or a string such as `90s`, `5m`, `1500ms`,
-/// `1h30m`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
-pub enum DurationSpec {
-    Seconds(f64),
-    Text(String),
-}
-
-/// Pattern for duration strings; kept in sync with `super::duration::parse`.
 /// What a target name may hold: letters (of any script, with their marks), digits, spaces
 /// and `. _ - @ : / +`; never a control or formatting character (line breaks, terminal
 /// escapes, bidirectional overrides).
@@ -246,24 +237,6 @@ pub fn safe_name(text: &str) -> String {
         name.truncate(200);
     }
     name
-}
-
-impl JsonSchema for DurationSpec {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Duration".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "description": "Seconds as a number, or a string of numbers with units ms, s, m, h, d \
-                            (`90s`, `5m`, `1500ms`, `1h30m`). Greater than zero, at most 100 \
-                            years (3155760000 seconds).",
-            "type": ["number", "string"],
-            "exclusiveMinimum": 0,
-            "maximum": super::duration::MAX_SECS,
-            "pattern": super::duration::pattern()
-        })
-    }
 }
 
 /// A command as written: one string (split into words like a shell would, or run through the

@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use super::Problem;
 use super::duration;
+use super::duration::DurationSpec;
 use super::expand::expand;
 use super::model::{
     CHECK_TIMEOUT, CommandLine, Config, DEFAULT_MAX_PARALLEL_COMMANDS, Depends, Endpoint, Files,
     Os, RECHECK, Target,
 };
 use super::position::escape;
-use super::raw::{CommandSpec, DependsSpec, DurationSpec, OsOverrides, RawConfig, Settings};
+use super::raw::{CommandSpec, DependsSpec, OsOverrides, RawConfig, Settings};
 
 /// Looks up an environment variable. `None` as the whole lookup means "do not expand":
 /// used when checking a config for another OS, whose environment is not this one.

@@ -137,7 +137,7 @@ pub fn validate(document: &Value) -> Vec<Problem> {
             ValidationErrorKind::Pattern { pattern } if *pattern == super::duration::pattern() => {
                 // The parser's own reason (the pattern is made to accept exactly what it reads).
                 let text = instance.as_str().unwrap_or_default().to_string();
-                let reason = super::duration::parse(&super::raw::DurationSpec::Text(text))
+                let reason = super::duration::parse(&super::duration::DurationSpec::Text(text))
                     .err()
                     .unwrap_or_else(|| format!("{instance} is not a duration"));
                 problems.push(Problem::new(at, crate::text::clean(&reason).into_owned()));
