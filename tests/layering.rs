@@ -67,7 +67,7 @@ fn uses(module: &Module, path: &Path) -> BTreeSet<Vec<String>> {
         .join("\n");
     let mut found = BTreeSet::new();
     let word = |c: char| c.is_alphanumeric() || c == '_' || c == ':';
-    for (i, _) in code.match_indices(|c| c == 'c' || c == 's') {
+    for (i, _) in code.match_indices(['c', 's']) {
         if i > 0 && word(code[..i].chars().next_back().unwrap()) {
             continue;
         }
