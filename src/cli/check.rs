@@ -1,10 +1,10 @@
 //! `protector check`: validate a config offline, print the effective targets, and warn about
 //! the heartbeats' places on this machine.
 
-use super::outcome::Outcome;
 use std::path::Path;
 use std::time::Duration;
 
+use super::outcome::Outcome;
 use crate::config::origins::Origins;
 use crate::config::{self, CommandLine, Config, Os, duration::format as fmt_dur};
 use crate::schedule::Observation;

@@ -1,6 +1,7 @@
 //! From the raw document to the model for one OS: layering of overrides, expansion of paths,
 //! splitting of commands, parsing of durations, and the checks a schema cannot express
-//! (duplicate names, settings missing after layering, unparsable commands, unset variables).
+//! (settings missing after layering, unparsable commands, unset variables; names used twice
+//! are found before, on the document as written: `partial.rs`).
 //! Every problem is collected, each with the JSON pointer of the value that caused it.
 
 use rayon::prelude::*;
