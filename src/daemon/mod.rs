@@ -66,9 +66,9 @@ use books::Books;
 use bounded::Bounded;
 use effects::{Effects, Job};
 #[cfg(target_os = "linux")]
-pub(crate) use looks::helper::{
-    HELPER_WORD as LOOK_HELPER_WORD, enable as use_look_helper, helper_main as look_helper_main,
-};
+pub(crate) use looks::helper::{HELPER_WORD as LOOK_HELPER_WORD, helper_main as look_helper_main};
+#[cfg(target_os = "linux")]
+pub(crate) use looks::remote::enable as use_look_helper;
 use real::panic_message;
 pub(crate) use refused::Refused;
 use slot::Slot;

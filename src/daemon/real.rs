@@ -36,7 +36,7 @@ impl Effects {
 /// A helper process's workers look at heartbeats (Linux, when enabled), else this process's.
 fn real_looker() -> Box<dyn Looker> {
     #[cfg(target_os = "linux")]
-    if let Some(helper) = super::looks::helper::looker() {
+    if let Some(helper) = super::looks::remote::looker() {
         return Box::new(helper);
     }
     Box::new(super::looks::FileLooker::default())

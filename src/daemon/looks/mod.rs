@@ -25,6 +25,8 @@ use crate::schedule::Observation;
 
 #[cfg(target_os = "linux")]
 pub(crate) mod helper;
+#[cfg(target_os = "linux")]
+pub(crate) mod remote;
 
 /// What is asked about a heartbeat file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
