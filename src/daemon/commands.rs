@@ -3,12 +3,12 @@
 //! order; [`Daemon::launch`] is the one way a command is started and reports back on the
 //! loop's channel.
 
-use super::retries::Retries;
 use std::time::Duration;
 
 use tracing::{debug, error, info, warn};
 
 use super::effects::{Job, Report};
+use super::retries::Retries;
 use super::slot::Slot;
 use super::{Daemon, Msg, secs};
 use crate::command::Outcome;
@@ -19,7 +19,7 @@ use crate::state::{RestartRecord, RunningCommand};
 impl Daemon {
     /// Starts `job` off the loop's thread; `msg` turns its outcome into the message that
     /// reports it back.
-    fn launch(&self, job: Job, msg: impl FnOnce(Outcome) -> Msg + Send + 'static) {
+    pub(super) fn launch(&self, job: Job, msg: impl FnOnce(Outcome) -> Msg + Send + 'static) {
         let tx = self.tx.clone();
         let report: Report = Box::new(move |outcome| {
             let _ = tx.send(msg(outcome));
@@ -355,63 +355,6 @@ impl Daemon {
         }
     }
 
-    /// Runs the target's notify command, if any, without waiting for it.
-    pub(super) fn notify(&mut self, i: usize, event: &'static str, restarts: u32) {
-        let slot = &self.slots[i];
-        let Some(line) = slot.target.notify.clone() else {
-            return;
-        };
-        if self.opts.dry_run {
-            info!(target = %slot.target.name, event = "dry_run_command", command = "notify", notify_event = event, line = %line, "dry run: would run notify command");
-            return;
-        }
-        let mut env = self.command_env(slot);
-        env.push(("PROTECTOR_EVENT", event.to_string()));
-        env.push(("PROTECTOR_RESTARTS", restarts.to_string()));
-        let job = Job {
-            target: slot.target.name.clone(),
-            what: "notify",
-            line,
-            env,
-            timeout: slot.target.command_timeout,
-            after: None,
-            spawned: None,
-            record_beside: None,
-        };
-        match self.notifies.offer(job) {
-            Some(job) => self.run_notify(job),
-            None => {
-                debug!(target = %slot.target.name, event = "command_waiting", command = "notify", notify_event = event, "notify command waits: max_parallel_commands notify commands are running");
-            }
-        }
-    }
-
-    pub(super) fn start_queued_notifies(&mut self) {
-        while let Some(job) = self.notifies.next() {
-            self.run_notify(job);
-        }
-    }
-
-    fn run_notify(&self, job: Job) {
-        let (target, timeout) = (job.target.clone(), job.timeout);
-        self.launch(job, move |outcome| Msg::NotifyDone {
-            target,
-            timeout,
-            outcome,
-        });
-    }
-
-    /// A notify command of `target` (run with `timeout`) ended.
-    pub(super) fn on_notify_done(&mut self, target: &str, timeout: Duration, o: &Outcome) {
-        self.notifies.release();
-        if o.success() {
-            debug!(target = %target, event = "command_finished", command = "notify", duration_ms = o.duration.as_millis() as u64, "notify command finished");
-        } else {
-            log_outcome(target, "notify", timeout, o);
-        }
-        self.start_queued_notifies();
-    }
-
     /// What every command of a target finds in its environment.
     pub(super) fn command_env(&self, slot: &Slot) -> Vec<(&'static str, String)> {
         vec![
@@ -429,7 +372,7 @@ impl Daemon {
 }
 
 /// Logs how a command ended; `what` is `stop`, `start`, `skip_if` or `notify`.
-fn log_outcome(name: &str, what: &str, command_timeout: Duration, o: &Outcome) {
+pub(super) fn log_outcome(name: &str, what: &str, command_timeout: Duration, o: &Outcome) {
     let ms = o.duration.as_millis() as u64;
     let (stdout, stderr) = (non_empty(&o.stdout), non_empty(&o.stderr));
     match &o.status {

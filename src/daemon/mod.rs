@@ -37,6 +37,7 @@ mod hold;
 mod install;
 mod judge;
 mod looks;
+mod notify;
 mod real;
 mod refused;
 mod reload;
