@@ -5,8 +5,9 @@
 
 use std::sync::mpsc;
 
+use super::harness::Behaviour;
 use super::harness::Harness;
-use super::{config, secs, target};
+use super::{config, parse, secs, target};
 use crate::control::Reply;
 use crate::platform::Signal;
 
@@ -116,4 +117,40 @@ fn a_refused_reload_is_answered_with_its_problems_and_a_shutdown_abandons_one() 
     assert!(h.exit.is_some(), "ended without waiting for the read");
     assert_eq!(said(&h, "reload_abandoned"), 1);
     assert_eq!(h.d.slots.len(), 2);
+}
+
+#[test]
+fn a_reload_in_the_middle_of_a_restart_lets_the_command_finish_then_applies() {
+    let mut h = Harness::new(&config(&[target("a", ""), target("b", "")], ""));
+    h.behave("a", "stop", Behaviour::Hang);
+    h.advance(secs(10.0));
+    assert_eq!(h.commands("a"), [("stop", secs(10.0))]);
+    // New settings for a, b removed, c added, while a's stop hangs.
+    let new = config(
+        &[target("a", "    restart_grace: 50s\n"), target("c", "")],
+        "",
+    );
+    h.d.apply(parse(&new), false);
+    assert!(h.slot("a").is_running(), "a's restart goes on");
+    h.advance(secs(5.0));
+    h.finish_hung("a");
+    h.advance(secs(1.0));
+    let cmds: Vec<&str> = h.commands("a").iter().map(|c| c.0).collect();
+    assert_eq!(
+        cmds,
+        ["stop", "start"],
+        "the restart completes under the new settings"
+    );
+    assert_eq!(h.slot("a").target.restart_grace, secs(50.0));
+    // The new grace applies: no restart of a for 50 s after the start.
+    h.advance(secs(45.0));
+    assert_eq!(h.stops("a").len(), 1);
+    h.advance(secs(10.0));
+    assert_eq!(h.stops("a").len(), 2);
+    assert!(h.d.slots.iter().all(|s| s.target.name != "b"));
+    assert_eq!(
+        h.stops("c")[0],
+        secs(20.0),
+        "added at 10 s with startup_grace 10 s"
+    );
 }
