@@ -37,7 +37,8 @@ fn a_pause_holds_off_restarts_and_ends_by_itself() {
     let toucher = Toucher::new(beat);
     let (p, cfg) = start_with_state(
         &sb,
-        &format!("targets:\n{}", target("a", "    timeout: 1s\n")),
+        // 3 s: touched every 200 ms, fresh until paused even on a loaded machine.
+        &format!("targets:\n{}", target("a", "    timeout: 3s\n")),
     );
     let (code, out, err) = ctl(
         &sb,
@@ -54,7 +55,7 @@ fn a_pause_holds_off_restarts_and_ends_by_itself() {
     );
     let ended = p.wait_events("pause_ended", Some("a"), 1);
     assert_eq!(ended[0]["by"], "expired");
-    // Not restarted while paused; after it, the stale target gets its startup grace (1 s).
+    // Not restarted while paused; after it, the stale target gets its startup grace (3 s).
     let start = p.wait_command_events("command_started", "start", Some("a"), 1);
     assert!(
         timestamp(&start[0]) >= timestamp(&ended[0]),

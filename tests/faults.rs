@@ -22,7 +22,8 @@ fn heartbeat_directory_removed_and_recreated() {
     let sb = Sandbox::new();
     std::fs::create_dir(sb.path("beats")).unwrap();
     let _toucher = Toucher::new(sb.path("beats/svc.beat"));
-    let p = sb.run_config(&svc("beats/svc.beat", ""));
+    // A 3 s timeout: touched every 200 ms, the heartbeat stays fresh on a loaded machine.
+    let p = sb.run_config(&svc("beats/svc.beat", "").replace("timeout: 1s", "timeout: 3s"));
     p.wait_events("heartbeat_seen", Some("svc"), 2);
     assert!(sb.lines("events").is_empty());
 
@@ -55,7 +56,8 @@ fn a_symlinked_heartbeat_follows_its_target() {
     let toucher = Toucher::new(sb.path("real.beat"));
     wait_until(PATIENCE, "the real file", || sb.path("real.beat").exists());
     std::os::unix::fs::symlink("real.beat", sb.path("svc.beat")).unwrap();
-    let p = sb.run_config(&svc("svc.beat", ""));
+    // A 3 s timeout: touched every 200 ms, the heartbeat stays fresh on a loaded machine.
+    let p = sb.run_config(&svc("svc.beat", "").replace("timeout: 1s", "timeout: 3s"));
     // Fresh through the link for three timeouts.
     p.wait_events("heartbeat_seen", Some("svc"), 3);
     assert!(sb.lines("events").is_empty(), "{}", p.log_text());
@@ -233,6 +235,8 @@ fn a_panic_in_one_targets_handling_is_logged_and_harms_nothing() {
         sb.touch(&format!("{name}.beat"));
         yaml.push_str(&format!("  - name: {name}\n    heartbeat: {name}.beat\n"));
     }
+    // c, touched every 200 ms, gets 5 s: it stays fresh on a loaded machine.
+    yaml.push_str("    timeout: 5s\n");
     let _fresh = Toucher::new(sb.path("c.beat"));
     let p = sb.run_config_env(&yaml, &[("PROTECTOR_TEST_PANIC", "b")]);
     let err = p.wait_events("internal_error", Some("b"), 1);
