@@ -1,5 +1,5 @@
 //! Stop and start commands: timeouts kill whole trees, hung commands block nobody else, and
-//! daemons started by a start command survive.
+//! daemons started by a start command survive; dry runs, notify and skip_if.
 #![cfg(unix)]
 
 mod common;
@@ -298,5 +298,96 @@ fn a_program_planted_in_the_working_directory_is_not_run() {
         sb.lines("planted").is_empty(),
         "a planted program ran: {:?}",
         sb.lines("planted")
+    );
+}
+
+#[test]
+fn dry_run_decides_but_runs_nothing() {
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "protector.yaml",
+        &format!(
+            "state_file: state.json\nmetrics_file: metrics.prom\ntargets:\n{}",
+            target("svc", "    timeout: 500ms\n    restart_grace: 500ms\n    stop: [sh, -c, 'echo stop >> events']\n")
+        ),
+    );
+    let p = sb.spawn(&["--dry-run", "--config", cfg.to_str().unwrap()]);
+    let done = p.wait_events("restart_done", Some("svc"), 2);
+    assert_eq!(done[1]["consecutive_restarts"], 2);
+    let would = p.events("dry_run_command", Some("svc"));
+    assert_eq!(would[0]["command"], "stop");
+    assert_eq!(would[1]["command"], "start");
+    assert_eq!(would[1]["line"], "sh -c 'echo start svc >> events'");
+    assert!(sb.lines("events").is_empty(), "a dry run ran a command");
+    // Nothing it decided is written down for a real run to restore, and it says so.
+    let said = p.events("dry_run", None);
+    assert!(
+        said[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("state and metrics files are not written")
+    );
+    let mut p = p;
+    p.signal("TERM");
+    assert_eq!(p.wait_exit(PATIENCE), Some(0));
+    assert!(!sb.path("state.json").exists() && !sb.path("metrics.prom").exists());
+}
+
+#[test]
+fn notify_command_receives_the_events() {
+    let sb = Sandbox::new();
+    let p = sb.run_config(
+        "defaults:
+  notify: [sh, -c, 'echo \"$PROTECTOR_EVENT $PROTECTOR_TARGET $PROTECTOR_RESTARTS $PROTECTOR_AGE_SECS\" >> notify.log']
+targets:
+  - name: svc
+    heartbeat: svc.beat
+    timeout: 1s
+    restart_grace: 1s
+    max_restarts: 1
+    start: ['true']
+",
+    );
+    wait_until(PATIENCE, "restart and give-up notifications", || {
+        sb.lines("notify.log").len() >= 2
+    });
+    sb.touch("svc.beat");
+    wait_until(PATIENCE, "recovery notification", || {
+        sb.lines("notify.log")
+            .iter()
+            .any(|l| l.starts_with("recovery"))
+    });
+    let lines = sb.lines("notify.log");
+    let fields: Vec<Vec<&str>> = lines.iter().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(fields[0][..3], ["restart", "svc", "1"], "{lines:?}");
+    assert!(fields[0][3].parse::<u64>().unwrap() >= 1);
+    assert_eq!(fields[1][..3], ["give-up", "svc", "1"], "{lines:?}");
+    assert!(fields[1][3].parse::<u64>().unwrap() >= 2);
+    let recovery = fields.iter().find(|f| f[0] == "recovery").unwrap();
+    assert_eq!(recovery[..3], ["recovery", "svc", "1"], "{lines:?}");
+    drop(p);
+}
+
+#[test]
+fn skip_if_postpones_the_restart() {
+    let sb = Sandbox::new();
+    sb.touch("busy");
+    let p = sb.run_config(&format!(
+        "targets:\n{}",
+        target(
+            "svc",
+            "    timeout: 500ms\n    restart_grace: 1h\n    skip_delay: 300ms\n    skip_if: [test, -e, busy]\n"
+        )
+    ));
+    p.wait_events("restart_postponed", Some("svc"), 2);
+    assert_eq!(starts_of(&sb, "svc"), 0);
+    std::fs::remove_file(sb.path("busy")).unwrap();
+    wait_until(PATIENCE, "restart once skip_if fails", || {
+        starts_of(&sb, "svc") == 1
+    });
+    let done = p.wait_events("restart_done", Some("svc"), 1);
+    assert_eq!(
+        done[0]["consecutive_restarts"], 1,
+        "postponements are not restarts"
     );
 }
