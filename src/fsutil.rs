@@ -118,11 +118,17 @@ pub fn random() -> u64 {
 /// `.NAME.tmp-`: the temporary siblings of `path` start with this, then a pid (and, since
 /// they are random, a dash and 16 hex digits).
 fn temp_prefix(path: &Path) -> String {
+    sibling_prefix(path, "tmp")
+}
+
+/// `.NAME.KIND-`: how the hidden siblings of `path` of one kind begin (its temporaries, the
+/// state file's records of running commands).
+pub fn sibling_prefix(path: &Path, kind: &str) -> String {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    format!(".{name}.tmp-")
+    format!(".{name}.{kind}-")
 }
 
 /// Removes temporary siblings of `path` that an earlier protector left behind when it died

@@ -17,6 +17,16 @@ pub fn shell_command(line: &str) -> Command {
 /// at; what the leader started already is found again by the next protector
 /// ([`group_alive`]).
 pub fn contain(mut cmd: Command) -> CommandWrap {
+    die_with_protector(&mut cmd);
+    let mut wrap = CommandWrap::from(cmd);
+    wrap.wrap(ProcessGroup::leader());
+    wrap
+}
+
+/// Makes the process `cmd` starts get SIGKILL when protector dies (Linux,
+/// `PR_SET_PDEATHSIG`); it is not started at all if protector died before it could be
+/// tied. Elsewhere nothing.
+pub fn die_with_protector(cmd: &mut Command) {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt;
@@ -35,9 +45,8 @@ pub fn contain(mut cmd: Command) -> CommandWrap {
             });
         }
     }
-    let mut wrap = CommandWrap::from(cmd);
-    wrap.wrap(ProcessGroup::leader());
-    wrap
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
 }
 
 /// Device and inode: a heartbeat file replaced by another one is a change.

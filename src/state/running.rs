@@ -29,11 +29,7 @@ struct Record {
 
 /// `.NAME.cmd-`: the records beside the state file `state` start with this.
 fn prefix(state: &Path) -> String {
-    let name = state
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    format!(".{name}.cmd-")
+    fsutil::sibling_prefix(state, "cmd")
 }
 
 /// Puts `running`, a command of `target`, on record beside the state file `state`; returns

@@ -112,7 +112,6 @@ pub(super) struct Helper {
 impl Helper {
     pub(super) fn start(program: &Path) -> std::io::Result<Helper> {
         use std::os::unix::process::CommandExt;
-        let parent = std::process::id();
         let mut command = Command::new(program);
         command
             .arg0("protector")
@@ -121,18 +120,7 @@ impl Helper {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        // SAFETY: prctl and getppid are async-signal-safe; nothing is allocated.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::getppid() as u32 != parent {
-                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-                }
-                Ok(())
-            });
-        }
+        crate::platform::die_with_protector(&mut command);
         let mut child = command.spawn()?;
         let (Some(mut input), Some(output)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(std::io::Error::other("no pipes to the look helper"));
