@@ -3,17 +3,18 @@
 //! heartbeat, never more than needed.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{error, info, warn};
 
 use super::Daemon;
+use super::slot::Slot;
 use crate::config::{Files, Target};
 use crate::fsutil::epoch_secs;
 use crate::metrics;
 use crate::schedule::Now;
-use crate::state::{self, RunningCommand, StateFile, TargetRecord, TargetStatus};
+use crate::state::{self, ConfigRefused, RunningCommand, StateFile, TargetRecord, TargetStatus};
 
 /// Changes that only move a heartbeat are written to the state file at most this often, per
 /// started thousand targets (up to ten times this).
@@ -24,6 +25,8 @@ const URGENT_FLUSH: Duration = Duration::from_millis(20);
 
 /// What is written to the state and metrics files besides the slots, and when.
 pub(super) struct Books {
+    /// The config file (none for the positional form), as the state file names it.
+    pub config: Option<String>,
     pub files: Files,
     pub lock_file: PathBuf,
     /// The control socket, when protector listens on one.
@@ -42,8 +45,9 @@ pub(super) struct Books {
 }
 
 impl Books {
-    pub fn new(lock_file: PathBuf, started_at: SystemTime) -> Books {
+    pub fn new(config: Option<&Path>, lock_file: PathBuf, started_at: SystemTime) -> Books {
         Books {
+            config: config.map(|p| p.display().to_string()),
             files: Files::default(),
             lock_file,
             control_socket: None,
@@ -61,59 +65,52 @@ impl Books {
     }
 }
 
-impl Daemon {
+impl Books {
     /// Something the files show changed: write them soon (`urgent`: a restart step) or
-    /// lazily (a heartbeat moved).
-    pub(super) fn mark_dirty(&mut self, urgent: bool) {
-        let now = self.now().mono;
+    /// lazily (a heartbeat moved; with many `targets`, less often: each write covers all).
+    pub fn mark_dirty(&mut self, now: Instant, urgent: bool, targets: usize) {
         let at = if urgent {
             now + URGENT_FLUSH
         } else {
-            // Each write covers every target: with many of them, write less often.
-            let per_thousand = (self.slots.len() / 1000).clamp(1, 10) as u32;
+            let per_thousand = (targets / 1000).clamp(1, 10) as u32;
             now + LAZY_FLUSH * per_thousand
         };
-        self.books.flush_at = Some(self.books.flush_at.map_or(at, |t| t.min(at)));
+        self.flush_at = Some(self.flush_at.map_or(at, |t| t.min(at)));
     }
 
-    /// Writes the state and metrics files. A failure is logged (once per new reason) and
-    /// watching goes on.
-    pub(super) fn flush(&mut self) {
-        self.books.flush_at = None;
-        if self.opts.dry_run {
-            // What a dry run decides never happened: the next real run must not restore it.
-            return;
-        }
-        let files = &self.books.files;
-        if files.state_file.is_none() && files.metrics_file.is_none() {
-            return;
-        }
-        let snapshot = self.snapshot(self.now());
-        let files = &self.books.files;
+    /// Does protector write any file (a state or metrics file is set)?
+    fn writes(&self) -> bool {
+        self.files.state_file.is_some() || self.files.metrics_file.is_some()
+    }
+
+    /// Writes `snapshot` to the state and metrics files. A failure is logged (once per new
+    /// reason) and watching goes on.
+    pub fn write(&mut self, snapshot: &StateFile) {
         let mut errors = Vec::new();
-        if let Some(path) = &files.state_file
-            && let Err(e) = state::save(path, &snapshot)
+        if let Some(path) = &self.files.state_file
+            && let Err(e) = state::save(path, snapshot)
         {
             errors.push(format!("cannot write state file {}: {e}", path.display()));
         }
-        if let Some(path) = &files.metrics_file
-            && let Err(e) = crate::fsutil::write_atomically(path, |w| metrics::render(&snapshot, w))
+        if let Some(path) = &self.files.metrics_file
+            && let Err(e) = crate::fsutil::write_atomically(path, |w| metrics::render(snapshot, w))
         {
             errors.push(format!("cannot write metrics file {}: {e}", path.display()));
         }
         let error = (!errors.is_empty()).then(|| errors.join("; "));
-        if error.is_some() && error != self.books.last_write_error {
+        if error.is_some() && error != self.last_write_error {
             warn!(
                 event = "write_failed",
                 reason = error.as_deref().unwrap_or_default(),
                 "cannot write protector's files; watching continues"
             );
         }
-        self.books.last_write_error = error;
+        self.last_write_error = error;
     }
 
-    /// What the state file says now.
-    pub(super) fn snapshot(&self, now: Now) -> StateFile {
+    /// What the state file says at `now` of `slots` (and the disabled targets), with
+    /// `refused` when the config file in force is a last accepted copy.
+    pub fn snapshot(&self, slots: &[Slot], now: Now, refused: Option<ConfigRefused>) -> StateFile {
         let now_wall = epoch_secs(now.wall);
         let wall_at = |at: Instant| {
             if at >= now.mono {
@@ -122,51 +119,75 @@ impl Daemon {
                 now_wall - (now.mono - at).as_secs_f64()
             }
         };
-        let mut targets: Vec<TargetRecord> =
-            self.slots.iter().map(|s| s.record_at(wall_at)).collect();
-        targets.extend(self.books.disabled.iter().map(|t| TargetRecord {
-            name: t.name.clone(),
-            heartbeat: t.heartbeat.display().to_string(),
-            state: TargetStatus::Disabled,
-            last_heartbeat: None,
-            next_check: None,
-            restarts_total: 0,
-            consecutive_restarts: 0,
-            backoff_secs: 0.0,
-            command_failures_total: 0,
-            command_timeouts_total: 0,
-            restarts_failed_total: 0,
-            last_restart: None,
-            running_command: None,
-            paused_until: None,
-            pause_until_resumed: false,
-            pause_reason: None,
-            held_since: None,
-            dependency: None,
-            pid_file: t.pid_file.as_ref().map(|p| p.display().to_string()),
-        }));
+        let mut targets: Vec<TargetRecord> = slots.iter().map(|s| s.record_at(wall_at)).collect();
+        targets.extend(self.disabled.iter().map(disabled_record));
         StateFile {
             format: state::FORMAT.into(),
             version: state::VERSION,
             pid: std::process::id(),
             protector_version: env!("CARGO_PKG_VERSION").into(),
-            started_at: epoch_secs(self.books.started_at),
+            started_at: epoch_secs(self.started_at),
             written_at: now_wall,
-            config: self
-                .opts
-                .config_path
-                .as_ref()
-                .map(|p| p.display().to_string()),
-            lock_file: Some(self.books.lock_file.display().to_string()),
+            config: self.config.clone(),
+            lock_file: Some(self.lock_file.display().to_string()),
             control_socket: self
-                .books
                 .control_socket
                 .as_ref()
                 .map(|p| p.display().to_string()),
-            observations_total: self.books.observations,
-            config_refused: self.refusal_record(),
+            observations_total: self.observations,
+            config_refused: refused,
             targets,
         }
+    }
+}
+
+/// A disabled target, as the state file lists it.
+fn disabled_record(t: &Target) -> TargetRecord {
+    TargetRecord {
+        name: t.name.clone(),
+        heartbeat: t.heartbeat.display().to_string(),
+        state: TargetStatus::Disabled,
+        last_heartbeat: None,
+        next_check: None,
+        restarts_total: 0,
+        consecutive_restarts: 0,
+        backoff_secs: 0.0,
+        command_failures_total: 0,
+        command_timeouts_total: 0,
+        restarts_failed_total: 0,
+        last_restart: None,
+        running_command: None,
+        paused_until: None,
+        pause_until_resumed: false,
+        pause_reason: None,
+        held_since: None,
+        dependency: None,
+        pid_file: t.pid_file.as_ref().map(|p| p.display().to_string()),
+    }
+}
+
+impl Daemon {
+    /// Something the files show changed: write them soon (`urgent`: a restart step) or
+    /// lazily (a heartbeat moved).
+    pub(super) fn mark_dirty(&mut self, urgent: bool) {
+        let now = self.now().mono;
+        self.books.mark_dirty(now, urgent, self.slots.len());
+    }
+
+    /// Writes the state and metrics files now (never in a dry run: what it decides never
+    /// happened, and the next real run must not restore it).
+    pub(super) fn flush(&mut self) {
+        self.books.flush_at = None;
+        if self.opts.dry_run || !self.books.writes() {
+            return;
+        }
+        let snapshot = self.snapshot(self.now());
+        self.books.write(&snapshot);
+    }
+
+    /// What the state file says now.
+    pub(super) fn snapshot(&self, now: Now) -> StateFile {
+        self.books.snapshot(&self.slots, now, self.refusal_record())
     }
 
     /// Start-up: temporary files an earlier protector left when it died mid-write go.
@@ -284,5 +305,86 @@ impl Daemon {
         for record in self.books.records_left.drain(..) {
             state::running::remove(&record);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CommandLine;
+
+    fn books() -> Books {
+        Books::new(
+            Some(Path::new("/etc/protector/protector.yaml")),
+            PathBuf::from("/run/protector/x.lock"),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        )
+    }
+
+    #[test]
+    fn a_snapshot_names_the_config_lists_disabled_targets_and_counts_looks() {
+        let mut b = books();
+        let mut off = Target::new(
+            "off",
+            "/h/off".into(),
+            Duration::from_secs(60),
+            CommandLine::Exec(vec!["true".into()]),
+        );
+        off.pid_file = Some("/run/off.pid".into());
+        b.disabled.push(off);
+        b.observations = 7;
+        let now = Now {
+            mono: Instant::now(),
+            wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_100),
+        };
+        let snap = b.snapshot(&[], now, None);
+        assert_eq!(
+            snap.config.as_deref(),
+            Some("/etc/protector/protector.yaml")
+        );
+        assert_eq!(snap.lock_file.as_deref(), Some("/run/protector/x.lock"));
+        assert_eq!((snap.started_at, snap.written_at), (1.8e9, 1.8e9 + 100.0));
+        assert_eq!(snap.observations_total, 7);
+        assert_eq!(snap.targets.len(), 1);
+        assert_eq!(snap.targets[0].state, TargetStatus::Disabled);
+        assert_eq!(snap.targets[0].pid_file.as_deref(), Some("/run/off.pid"));
+    }
+
+    #[test]
+    fn restart_steps_are_written_within_20_ms_and_heartbeats_lazily_by_size() {
+        let t0 = Instant::now();
+        let mut b = books();
+        b.mark_dirty(t0, false, 5_000);
+        assert_eq!(b.flush_at, Some(t0 + LAZY_FLUSH * 5));
+        b.mark_dirty(t0, true, 5_000);
+        assert_eq!(b.flush_at, Some(t0 + URGENT_FLUSH), "the sooner wins");
+        b.mark_dirty(t0, false, 1);
+        assert_eq!(b.flush_at, Some(t0 + URGENT_FLUSH));
+        assert!(!b.flush_due(t0) && b.flush_due(t0 + URGENT_FLUSH));
+    }
+
+    #[test]
+    fn a_failed_write_is_remembered_until_one_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("file"), "").unwrap();
+        let mut b = books();
+        // Under a file: no directory can be made there.
+        b.files.state_file = Some(dir.path().join("file/state.json"));
+        assert!(b.writes());
+        let now = Now::read();
+        let snap = b.snapshot(&[], now, None);
+        b.write(&snap);
+        let failed = b.last_write_error.clone().expect("a failure");
+        assert!(failed.starts_with("cannot write state file"), "{failed}");
+        b.files.state_file = Some(dir.path().join("state.json"));
+        b.write(&snap);
+        assert_eq!(b.last_write_error, None);
+        let back = crate::state::load(&dir.path().join("state.json"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            back.config.as_deref(),
+            Some("/etc/protector/protector.yaml")
+        );
     }
 }

@@ -251,6 +251,7 @@ impl Daemon {
     fn new(fx: Effects, opts: Options, lock_file: PathBuf, inbox: Inbox) -> Daemon {
         let Inbox { tx, rx } = inbox;
         let started_at = fx.clock.now().wall;
+        let books = Books::new(opts.config_path.as_deref(), lock_file, started_at);
         Daemon {
             opts,
             fx,
@@ -263,7 +264,7 @@ impl Daemon {
             next_id: 0,
             commands: Bounded::new(1),
             notifies: Bounded::new(1),
-            books: Books::new(lock_file, started_at),
+            books,
             retries: retries::Retries::default(),
             stopping: false,
             watchdog: None,
