@@ -663,3 +663,51 @@ fn check_as_json_gives_every_problem_as_a_record() {
     assert_eq!(doc["targets"], 1);
     assert_eq!(doc["problems"][0]["kind"], "program_missing");
 }
+
+/// The pre-commit hook's entry, as pre-commit runs it: the files to check after it.
+#[test]
+fn the_pre_commit_hook_passes_good_files_and_stops_a_bad_one() {
+    let hooks: serde_json::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(repo(".pre-commit-hooks.yaml")).unwrap())
+            .unwrap();
+    let hook = &hooks[0];
+    assert_eq!(hook["id"], "protector-check");
+    let entry: Vec<&str> = hook["entry"].as_str().unwrap().split(' ').collect();
+    assert_eq!(entry[0], "protector");
+    let sb = Sandbox::new();
+    // A program that exists on no machine: looked at nothing here, the file is still good.
+    let good = "targets:\n  - name: svc\n    heartbeat: /nowhere/svc.beat\n    timeout: 5m\n    start: [/opt/nowhere/bin/start-svc]\n";
+    sb.write("protector.yaml", good);
+    sb.write("protector-web.yaml", &good.replace("svc", "web"));
+    sb.write(
+        "protector-bad.yaml",
+        &good.replace("timeout: 5m", "timeout: soon"),
+    );
+    let run = |files: &[&str]| {
+        protector_cmd(sb.dir.path())
+            .args(&entry[1..])
+            .args(files)
+            .output()
+            .unwrap()
+    };
+    let ok = run(&["protector.yaml", "protector-web.yaml"]);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        out.contains("protector.yaml") && out.contains("protector-web.yaml"),
+        "{out}"
+    );
+    let bad = run(&["protector.yaml", "protector-bad.yaml", "protector-web.yaml"]);
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("protector-bad.yaml:") && err.contains("timeout"),
+        "{err}"
+    );
+    assert!(!err.contains("protector-web.yaml:"), "{err}");
+}

@@ -87,15 +87,72 @@ pub enum Format {
     Json,
 }
 
-pub fn run(path: &Path, os: Os, quiet: bool, explain: bool, format: Format) -> Outcome {
-    if format == Format::Json {
-        return run_json(path, os);
+/// How `check` checks (from its command line).
+pub struct How {
+    pub os: Os,
+    pub quiet: bool,
+    pub explain: bool,
+    pub format: Format,
+    /// Look at nothing on this machine.
+    pub file_only: bool,
+}
+
+impl How {
+    /// Are this machine's programs and directories looked at for `config`?
+    fn on_this_machine(&self, config: &Config) -> bool {
+        !self.file_only && config.os == Os::host()
+    }
+}
+
+/// Checks each of `paths`, one after another: what each says, and the worst exit status
+/// (a refused file's 1 before a missing program's 3); in JSON, an array of their documents
+/// when there are several.
+pub fn run_all(paths: &[std::path::PathBuf], how: &How) -> Outcome {
+    let worse = |a: u8, b: u8| {
+        let rank = |s: u8| match s {
+            0 => 0,
+            3 => 1,
+            _ => 2,
+        };
+        if rank(b) > rank(a) { b } else { a }
+    };
+    if let [path] = paths {
+        return run(path, how);
+    }
+    if how.format == Format::Json {
+        let (docs, status) = paths.iter().map(|p| json_doc(p, how)).fold(
+            (Vec::new(), 0),
+            |(mut docs, status), (doc, s)| {
+                docs.push(doc);
+                (docs, worse(status, s))
+            },
+        );
+        let text = serde_json::to_string_pretty(&docs).unwrap_or_default();
+        return Outcome::status(status).say(text + "\n");
+    }
+    paths.iter().fold(Outcome::ok(), |all, path| {
+        let one = run(path, how);
+        Outcome {
+            status: worse(all.status, one.status),
+            stdout: all.stdout + &one.stdout,
+            stderr: all.stderr + &one.stderr,
+        }
+    })
+}
+
+/// Checks the config file at `path`.
+pub fn run(path: &Path, how: &How) -> Outcome {
+    let os = how.os;
+    if how.format == Format::Json {
+        let (doc, status) = json_doc(path, how);
+        let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        return Outcome::status(status).say(text + "\n");
     }
     let config = match config::load(path, os) {
         Ok(config) => config,
         Err(e) => {
             let out = Outcome::failed(e.to_string());
-            return if os == Os::host() {
+            return if os == Os::host() && !how.file_only {
                 out.say_err(in_force_instead(path))
             } else {
                 out
@@ -103,16 +160,16 @@ pub fn run(path: &Path, os: Os, quiet: bool, explain: bool, format: Format) -> O
         }
     };
     let file = path.display().to_string();
-    let origins = explain.then(|| config::origins(path, os));
+    let origins = how.explain.then(|| config::origins(path, os));
     let report = describe(&file, &config, origins.as_ref());
-    let mut out = if quiet {
+    let mut out = if how.quiet {
         let summary = report.lines().next().unwrap_or_default();
         Outcome::ok().say(format!("{summary}\n"))
     } else {
         Outcome::ok().say(report)
     };
     // Only this machine's directories and programs can be looked at.
-    if config.os != Os::host() {
+    if !how.on_this_machine(&config) {
         return out;
     }
     let (problems, warnings) = on_this_machine(&config);
@@ -137,19 +194,21 @@ pub fn run(path: &Path, os: Os, quiet: bool, explain: bool, format: Format) -> O
     out
 }
 
-/// `check --format json`: one document on stdout, for CI annotations and editors; the exit
-/// status is the text form's (0 valid, 1 refused, 3 programs missing here).
+/// `check --format json`: one document per file (on stdout; an array of them for several
+/// files), for CI annotations and editors, with the exit status of the text form (0 valid,
+/// 1 refused, 3 programs missing here).
 ///
 /// `{"file", "os", "valid", "targets", "problems": [{"file", "line", "column", "key", "kind",
 /// "message"}], "warnings": [{"message"}]}`; `line`, `column` and `key` are null where there
 /// is none; `kind` is `unreadable`, `syntax`, `refused`, `unknown_key`, `invalid`, or
 /// `program_missing` (a valid file whose program cannot run here).
-fn run_json(path: &Path, os: Os) -> Outcome {
+fn json_doc(path: &Path, how: &How) -> (serde_json::Value, u8) {
     use serde_json::{Value, json};
+    let os = how.os;
     let file = path.display().to_string();
     let (valid, targets, mut problems, mut warnings) = match config::load(path, os) {
         Ok(config) => {
-            let (missing, warned) = if config.os == Os::host() {
+            let (missing, warned) = if how.on_this_machine(&config) {
                 on_this_machine(&config)
             } else {
                 Default::default()
@@ -193,9 +252,7 @@ fn run_json(path: &Path, os: Os) -> Outcome {
         "problems": std::mem::take(&mut problems),
         "warnings": std::mem::take(&mut warnings),
     });
-    let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-    text.push('\n');
-    Outcome::status(code).say(text)
+    (doc, code)
 }
 
 /// What protector does with a refused file: a running protector keeps what it runs on (a

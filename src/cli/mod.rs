@@ -123,9 +123,15 @@ enum Command {
     Check {
         #[arg(short, long, value_name = "FILE", help = CONFIG_HELP)]
         config: Option<PathBuf>,
-        /// The config file, given without --config.
+        /// The config file, given without --config; several are checked one after another
+        /// (as a pre-commit hook passes them), the exit status the worst of theirs.
         #[arg(value_name = "FILE", conflicts_with = "config")]
-        file: Option<PathBuf>,
+        files: Vec<PathBuf>,
+        /// Check the files alone, looking at nothing on this machine (programs, heartbeats'
+        /// directories): for a repository's pre-commit hook or CI, which run where the config
+        /// is kept, not where it is used.
+        #[arg(long)]
+        file_only: bool,
         /// Say where each setting comes from (which of the six layers, or the default).
         #[arg(long)]
         explain: bool,
@@ -231,14 +237,25 @@ fn run(cli: Cli) -> Outcome {
         Some(Command::Reload(to)) => control::reload(to),
         Some(Command::Check {
             config,
-            file,
+            files,
+            file_only,
             os,
             explain,
             format,
         }) => {
-            let quiet = cli.global.quiet > 0;
-            let path = or_default(config.or(file));
-            check::run(&path, os.unwrap_or(Os::host()), quiet, explain, format)
+            let how = check::How {
+                os: os.unwrap_or(Os::host()),
+                quiet: cli.global.quiet > 0,
+                explain,
+                format,
+                file_only,
+            };
+            let files = match config {
+                Some(config) => vec![config],
+                None if files.is_empty() => vec![default_config()],
+                None => files,
+            };
+            check::run_all(&files, &how)
         }
         #[cfg(windows)]
         Some(Command::Service { action }) => {
