@@ -1,8 +1,13 @@
 //! The JSON schema generated from the `raw` types, and validation of a document against it.
 //!
 //! The schema is built once per process from the Rust types (schemars), so the published
-//! schema/protector.schema.json, editor completion and the validation `check` and `run` do can
-//! never disagree. Validation is offline: the schema has no remote references.
+//! schema/protector.schema.json, editor completion and the validation `check` and `run` do
+//! agree. Validation is offline: the schema has no remote references. One rule differs by
+//! design: a target name may hold letters of any script, which only a Unicode property class
+//! (`\p{L}`) says, outside the regular expressions every validator reads; the published
+//! schema ([`schema_text`]) forbids control characters and a leading space in a name, and
+//! `check` and `run` enforce the whole rule ([`NAME_PATTERN`]). Only standard formats are
+//! kept (schemars' `uint32` and the like are not formats other validators know).
 
 use std::sync::OnceLock;
 
@@ -20,6 +25,7 @@ pub fn schema() -> &'static Value {
         let schema = schemars::schema_for!(RawConfig);
         let mut value = serde_json::to_value(schema).expect("a generated schema is valid JSON");
         drop_null(&mut value);
+        drop_own_formats(&mut value);
         value
     })
 }
@@ -55,9 +61,65 @@ fn drop_null(value: &mut Value) {
     }
 }
 
-/// The schema as `protector schema` prints it (and as it is committed).
+/// Formats JSON Schema itself defines; others (schemars writes `uint32`, `double`...) are
+/// dropped: validators reject a schema with a format they do not know.
+const STANDARD_FORMATS: [&str; 19] = [
+    "date-time", "date", "time", "duration", "email", "idn-email", "hostname", "idn-hostname",
+    "ipv4", "ipv6", "uri", "uri-reference", "iri", "iri-reference", "uuid", "uri-template",
+    "json-pointer", "relative-json-pointer", "regex",
+];
+
+fn drop_own_formats(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if map
+                .get("format")
+                .and_then(Value::as_str)
+                .is_some_and(|f| !STANDARD_FORMATS.contains(&f))
+            {
+                map.remove("format");
+            }
+            map.values_mut().for_each(drop_own_formats);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_own_formats),
+        _ => {}
+    }
+}
+
+/// What a target name may hold, in the regular expressions every validator reads: no
+/// control character (C0, DEL, C1) and no leading space. The whole rule is [`NAME_PATTERN`].
+pub const PORTABLE_NAME_PATTERN: &str =
+    r"^[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$";
+
+/// The schema's identifier (editors and validators name it by this; nothing is fetched).
+pub const SCHEMA_ID: &str = "urn:protector:schema:config:1";
+
+/// The schema as published: `$id`, and the target name's pattern in the portable subset.
+fn published() -> Value {
+    fn portable(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                if map.get("pattern").and_then(Value::as_str) == Some(NAME_PATTERN) {
+                    map.insert("pattern".into(), PORTABLE_NAME_PATTERN.into());
+                }
+                map.values_mut().for_each(portable);
+            }
+            Value::Array(items) => items.iter_mut().for_each(portable),
+            _ => {}
+        }
+    }
+    let mut value = schema().clone();
+    portable(&mut value);
+    if let Value::Object(map) = &mut value {
+        map.insert("$id".into(), SCHEMA_ID.into());
+    }
+    value
+}
+
+/// The schema as `protector schema` prints it (and as it is committed): see the module's
+/// header for how it differs from what `check` validates with.
 pub fn schema_text() -> String {
-    let mut text = serde_json::to_string_pretty(schema()).expect("a schema serializes");
+    let mut text = serde_json::to_string_pretty(&published()).expect("a schema serializes");
     text.push('\n');
     text
 }
