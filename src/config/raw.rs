@@ -30,7 +30,7 @@ pub struct RawConfig {
     /// (default 256). Targets that go stale beyond that are detected and logged at once;
     /// their commands wait in order of detection for a free place. Bounds a restart storm.
     /// notify commands have a bound of the same size of their own.
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1), extend("default" = super::model::DEFAULT_MAX_PARALLEL_COMMANDS))]
     pub max_parallel_commands: Option<u32>,
     /// Settings every target inherits unless it sets them itself.
     #[serde(default)]
@@ -134,8 +134,10 @@ pub struct Settings {
     /// Run the target's commands written as strings through the platform shell (`/bin/sh -c`,
     /// `cmd /C`) instead of splitting them into words and executing them directly. Commands
     /// written as lists are always executed directly. Default false.
+    #[schemars(extend("default" = false))]
     pub shell: Option<bool>,
     /// Upper bound for each command; on expiry its whole process tree is killed. Default 60s.
+    #[schemars(extend("default" = super::duration::format(super::model::COMMAND_TIMEOUT)))]
     pub command_timeout: Option<DurationSpec>,
     /// After a restart the target is not judged again before this. Default: the timeout.
     pub restart_grace: Option<DurationSpec>,
@@ -149,10 +151,12 @@ pub struct Settings {
     #[schemars(range(min = 1))]
     pub max_restarts: Option<u32>,
     /// Watch this target. Default true.
+    #[schemars(extend("default" = true))]
     pub enabled: Option<bool>,
     /// A command's program may be missing for now (installed later, e.g. by the same Salt
     /// state): `check` then warns instead of failing, and protector logs a warning instead of
     /// an error. Default false.
+    #[schemars(extend("default" = false))]
     pub allow_missing_programs: Option<bool>,
     /// Command run on restart, give-up and recovery, with PROTECTOR_EVENT (`restart`,
     /// `give-up`, `recovery`), PROTECTOR_TARGET, PROTECTOR_AGE_SECS and PROTECTOR_RESTARTS in
@@ -192,9 +196,11 @@ pub struct DependsSpec {
     pub command: Option<CommandSpec>,
     /// Bound of one check, name resolution and connection included (the endpoints and the
     /// command are tried at the same time). Default 5s.
+    #[schemars(extend("default" = super::duration::format(super::model::CHECK_TIMEOUT)))]
     pub check_timeout: Option<DurationSpec>,
     /// While held, the dependency is checked again at a random moment between half this and
     /// this after the last check (so a fleet does not check in step). Default 30s.
+    #[schemars(extend("default" = super::duration::format(super::model::RECHECK)))]
     pub recheck: Option<DurationSpec>,
 }
 
@@ -207,8 +213,10 @@ pub const ENDPOINT_PATTERN: &str = r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]/]+):[0-9]{1,
 pub struct BackoffSpec {
     /// Consecutive restarts that wait only `restart_grace`; each further wait doubles.
     /// Default 3.
+    #[schemars(extend("default" = super::model::Backoff::default().after))]
     pub after: Option<u32>,
     /// Longest wait between consecutive restarts. Default 1h.
+    #[schemars(extend("default" = super::duration::format(super::model::Backoff::default().max)))]
     pub max: Option<DurationSpec>,
 }
 
