@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# The published schema under two validators protector does not use: Python's jsonschema
-# (Draft 2020-12, with check_schema and its regex and format checks) and Ajv 8 (Node.js,
-# Draft 2020-12, default options). Each must accept the schema itself and every shipped
+# The published schema under three validators protector does not use: Python's jsonschema
+# (Draft 2020-12, with check_schema and its regex and format checks), check-jsonschema (the
+# command line pre-commit users run) and Ajv 8 (Node.js, Draft 2020-12, default options). Each must accept the schema itself and every shipped
 # example (as `protector check --file-only` does); every file of tests/schema-corpus must be
 # refused by protector check, and each validator must agree with the verdict the file's first
 # line gives (`# schema: invalid`, or `# schema: valid` for the rules only check knows,
-# listed there with why). Run by .ci/run; installs jsonschema and PyYAML with pip, and Ajv
-# and js-yaml with npm into target/, when missing.
+# listed there with why). Run by .ci/run; installs jsonschema, PyYAML and check-jsonschema
+# with pip, and Ajv and js-yaml with npm into target/, when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { echo "[schema $(date +%T)] $*"; }
 
-if ! python3 -c 'import jsonschema, yaml' 2>/dev/null; then
-    say "installing jsonschema and PyYAML (pip)"
-    python3 -m pip install -q jsonschema pyyaml
+if ! python3 -c 'import jsonschema, yaml' 2>/dev/null || ! python3 -c 'import check_jsonschema' 2>/dev/null; then
+    say "installing jsonschema, PyYAML and check-jsonschema (pip)"
+    python3 -m pip install -q jsonschema pyyaml check-jsonschema
 fi
 ajv_dir=target/schema-validators
 if [ ! -d "$ajv_dir/node_modules/ajv" ]; then
@@ -37,6 +37,17 @@ for path in sys.argv[1:]:
 PY
 }
 
+check_jsonschema_validate() { # one run per file: its exit status is the verdict
+    local file
+    for file in "$@"; do
+        if out=$(python3 -m check_jsonschema --schemafile schema/protector.schema.json "$file" 2>&1); then
+            echo "$file valid"
+        else
+            echo "$file invalid: $(echo "$out" | grep -m1 -v '^Schema validation errors' | tr -s ' ')"
+        fi
+    done
+}
+
 ajv_validate() {
     NODE_PATH="$ajv_dir/node_modules" node tests/support/ajv-validate.js \
         schema/protector.schema.json "$@" 2>/dev/null
@@ -57,7 +68,7 @@ for file in "${corpus[@]}"; do
         say "by design, only check refuses $(basename "$file"): $(sed -n '1s/^# schema: valid *//p' "$file")"
     fi
 done
-for validator in python ajv; do
+for validator in python check_jsonschema ajv; do
     out=$("${validator}_validate" "${examples[@]}" "${corpus[@]}") ||
         { say "FAIL: $validator: the schema itself is refused: $out"; failed=1; continue; }
     while read -r file verdict rest; do
@@ -72,4 +83,4 @@ for validator in python ajv; do
     say "$validator: the schema compiles; ${#examples[@]} examples valid; ${#corpus[@]} bad configs judged as expected"
 done
 [ "$failed" = 0 ] || exit 1
-say "PASS: protector check refuses every bad config; both validators agree on every rule the schema carries"
+say "PASS: protector check refuses every bad config; the validators agree on every rule the schema carries"
