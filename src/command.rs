@@ -35,6 +35,8 @@ pub struct Outcome {
     /// It could not run for lack of resources (processes, threads, file descriptors,
     /// memory): worth trying again soon, and no fault of the command.
     pub transient: bool,
+    /// More output came than was kept (its start is cut).
+    pub cut: bool,
 }
 
 impl Outcome {
@@ -47,6 +49,7 @@ impl Outcome {
             stdout: String::new(),
             stderr: String::new(),
             transient: false,
+            cut: false,
         }
     }
 
@@ -75,11 +78,23 @@ impl Outcome {
 }
 
 /// Runs `line` with extra environment `env`, killing its tree after `timeout`. `spawned` is
-/// told the process group's id once the command runs.
+/// told the process group's id once the command runs. The last [`TAIL_BYTES`] of each stream
+/// are kept.
 pub fn run(
     line: &CommandLine,
     env: &[(&str, String)],
     timeout: Duration,
+    spawned: impl FnOnce(u32),
+) -> Outcome {
+    run_keeping(line, env, timeout, TAIL_BYTES, spawned)
+}
+
+/// [`run`], keeping the last `keep` bytes of each stream.
+pub fn run_keeping(
+    line: &CommandLine,
+    env: &[(&str, String)],
+    timeout: Duration,
+    keep: usize,
     spawned: impl FnOnce(u32),
 ) -> Outcome {
     let started = Instant::now();
@@ -123,8 +138,8 @@ pub fn run(
         out.as_ref().and_then(platform::output_end),
         err.as_ref().and_then(platform::output_end),
     ];
-    let stdout = out.map(|r| Tail::spawn_reader(r, done_tx.clone()));
-    let stderr = err.map(|r| Tail::spawn_reader(r, done_tx.clone()));
+    let stdout = out.map(|r| Tail::spawn_reader(r, keep, done_tx.clone()));
+    let stderr = err.map(|r| Tail::spawn_reader(r, keep, done_tx.clone()));
     drop(done_tx);
 
     // Wait for the command itself (not for what it left running) with a bounded poll: the
@@ -183,20 +198,30 @@ pub fn run(
             Err(e) => tracing::warn!(event = "output_not_handed_over", target = %target, "{e}"),
         }
     }
+    let (out_text, err_text) = (
+        stdout.as_ref().map(Tail::text).unwrap_or_default(),
+        stderr.as_ref().map(Tail::text).unwrap_or_default(),
+    );
+    let cut = [&stdout, &stderr]
+        .into_iter()
+        .flatten()
+        .any(|t| t.lock().dropped);
     Outcome {
         status,
         timed_out,
         duration,
-        stdout: stdout.map(|t| t.text()).unwrap_or_default(),
-        stderr: stderr.map(|t| t.text()).unwrap_or_default(),
+        stdout: out_text,
+        stderr: err_text,
         transient: false,
+        cut,
     }
 }
 
-/// The last `TAIL_BYTES` of a stream.
+/// The last `keep` bytes of a stream.
 #[derive(Default)]
 struct TailBuf {
     bytes: Vec<u8>,
+    keep: usize,
     dropped: bool,
     /// Every writer closed the stream.
     finished: bool,
@@ -206,8 +231,13 @@ struct TailBuf {
 struct Tail(Arc<Mutex<TailBuf>>);
 
 impl Tail {
-    fn spawn_reader(mut reader: impl Read + Send + 'static, done: mpsc::Sender<()>) -> Tail {
+    fn spawn_reader(
+        mut reader: impl Read + Send + 'static,
+        keep: usize,
+        done: mpsc::Sender<()>,
+    ) -> Tail {
         let tail = Tail::default();
+        tail.lock().keep = keep;
         let shared = tail.clone();
         let spawned = std::thread::Builder::new()
             .name("protector-output".into())
@@ -240,17 +270,18 @@ impl Tail {
     fn push(&self, data: &[u8]) {
         let mut t = self.lock();
         t.bytes.extend_from_slice(data);
-        if t.bytes.len() > 2 * TAIL_BYTES {
-            let cut = t.bytes.len() - TAIL_BYTES;
+        if t.bytes.len() > 2 * t.keep {
+            let cut = t.bytes.len() - t.keep;
             t.bytes.drain(..cut);
             t.dropped = true;
         }
     }
 
     fn text(&self) -> String {
-        let t = self.lock();
-        let start = t.bytes.len().saturating_sub(TAIL_BYTES);
+        let mut t = self.lock();
+        let start = t.bytes.len().saturating_sub(t.keep);
         let dropped = t.dropped || start > 0;
+        t.dropped = dropped;
         let text = String::from_utf8_lossy(&t.bytes[start..]);
         let text = text.trim();
         if dropped {

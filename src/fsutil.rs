@@ -180,3 +180,37 @@ pub fn epoch_secs(t: std::time::SystemTime) -> f64 {
         Err(e) => -e.duration().as_secs_f64(),
     }
 }
+
+/// The pid in the pid file at `path`: a regular file (opened without waiting) whose first
+/// bytes are a pid; `None` when it holds none.
+pub fn read_pid(path: &Path) -> std::io::Result<Option<u32>> {
+    use std::io::Read;
+    let file = open_to_read(path)?;
+    if !file.metadata()?.is_file() {
+        return Ok(None);
+    }
+    // A pid is at most 10 digits; a little room for spaces and a line break.
+    let mut text = String::new();
+    if file.take(32).read_to_string(&mut text).is_err() {
+        return Ok(None);
+    }
+    Ok(text.trim().parse::<u32>().ok().filter(|&pid| pid > 0))
+}
+
+/// `YYYY-MM-DD` of `t` in UTC.
+pub fn utc_day(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}

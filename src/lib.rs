@@ -17,6 +17,7 @@ pub(crate) mod daemon;
 pub(crate) mod depends;
 pub(crate) mod fsutil;
 pub(crate) mod heartbeat;
+pub mod incident;
 pub(crate) mod lock;
 pub(crate) mod logging;
 pub(crate) mod metrics;

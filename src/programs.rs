@@ -14,6 +14,7 @@ pub fn of(t: &Target) -> Vec<(&'static str, String)> {
         ("start", &Some(t.start.clone())),
         ("skip_if", &t.skip_if),
         ("notify", &t.notify),
+        ("diagnose", &t.diagnose),
         (
             "depends_on",
             &t.depends_on.as_ref().and_then(|d| d.command.clone()),

@@ -402,6 +402,18 @@ pub fn describe(file: &str, config: &Config, origins: Option<&Origins>) -> Strin
         if let Some(notify) = &t.notify {
             line("notify", argv(notify), &["notify", "shell"]);
         }
+        if let Some(diagnose) = &t.diagnose {
+            let value = format!(
+                "{} (at most {})",
+                argv(diagnose),
+                fmt_dur(t.diagnose_timeout)
+            );
+            line(
+                "diagnose",
+                value,
+                &["diagnose", "diagnose_timeout", "shell"],
+            );
+        }
         if let Some(skip_if) = &t.skip_if {
             let value = format!("{} (then wait {})", argv(skip_if), fmt_dur(t.skip_delay));
             line("skip_if", value, &["skip_if", "skip_delay"]);

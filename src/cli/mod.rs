@@ -5,6 +5,7 @@
 mod check;
 mod control;
 mod help;
+mod incidents;
 mod legacy;
 mod man;
 mod outcome;
@@ -161,6 +162,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What services looked like when they were restarted: list, or `show ID` one whole.
+    Incidents(incidents::IncidentsArgs),
     /// Stop judging targets (no restart) until resumed or the pause ends (default 1h).
     Pause(control::PauseArgs),
     /// Watch paused targets again.
@@ -230,6 +233,7 @@ fn run(cli: Cli) -> Outcome {
             use clap::CommandFactory;
             Outcome::ok().say(man::render(Cli::command()))
         }
+        Some(Command::Incidents(args)) => incidents::run(args),
         Some(Command::Pause(args)) => control::pause(args),
         Some(Command::Resume(which)) => control::on_targets(crate::control::Verb::Resume, which),
         Some(Command::Restart(which)) => control::on_targets(crate::control::Verb::Restart, which),

@@ -222,7 +222,7 @@ fn resolve_parts(
 /// left open: `start: echo "a # b"` is `echo "a`), each a problem that says so. A comment
 /// after a whole command is fine, as in a shell.
 fn cut_commands(parts: &[Part]) -> Vec<Placed> {
-    const COMMANDS: [&str; 5] = ["start", "stop", "notify", "skip_if", "command"];
+    const COMMANDS: [&str; 6] = ["start", "stop", "notify", "skip_if", "diagnose", "command"];
     let mut placed = Vec::new();
     for (p, part) in parts.iter().enumerate() {
         for cut in position::cut_by_comments(&part.text) {

@@ -84,6 +84,9 @@ pub struct Target {
     pub timeout: Duration,
     pub stop: Option<CommandLine>,
     pub start: CommandLine,
+    /// Run before the stop command of a restart; its output goes into the incident.
+    pub diagnose: Option<CommandLine>,
+    pub diagnose_timeout: Duration,
     pub command_timeout: Duration,
     pub restart_grace: Duration,
     pub startup_grace: Duration,
@@ -183,6 +186,8 @@ impl fmt::Display for Endpoint {
 
 /// The default `command_timeout`.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// `diagnose_timeout` unless set.
+pub const DIAGNOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `skip_delay` is the timeout, at most this.
 pub const SKIP_DELAY_MAX: Duration = Duration::from_secs(60);
 
@@ -194,6 +199,7 @@ impl Target {
             Some(&mut self.start),
             self.notify.as_mut(),
             self.skip_if.as_mut(),
+            self.diagnose.as_mut(),
             self.depends_on.as_mut().and_then(|d| d.command.as_mut()),
         ]
         .into_iter()
@@ -209,6 +215,8 @@ impl Target {
             timeout,
             stop: None,
             start,
+            diagnose: None,
+            diagnose_timeout: DIAGNOSE_TIMEOUT,
             command_timeout: COMMAND_TIMEOUT,
             restart_grace: timeout,
             startup_grace: timeout,

@@ -10,7 +10,7 @@ use super::{Os, key_path};
 
 /// Every setting a layer can hold (`backoff` and `depends_on` as their parts, which are
 /// picked apart).
-pub const SETTINGS: [&str; 22] = [
+pub const SETTINGS: [&str; 24] = [
     "heartbeat",
     "pid_file",
     "timeout",
@@ -27,6 +27,8 @@ pub const SETTINGS: [&str; 22] = [
     "allow_missing_programs",
     "notify",
     "skip_if",
+    "diagnose",
+    "diagnose_timeout",
     "skip_delay",
     "depends_on/tcp",
     "depends_on/command",

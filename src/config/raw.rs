@@ -131,6 +131,14 @@ pub struct Settings {
     pub pid_file: Option<String>,
     /// Command that stops the service; run before `start` when the heartbeat is stale.
     pub stop: Option<CommandSpec>,
+    /// Command run when the target is judged hung, before its stop command: what it prints
+    /// (the last 64 KiB of each stream) is kept in the restart's incident, to say why the
+    /// service hung (`protector incidents`). Killed as a tree at `diagnose_timeout`; its
+    /// failure never prevents the restart.
+    pub diagnose: Option<CommandSpec>,
+    /// Upper bound of `diagnose`, by which it may delay the stop. Default 10s.
+    #[schemars(extend("default" = super::duration::format(super::model::DIAGNOSE_TIMEOUT)))]
+    pub diagnose_timeout: Option<DurationSpec>,
     /// Run the target's commands written as strings through the platform shell (`/bin/sh -c`,
     /// `cmd /C`) instead of splitting them into words and executing them directly. Commands
     /// written as lists are always executed directly. Default false.

@@ -227,6 +227,14 @@ impl<'a> Layered<'a> {
         let stop = self
             .pick("stop", |s| s.stop.as_ref())
             .map(|(spec, ptr)| self.command(spec, ptr, shell, problems));
+        let diagnose = self
+            .pick("diagnose", |s| s.diagnose.as_ref())
+            .map(|(spec, ptr)| self.command(spec, ptr, shell, problems));
+        let diagnose_timeout = self.duration(
+            "diagnose_timeout",
+            |s| s.diagnose_timeout.as_ref(),
+            problems,
+        );
         let command_timeout =
             self.duration("command_timeout", |s| s.command_timeout.as_ref(), problems);
         let restart_grace = self.duration("restart_grace", |s| s.restart_grace.as_ref(), problems);
@@ -259,6 +267,8 @@ impl<'a> Layered<'a> {
         }
         let mut t = Target::new(self.name, heartbeat?, timeout?, start?);
         t.stop = stop.flatten();
+        t.diagnose = diagnose.flatten();
+        t.diagnose_timeout = diagnose_timeout?.unwrap_or(t.diagnose_timeout);
         t.command_timeout = command_timeout?.unwrap_or(t.command_timeout);
         t.restart_grace = restart_grace?.unwrap_or(t.restart_grace);
         t.startup_grace = startup_grace?.unwrap_or(t.startup_grace);

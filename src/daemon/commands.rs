@@ -179,13 +179,15 @@ impl Daemon {
     fn start_command(&mut self, i: usize, cmd: Cmd) {
         // A restart begins with stop, or with start when there is no stop (tried again after
         // a shortage of resources, it is the same restart).
-        if cmd != Cmd::SkipIf && self.begins_restart(i, cmd) && self.slots[i].short_tries == 0 {
+        let begins = cmd != Cmd::SkipIf && self.begins_restart(i, cmd);
+        if begins && self.slots[i].short_tries == 0 {
             self.slots[i].last_restart = Some(RestartRecord {
                 at: epoch_secs(self.now().wall),
                 commands: Vec::new(),
             });
             self.notify(i, "restart", self.slots[i].state.consecutive);
         }
+        let incident = begins.then(|| self.incident_draft(i)).flatten();
         let slot = &self.slots[i];
         let line = match cmd {
             Cmd::SkipIf => slot.target.skip_if.clone(),
@@ -221,12 +223,41 @@ impl Daemon {
                 let _ = tx.send(Msg::Spawned { id, cmd, running });
             })),
             record_beside: self.books.files.state_file.clone(),
+            incident,
         };
         self.launch(job, move |o| Msg::Done {
             id,
             cmd,
             outcome: Some(o),
         });
+    }
+
+    /// What the incident of the restart slot `i` begins holds, when protector keeps
+    /// incidents (beside its state file).
+    fn incident_draft(&self, i: usize) -> Option<crate::incident::Draft> {
+        let dir = crate::incident::dir_beside(self.books.files.state_file.as_deref()?);
+        let slot = &self.slots[i];
+        let now = self.now().mono;
+        Some(crate::incident::Draft {
+            target: slot.target.name.clone(),
+            reason: if self.asked(i) {
+                "asked by an operator".into()
+            } else {
+                "stale".into()
+            },
+            heartbeat_age_secs: slot
+                .state
+                .beat_known
+                .then(|| slot.state.age(now).as_secs_f64()),
+            consecutive_restarts: slot.state.consecutive,
+            diagnose: slot
+                .target
+                .diagnose
+                .clone()
+                .map(|line| (line, slot.target.diagnose_timeout)),
+            pid_file: slot.target.pid_file.clone(),
+            dir,
+        })
     }
 
     /// The command an earlier protector left running for slot `i` (the next command waits

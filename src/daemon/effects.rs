@@ -60,6 +60,8 @@ pub(crate) struct Job {
     /// The state file: the command's process group is put on record beside it the moment
     /// it is spawned (`state::running`), until it ends.
     pub record_beside: Option<PathBuf>,
+    /// The first command of a restart: the incident to take and keep before it runs.
+    pub incident: Option<crate::incident::Draft>,
 }
 
 /// Called with the process group of a command that was spawned.

@@ -35,6 +35,7 @@ impl Daemon {
             after: None,
             spawned: None,
             record_beside: None,
+            incident: None,
         };
         match self.notifies.offer(job) {
             Some(job) => self.run_notify(job),

@@ -130,6 +130,9 @@ impl Runner for ThreadRunner {
                     if let Some((left, wait)) = &job.after {
                         settle(&job.target, left, *wait);
                     }
+                    if let Some(draft) = &job.incident {
+                        keep_incident(draft, &job.env);
+                    }
                     let mut spawned = job.spawned;
                     let mut record = None;
                     let outcome = command::run(&job.line, &job.env, job.timeout, |pgid| {
@@ -208,6 +211,20 @@ fn wait_while(mut cond: impl FnMut() -> bool, limit: Duration) -> bool {
         pause = (pause * 2).min(Duration::from_millis(500));
     }
     true
+}
+
+/// Takes the incident of a restart that begins (its `diagnose` bounded by its timeout) and
+/// keeps it; a failure is logged and the restart goes on.
+fn keep_incident(draft: &crate::incident::Draft, env: &[(&'static str, String)]) {
+    let incident = crate::incident::take(draft, env);
+    match crate::incident::keep(&draft.dir, &incident) {
+        Ok(_) => {
+            info!(target = %draft.target, event = "incident_recorded", incident = %incident.id, summary = %incident.summary, "kept what the service looked like before its restart (protector incidents)")
+        }
+        Err(e) => {
+            warn!(target = %draft.target, event = "incident_not_kept", reason = %e, "cannot keep the restart's incident; the restart goes on")
+        }
+    }
 }
 
 /// The message of a panic payload.

@@ -3,6 +3,7 @@
 //! within a second and made again under the same name. Created safely (no symlink, no other
 //! user's file, one name only, 0600).
 
+use crate::fsutil::utc_day;
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
@@ -176,24 +177,6 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for DailyFile {
             buf: Vec::new(),
         }
     }
-}
-
-/// `YYYY-MM-DD` of `t` in UTC.
-fn utc_day(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as i64;
-    // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
-    let z = secs.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
 }
 
 fn is_day(s: &str) -> bool {

@@ -3,16 +3,11 @@
 //! file (the pid, and whether that process runs). On a thread of its own, for at most
 //! `LOOK_LIMIT` in all: a dead mount must not hang `status`.
 
-use std::io::Read;
-
 use crate::fsutil::epoch_secs;
 use crate::state::TargetRecord;
 
 /// How long `status` looks at files in all.
 const LOOK_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// The most a pid file is read of (a pid is at most 10 digits).
-const PID_FILE_BYTES: u64 = 32;
 
 /// A heartbeat file as `status` finds it now.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -96,27 +91,15 @@ pub fn look(targets: &[TargetRecord], now: f64) -> Vec<Look> {
     looks
 }
 
-/// The service as the pid file at `path` says: a regular file (opened without waiting) whose
-/// first bytes are a pid.
+/// The service as the pid file at `path` says (see [`crate::fsutil::read_pid`]).
 fn service(path: &str) -> Service {
-    let file = match crate::fsutil::open_to_read(std::path::Path::new(path)) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Service::NoFile,
-        Err(_) => return Service::Unknown,
-    };
-    if !file.metadata().is_ok_and(|m| m.is_file()) {
-        return Service::Unknown;
-    }
-    let mut text = String::new();
-    if file.take(PID_FILE_BYTES).read_to_string(&mut text).is_err() {
-        return Service::Unknown;
-    }
-    match text.trim().parse::<u32>() {
-        Ok(pid) if pid > 0 => Service::Pid {
+    match crate::fsutil::read_pid(std::path::Path::new(path)) {
+        Ok(Some(pid)) => Service::Pid {
             pid,
             running: crate::platform::process_alive(pid),
         },
-        _ => Service::Unknown,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Service::NoFile,
+        Ok(None) | Err(_) => Service::Unknown,
     }
 }
 

@@ -187,6 +187,7 @@ impl Checker for Fake {
             after: None,
             spawned: None,
             record_beside: None,
+            incident: None,
         };
         self.run(job, report);
     }
@@ -227,6 +228,7 @@ pub(super) fn exited(code: i32, took: Duration) -> Outcome {
         stdout: String::new(),
         stderr: String::new(),
         transient: false,
+        cut: false,
     }
 }
 
