@@ -614,3 +614,48 @@ fn output_and_names_cannot_forge_log_lines_or_reach_a_terminal() {
     assert!(err.contains("is not a valid name"), "{err}");
     assert!(!err.contains('\u{1b}'), "{err:?}");
 }
+
+#[test]
+fn an_incidents_directory_another_user_made_or_linked_is_not_written() {
+    let Some(sb) = arena() else { return };
+    let yaml = "state_file: lib/state.json\ntargets:\n  - name: svc\n    heartbeat: svc.beat\n    timeout: 500ms\n    restart_grace: 1h\n    diagnose: [echo, secret output]\n    start: 'true'\n";
+    let lib = sb.path("lib");
+    std::fs::create_dir(&lib).unwrap();
+    for planted in ["their directory", "a symlink to theirs"] {
+        // A fresh start each time: the state file would put the next restart an hour off.
+        let _ = std::fs::remove_file(lib.join("state.json"));
+        let incidents = lib.join("incidents");
+        let _ = std::fs::remove_dir_all(&incidents);
+        let _ = std::fs::remove_file(&incidents);
+        let theirs = sb.path("theirs");
+        let _ = std::fs::remove_dir_all(&theirs);
+        std::fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        if planted == "their directory" {
+            std::fs::rename(&theirs, &incidents).unwrap();
+        } else {
+            std::os::unix::fs::symlink(&theirs, &incidents).unwrap();
+        }
+        let mut p = sb.run_config(yaml);
+        let refused = p.wait_events("incident_not_kept", Some("svc"), 1);
+        assert!(
+            refused[0]["reason"].as_str().unwrap().contains("incidents"),
+            "{planted}: {}",
+            refused[0]
+        );
+        p.wait_events("restart_done", Some("svc"), 1);
+        // Ended before the next protector takes the lock.
+        p.signal("TERM");
+        p.wait_exit(PATIENCE);
+        for dir in [&incidents, &theirs] {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                assert_eq!(
+                    entries.count(),
+                    0,
+                    "{planted}: written into {}",
+                    dir.display()
+                );
+            }
+        }
+    }
+}
