@@ -214,11 +214,15 @@ fn wait_while(mut cond: impl FnMut() -> bool, limit: Duration) -> bool {
 }
 
 /// Takes the incident of a restart that begins (its `diagnose` bounded by its timeout) and
-/// keeps it; a failure is logged and the restart goes on.
+/// keeps it; a failure (a bug's panic included) is logged and the restart goes on.
 fn keep_incident(draft: &crate::incident::Draft, env: &[(&'static str, String)]) {
-    let incident = crate::incident::take(draft, env);
-    match crate::incident::keep(&draft.dir, &incident) {
-        Ok(_) => {
+    let kept = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let incident = crate::incident::take(draft, env);
+        crate::incident::keep(&draft.dir, &incident).map(|_| incident)
+    }))
+    .unwrap_or_else(|p| Err(std::io::Error::other(panic_message(&*p))));
+    match kept {
+        Ok(incident) => {
             info!(target = %draft.target, event = "incident_recorded", incident = %incident.id, summary = %incident.summary, "kept what the service looked like before its restart (protector incidents)")
         }
         Err(e) => {
