@@ -384,6 +384,8 @@ mod tests {
         }
     }
 
+    /// A shell line of Unix tools (`head`, `tr`, `sleep`).
+    #[cfg(unix)]
     #[test]
     fn a_hanging_diagnose_is_cut_at_its_bound_and_its_output_kept_to_the_end() {
         let draft = Draft {
