@@ -78,54 +78,76 @@ fn finish_restart(st: &mut TargetState, r: &Rules, c: &Clock, secs: f64) -> Dura
     }
 }
 
+/// When a target is first judged: what the file looked like at start-up (`None`: missing;
+/// else its mtime, seconds from the clock's start), when protector started, the deadline.
 #[test]
-fn fresh_file_at_start_is_judged_at_mtime_plus_timeout() {
+fn the_first_deadline_table() {
     let c = Clock::new();
+    let table: [(&str, Option<f64>, f64, f64); 4] = [
+        ("fresh: mtime + timeout", Some(-4.0), 0.0, 6.0),
+        ("missing: startup_grace", None, 0.0, 20.0),
+        ("old: startup_grace", Some(-3600.0), 3700.0, 3720.0),
+        ("dated in the future: not fresh", Some(50.0), 0.0, 20.0),
+    ];
+    for (case, mtime, now, deadline) in table {
+        let seen = mtime.map_or(Observation::Absent, |m| c.file(m, 1));
+        let st = TargetState::start(&rules(), &seen, c.at(now));
+        assert_eq!(c.secs(st.deadline), deadline, "{case}");
+    }
     let st = TargetState::start(&rules(), &c.file(-4.0, 1), c.at(0.0));
-    assert_eq!(c.secs(st.deadline), 6.0);
     assert_eq!(st.age(c.at(0.0).mono), 4 * S);
 }
 
+/// How a heartbeat is dated: the file's new mtime, when protector looked, the deadline
+/// after it (a watching target, last seen at 0, timeout 10 s). An mtime that cannot be
+/// (in the future, or before protector's previous look) counts as the look's instant.
 #[test]
-fn missing_or_old_file_at_start_gets_startup_grace() {
-    let c = Clock::new();
-    let st = TargetState::start(&rules(), &Observation::Absent, c.at(0.0));
-    assert_eq!(c.secs(st.deadline), 20.0);
-    let st = TargetState::start(&rules(), &c.file(-3600.0, 1), c.at(3700.0));
-    assert_eq!(c.secs(st.deadline), 3720.0);
-    // A file dated in the future is not fresh either.
-    let st = TargetState::start(&rules(), &c.file(50.0, 1), c.at(0.0));
-    assert_eq!(c.secs(st.deadline), 20.0);
-}
-
-#[test]
-fn heartbeat_moves_the_deadline_by_its_mtime() {
+fn the_heartbeat_dating_table() {
     let c = Clock::new();
     let r = rules();
-    let mut st = TargetState::start(&r, &c.file(0.0, 1), c.at(0.0));
-    let out = st.on_due(&r, &c.file(7.0, 2), c.at(10.0));
-    assert_eq!(
-        out.beat,
-        Some(Beat {
+    let table: [(&str, f64, f64, f64); 3] = [
+        ("dated by its mtime", 7.0, 10.0, 17.0),
+        ("in the future: now", 500.0, 10.0, 20.0),
+        ("before the last look: now", -100.0, 10.0, 20.0),
+    ];
+    for (case, mtime, look, deadline) in table {
+        let mut st = TargetState::start(&r, &c.file(0.0, 1), c.at(0.0));
+        let out = st.on_due(&r, &c.file(mtime, 2), c.at(look));
+        let beat = Beat {
             after_restarts: 0,
-            resumed: false
-        })
-    );
-    assert_eq!(out.action, None);
-    assert_eq!(c.secs(st.deadline), 17.0);
+            resumed: false,
+        };
+        assert_eq!((out.beat, out.action), (Some(beat), None), "{case}");
+        assert_eq!(c.secs(st.deadline), deadline, "{case}");
+    }
 }
 
+/// A stale target's first command: stop when it has one, start when not, skip_if before
+/// either when set (not counted as a restart until it lets the restart go on).
 #[test]
-fn implausible_mtime_counts_as_now() {
+fn the_first_command_table() {
     let c = Clock::new();
-    let r = rules();
-    let mut st = TargetState::start(&r, &c.file(0.0, 1), c.at(0.0));
-    // In the future.
-    st.on_due(&r, &c.file(500.0, 2), c.at(10.0));
-    assert_eq!(c.secs(st.deadline), 20.0);
-    // Before the previous observation (touch -d, or a clock stepped back).
-    st.on_due(&r, &c.file(-100.0, 3), c.at(20.0));
-    assert_eq!(c.secs(st.deadline), 30.0);
+    let table = [
+        ("stop, then start", true, false, Cmd::Stop),
+        ("no stop: start", false, false, Cmd::Start),
+        ("skip_if first", true, true, Cmd::SkipIf),
+    ];
+    for (case, has_stop, has_skip_if, first) in table {
+        let r = Rules {
+            has_stop,
+            has_skip_if,
+            ..rules()
+        };
+        let mut st = TargetState::start(&r, &Observation::Absent, c.at(0.0));
+        let out = st.on_due(&r, &Observation::Absent, c.at(20.0));
+        let restart = Action::Restart {
+            age: 20 * S,
+            run: first,
+        };
+        assert_eq!(out.action, Some(restart), "{case}");
+        assert_eq!(st.phase, Phase::Running(first), "{case}");
+        assert_eq!(st.consecutive, u32::from(first != Cmd::SkipIf), "{case}");
+    }
 }
 
 #[test]
@@ -149,24 +171,6 @@ fn stale_file_restarts_with_stop_then_start() {
     let wait = finish_restart(&mut st, &r, &c, 11.0);
     assert_eq!(wait, 5 * S);
     assert_eq!(c.secs(st.deadline), 16.0);
-}
-
-#[test]
-fn without_stop_the_restart_runs_start_only() {
-    let c = Clock::new();
-    let r = Rules {
-        has_stop: false,
-        ..rules()
-    };
-    let mut st = TargetState::start(&r, &Observation::Absent, c.at(0.0));
-    let out = st.on_due(&r, &Observation::Absent, c.at(20.0));
-    assert_eq!(
-        out.action,
-        Some(Action::Restart {
-            age: 20 * S,
-            run: Cmd::Start
-        })
-    );
 }
 
 #[test]
@@ -370,18 +374,25 @@ fn later_saturates_instead_of_overflowing() {
     assert!(far > now + super::super::config::duration::MAX);
 }
 
+/// A restored streak's pending wait (from a state file): the streak, when the wait was to
+/// end, the deadline.
 #[test]
-fn restored_backoff_is_honoured_but_capped() {
+fn the_restored_backoff_table() {
     let c = Clock::new();
     let r = rules();
-    let mut st = TargetState::start(&r, &Observation::Absent, c.at(0.0));
-    st.restore(&r, 5, 9, Some(c.at(25.0).mono), c.at(0.0).mono);
-    assert_eq!((st.consecutive, st.restarts_total), (5, 9));
-    assert_eq!(c.secs(st.deadline), 25.0, "pending backoff wait kept");
-    let mut st = TargetState::start(&r, &Observation::Absent, c.at(0.0));
-    st.restore(&r, 5, 9, Some(c.at(5000.0).mono), c.at(0.0).mono);
-    assert_eq!(c.secs(st.deadline), 30.0, "capped at backoff max");
-    let mut st = TargetState::start(&r, &Observation::Absent, c.at(0.0));
-    st.restore(&r, 0, 9, Some(c.at(5000.0).mono), c.at(0.0).mono);
-    assert_eq!(c.secs(st.deadline), 20.0, "no streak, no wait");
+    let table = [
+        ("pending backoff wait kept", 5, 25.0, 25.0),
+        ("capped at backoff max", 5, 5000.0, 30.0),
+        ("no streak, no wait: startup_grace", 0, 5000.0, 20.0),
+    ];
+    for (case, consecutive, until, deadline) in table {
+        let mut st = TargetState::start(&r, &Observation::Absent, c.at(0.0));
+        st.restore(&r, consecutive, 9, Some(c.at(until).mono), c.at(0.0).mono);
+        assert_eq!(
+            (st.consecutive, st.restarts_total),
+            (consecutive, 9),
+            "{case}"
+        );
+        assert_eq!(c.secs(st.deadline), deadline, "{case}");
+    }
 }
