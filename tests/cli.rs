@@ -228,6 +228,20 @@ fn the_readme_status_example_is_what_status_prints() {
             "last_restart": {"at": now - ago, "commands": [command("stop", stop), command("start", 0)]}
         })
     };
+    let mut backup_agent = target(
+        "backup-agent",
+        "backing off",
+        7_500.0,
+        460.0,
+        5,
+        5,
+        192.0,
+        1,
+    );
+    backup_agent["last_restart"]["incident"] = serde_json::json!({
+        "id": "2026-12-06T101502Z-backup-agent-3fa2",
+        "summary": "2 processes: 1 S (sleeping), 1 D (disk sleep); 4312 waits in rpc_wait_bit_killable; TCP to 10.0.0.7:2049 ESTABLISHED"
+    });
     let state = serde_json::json!({
         "format": "protector-state", "version": 1, "pid": 4242, "protector_version": "0",
         "started_at": now - 200_000.0, "written_at": now,
@@ -235,7 +249,7 @@ fn the_readme_status_example_is_what_status_prints() {
         "lock_file": sb.path("lock").display().to_string(),
         "targets": [
             target("salt-minion", "watching", 42.0, 258.0, 3, 0, 183_600.0, 0),
-            target("backup-agent", "backing off", 7_500.0, 460.0, 5, 5, 192.0, 1),
+            backup_agent,
         ]
     });
     sb.write("state.json", &serde_json::to_string(&state).unwrap());

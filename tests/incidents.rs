@@ -23,15 +23,29 @@ impl Drop for Service {
 fn a_restart_keeps_what_the_hung_service_looked_like() {
     use std::os::unix::process::CommandExt;
     let sb = Sandbox::new();
-    // The hung service: a process stopped by SIGSTOP, its pid in svc.pid.
+    // The hung service: a process stopped by SIGSTOP, its pid in svc.pid, holding a half-open
+    // connection (its peer, this test, closed it) as a minion's to a lost master would.
+    let master = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = master.local_addr().unwrap().port();
     let service = Service(
-        std::process::Command::new("sleep")
-            .arg("600")
+        std::process::Command::new("bash")
+            .args([
+                "-c",
+                &format!("exec 3<>/dev/tcp/127.0.0.1/{port} && exec sleep 600"),
+            ])
             .stdout(std::process::Stdio::null())
             .process_group(0)
             .spawn()
             .unwrap(),
     );
+    master.set_nonblocking(true).unwrap();
+    wait_until(PATIENCE, "the service's connection", || {
+        master.accept().map(drop).is_ok()
+    });
+    wait_until(PATIENCE, "the service's exec of sleep", || {
+        std::fs::read_to_string(format!("/proc/{}/cmdline", service.0.id()))
+            .is_ok_and(|c| c.starts_with("sleep"))
+    });
     sb.write("svc.pid", &format!("{}\n", service.0.id()));
     // SAFETY: kill touches no memory; the pid is the test's own child.
     unsafe { libc::kill(service.0.id() as i32, libc::SIGSTOP) };
@@ -44,6 +58,7 @@ fn a_restart_keeps_what_the_hung_service_looked_like() {
     restart_grace: 1h
     pid_file: svc.pid
     diagnose: [sh, -c, 'echo diagnosing svc; echo the minion said nothing >&2']
+    notify: [sh, -c, 'echo \"$PROTECTOR_EVENT $PROTECTOR_INCIDENT $PROTECTOR_INCIDENT_SUMMARY\" >> notified']
     stop: [sh, -c, 'echo stop svc >> events']
     start: 'true'
   - name: slow
@@ -60,7 +75,9 @@ fn a_restart_keeps_what_the_hung_service_looked_like() {
     let summary = kept[0]["summary"].as_str().unwrap();
     assert!(
         summary.starts_with("1 process: 1 T (stopped); ")
-            && summary.ends_with("waits in do_signal_stop"),
+            && summary.ends_with(&format!(
+                "waits in do_signal_stop; TCP to 127.0.0.1:{port} CLOSE_WAIT"
+            )),
         "{summary}"
     );
     let id = kept[0]["incident"].as_str().unwrap().to_string();
@@ -74,12 +91,35 @@ fn a_restart_keeps_what_the_hung_service_looked_like() {
         "{}",
         slow[0]
     );
-    p.wait_events("restart_done", Some("svc"), 1);
+    // The restart's record and its notify name the incident.
+    let done = p.wait_events("restart_done", Some("svc"), 1);
+    assert_eq!(
+        done[0]["incident"].as_str(),
+        Some(id.as_str()),
+        "{}",
+        done[0]
+    );
+    assert_eq!(
+        done[0]["incident_summary"].as_str(),
+        Some(summary),
+        "{}",
+        done[0]
+    );
     p.wait_events("restart_done", Some("slow"), 1);
+    wait_until(PATIENCE, "the restart's notify", || {
+        !sb.lines("notified").is_empty()
+    });
+    assert_eq!(sb.lines("notified"), [format!("restart {id} {summary}")]);
     let mut events = sb.lines("events");
     events.sort();
     assert_eq!(events, ["stop slow", "stop svc"]);
 
+    // status shows each target's last incident.
+    wait_until(PATIENCE, "status showing the incident", || {
+        let (_, out, _) = ctl(&sb, &cfg, &["status"]);
+        out.contains(&format!("svc: incident "))
+            && out.contains(&format!("{summary} (protector incidents show {id})"))
+    });
     let (code, out, err) = ctl(&sb, &cfg, &["incidents"]);
     assert_eq!(code, 0, "{err}");
     assert!(
@@ -91,6 +131,12 @@ fn a_restart_keeps_what_the_hung_service_looked_like() {
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("T (stopped)") && out.contains("sleep 600"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "    TCP 127.0.0.1:{port} CLOSE_WAIT (from 127.0.0.1:"
+        )),
         "{out}"
     );
     assert!(

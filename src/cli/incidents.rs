@@ -89,6 +89,9 @@ fn whole(i: &Incident) -> String {
             p.descriptors,
             p.resident_kib
         ));
+        for c in &p.connections {
+            out.push_str(&format!("    TCP {}\n", c.line()));
+        }
         for frame in p.kernel_stack.lines() {
             out.push_str(&format!("    {frame}\n"));
         }

@@ -180,14 +180,19 @@ impl Daemon {
         // A restart begins with stop, or with start when there is no stop (tried again after
         // a shortage of resources, it is the same restart).
         let begins = cmd != Cmd::SkipIf && self.begins_restart(i, cmd);
+        let mut incident = None;
         if begins && self.slots[i].short_tries == 0 {
             self.slots[i].last_restart = Some(RestartRecord {
                 at: epoch_secs(self.now().wall),
                 commands: Vec::new(),
+                incident: None,
             });
-            self.notify(i, "restart", self.slots[i].state.consecutive);
+            // With an incident to take, the restart's notify waits for it (and names it).
+            incident = self.incident_job(i);
+            if incident.is_none() {
+                self.notify(i, "restart", self.slots[i].state.consecutive);
+            }
         }
-        let incident = begins.then(|| self.incident_draft(i)).flatten();
         let slot = &self.slots[i];
         let line = match cmd {
             Cmd::SkipIf => slot.target.skip_if.clone(),
@@ -230,34 +235,6 @@ impl Daemon {
             cmd,
             outcome: Some(o),
         });
-    }
-
-    /// What the incident of the restart slot `i` begins holds, when protector keeps
-    /// incidents (beside its state file).
-    fn incident_draft(&self, i: usize) -> Option<crate::incident::Draft> {
-        let dir = crate::incident::dir_beside(self.books.files.state_file.as_deref()?);
-        let slot = &self.slots[i];
-        let now = self.now().mono;
-        Some(crate::incident::Draft {
-            target: slot.target.name.clone(),
-            reason: if self.asked(i) {
-                "asked by an operator".into()
-            } else {
-                "stale".into()
-            },
-            heartbeat_age_secs: slot
-                .state
-                .beat_known
-                .then(|| slot.state.age(now).as_secs_f64()),
-            consecutive_restarts: slot.state.consecutive,
-            diagnose: slot
-                .target
-                .diagnose
-                .clone()
-                .map(|line| (line, slot.target.diagnose_timeout)),
-            pid_file: slot.target.pid_file.clone(),
-            dir,
-        })
     }
 
     /// The command an earlier protector left running for slot `i` (the next command waits
@@ -353,6 +330,11 @@ impl Daemon {
                 let failure = failure.filter(|_| cmd == Cmd::Start);
                 self.restart_ended(i, failure.as_deref());
                 let slot = &mut self.slots[i];
+                let incident = slot.last_restart.as_ref().and_then(|r| r.incident.as_ref());
+                let (incident, summary) = (
+                    incident.map(|n| n.id.as_str()),
+                    incident.map(|n| n.summary.as_str()),
+                );
                 match failure {
                     Some(reason) => {
                         slot.failed_restarts = slot.failed_restarts.saturating_add(1);
@@ -360,6 +342,8 @@ impl Daemon {
                             target = %name,
                             event = "restart_failed",
                             reason = %reason,
+                            incident,
+                            incident_summary = summary,
                             next_check_in_secs = secs(wait),
                             consecutive_restarts = slot.state.consecutive,
                             "restart failed: the start command {reason}"
@@ -368,6 +352,8 @@ impl Daemon {
                     None => info!(
                         target = %name,
                         event = "restart_done",
+                        incident,
+                        incident_summary = summary,
                         next_check_in_secs = secs(wait),
                         consecutive_restarts = slot.state.consecutive,
                         "restart done"

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::command::Outcome;
 use crate::config::{CommandLine, Config, ConfigError, Depends};
 use crate::schedule::{Now, Observation};
-use crate::state::RunningCommand;
+use crate::state::{IncidentNote, RunningCommand};
 
 /// A look at one heartbeat file, with the reason when it could not be read.
 pub(crate) type Look = (Observation, Option<String>);
@@ -61,7 +61,41 @@ pub(crate) struct Job {
     /// it is spawned (`state::running`), until it ends.
     pub record_beside: Option<PathBuf>,
     /// The first command of a restart: the incident to take and keep before it runs.
-    pub incident: Option<crate::incident::Draft>,
+    pub incident: Option<IncidentJob>,
+}
+
+/// An incident to take before a restart's first command runs, and whom to tell: told
+/// exactly once, `None` when no incident was kept (dropped untold, as by a runner that
+/// could not start the command, it tells `None`).
+pub(crate) struct IncidentJob {
+    pub draft: crate::incident::Draft,
+    kept: Option<Kept>,
+}
+
+type Kept = Box<dyn FnOnce(Option<IncidentNote>) + Send>;
+
+impl IncidentJob {
+    pub fn new(draft: crate::incident::Draft, kept: Kept) -> IncidentJob {
+        IncidentJob {
+            draft,
+            kept: Some(kept),
+        }
+    }
+
+    /// Tells what was kept.
+    pub fn tell(mut self, note: Option<IncidentNote>) {
+        if let Some(kept) = self.kept.take() {
+            kept(note);
+        }
+    }
+}
+
+impl Drop for IncidentJob {
+    fn drop(&mut self) {
+        if let Some(kept) = self.kept.take() {
+            kept(None);
+        }
+    }
 }
 
 /// Called with the process group of a command that was spawned.

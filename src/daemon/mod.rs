@@ -34,6 +34,7 @@ mod commands;
 mod control;
 mod effects;
 mod hold;
+mod incidents;
 mod install;
 mod judge;
 mod looks;
@@ -110,6 +111,11 @@ pub(crate) enum Msg {
         id: u64,
         cmd: Cmd,
         running: RunningCommand,
+    },
+    /// The incident of slot `id`'s restart was kept (`None`: it could not be).
+    Incident {
+        id: u64,
+        note: Option<crate::state::IncidentNote>,
     },
     /// A dependency check (`depends_on`) of slot `id` ended; `seq` says which.
     Checked {
@@ -384,6 +390,7 @@ impl Daemon {
         match msg {
             Msg::Done { id, cmd, outcome } => self.on_done(id, cmd, outcome),
             Msg::Spawned { id, cmd, running } => self.on_spawned(id, cmd, running),
+            Msg::Incident { id, note } => self.on_incident(id, note),
             Msg::NotifyDone {
                 target,
                 timeout,

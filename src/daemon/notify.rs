@@ -15,6 +15,17 @@ use crate::command::Outcome;
 impl Daemon {
     /// Runs the target's notify command, if any, without waiting for it.
     pub(super) fn notify(&mut self, i: usize, event: &'static str, restarts: u32) {
+        self.notify_with(i, event, restarts, Vec::new());
+    }
+
+    /// [`Daemon::notify`], with `extra` in the command's environment.
+    pub(super) fn notify_with(
+        &mut self,
+        i: usize,
+        event: &'static str,
+        restarts: u32,
+        extra: Vec<(&'static str, String)>,
+    ) {
         let slot = &self.slots[i];
         let Some(line) = slot.target.notify.clone() else {
             return;
@@ -26,6 +37,7 @@ impl Daemon {
         let mut env = self.command_env(slot);
         env.push(("PROTECTOR_EVENT", event.to_string()));
         env.push(("PROTECTOR_RESTARTS", restarts.to_string()));
+        env.extend(extra);
         let job = Job {
             target: slot.target.name.clone(),
             what: "notify",

@@ -130,8 +130,9 @@ impl Runner for ThreadRunner {
                     if let Some((left, wait)) = &job.after {
                         settle(&job.target, left, *wait);
                     }
-                    if let Some(draft) = &job.incident {
-                        keep_incident(draft, &job.env);
+                    if let Some(incident) = job.incident {
+                        let note = keep_incident(&incident.draft, &job.env);
+                        incident.tell(note);
                     }
                     let mut spawned = job.spawned;
                     let mut record = None;
@@ -215,7 +216,10 @@ fn wait_while(mut cond: impl FnMut() -> bool, limit: Duration) -> bool {
 
 /// Takes the incident of a restart that begins (its `diagnose` bounded by its timeout) and
 /// keeps it; a failure (a bug's panic included) is logged and the restart goes on.
-fn keep_incident(draft: &crate::incident::Draft, env: &[(&'static str, String)]) {
+fn keep_incident(
+    draft: &crate::incident::Draft,
+    env: &[(&'static str, String)],
+) -> Option<crate::state::IncidentNote> {
     let kept = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let incident = crate::incident::take(draft, env);
         crate::incident::keep(&draft.dir, &incident).map(|_| incident)
@@ -223,10 +227,15 @@ fn keep_incident(draft: &crate::incident::Draft, env: &[(&'static str, String)])
     .unwrap_or_else(|p| Err(std::io::Error::other(panic_message(&*p))));
     match kept {
         Ok(incident) => {
-            info!(target = %draft.target, event = "incident_recorded", incident = %incident.id, summary = %incident.summary, "kept what the service looked like before its restart (protector incidents)")
+            info!(target = %draft.target, event = "incident_recorded", incident = %incident.id, summary = %incident.summary, "kept what the service looked like before its restart (protector incidents)");
+            Some(crate::state::IncidentNote {
+                id: incident.id,
+                summary: incident.summary,
+            })
         }
         Err(e) => {
-            warn!(target = %draft.target, event = "incident_not_kept", reason = %e, "cannot keep the restart's incident; the restart goes on")
+            warn!(target = %draft.target, event = "incident_not_kept", reason = %e, "cannot keep the restart's incident; the restart goes on");
+            None
         }
     }
 }

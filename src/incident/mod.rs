@@ -8,6 +8,8 @@
 
 #[cfg(target_os = "linux")]
 pub mod process;
+#[cfg(target_os = "linux")]
+pub mod tcp;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -202,7 +204,11 @@ fn summarize(processes: &[Process], unseen: Option<&str>, diagnose: Option<&Diag
             .unwrap_or_default();
         let n = processes.len();
         let s = if n == 1 { "" } else { "es" };
-        return format!("{n} process{s}: {}{waits}", list.join(", "));
+        return format!(
+            "{n} process{s}: {}{waits}{}",
+            list.join(", "),
+            tcp_said(processes)
+        );
     }
     #[cfg(not(target_os = "linux"))]
     let _ = processes;
@@ -219,6 +225,24 @@ fn summarize(processes: &[Process], unseen: Option<&str>, diagnose: Option<&Diag
         );
     }
     unseen.map_or_else(|| "nothing looked at".into(), str::to_string)
+}
+
+/// `; TCP to 10.0.0.5:4506 CLOSE_WAIT, ...`: the processes' connections (not their
+/// listening sockets), each once, at most three named.
+#[cfg(target_os = "linux")]
+fn tcp_said(processes: &[Process]) -> String {
+    let mut seen: Vec<String> = Vec::new();
+    for c in processes.iter().flat_map(|p| &p.connections) {
+        let said = format!("{} {}", c.remote, c.state);
+        if c.state != "LISTEN" && !seen.contains(&said) {
+            seen.push(said);
+        }
+    }
+    match seen.len() {
+        0 => String::new(),
+        n @ 1..=3 => format!("; TCP to {}", seen[..n].join(", ")),
+        n => format!("; TCP to {} and {} more", seen[..3].join(", "), n - 3),
+    }
 }
 
 /// Keeps `incident` in `dir` and removes the oldest beyond the bounds.

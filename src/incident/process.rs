@@ -1,7 +1,7 @@
 //! What protector can see of a service's processes itself (Linux, from /proc): for the
 //! process a pid file names and its children, each one's command line, state, what it waits
-//! in, threads, open descriptors, resident memory and age, and its kernel stack where
-//! readable (root). Every read is bounded; a process that is gone or unreadable is said so.
+//! in, threads, open descriptors, resident memory, its TCP connections (`tcp.rs`) and its
+//! kernel stack where readable (root). Every read is bounded; a process that is gone or unreadable is said so.
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +25,9 @@ pub struct Process {
     /// Its kernel stack (root only), a frame a line.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub kernel_stack: String,
+    /// Its TCP connections (those it shares with its parent too).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connections: Vec<super::tcp::Connection>,
 }
 
 impl Process {
@@ -87,6 +90,7 @@ pub fn look(pid: u32) -> Option<Process> {
                     .join("\n")
             })
             .unwrap_or_default(),
+        connections: super::tcp::connections(pid),
     })
 }
 

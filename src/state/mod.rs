@@ -105,6 +105,17 @@ pub struct RunningCommand {
 pub struct RestartRecord {
     pub at: f64,
     pub commands: Vec<CommandRecord>,
+    /// What the service looked like before this restart (`protector incidents show ID`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<IncidentNote>,
+}
+
+/// An incident kept for a restart, as the state file names it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IncidentNote {
+    pub id: String,
+    /// Its one line: `1 process: 1 T (stopped); ...`.
+    pub summary: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

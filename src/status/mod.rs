@@ -197,9 +197,19 @@ fn table(file: &StateFile, looks: &[Look], running: bool, now: f64) -> String {
     for r in &rows {
         line(r);
     }
-    // Why the last restarts' commands failed, in their own words.
+    // What the services looked like before their last restarts, and why the restarts'
+    // commands failed, in their own words.
     for t in &file.targets {
         let Some(r) = &t.last_restart else { continue };
+        if let Some(n) = &r.incident {
+            out.push_str(&format!(
+                "{}: incident {} ago: {} (protector incidents show {})\n",
+                t.name,
+                crate::text::human(now - r.at),
+                n.summary,
+                n.id
+            ));
+        }
         for c in r.commands.iter().filter(|c| !c.output.is_empty()) {
             out.push_str(&format!(
                 "{}: {} {} ago ({}):\n",
