@@ -117,7 +117,7 @@ fn a_restart_keeps_what_the_hung_service_looked_like() {
     // status shows each target's last incident.
     wait_until(PATIENCE, "status showing the incident", || {
         let (_, out, _) = ctl(&sb, &cfg, &["status"]);
-        out.contains(&format!("svc: incident "))
+        out.contains("svc: incident ")
             && out.contains(&format!("{summary} (protector incidents show {id})"))
     });
     let (code, out, err) = ctl(&sb, &cfg, &["incidents"]);
