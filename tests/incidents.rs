@@ -154,3 +154,48 @@ fn a_restart_keeps_what_the_hung_service_looked_like() {
         "incidents hold command output: root's alone"
     );
 }
+
+#[test]
+fn an_observe_only_target_keeps_its_incidents_and_never_touches_the_service() {
+    let sb = Sandbox::new();
+    let (p, cfg) = start_with_state(
+        &sb,
+        "targets:
+  - name: obs
+    heartbeat: obs.beat
+    timeout: 1s
+    restart_grace: 1h
+    observe_only: true
+    diagnose: [sh, -c, 'echo looked at obs']
+    stop: [sh, -c, 'echo stop >> events']
+    start: [sh, -c, 'echo start >> events']
+",
+    );
+    let kept = p.wait_events("incident_recorded", Some("obs"), 1);
+    let observed = p.wait_events("observed", Some("obs"), 1);
+    assert_eq!(
+        observed[0]["incident"], kept[0]["incident"],
+        "{}",
+        observed[0]
+    );
+    assert!(sb.lines("events").is_empty(), "stop and start never ran");
+    wait_until(PATIENCE, "status saying observe only", || {
+        let (_, out, _) = ctl(&sb, &cfg, &["status"]);
+        out.contains("(observe only)") && out.contains("obs: incident ")
+    });
+    let (code, out, err) = ctl(&sb, &cfg, &["restart", "obs"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("observe only") || out.contains("observe only"),
+        "{out}{err}"
+    );
+    let (code, out, err) = ctl(&sb, &cfg, &["check"]);
+    assert_eq!(code, 0, "{err}");
+    let said = "true (when hung: an incident and notify; stop and start never run)";
+    assert!(
+        out.lines()
+            .any(|l| l.trim_start().starts_with("observe_only:") && l.ends_with(said)),
+        "{out}"
+    );
+    assert!(sb.lines("events").is_empty(), "stop and start never ran");
+}

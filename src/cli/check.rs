@@ -395,6 +395,10 @@ pub fn describe(file: &str, config: &Config, origins: Option<&Origins>) -> Strin
             .max_restarts
             .map_or("none (never give up)".into(), |m| m.to_string());
         line("max_restarts", max, &["max_restarts"]);
+        if t.observe_only {
+            let value = "true (when hung: an incident and notify; stop and start never run)";
+            line("observe_only", value.to_string(), &["observe_only"]);
+        }
         if t.allow_missing_programs {
             let value = "true (a program not found here is a warning)".to_string();
             line("allow_missing_programs", value, &["allow_missing_programs"]);

@@ -95,6 +95,8 @@ pub struct Target {
     pub enabled: bool,
     /// A missing program is a warning, not a problem (`check`) or an error (the log).
     pub allow_missing_programs: bool,
+    /// Judged, with incidents and notify, but its stop and start are never run.
+    pub observe_only: bool,
     pub notify: Option<CommandLine>,
     pub skip_if: Option<CommandLine>,
     pub skip_delay: Duration,
@@ -224,6 +226,7 @@ impl Target {
             max_restarts: None,
             enabled: true,
             allow_missing_programs: false,
+            observe_only: false,
             notify: None,
             skip_if: None,
             skip_delay: timeout.min(SKIP_DELAY_MAX),

@@ -10,7 +10,7 @@ use super::{Os, key_path};
 
 /// Every setting a layer can hold (`backoff` and `depends_on` as their parts, which are
 /// picked apart).
-pub const SETTINGS: [&str; 24] = [
+pub const SETTINGS: [&str; 25] = [
     "heartbeat",
     "pid_file",
     "timeout",
@@ -25,6 +25,7 @@ pub const SETTINGS: [&str; 24] = [
     "max_restarts",
     "enabled",
     "allow_missing_programs",
+    "observe_only",
     "notify",
     "skip_if",
     "diagnose",

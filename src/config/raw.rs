@@ -166,8 +166,14 @@ pub struct Settings {
     /// an error. Default false.
     #[schemars(extend("default" = false))]
     pub allow_missing_programs: Option<bool>,
+    /// Observe only: when the target is judged hung, keep its incident and run `notify`
+    /// (PROTECTOR_EVENT `observed`), but never run its stop or start commands, not even when
+    /// an operator asks for a restart. For a first roll-out, or a service that must not be
+    /// touched automatically. Default false.
+    #[schemars(extend("default" = false))]
+    pub observe_only: Option<bool>,
     /// Command run on restart, give-up and recovery, with PROTECTOR_EVENT (`restart`,
-    /// `give-up`, `recovery`), PROTECTOR_TARGET, PROTECTOR_AGE_SECS and PROTECTOR_RESTARTS in
+    /// `observed`, `give-up`, `recovery`), PROTECTOR_TARGET, PROTECTOR_AGE_SECS and PROTECTOR_RESTARTS in
     /// its environment. Its failure is logged and never delays a restart.
     pub notify: Option<CommandSpec>,
     /// Command run when the target is stale, before restarting it: exit status 0 postpones

@@ -259,6 +259,7 @@ impl<'a> Layered<'a> {
         let allow_missing = self.pick("allow_missing_programs", |s| {
             s.allow_missing_programs.as_ref()
         });
+        let observe_only = self.pick("observe_only", |s| s.observe_only.as_ref());
         let depends_on = self.depends(shell, problems);
         let restart_splay = self.duration("restart_splay", |s| s.restart_splay.as_ref(), problems);
 
@@ -279,6 +280,7 @@ impl<'a> Layered<'a> {
         t.max_restarts = max_restarts.map(|(v, _)| *v);
         t.enabled = enabled.is_none_or(|(v, _)| *v);
         t.allow_missing_programs = allow_missing.is_some_and(|(v, _)| *v);
+        t.observe_only = observe_only.is_some_and(|(v, _)| *v);
         t.notify = notify.flatten();
         t.skip_if = skip_if.flatten();
         t.skip_delay = skip_delay?.unwrap_or(t.skip_delay);

@@ -163,6 +163,7 @@ fn disabled_record(t: &Target) -> TargetRecord {
         held_since: None,
         dependency: None,
         pid_file: t.pid_file.as_ref().map(|p| p.display().to_string()),
+        observe_only: t.observe_only,
     }
 }
 

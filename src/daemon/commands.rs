@@ -138,7 +138,7 @@ impl Daemon {
     fn begins_restart(&self, i: usize, cmd: Cmd) -> bool {
         match cmd {
             Cmd::SkipIf | Cmd::Stop => true,
-            Cmd::Start => self.slots[i].target.stop.is_none(),
+            Cmd::Start => !self.slots[i].rules.has_stop,
         }
     }
 
@@ -190,10 +190,13 @@ impl Daemon {
             // With an incident to take, the restart's notify waits for it (and names it).
             incident = self.incident_job(i);
             if incident.is_none() {
-                self.notify(i, "restart", self.slots[i].state.consecutive);
+                let event = self.slots[i].restart_event();
+                self.notify(i, event, self.slots[i].state.consecutive);
             }
         }
         let slot = &self.slots[i];
+        // An observe-only target's service is never touched: its incident is all there is.
+        let observe = slot.target.observe_only && cmd != Cmd::SkipIf;
         let line = match cmd {
             Cmd::SkipIf => slot.target.skip_if.clone(),
             Cmd::Stop => slot.target.stop.clone(),
@@ -206,6 +209,14 @@ impl Daemon {
             return self.finish(i, cmd, cmd != Cmd::SkipIf, None);
         };
         let id = slot.id;
+        if observe && incident.is_none() {
+            let _ = self.tx.send(Msg::Done {
+                id,
+                cmd,
+                outcome: None,
+            });
+            return;
+        }
         if self.opts.dry_run {
             info!(target = %slot.target.name, event = "dry_run_command", command = cmd.name(), line = %line, "dry run: would run {} command", cmd.name());
             let _ = self.tx.send(Msg::Done {
@@ -215,7 +226,9 @@ impl Daemon {
             });
             return;
         }
-        info!(target = %slot.target.name, event = "command_started", command = cmd.name(), line = %line, "running {} command", cmd.name());
+        if !observe {
+            info!(target = %slot.target.name, event = "command_started", command = cmd.name(), line = %line, "running {} command", cmd.name());
+        }
         let tx = self.tx.clone();
         let job = Job {
             target: slot.target.name.clone(),
@@ -229,11 +242,12 @@ impl Daemon {
             })),
             record_beside: self.books.files.state_file.clone(),
             incident,
+            incident_only: observe,
         };
         self.launch(job, move |o| Msg::Done {
             id,
             cmd,
-            outcome: Some(o),
+            outcome: (!observe).then_some(o),
         });
     }
 
@@ -349,6 +363,15 @@ impl Daemon {
                             "restart failed: the start command {reason}"
                         );
                     }
+                    None if slot.target.observe_only => info!(
+                        target = %name,
+                        event = "observed",
+                        incident,
+                        incident_summary = summary,
+                        next_check_in_secs = secs(wait),
+                        consecutive_restarts = slot.state.consecutive,
+                        "observe only: the service was left as it is (no stop, no start)"
+                    ),
                     None => info!(
                         target = %name,
                         event = "restart_done",

@@ -201,6 +201,15 @@ impl Daemon {
     /// cannot begin.
     fn restart(&mut self, i: usize, reply: &mpsc::Sender<Reply>) -> Option<TargetResult> {
         let slot = &mut self.slots[i];
+        if slot.target.observe_only {
+            return Some(TargetResult {
+                name: slot.target.name.clone(),
+                ok: false,
+                message: "observe only (observe_only: true): protector never runs its stop or \
+                          start; restart the service yourself"
+                    .into(),
+            });
+        }
         let Some(first) = slot.state.restart_now(&slot.rules) else {
             return Some(TargetResult {
                 name: slot.target.name.clone(),

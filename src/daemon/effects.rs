@@ -62,6 +62,9 @@ pub(crate) struct Job {
     pub record_beside: Option<PathBuf>,
     /// The first command of a restart: the incident to take and keep before it runs.
     pub incident: Option<IncidentJob>,
+    /// Take the incident and run nothing (an observe-only target's "restart"); what is
+    /// reported then says nothing.
+    pub incident_only: bool,
 }
 
 /// An incident to take before a restart's first command runs, and whom to tell: told

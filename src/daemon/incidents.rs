@@ -63,8 +63,8 @@ impl Daemon {
                 ("PROTECTOR_INCIDENT_SUMMARY", n.summary),
             ]
         });
-        let restarts = slot.state.consecutive;
-        self.notify_with(i, "restart", restarts, extra);
+        let (event, restarts) = (slot.restart_event(), slot.state.consecutive);
+        self.notify_with(i, event, restarts, extra);
         self.mark_dirty(false);
     }
 }

@@ -237,6 +237,10 @@ fn log_stale(slot: &super::slot::Slot, age: Duration, action: &Action) {
         Action::Restart {
             run: Cmd::SkipIf, ..
         } => ("skip_if", "asking skip_if before restarting".into()),
+        Action::Restart { .. } if slot.target.observe_only => (
+            "incident",
+            "observe only: keeping what it looks like, not restarting".into(),
+        ),
         Action::Restart { run, .. } => (run.name(), "restarting".into()),
         Action::Held { .. } | Action::GiveUp { .. } => ("", String::new()),
     };

@@ -48,6 +48,7 @@ impl Daemon {
             spawned: None,
             record_beside: None,
             incident: None,
+            incident_only: false,
         };
         match self.notifies.offer(job) {
             Some(job) => self.run_notify(job),

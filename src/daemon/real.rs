@@ -134,6 +134,9 @@ impl Runner for ThreadRunner {
                         let note = keep_incident(&incident.draft, &job.env);
                         incident.tell(note);
                     }
+                    if job.incident_only {
+                        return Outcome::failed("not run: observe only".into());
+                    }
                     let mut spawned = job.spawned;
                     let mut record = None;
                     let outcome = command::run(&job.line, &job.env, job.timeout, |pgid| {

@@ -75,6 +75,16 @@ impl Slot {
         slot
     }
 
+    /// What its notify command is told a restart is: `observed` for an observe-only target
+    /// (its service is not touched), else `restart`.
+    pub fn restart_event(&self) -> &'static str {
+        if self.target.observe_only {
+            "observed"
+        } else {
+            "restart"
+        }
+    }
+
     pub fn is_running(&self) -> bool {
         matches!(self.state.phase, Phase::Running(_))
     }
@@ -307,6 +317,7 @@ impl Slot {
                 .pid_file
                 .as_ref()
                 .map(|p| p.display().to_string()),
+            observe_only: self.target.observe_only,
         }
     }
 }

@@ -39,7 +39,8 @@ impl Rules {
             backoff_after: target.backoff.after,
             backoff_max: target.backoff.max,
             max_restarts: target.max_restarts,
-            has_stop: target.stop.is_some(),
+            // Observed only: the one step of a "restart" is keeping its incident.
+            has_stop: target.stop.is_some() && !target.observe_only,
             has_skip_if: target.skip_if.is_some(),
             skip_delay: target.skip_delay,
             restart_splay: target.restart_splay,

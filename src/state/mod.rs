@@ -88,6 +88,9 @@ pub struct TargetRecord {
     /// The service's pid file (`pid_file`), which `status` reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_file: Option<String>,
+    /// Observe only (`observe_only`): its "restarts" keep an incident and touch nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub observe_only: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

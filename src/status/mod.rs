@@ -307,6 +307,11 @@ fn row(t: &TargetRecord, file: Beat, running: bool, now: f64) -> [String; 6] {
         ),
         _ => t.state.to_string(),
     };
+    let state = if t.observe_only {
+        format!("{state} (observe only)")
+    } else {
+        state
+    };
     let state = if running {
         state
     } else {

@@ -231,3 +231,47 @@ fn a_panic_in_one_targets_handling_is_contained() {
     h.advance(secs(10.0));
     assert_eq!(h.stops("bad"), [secs(20.0)]);
 }
+
+#[test]
+fn an_observe_only_target_is_judged_and_notified_but_never_stopped_or_started() {
+    let mut h = Harness::new(&config(
+        &[target(
+            "o",
+            "    observe_only: true\n    backoff: {after: 1, max: 40s}\n    notify: [n]\n",
+        )],
+        "",
+    ));
+    h.advance(secs(45.0));
+    // Judged at 10 (startup grace), then after restart_grace 10 s and a doubling backoff.
+    let cmds: Vec<(&str, f64)> = h.command_secs("o");
+    assert_eq!(cmds, [("notify", 10.0), ("notify", 20.0), ("notify", 40.0)]);
+    let events: Vec<String> = h
+        .world
+        .borrow()
+        .started
+        .iter()
+        .flat_map(|s| s.env.iter().filter(|(k, _)| *k == "PROTECTOR_EVENT"))
+        .map(|(_, v)| v.clone())
+        .collect();
+    assert_eq!(events, ["observed", "observed", "observed"]);
+    let record = h.record("o");
+    assert!(record.observe_only, "status says so");
+    assert_eq!(
+        record.consecutive_restarts, 3,
+        "counted as restarts would be"
+    );
+    assert!(
+        record.last_restart.unwrap().commands.is_empty(),
+        "nothing ran"
+    );
+    // A heartbeat ends the streak as after real restarts (seen at the next look, at 80).
+    h.advance(secs(30.0));
+    h.touch("o");
+    h.advance(secs(6.0));
+    assert_eq!(h.record("o").consecutive_restarts, 0);
+    let last = h.world.borrow().started.last().unwrap().env.clone();
+    assert!(
+        last.contains(&("PROTECTOR_EVENT", "recovery".to_string())),
+        "{last:?}"
+    );
+}

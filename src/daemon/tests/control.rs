@@ -226,3 +226,18 @@ fn whoever_waits_for_a_restart_hears_when_its_target_is_removed() {
         ]
     );
 }
+
+#[test]
+fn a_restart_asked_of_an_observe_only_target_is_refused() {
+    let mut h = Harness::new(&config(&[target("o", "    observe_only: true\n")], ""));
+    h.touch("o");
+    let asked = ask(&mut h, Verb::Restart, &["o"], None);
+    assert_eq!(
+        answers(&asked),
+        [
+            "o: FAILED observe only (observe_only: true): protector never runs its stop or start; restart the service yourself"
+        ]
+    );
+    h.advance(secs(5.0));
+    assert!(h.commands("o").is_empty());
+}

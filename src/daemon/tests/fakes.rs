@@ -117,6 +117,10 @@ impl Looker for Fake {
 
 impl Runner for Fake {
     fn run(&self, job: Job, report: Report) {
+        if job.incident_only {
+            // Nothing runs: the incident is told untold (dropped with the job).
+            return report(Outcome::failed("not run: observe only".into()));
+        }
         let mut w = self.world.borrow_mut();
         let at = w.elapsed;
         let aside = |what: &str| what == "notify" || what == "depends";
@@ -188,6 +192,7 @@ impl Checker for Fake {
             spawned: None,
             record_beside: None,
             incident: None,
+            incident_only: false,
         };
         self.run(job, report);
     }
