@@ -199,3 +199,74 @@ fn an_observe_only_target_keeps_its_incidents_and_never_touches_the_service() {
     );
     assert!(sb.lines("events").is_empty(), "stop and start never ran");
 }
+
+/// The first indented lines after the README line holding `intro`, up to the next unindented
+/// one.
+fn readme_block(intro: &str) -> String {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let mut block = String::new();
+    let lines = readme
+        .lines()
+        .skip_while(|l| !l.contains(intro))
+        .skip(1)
+        .skip_while(|l| !l.starts_with("    "));
+    for line in lines {
+        match line.strip_prefix("    ") {
+            Some(rest) => block.push_str(&format!("{rest}\n")),
+            None => break,
+        }
+    }
+    block
+}
+
+#[test]
+fn the_readme_incident_example_is_what_incidents_prints() {
+    let sb = Sandbox::new();
+    let cfg = sb.write(
+        "protector.yaml",
+        "state_file: state.json\ntargets:\n  - {name: salt-minion, heartbeat: m.alive, timeout: 5m, start: 'true'}\n",
+    );
+    let list = readme_block("as `protector incidents` lists it");
+    let whole = readme_block("prints it whole:");
+    let id = "2026-12-06T101502Z-salt-minion-3fa2";
+    assert!(list.starts_with(id) && whole.starts_with(&format!("incident {id}")));
+    // The incident those lines were printed from.
+    let process = |pid: u32, args: &str, threads: u32, fds: u32, kib: u64, tcp: bool| {
+        let mut p = serde_json::json!({
+            "pid": pid, "command": format!("/opt/saltstack/salt/bin/python3.10 /usr/bin/salt-minion{args}"),
+            "state": "T (stopped)", "wait": "do_signal_stop", "threads": threads,
+            "descriptors": fds, "resident_kib": kib
+        });
+        if tcp {
+            p["connections"] = serde_json::json!([{"local": "10.0.0.21:51244",
+                "remote": "10.0.0.5:4506", "state": "CLOSE_WAIT"}]);
+        }
+        p
+    };
+    let summary = list.split("  ").nth(2).unwrap().trim_end();
+    let stdout: String = whole
+        .lines()
+        .skip_while(|l| l != &"  stdout:")
+        .skip(1)
+        .map(|l| format!("{}\n", l.trim_start()))
+        .collect();
+    let incident = serde_json::json!({
+        "id": id, "target": "salt-minion", "at": 1_765_015_502.0, "reason": "stale",
+        "heartbeat_age_secs": 302.4, "consecutive_restarts": 1, "summary": summary,
+        "diagnose": {"command": "[\"/bin/sh\",\"-c\",\"pids=...\"]", "status": "exit status: 0",
+            "duration_ms": 214, "stdout": stdout, "stderr": "", "cut": false},
+        "processes": [process(812, "", 1, 9, 41236, false),
+            process(845, " MultiMinionProcessManager", 7, 31, 88412, true)]
+    });
+    std::fs::create_dir(sb.path("incidents")).unwrap();
+    sb.write(
+        &format!("incidents/{id}.json"),
+        &serde_json::to_string_pretty(&incident).unwrap(),
+    );
+    let (code, out, err) = ctl(&sb, &cfg, &["incidents"]);
+    assert_eq!((code, out.as_str()), (0, list.as_str()), "{err}");
+    let (code, out, err) = ctl(&sb, &cfg, &["incidents", "show", id]);
+    assert_eq!((code, out.as_str()), (0, whole.as_str()), "{err}");
+}

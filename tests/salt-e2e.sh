@@ -12,7 +12,9 @@
 # Proves: the binary is static; protector's unit comes up (Type=notify, READY); the default
 # heartbeat path is touched through protector.beat; no restart in steady state; two minions
 # frozen and one killed: exactly those three restarted via systemctl and answering again, the
-# events on the master's bus, `salt '*' protector.status` shows it (the packaged protector on m3
+# events on the master's bus, each naming the incident kept before the restart (collected
+# with protector.incidents: the frozen minions' processes stopped, the killed one's gone),
+# `salt '*' protector.status` shows it (the packaged protector on m3
 # among them); protector SIGKILLed:
 # systemd brings it back with its counts; a pillar change reloads it keeping its state; a
 # reboot (fresh /run): heartbeats resume with no restart; `protector.pause` from the master
@@ -283,6 +285,45 @@ wait_for 90 "restart events from m2, m3 and m4 (and no other) on the master's bu
 grep -q "protector on m4: restart of salt-minion" "$M/master.log" ||
     fail "the kit's reactor did not log the restart event on the master"
 RESULTS+=("2 events: protector/restart/salt-minion from m2, m3, m4 on the master's bus; the reactor logged each")
+# Each restart kept an incident before its stop: the master collects the latest with
+# protector.incidents; a frozen minion's shows its processes stopped and its threads (the
+# formula's diagnose), the killed one's that its process was gone; each restart event names
+# its incident.
+salt -c "$M/etc" --timeout 30 'm[2-4]' protector.incidents salt-minion last=1 --out=json --static \
+    >"$T/incidents.json" 2>/dev/null || true
+"$VENV/bin/python" - "$T/incidents.json" "$T/events.txt" <<'PY' || fail "the restarts' incidents are not as expected (above)"
+import json, sys
+incidents = json.load(open(sys.argv[1]))
+events = {}
+for line in open(sys.argv[2]):
+    tag, _, data = line.partition("\t")
+    if tag == "protector/restart/salt-minion":
+        d = json.loads(data)
+        events[d["id"]] = d["data"].get("incident")
+problems = []
+for m in ["m2", "m3", "m4"]:
+    got = incidents.get(m)
+    if not isinstance(got, list) or len(got) != 1:
+        problems.append(f"{m}: not one incident: {got!r}")
+        continue
+    i = got[0]
+    if m == "m4":
+        if "is not running" not in i["summary"]:
+            problems.append(f"{m} (killed): {i['summary']!r}")
+    else:
+        states = [p["state"] for p in i["processes"]]
+        if not states or not all(s.startswith("T") for s in states) or "T (stopped)" not in i["summary"]:
+            problems.append(f"{m} (frozen): processes {states}, summary {i['summary']!r}")
+        if "== process" not in (i.get("diagnose") or {}).get("stdout", ""):
+            problems.append(f"{m} (frozen): the diagnose saw no minion process: {i.get('diagnose')!r}")
+    if events.get(m) != i["id"]:
+        problems.append(f"{m}: the restart event names incident {events.get(m)!r}, not {i['id']!r}")
+    print(f"  {m}: {i['id']}  {i['summary']}")
+if problems:
+    print("\n".join(problems))
+    sys.exit(1)
+PY
+RESULTS+=("2 incidents: m2, m3 stopped (T), m4's process gone, collected by protector.incidents; each restart event names its incident")
 
 # --- 3. protector itself killed: systemd restarts it, with its counts -----------------------------
 say "scenario 3: protector SIGKILLed on m2"

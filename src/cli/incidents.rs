@@ -71,7 +71,7 @@ pub fn run(args: IncidentsArgs) -> Outcome {
 /// One incident, whole, as people read it.
 fn whole(i: &Incident) -> String {
     let mut out = format!(
-        "incident {}\ntarget {}, {}; heartbeat age {}; consecutive restarts before it {}\nsummary: {}\n",
+        "incident {}\ntarget {}, {}; heartbeat age {}; restarts in a row: {}\nsummary: {}\n",
         i.id,
         i.target,
         i.reason,

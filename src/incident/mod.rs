@@ -62,6 +62,8 @@ pub struct Incident {
     pub at: f64,
     pub reason: String,
     pub heartbeat_age_secs: Option<f64>,
+    /// Restarts in a row without a heartbeat, this one included when it was judged (an
+    /// operator's restart is not counted).
     pub consecutive_restarts: u32,
     /// One line: the processes' states, or what `diagnose` said.
     pub summary: String,
@@ -184,8 +186,9 @@ fn look_at_service(pid_file: &Path) -> (Vec<Process>, Option<String>) {
     }
 }
 
-/// One line: how many processes in which state (and what the first waits in), else the
-/// first line `diagnose` printed, else nothing seen.
+/// One line: how many processes in which state (and what the first waits in, and their TCP
+/// connections), else why the pid file's processes were not seen (Linux), else the first
+/// line `diagnose` printed, else nothing seen.
 fn summarize(processes: &[Process], unseen: Option<&str>, diagnose: Option<&Diagnosis>) -> String {
     #[cfg(target_os = "linux")]
     if !processes.is_empty() {
@@ -212,6 +215,10 @@ fn summarize(processes: &[Process], unseen: Option<&str>, diagnose: Option<&Diag
     }
     #[cfg(not(target_os = "linux"))]
     let _ = processes;
+    // A pid file whose process is gone says more than what diagnose printed first.
+    if let Some(unseen) = unseen.filter(|_| cfg!(target_os = "linux")) {
+        return unseen.to_string();
+    }
     if let Some(d) = diagnose {
         let first = d
             .stdout

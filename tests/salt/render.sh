@@ -117,6 +117,18 @@ for want in [f"target salt-minion", f"heartbeat:       {expect['heartbeat']}", "
 # names no other), so that `protector status` shows its pid.
 pid_line = [l for l in text.splitlines() if l.startswith("  pid_file:")]
 check("the minion's pid file", [l.endswith("/var/run/salt-minion.pid") for l in pid_line], [True])
+# Before a restart, the diagnose command keeps what the minion looked like; on Linux its
+# shell script runs here as it is (no minion: it still says each part).
+diag = [l for l in text.splitlines() if l.startswith("  diagnose:")]
+check("a diagnose command, bounded", [l.endswith("(at most 10s)") for l in diag], [True])
+if diag and not win:
+    argv = json.loads(diag[0].split(":", 1)[1].strip().rsplit(" (at most", 1)[0])
+    ran = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    for part in ["== TCP connections", "== the minion's last log lines"]:
+        check(f"the diagnose script says {part!r}", part in ran.stdout, True)
+    check("the diagnose script is good shell", "syntax" in ran.stderr, False)
+if diag and win:
+    check("the diagnose command asks PowerShell", "Get-NetTCPConnection" in diag[0], True)
 shell = '["cmd","/C",' if win else '["/bin/sh","-c",'
 for cmd in ["stop", "start"]:
     line = f'{cmd}:'.ljust(17) + shell + json.dumps(expect[cmd]) + "]"
@@ -187,14 +199,16 @@ tail=" --config /etc/protector/protector.yaml --json"
 for c in "protector.pause salt-minion for=30m reason=upgrade|pause salt-minion --for 30m --reason upgrade" \
     "protector.pause salt-minion until_resumed=True|pause salt-minion --until-resumed" \
     "protector.resume all=True|resume --all" "protector.restart a b|restart a b" \
-    "protector.reset all=True|reset --all" "protector.reload|reload"; do
+    "protector.reset all=True|reset --all" "protector.reload|reload" \
+    "protector.incidents salt-minion last=1|incidents salt-minion --last 1" \
+    "protector.incidents id=2026-12-06T220215Z-a-e677|incidents show 2026-12-06T220215Z-a-e677"; do
     # shellcheck disable=SC2086 # the call's words
     got=$(args_of ${c%%|*})
     [ "$got" = "${c#*|}$tail" ] || fail "salt-call ${c%%|*} ran protector $got"
 done
 call "$dir" protector.resume >"$T/noname.json" 2>&1 && fail "protector.resume with no target name was accepted"
 grep -q "name at least one target" "$T/noname.json" || { cat "$T/noname.json"; fail "protector.resume without a name does not say why"; }
-echo "  protector.pause/resume/restart/reset/reload run protector with the arguments asked for"
+echo "  protector.pause/resume/restart/reset/reload/incidents run protector with the arguments asked for"
 # An aarch64 minion gets the aarch64 build (publish.sh puts both on the file server).
 dir=$(setup Linux "$empty")
 echo "grains: {cpuarch: aarch64}" >>"$dir/minion"

@@ -13,6 +13,7 @@ per-OS path:
     salt 'web*' protector.restart nginx
     salt '*' protector.reset salt-minion
     salt '*' protector.reload
+    salt '*' protector.incidents salt-minion last=1
 
 Paths come from pillar ``protector`` (the same keys as the formula's pillar), else the
 formula's defaults below. They must agree with protector/defaults.yaml, kernelmap.yaml and
@@ -156,6 +157,31 @@ def _run(args, failed, timeout=30):
     except ValueError:
         err = proc.stderr.decode("utf-8", "replace").strip()
         return dict(failed, error=err or out.strip())
+
+
+def incidents(*names, **kwargs):
+    """
+    What the services looked like when protector restarted them (``protector incidents
+    --json``): the newest incidents of these targets (default: all), oldest first, each with
+    why, the heartbeat's age, the output of the target's ``diagnose`` command and the
+    processes' states, waits and TCP connections. Kept only when protector has a state file.
+
+    last
+        Only the newest N (default 20).
+    id
+        One incident, whole, by its id (from a list, or the ``restart_done`` log record).
+
+    CLI Example:
+
+        salt '*' protector.incidents salt-minion last=1
+        salt 'web1' protector.incidents id=2026-12-06T220215Z-salt-minion-e677
+    """
+    if kwargs.get("id"):
+        return _run(["incidents", "show", str(kwargs["id"])], {"ok": False})
+    args = ["incidents"] + list(names)
+    if kwargs.get("last"):
+        args += ["--last", str(int(kwargs["last"]))]
+    return _run(args, {"ok": False})
 
 
 def _control(args, timeout=30):
