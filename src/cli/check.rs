@@ -455,6 +455,9 @@ pub fn describe(file: &str, config: &Config, origins: Option<&Origins>) -> Strin
         if let Some(pid_file) = &t.pid_file {
             line("pid_file", pid_file.display().to_string(), &["pid_file"]);
         }
+        if let Some(service) = &t.service {
+            line("service", service.clone(), &["service"]);
+        }
     }
     out
 }

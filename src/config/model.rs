@@ -106,6 +106,8 @@ pub struct Target {
     pub restart_splay: Duration,
     /// The service's pid file, read by `status`.
     pub pid_file: Option<PathBuf>,
+    /// Its name in the service manager (a systemd unit, a Windows service).
+    pub service: Option<String>,
 }
 
 /// A target's dependencies (`depends_on`): at least one of them listed.
@@ -233,6 +235,7 @@ impl Target {
             depends_on: None,
             restart_splay: Duration::ZERO,
             pid_file: None,
+            service: None,
         }
     }
 }

@@ -10,9 +10,10 @@ use super::{Os, key_path};
 
 /// Every setting a layer can hold (`backoff` and `depends_on` as their parts, which are
 /// picked apart).
-pub const SETTINGS: [&str; 25] = [
+pub const SETTINGS: [&str; 26] = [
     "heartbeat",
     "pid_file",
+    "service",
     "timeout",
     "stop",
     "start",

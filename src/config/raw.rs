@@ -129,6 +129,11 @@ pub struct Settings {
     /// The service's pid file (salt-minion's is /var/run/salt-minion.pid): `protector status`
     /// shows the pid in it and whether that process runs. Expanded like `heartbeat`.
     pub pid_file: Option<String>,
+    /// The service's name in the service manager: its systemd unit on Linux (`salt-minion`,
+    /// for `salt-minion.service`), its service name on Windows. A restart's incident looks at
+    /// every process of it (Linux: the unit's control group), besides the pid file's.
+    #[schemars(regex(pattern = SERVICE_PATTERN))]
+    pub service: Option<String>,
     /// Command that stops the service; run before `start` when the heartbeat is stale.
     pub stop: Option<CommandSpec>,
     /// Command run when the target is judged hung, before its stop command: what it prints
@@ -237,6 +242,10 @@ pub struct BackoffSpec {
 /// What a target name may hold: letters (of any script, with their marks), digits, spaces
 /// and `. _ - @ : / +`; never a control or formatting character (line breaks, terminal
 /// escapes, bidirectional overrides).
+/// A service's name: ASCII letters, digits and `@ . _ : -` (a space inside, for Windows),
+/// never a path (no `/`, no leading dot).
+pub const SERVICE_PATTERN: &str = r"^[A-Za-z0-9@_:-][A-Za-z0-9@._: -]{0,255}$";
+
 pub const NAME_PATTERN: &str = r"^[\p{L}\p{N}._@:/+-][\p{L}\p{M}\p{N}._@:/+ -]*$";
 
 /// `text` made a valid target name: each character a name may not hold becomes `_` (the

@@ -214,6 +214,7 @@ impl<'a> Layered<'a> {
         let pid_file = self
             .pick("pid_file", |s| s.pid_file.as_deref())
             .map(|(text, ptr)| expand_path(text, ptr, self.os, env, problems));
+        let service = self.pick("service", |s| s.service.as_deref());
         let timeout = self
             .required("timeout", |s| s.timeout.as_ref(), problems)
             .and_then(|(spec, ptr)| {
@@ -287,6 +288,7 @@ impl<'a> Layered<'a> {
         t.depends_on = depends_on;
         t.restart_splay = restart_splay?.unwrap_or(t.restart_splay);
         t.pid_file = pid_file.flatten();
+        t.service = service.map(|(name, _)| name.to_string());
         Some(t)
     }
 

@@ -37,6 +37,7 @@ impl Daemon {
                 .clone()
                 .map(|line| (line, slot.target.diagnose_timeout)),
             pid_file: slot.target.pid_file.clone(),
+            service: slot.target.service.clone(),
             dir,
         };
         let (tx, id) = (self.tx.clone(), slot.id);

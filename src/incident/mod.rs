@@ -39,6 +39,8 @@ pub struct Draft {
     pub consecutive_restarts: u32,
     pub diagnose: Option<(CommandLine, Duration)>,
     pub pid_file: Option<PathBuf>,
+    /// Its service's name (`service`): a systemd unit's processes are looked at too.
+    pub service: Option<String>,
     /// The incidents directory.
     pub dir: PathBuf,
 }
@@ -112,8 +114,8 @@ pub fn dir_beside(state: &Path) -> PathBuf {
     state.with_file_name("incidents")
 }
 
-/// Runs `diagnose` (bounded) and looks at the pid file's processes; the incident, not yet
-/// kept.
+/// Runs `diagnose` (bounded) and looks at the service's processes (its pid file's, its
+/// unit's); the incident, not yet kept.
 pub fn take(draft: &Draft, env: &[(&'static str, String)]) -> Incident {
     let now = SystemTime::now();
     let diagnose = draft.diagnose.as_ref().map(|(line, timeout)| {
@@ -130,10 +132,8 @@ pub fn take(draft: &Draft, env: &[(&'static str, String)]) -> Incident {
             cut: o.cut,
         }
     });
-    let (processes, processes_unseen) = match &draft.pid_file {
-        None => (Vec::new(), None),
-        Some(pid_file) => look_at_service(pid_file),
-    };
+    let (processes, processes_unseen) =
+        look_at_service(draft.pid_file.as_deref(), draft.service.as_deref());
     let summary = summarize(&processes, processes_unseen.as_deref(), diagnose.as_ref());
     Incident {
         id: id_for(&draft.target, now),
@@ -149,42 +149,29 @@ pub fn take(draft: &Draft, env: &[(&'static str, String)]) -> Incident {
     }
 }
 
-fn look_at_service(pid_file: &Path) -> (Vec<Process>, Option<String>) {
-    let pid = match crate::fsutil::read_pid(pid_file) {
-        Ok(Some(pid)) => pid,
-        Ok(None) => {
-            return (
-                Vec::new(),
-                Some(format!("{} holds no pid", pid_file.display())),
-            );
-        }
-        Err(e) => {
-            return (
-                Vec::new(),
-                Some(format!("cannot read {}: {e}", pid_file.display())),
-            );
-        }
+/// Elsewhere processes are not looked at; only the pid file is read.
+#[cfg(not(target_os = "linux"))]
+fn look_at_service(
+    pid_file: Option<&Path>,
+    _service: Option<&str>,
+) -> (Vec<Process>, Option<String>) {
+    let why = match pid_file.map(crate::fsutil::read_pid) {
+        None => return (Vec::new(), None),
+        Some(Ok(Some(_))) => "processes are looked at on Linux only".to_string(),
+        Some(Ok(None)) => format!(
+            "{} holds no pid",
+            pid_file.unwrap_or(Path::new("")).display()
+        ),
+        Some(Err(e)) => format!(
+            "cannot read {}: {e}",
+            pid_file.unwrap_or(Path::new("")).display()
+        ),
     };
-    #[cfg(target_os = "linux")]
-    {
-        let tree = process::tree(pid);
-        if tree.is_empty() {
-            return (
-                tree,
-                Some(format!("process {pid} (from the pid file) is not running")),
-            );
-        }
-        (tree, None)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = pid;
-        (
-            Vec::new(),
-            Some("processes are looked at on Linux only".into()),
-        )
-    }
+    (Vec::new(), Some(why))
 }
+
+#[cfg(target_os = "linux")]
+use process::of_service as look_at_service;
 
 /// One line: how many processes in which state (and what the first waits in, and their TCP
 /// connections), else why the pid file's processes were not seen (Linux), else the first
@@ -433,6 +420,7 @@ mod tests {
                 Duration::from_secs(2),
             )),
             pid_file: None,
+            service: None,
             dir: PathBuf::new(),
         };
         let started = std::time::Instant::now();

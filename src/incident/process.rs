@@ -110,13 +110,17 @@ fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// The process `pid` and its descendants (breadth first, at most [`MAX_PROCESSES`]).
-pub fn tree(pid: u32) -> Vec<Process> {
-    let mut out = Vec::new();
-    let mut todo = std::collections::VecDeque::from([pid]);
+/// The processes `roots` and their descendants, each once (breadth first, at most
+/// [`MAX_PROCESSES`]).
+pub fn tree(roots: &[u32]) -> Vec<Process> {
+    let mut out: Vec<Process> = Vec::new();
+    let mut todo: std::collections::VecDeque<u32> = roots.iter().copied().collect();
     while let Some(p) = todo.pop_front() {
         if out.len() >= MAX_PROCESSES {
             break;
+        }
+        if out.iter().any(|seen| seen.pid == p) {
+            continue;
         }
         if let Some(process) = look(p) {
             out.push(process);
@@ -124,6 +128,98 @@ pub fn tree(pid: u32) -> Vec<Process> {
         }
     }
     out
+}
+
+/// Where the kernel shows control groups.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// The processes of a target's service: its pid file's process, every process of its systemd
+/// unit's control group, and their descendants; or why none was seen.
+pub fn of_service(
+    pid_file: Option<&std::path::Path>,
+    service: Option<&str>,
+) -> (Vec<Process>, Option<String>) {
+    let (mut roots, mut unseen) = (Vec::new(), Vec::new());
+    if let Some(pid_file) = pid_file {
+        match crate::fsutil::read_pid(pid_file) {
+            Ok(Some(pid)) if look(pid).is_some() => roots.push(pid),
+            Ok(Some(pid)) => {
+                unseen.push(format!("process {pid} (from the pid file) is not running"))
+            }
+            Ok(None) => unseen.push(format!("{} holds no pid", pid_file.display())),
+            Err(e) => unseen.push(format!("cannot read {}: {e}", pid_file.display())),
+        }
+    }
+    if let Some(service) = service {
+        let unit = unit_name(service);
+        match unit_processes(std::path::Path::new(CGROUP_ROOT), &unit) {
+            Some(pids) if !pids.is_empty() => roots.extend(pids),
+            Some(_) => unseen.push(format!("unit {unit} has no processes")),
+            None => unseen.push(format!("no control group of unit {unit}")),
+        }
+    }
+    let tree = tree(&roots);
+    let unseen = (tree.is_empty() && !unseen.is_empty()).then(|| unseen.join("; "));
+    (tree, unseen)
+}
+
+/// `salt-minion` is `salt-minion.service`; a name with its type stays as it is.
+fn unit_name(service: &str) -> String {
+    if service.contains('.') {
+        service.to_string()
+    } else {
+        format!("{service}.service")
+    }
+}
+
+/// Every process in the control group of `unit` (and its sub-groups) under `root`: cgroup v2's
+/// `SLICE/UNIT` (any top-level slice), else v1's `systemd/SLICE/UNIT`; `None` when there is
+/// no such group.
+fn unit_processes(root: &std::path::Path, unit: &str) -> Option<Vec<u32>> {
+    let slices = |base: std::path::PathBuf| -> Vec<std::path::PathBuf> {
+        let mut all = vec![base.join("system.slice")];
+        if let Ok(entries) = std::fs::read_dir(&base) {
+            all.extend(
+                entries
+                    .flatten()
+                    .take(1000)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "slice")),
+            );
+        }
+        all
+    };
+    let group = slices(root.to_path_buf())
+        .into_iter()
+        .chain(slices(root.join("systemd")))
+        .map(|slice| slice.join(unit))
+        .find(|g| g.join("cgroup.procs").is_file())?;
+    // The group and its sub-groups, breadth first, bounded.
+    let (mut pids, mut todo, mut groups) = (Vec::new(), vec![group], 0);
+    while let Some(g) = todo.pop() {
+        groups += 1;
+        if groups > 256 || pids.len() >= MAX_PROCESSES {
+            break;
+        }
+        if let Some(procs) = read(&g.join("cgroup.procs").to_string_lossy()) {
+            pids.extend(
+                procs
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+        if let Ok(entries) = std::fs::read_dir(&g) {
+            todo.extend(
+                entries
+                    .flatten()
+                    .take(1000)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+    }
+    pids.truncate(MAX_PROCESSES);
+    Some(pids)
 }
 
 #[cfg(test)]
@@ -156,7 +252,7 @@ mod tests {
         let pid = child.0.id();
         let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
         let sleeper = loop {
-            if let Some(p) = tree(pid)
+            if let Some(p) = tree(&[pid])
                 .into_iter()
                 .find(|p| p.command.starts_with("sleep"))
             {
@@ -183,5 +279,45 @@ mod tests {
         );
         assert!(stopped.threads >= 1 && stopped.descriptors >= 1);
         assert!(look(u32::MAX - 1).is_none());
+    }
+
+    #[test]
+    fn a_units_processes_are_read_from_its_control_group_and_sub_groups() {
+        let root = tempfile::tempdir().unwrap();
+        let unit = root.path().join("system.slice/salt-minion.service");
+        std::fs::create_dir_all(unit.join("worker")).unwrap();
+        std::fs::write(unit.join("cgroup.procs"), "812\n").unwrap();
+        std::fs::write(unit.join("worker/cgroup.procs"), "845\n846\n").unwrap();
+        let mut pids = unit_processes(root.path(), &unit_name("salt-minion")).unwrap();
+        pids.sort();
+        assert_eq!(pids, [812, 845, 846]);
+        // In another slice, and on cgroup v1's systemd hierarchy.
+        let other = root.path().join("systemd/machine.slice/x.scope");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join("cgroup.procs"), "").unwrap();
+        assert_eq!(unit_processes(root.path(), "x.scope"), Some(vec![]));
+        assert_eq!(unit_processes(root.path(), "nothing.service"), None);
+        assert_eq!(unit_name("a.socket"), "a.socket");
+    }
+
+    #[test]
+    fn a_service_whose_processes_are_gone_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("svc.pid");
+        std::fs::write(&pid_file, format!("{}\n", u32::MAX - 1)).unwrap();
+        let (seen, why) = of_service(Some(&pid_file), Some("no-such-unit-here"));
+        assert!(seen.is_empty());
+        assert_eq!(
+            why.as_deref(),
+            Some(
+                "process 4294967294 (from the pid file) is not running; no control group of unit no-such-unit-here.service"
+            )
+        );
+        let (seen, why) = of_service(Some(&pid_file), None);
+        assert!(seen.is_empty() && why.unwrap().ends_with("is not running"));
+        // This test's own process, by its pid file: seen, nothing said.
+        std::fs::write(&pid_file, format!("{}\n", std::process::id())).unwrap();
+        let (seen, why) = of_service(Some(&pid_file), None);
+        assert_eq!((seen[0].pid, why), (std::process::id(), None));
     }
 }

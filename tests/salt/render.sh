@@ -111,7 +111,7 @@ for want in [f"target salt-minion", f"heartbeat:       {expect['heartbeat']}", "
              "command_timeout: 2m", "event.send", "depends_on:      tcp salt:4506 (any one)",
              "restart_splay:   a random wait of up to 3m",
              # It gives up (and the reactor can act) after 20 restarts in a row.
-             "max_restarts:    20"]:
+             "max_restarts:    20", "service:         salt-minion"]:
     check(f"check output has {want!r}", want in text, True)
 # The minion's own pid file (Salt's default under this minion's root_dir, as its configuration
 # names no other), so that `protector status` shows its pid.
