@@ -106,9 +106,6 @@ pub fn run_keeping(
         }
         CommandLine::Shell { line, .. } => platform::shell_command(line),
     };
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
     for name in crate::systemd::PRIVATE_ENV {
         cmd.env_remove(name);
     }
@@ -120,7 +117,13 @@ pub fn run_keeping(
         ..Outcome::failed(reason)
     };
 
-    let mut child = match platform::contain(cmd).spawn() {
+    let mut contained = platform::contain(cmd);
+    contained
+        .command_mut()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = match contained.spawn() {
         Ok(c) => c,
         Err(e) => {
             let mut o = failed(format!("cannot start {:?}: {e}", line.argv()[0]));
@@ -202,6 +205,17 @@ pub fn run_keeping(
         stdout.as_ref().map(Tail::text).unwrap_or_default(),
         stderr.as_ref().map(Tail::text).unwrap_or_default(),
     );
+    // Started, but the program could not be executed (see platform/spawn_linux.rs).
+    #[cfg(target_os = "linux")]
+    if let Some(e) = status
+        .as_ref()
+        .ok()
+        .and_then(|s| platform::exec_failure(s.code(), &err_text))
+    {
+        let mut o = failed(format!("cannot start {:?}: {e}", line.argv()[0]));
+        o.transient = platform::is_resource_shortage(&e);
+        return o;
+    }
     let cut = [&stdout, &stderr]
         .into_iter()
         .flatten()

@@ -4,6 +4,7 @@
 
 mod check;
 mod control;
+mod describe;
 mod help;
 mod incidents;
 mod legacy;
@@ -11,7 +12,7 @@ mod man;
 mod outcome;
 mod status;
 
-pub use check::describe;
+pub use describe::describe;
 pub use legacy::target as legacy_target;
 
 use std::path::{Path, PathBuf};
@@ -202,6 +203,16 @@ enum Command {
 /// Parses the command line, does what it says, prints what it says and exits: the one way
 /// out of the CLI (`Outcome::exit`).
 pub fn main() -> ExitCode {
+    // A command on its way to run (see platform/spawn_linux.rs): nothing else is done first.
+    #[cfg(target_os = "linux")]
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == crate::platform::EXEC_WORD)
+    {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().skip(2).collect();
+        let (status, said) = crate::platform::exec_main(&args);
+        return Outcome::status(status).say_err(said).exit();
+    }
     crate::platform::tune_memory();
     run(Cli::parse()).exit()
 }
@@ -390,7 +401,10 @@ fn run_watchdog(
     }
     crate::platform::use_this_program_to_drain();
     #[cfg(target_os = "linux")]
-    crate::daemon::use_look_helper();
+    {
+        crate::daemon::use_look_helper();
+        crate::platform::spawn_without_fork();
+    }
     if let Some((before, after)) = crate::platform::prepare_for_commands() {
         tracing::debug!(
             event = "descriptor_limit_raised",

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tracing::{debug, error, info, warn};
 
 use super::effects::{Job, Report};
+use super::outcomes::log_outcome;
 use super::retries::Retries;
 use super::slot::Slot;
 use super::{Daemon, Msg, secs};
@@ -342,47 +343,7 @@ impl Daemon {
             Next::Run(next) => self.spawn(i, next),
             Next::Judge { wait } => {
                 let failure = failure.filter(|_| cmd == Cmd::Start);
-                self.restart_ended(i, failure.as_deref());
-                let slot = &mut self.slots[i];
-                let incident = slot.last_restart.as_ref().and_then(|r| r.incident.as_ref());
-                let (incident, summary) = (
-                    incident.map(|n| n.id.as_str()),
-                    incident.map(|n| n.summary.as_str()),
-                );
-                match failure {
-                    Some(reason) => {
-                        slot.failed_restarts = slot.failed_restarts.saturating_add(1);
-                        error!(
-                            target = %name,
-                            event = "restart_failed",
-                            reason = %reason,
-                            incident,
-                            incident_summary = summary,
-                            next_check_in_secs = secs(wait),
-                            consecutive_restarts = slot.state.consecutive,
-                            "restart failed: the start command {reason}"
-                        );
-                    }
-                    None if slot.target.observe_only => info!(
-                        target = %name,
-                        event = "observed",
-                        incident,
-                        incident_summary = summary,
-                        next_check_in_secs = secs(wait),
-                        consecutive_restarts = slot.state.consecutive,
-                        "observe only: the service was left as it is (no stop, no start)"
-                    ),
-                    None => info!(
-                        target = %name,
-                        event = "restart_done",
-                        incident,
-                        incident_summary = summary,
-                        next_check_in_secs = secs(wait),
-                        consecutive_restarts = slot.state.consecutive,
-                        "restart done"
-                    ),
-                }
-                self.agenda.push(slot.state.deadline, i);
+                self.restart_finished(i, wait, failure);
             }
             Next::Recheck => {
                 info!(target = %name, event = "skip_if_refused", "skip_if says not to skip; looking at the heartbeat once more before restarting");
@@ -393,6 +354,51 @@ impl Daemon {
                 self.agenda.push(self.slots[i].state.deadline, i);
             }
         }
+    }
+
+    /// Slot `i`'s restart ended (`failure`: why its start failed); judged again after `wait`.
+    fn restart_finished(&mut self, i: usize, wait: Duration, failure: Option<String>) {
+        self.restart_ended(i, failure.as_deref());
+        let slot = &mut self.slots[i];
+        let name = &slot.target.name;
+        let incident = slot.last_restart.as_ref().and_then(|r| r.incident.as_ref());
+        let (incident, summary) = (
+            incident.map(|n| n.id.as_str()),
+            incident.map(|n| n.summary.as_str()),
+        );
+        let consecutive_restarts = slot.state.consecutive;
+        if let Some(reason) = failure {
+            slot.failed_restarts = slot.failed_restarts.saturating_add(1);
+            error!(
+                target = %name,
+                event = "restart_failed",
+                reason = %reason,
+                incident,
+                incident_summary = summary,
+                next_check_in_secs = secs(wait),
+                consecutive_restarts,
+                "restart failed: the start command {reason}"
+            );
+        } else {
+            let (event, said) = if slot.target.observe_only {
+                (
+                    "observed",
+                    "observe only: the service was left as it is (no stop, no start)",
+                )
+            } else {
+                ("restart_done", "restart done")
+            };
+            info!(
+                target = %name,
+                event,
+                incident,
+                incident_summary = summary,
+                next_check_in_secs = secs(wait),
+                consecutive_restarts,
+                "{said}"
+            );
+        }
+        self.agenda.push(slot.state.deadline, i);
     }
 
     /// What every command of a target finds in its environment.
@@ -409,39 +415,4 @@ impl Daemon {
             ),
         ]
     }
-}
-
-/// Logs how a command ended; `what` is `stop`, `start`, `skip_if` or `notify`.
-pub(super) fn log_outcome(name: &str, what: &str, command_timeout: Duration, o: &Outcome) {
-    let ms = o.duration.as_millis() as u64;
-    let (stdout, stderr) = (non_empty(&o.stdout), non_empty(&o.stderr));
-    match &o.status {
-        Err(reason) => {
-            error!(target = %name, event = "command_not_run", command = what, duration_ms = ms, reason = %reason, "{what} command could not run");
-        }
-        Ok(status) if o.timed_out => {
-            error!(
-                target = %name,
-                event = "command_timed_out",
-                command = what,
-                duration_ms = ms,
-                timeout_secs = secs(command_timeout),
-                status = %status,
-                stdout,
-                stderr,
-                "{what} command timed out; killed its process tree"
-            );
-        }
-        Ok(status) if status.success() => {
-            info!(target = %name, event = "command_finished", command = what, duration_ms = ms, stdout, stderr, "{what} command finished");
-        }
-        Ok(status) => {
-            warn!(target = %name, event = "command_failed", command = what, duration_ms = ms, status = %status, stdout, stderr, "{what} command failed");
-        }
-    }
-}
-
-/// Output fields are left out of a log line when the stream was empty.
-fn non_empty(s: &str) -> Option<&str> {
-    (!s.is_empty()).then_some(s)
 }

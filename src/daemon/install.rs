@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 use super::effects::Look;
 use super::reload::{Change, Plan, plan};
 use super::slot::Slot;
-use super::{Daemon, secs, warn_about_place};
+use super::{Daemon, secs};
 use crate::config::{Config, Files, Target};
 use crate::platform;
 use crate::schedule::{Now, Observation};
@@ -247,4 +247,23 @@ fn changed(
     }
     info!(target = %slot.target.name, event = "target_changed", "settings changed; applied");
     slot
+}
+
+/// Says, at start-up and when a reload adds or changes a target, what is wrong with the
+/// heartbeat's place: it cannot appear yet because its directory does not exist (a writer
+/// such as Salt's `file.touch` does not create directories; watching goes on, the target is
+/// judged as usual), or any user can write it.
+fn warn_about_place(t: &Target, place: &super::effects::Place) {
+    if let Some(dir) = &place.missing_dir {
+        warn!(
+            target = %t.name,
+            event = "heartbeat_dir_missing",
+            heartbeat = %t.heartbeat.display(),
+            directory = %dir,
+            "the heartbeat's directory does not exist: nothing can write this heartbeat yet"
+        );
+    }
+    if let Some(reason) = &place.exposed {
+        warn!(target = %t.name, event = "heartbeat_exposed", heartbeat = %t.heartbeat.display(), "{reason}");
+    }
 }

@@ -39,6 +39,7 @@ mod install;
 mod judge;
 mod looks;
 mod notify;
+mod outcomes;
 mod real;
 mod refused;
 mod reload;
@@ -58,7 +59,7 @@ use anyhow::Result;
 use tracing::{error, info, warn};
 
 use crate::command::Outcome;
-use crate::config::{Config, Target};
+use crate::config::Config;
 use crate::platform::{self, OnSignal, Signal};
 use crate::schedule::{Agenda, Cmd, Now};
 use crate::state::RunningCommand;
@@ -435,23 +436,4 @@ impl Daemon {
 /// A duration as a log field: seconds, as a number (JSON logs stay machine-readable).
 fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0
-}
-
-/// Says, at start-up and when a reload adds or changes a target, what is wrong with the
-/// heartbeat's place: it cannot appear yet because its directory does not exist (a writer
-/// such as Salt's `file.touch` does not create directories; watching goes on, the target is
-/// judged as usual), or any user can write it.
-fn warn_about_place(t: &Target, place: &effects::Place) {
-    if let Some(dir) = &place.missing_dir {
-        warn!(
-            target = %t.name,
-            event = "heartbeat_dir_missing",
-            heartbeat = %t.heartbeat.display(),
-            directory = %dir,
-            "the heartbeat's directory does not exist: nothing can write this heartbeat yet"
-        );
-    }
-    if let Some(reason) = &place.exposed {
-        warn!(target = %t.name, event = "heartbeat_exposed", heartbeat = %t.heartbeat.display(), "{reason}");
-    }
 }

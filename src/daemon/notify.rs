@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tracing::{debug, info};
 
-use super::commands::log_outcome;
 use super::effects::Job;
+use super::outcomes::log_outcome;
 use super::{Daemon, Msg};
 use crate::command::Outcome;
 

@@ -1,7 +1,8 @@
 //! What differs between operating systems, behind one small interface: how a shell command
 //! line is run, how a command's whole process tree is contained (so it can be killed), and
 //! what identifies a file. `unix.rs` and `windows.rs` implement the same functions, as do
-//! `endpoint_unix.rs` and `endpoint_windows.rs` for the control endpoint; `drain_unix.rs`
+//! `endpoint_unix.rs` and `endpoint_windows.rs` for the control endpoint; `spawn_linux.rs`
+//! starts commands without forking protector; `drain_unix.rs`
 //! keeps what a start command left running alive after protector exits (`windows.rs`: nothing
 //! to do); `eventlog_windows.rs` writes records to the Windows Event Log (Linux's journal
 //! needs nothing but a prefix, in `logging/mod.rs`).
@@ -10,12 +11,16 @@
 mod drain_unix;
 #[cfg(unix)]
 mod endpoint_unix;
+#[cfg(target_os = "linux")]
+mod spawn_linux;
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
 pub use drain_unix::*;
 #[cfg(unix)]
 pub use endpoint_unix::*;
+#[cfg(target_os = "linux")]
+pub use spawn_linux::{EXEC_WORD, exec_failure, exec_main, spawn_without_fork};
 #[cfg(unix)]
 pub use unix::*;
 

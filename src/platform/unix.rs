@@ -15,8 +15,11 @@ pub fn shell_command(line: &str) -> Command {
 /// (children that did not leave the group included). On Linux the group's leader is also
 /// killed when protector dies (`PR_SET_PDEATHSIG`): a shell line stops at the step it was
 /// at; what the leader started already is found again by the next protector
-/// ([`group_alive`]).
-pub fn contain(mut cmd: Command) -> CommandWrap {
+/// ([`group_alive`]). Its stdio is set on what this returns.
+pub fn contain(#[allow(unused_mut)] mut cmd: Command) -> CommandWrap {
+    #[cfg(target_os = "linux")]
+    let cmd = super::spawn_linux::tied_to_protector(cmd);
+    #[cfg(not(target_os = "linux"))]
     die_with_protector(&mut cmd);
     let mut wrap = CommandWrap::from(cmd);
     wrap.wrap(ProcessGroup::leader());
