@@ -2,6 +2,9 @@
 //!
 //!     cargo build --release && cargo run --release --example bench -- [--idle-secs N] [--no-monit] [--latency-only]
 //!
+//! Beside the latency rows, the machine's floor: the same stop commands started by a plain
+//! launcher, with no watchdog in between.
+//!
 //! monit (Debian package `monit`) is used when it is on the PATH; without it (or with
 //! --no-monit) only protector's figures are printed. Linux only (reads /proc).
 //!
@@ -73,6 +76,15 @@ fn main() {
         row(
             &format!("  of which protector's own (deadline to spawn, from its log), {what}"),
             &own,
+            None,
+        );
+    }
+    for n in [1, 100] {
+        row(
+            &format!(
+                "the machine's floor: {n} process(es) of the same command started at once by a plain launcher (one thread, std's spawn): p50 / p99 / max"
+            ),
+            &launcher_floor(n),
             None,
         );
     }
@@ -266,6 +278,29 @@ fn fire_argv(dir: &Path, i: usize) -> [String; 3] {
         "--fire".into(),
         dir.join(format!("t{i}.fired")).display().to_string(),
     ]
+}
+
+/// What the stop commands of the latency runs cost to start without protector: `n` of them
+/// started in a loop by this program, each one's latency from the instant they were due (the
+/// loop's start) to its own record.
+fn launcher_floor(n: usize) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let due = epoch(std::time::SystemTime::now());
+    let children: Vec<Child> = (0..n)
+        .map(|i| {
+            let argv = fire_argv(dir.path(), i);
+            Command::new(&argv[0]).args(&argv[1..]).spawn().unwrap()
+        })
+        .collect();
+    let fired = |i: usize| dir.path().join(format!("t{i}.fired"));
+    let read = |i: usize| -> Option<f64> { std::fs::read_to_string(fired(i)).ok()?.parse().ok() };
+    for mut child in children {
+        let _ = child.wait();
+    }
+    match (0..n).map(read).collect::<Option<Vec<f64>>>() {
+        Some(at) => percentiles(at.iter().map(|t| t - due).collect()),
+        None => "a command did not record its start".into(),
+    }
 }
 
 fn write_beats(dir: &Path, n: usize, spread: bool) {

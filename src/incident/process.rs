@@ -155,7 +155,7 @@ pub fn of_service(
         match unit_processes(std::path::Path::new(CGROUP_ROOT), &unit) {
             Some(pids) if !pids.is_empty() => roots.extend(pids),
             Some(_) => unseen.push(format!("unit {unit} has no processes")),
-            None => unseen.push(format!("no control group of unit {unit}")),
+            None => unseen.push(format!("unit {unit} is not running (no control group)")),
         }
     }
     let tree = tree(&roots);
@@ -310,7 +310,7 @@ mod tests {
         assert_eq!(
             why.as_deref(),
             Some(
-                "process 4294967294 (from the pid file) is not running; no control group of unit no-such-unit-here.service"
+                "process 4294967294 (from the pid file) is not running; unit no-such-unit-here.service is not running (no control group)"
             )
         );
         let (seen, why) = of_service(Some(&pid_file), None);
