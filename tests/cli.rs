@@ -82,6 +82,38 @@ fn a_mistyped_subcommand_gets_a_suggestion_not_the_positional_form() {
 }
 
 #[test]
+fn options_of_every_command_may_come_before_the_subcommand() {
+    let sb = Sandbox::new();
+    sb.write(
+        "p.yaml",
+        "targets:\n  - {name: a, heartbeat: a.beat, timeout: 5m, start: [sh, -c, 'true']}\n",
+    );
+    let after = protector_cmd(sb.dir.path())
+        .args(["check", "-q", "--log-format", "json", "p.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(after.status.code(), Some(0), "{after:?}");
+    for before in [
+        &["-q", "check", "p.yaml"][..],
+        &["-q", "--log-format", "json", "check", "p.yaml"],
+        &["--log-format=json", "-q", "check", "p.yaml"],
+    ] {
+        let out = protector_cmd(sb.dir.path()).args(before).output().unwrap();
+        assert_eq!(
+            (out.status.code(), &out.stdout, &out.stderr),
+            (after.status.code(), &after.stdout, &after.stderr),
+            "{before:?}"
+        );
+    }
+    // Before something that is not a subcommand, nothing moves: the original form's usage.
+    protector_cmd(sb.dir.path())
+        .args(["-q", "a.beat"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("expected 4 arguments"));
+}
+
+#[test]
 fn the_config_file_has_a_default_and_can_be_given_without_config() {
     let sb = Sandbox::new();
     sb.write(

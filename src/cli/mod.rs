@@ -214,7 +214,44 @@ pub fn main() -> ExitCode {
         return Outcome::status(status).say_err(said).exit();
     }
     crate::platform::tune_memory();
-    run(Cli::parse()).exit()
+    run(Cli::parse_from(globals_after_subcommand(
+        std::env::args_os().collect(),
+    )))
+    .exit()
+}
+
+/// `protector -q check FILE` as `protector check -q FILE`: the options every command takes
+/// (`-v`, `-q`, `--log-format`, `--no-strict-modes`), written before a subcommand, moved
+/// after it. Clap would otherwise read the subcommand as the original form's first word (any
+/// option before it counts as the top level's), and refuse it.
+fn globals_after_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    use clap::CommandFactory;
+    let mut at = 1;
+    while let Some(arg) = args.get(at).and_then(|a| a.to_str()) {
+        let flag = arg.starts_with('-')
+            && arg.len() > 1
+            && (arg.trim_start_matches(['v', 'q', '-']).is_empty() && !arg.starts_with("--")
+                || ["--verbose", "--quiet", "--no-strict-modes"].contains(&arg)
+                || arg.starts_with("--log-format="));
+        if flag {
+            at += 1;
+        } else if arg == "--log-format" {
+            at += 2;
+        } else {
+            break;
+        }
+    }
+    let word = args.get(at).and_then(|a| a.to_str()).unwrap_or("");
+    let is_subcommand = at > 1
+        && Cli::command()
+            .get_subcommands()
+            .any(|c| c.get_name() == word || c.get_all_aliases().any(|a| a == word));
+    if is_subcommand && at < args.len() {
+        let globals: Vec<_> = args.drain(1..at).collect();
+        let after = 2;
+        args.splice(after..after, globals);
+    }
+    args
 }
 
 /// Does what the command line `cli` says.
