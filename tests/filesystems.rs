@@ -232,3 +232,56 @@ fn a_heartbeat_on_a_filesystem_that_never_answers_holds_nothing_up() {
     assert_eq!(p.wait_exit(PATIENCE), Some(0), "{}", p.log_text());
     drop(dead);
 }
+
+#[test]
+fn a_service_blocked_on_a_filesystem_that_never_answers_shows_its_wait_in_its_incident() {
+    use std::os::unix::process::CommandExt;
+    let sb = Sandbox::new();
+    let Some(dead) = DeadMount::new(sb.path("dead")) else {
+        return;
+    };
+    // The hung service: a read of a file on the mount, which never returns.
+    let service = Group(
+        std::process::Command::new("cat")
+            .arg(sb.path("dead/data"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    sb.write("svc.pid", &format!("{}\n", service.0.id()));
+    let (p, cfg) = start_with_state(
+        &sb,
+        "targets:
+  - name: svc
+    heartbeat: svc.beat
+    timeout: 1s
+    restart_grace: 1h
+    pid_file: svc.pid
+    start: 'true'
+",
+    );
+    // Bound last, so dropped first: the read on the mount ends only when its server is gone
+    // (a FUSE request without an answer holds even SIGKILL off).
+    let dead = dead;
+    let kept = p.wait_events("incident_recorded", Some("svc"), 1);
+    let summary = kept[0]["summary"].as_str().unwrap().to_string();
+    let id = kept[0]["incident"].as_str().unwrap().to_string();
+    let (code, out, err) = ctl(&sb, &cfg, &["incidents", "show", &id, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let incident: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let process = &incident["processes"][0];
+    let wait = process["wait"].as_str().unwrap_or_default();
+    let stack = process["kernel_stack"].as_str().unwrap_or_default();
+    // In the kernel's FUSE code, waiting for the server's answer (its name varies with the
+    // kernel: request_wait_answer, fuse_..., its stack says fuse as root).
+    assert!(
+        summary.contains(&format!("{} waits in {wait}", service.0.id()))
+            && (wait.contains("fuse") || wait.contains("wait_answer") || stack.contains("fuse")),
+        "{summary}\n{process}"
+    );
+    drop(dead);
+    drop(p);
+    drop(service);
+}

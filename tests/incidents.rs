@@ -8,17 +8,6 @@ mod common;
 
 use common::*;
 
-/// Kills the process group it leads when dropped, however the test ends.
-struct Service(std::process::Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        // SAFETY: kill touches no memory; the group is the test's own child's.
-        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_restart_keeps_what_the_hung_service_looked_like() {
     use std::os::unix::process::CommandExt;
@@ -27,7 +16,7 @@ fn a_restart_keeps_what_the_hung_service_looked_like() {
     // connection (its peer, this test, closed it) as a minion's to a lost master would.
     let master = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = master.local_addr().unwrap().port();
-    let service = Service(
+    let service = Group(
         std::process::Command::new("bash")
             .args([
                 "-c",

@@ -430,3 +430,17 @@ pub fn answered_after_a_rush(connect_and_leave: impl Fn(), raw: impl Fn(&[u8]) -
     });
     assert_eq!(last["ok"], true, "{last}");
 }
+
+/// A child leading its own process group (spawned with `process_group(0)`), the whole group
+/// killed and the child reaped when dropped, however the test ends.
+#[cfg(unix)]
+pub struct Group(pub std::process::Child);
+
+#[cfg(unix)]
+impl Drop for Group {
+    fn drop(&mut self) {
+        // SAFETY: kill touches no memory; the group is the test's own child's.
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}

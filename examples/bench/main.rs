@@ -1,6 +1,10 @@
 //! protector beside monit on the same work, on this machine, in one run; prints a table.
 //!
 //!     cargo build --release && cargo run --release --example bench -- [--idle-secs N] [--no-monit] [--latency-only]
+//!     cargo run --release --example bench -- --scale 100000 [--idle-secs N]
+//!
+//! `--scale N` measures one daemon of N targets instead (`scale.rs`): load, idle, status,
+//! one restart among them and a reload.
 //!
 //! Beside the latency rows, the machine's floor: the same stop commands started by a plain
 //! launcher, with no watchdog in between.
@@ -22,7 +26,8 @@
 //!   every start has finished, and the latest detection among them.
 //! - Observations: heartbeat stats per target per timeout while idle (protector's counter).
 
-#[path = "support/timestamp.rs"]
+mod scale;
+#[path = "../support/timestamp.rs"]
 mod timestamp;
 
 use std::io::{BufRead, BufReader};
@@ -45,6 +50,21 @@ fn main() {
         .position(|a| a == "--idle-secs")
         .and_then(|i| args.get(i + 1))
         .map_or(60, |v| v.parse().expect("--idle-secs takes seconds"));
+    if let Some(n) = args
+        .iter()
+        .position(|a| a == "--scale")
+        .and_then(|i| args.get(i + 1))
+    {
+        let bin = protector_binary();
+        println!("| measurement | protector | monit |");
+        println!("|---|---|---|");
+        scale::run(
+            &bin,
+            n.parse().expect("--scale takes a number of targets"),
+            idle_secs,
+        );
+        return;
+    }
     let monit = (!args.iter().any(|a| a == "--no-monit"))
         .then(|| which("monit"))
         .flatten();

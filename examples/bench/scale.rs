@@ -1,0 +1,148 @@
+//! `--scale N`: protector with N targets (100,000 for issue 29's goal), each figure of one
+//! daemon: the load (start to `started`, peak RSS then), an idle minute (CPU, peak RSS; every
+//! heartbeat touched half way), `status` and `status --json`, one target's restart among
+//! them (its stop command's start against its deadline), and a reload that changes one
+//! target (SIGHUP to `reload_done`; peak RSS after it).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::{deadline, fire_argv, measure, mib, row, spawn_protector};
+
+pub fn run(bin: &Path, n: usize, idle_secs: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // t0 goes stale 2 s after its file is written again (its stop records when it ran); every
+    // other target has a minute and is kept fresh.
+    let config = |t0_timeout: &str| {
+        let mut yaml = String::from(
+            "state_file: state.json\nmetrics_file: bench.prom\ndefaults:\n  timeout: 60s\n  restart_grace: 1h\ntargets:\n",
+        );
+        yaml.push_str(&format!(
+            "  - {{name: t0, heartbeat: t0.beat, timeout: {t0_timeout}, stop: {}, start: ['true']}}\n",
+            serde_json::to_string(&fire_argv(d, 0)).unwrap()
+        ));
+        for i in 1..n {
+            yaml.push_str(&format!(
+                "  - {{name: t{i}, heartbeat: t{i}.beat, start: ['true']}}\n"
+            ));
+        }
+        yaml
+    };
+    let cfg = d.join("bench.yaml");
+    std::fs::write(&cfg, config("2s")).unwrap();
+    for i in 0..n {
+        std::fs::write(d.join(format!("t{i}.beat")), b"x").unwrap();
+    }
+    let began = Instant::now();
+    let mut child = spawn_protector(bin, &cfg);
+    let pid = child.id();
+    let (tx, events) = mpsc::channel::<(String, Instant)>();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if let Some(event) = v["event"].as_str() {
+                let _ = tx.send((event.to_string(), Instant::now()));
+            }
+        }
+    });
+    let wait_for = |what: &str| -> Instant {
+        loop {
+            let (event, at) = events
+                .recv_timeout(Duration::from_secs(600))
+                .unwrap_or_else(|_| panic!("no {what} within 10 minutes"));
+            if event == what {
+                return at;
+            }
+        }
+    };
+    let started = wait_for("started");
+    row(
+        &format!("{n} targets: load (start to `started`) / peak RSS then"),
+        &format!(
+            "{:.2} s / {}",
+            (started - began).as_secs_f64(),
+            mib(hwm(pid))
+        ),
+        None,
+    );
+
+    // t0's restart: its file written again now, so its deadline is 2 s from now.
+    std::fs::write(d.join("t0.beat"), b"y").unwrap();
+    let t0_deadline = deadline(d, 0);
+    let fired = d.join("t0.fired");
+    let end = Instant::now() + Duration::from_secs(30);
+    while !fired.exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let late = std::fs::read_to_string(&fired)
+        .ok()
+        .and_then(|t| t.parse::<f64>().ok())
+        .map_or("did not fire".into(), |at| {
+            format!("{:.1} ms", (at - t0_deadline) * 1000.0)
+        });
+    row(
+        &format!("{n} targets: one target's restart, deadline to its stop command running"),
+        &late,
+        None,
+    );
+
+    // Idle: every other target fresh (touched half way); t0 is backing off for an hour.
+    let idle = measure(pid, idle_secs, d, n);
+    row(
+        &format!("{n} targets: idle {idle_secs} s, 60 s timeouts: CPU / peak RSS"),
+        &format!("{} / {}", idle.cpu(), mib(idle.hwm_kib)),
+        None,
+    );
+
+    for json in [false, true] {
+        let took = Instant::now();
+        let out = Command::new(bin)
+            .args(["status", "--config"])
+            .arg(&cfg)
+            .args(json.then_some("--json"))
+            .output()
+            .unwrap();
+        let what = if json { "status --json" } else { "status" };
+        row(
+            &format!("{n} targets: `{what}` ({} bytes)", out.stdout.len()),
+            &format!("{:.2} s", took.elapsed().as_secs_f64()),
+            None,
+        );
+    }
+
+    // A reload that changes one target (t0's timeout).
+    std::fs::write(&cfg, config("3s")).unwrap();
+    let asked = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status();
+    let done = wait_for("reload_done");
+    row(
+        &format!(
+            "{n} targets: reload changing one target (SIGHUP to `reload_done`) / peak RSS after"
+        ),
+        &format!("{:.2} s / {}", (done - asked).as_secs_f64(), mib(hwm(pid))),
+        None,
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+/// Peak RSS of `pid` so far, in KiB.
+fn hwm(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
