@@ -148,8 +148,13 @@ pub fn run(path: &Path, how: &How) -> Outcome {
         let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
         return Outcome::status(status).say(text + "\n");
     }
-    let config = match config::load(path, os) {
-        Ok(config) => config,
+    let loaded = if how.explain {
+        config::load_explained(path, os).map(|(config, origins)| (config, Some(origins)))
+    } else {
+        config::load(path, os).map(|config| (config, None))
+    };
+    let (config, origins) = match loaded {
+        Ok(loaded) => loaded,
         Err(e) => {
             let out = Outcome::failed(e.to_string());
             return if os == Os::host() && !how.file_only {
@@ -160,7 +165,6 @@ pub fn run(path: &Path, how: &How) -> Outcome {
         }
     };
     let file = path.display().to_string();
-    let origins = how.explain.then(|| config::origins(path, os));
     let report = describe(&file, &config, origins.as_ref());
     let mut out = if how.quiet {
         let summary = report.lines().next().unwrap_or_default();

@@ -9,6 +9,7 @@ pub mod accepted;
 pub mod duration;
 pub mod expand;
 pub mod include;
+mod layers;
 pub mod model;
 pub mod origins;
 mod partial;
@@ -37,7 +38,20 @@ pub fn load(path: &Path, os: Os) -> Result<Config, ConfigError> {
 /// config ([`accepted`]) is exactly what it accepted, whatever the files became since (the
 /// file as it was read; with `include`, one document with every file's targets in it).
 pub fn load_text(path: &Path, os: Os) -> Result<(Config, String), ConfigError> {
-    let parts = gather(path)?;
+    load_read(path, os).map(|(config, text, _)| (config, text))
+}
+
+/// [`load`], with where each target's settings come from (`check --explain`), found in
+/// what was read once: a layer in an included file is named with it (`conf.d/web.yaml:
+/// targets[0].os.linux`).
+pub fn load_explained(path: &Path, os: Os) -> Result<(Config, origins::Origins), ConfigError> {
+    let (config, _, parts) = load_read(path, os)?;
+    Ok((config, origins_of(&parts, os)))
+}
+
+/// [`load_text`], with the parts read.
+fn load_read(path: &Path, os: Os) -> Result<(Config, String, Vec<Part>), ConfigError> {
+    let mut parts = gather(path)?;
     let env = |name: &str| std::env::var(name).ok();
     let on_host = os == Os::host();
     let lookup: resolve::EnvLookup<'_> = if on_host { Some(&env) } else { None };
@@ -104,18 +118,14 @@ pub fn load_text(path: &Path, os: Os) -> Result<(Config, String), ConfigError> {
     let text = if parts[0].document.get("include").is_some() {
         serde_yaml::to_string(&combined).unwrap_or_default()
     } else {
-        parts.into_iter().next().map(|p| p.text).unwrap_or_default()
+        std::mem::take(&mut parts[0].text)
     };
-    Ok((config, text))
+    Ok((config, text, parts))
 }
 
-/// Where each target's settings come from (`check --explain`), for a config `load` accepted;
-/// a layer in an included file is named with it (`conf.d/web.yaml: targets[0].os.linux`).
-pub fn origins(path: &Path, os: Os) -> origins::Origins {
-    let Ok(parts) = gather(path) else {
-        return origins::Origins::new();
-    };
-    let (combined, layout, _) = include::combine(&parts);
+/// Where each target's settings come from, in the parts of an accepted config.
+fn origins_of(parts: &[Part], os: Os) -> origins::Origins {
+    let (combined, layout, _) = include::combine(parts);
     let mut found = origins::of(&combined, os);
     for layer in found.values_mut().flat_map(|o| o.values_mut()) {
         if let Some(rest) = layer.strip_prefix("targets[")

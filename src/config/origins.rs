@@ -1,6 +1,6 @@
-//! Where each setting of each target comes from (`check --explain`): the six layers of
-//! precedence, most specific first, are the target's `os.<OS>`, `os.unix`, the target itself,
-//! then the same three under `defaults`; a setting no layer sets has its default.
+//! Where each setting of each target comes from (`check --explain`): the first of the layers
+//! of precedence (`layers.rs`, the list `resolve.rs` takes values by) that sets it; a setting
+//! no layer sets has its default.
 
 use std::collections::HashMap;
 
@@ -51,14 +51,10 @@ pub fn of(document: &Value, os: Os) -> Origins {
         let Some(name) = target.get("name").and_then(Value::as_str) else {
             continue;
         };
-        let mut layers = Vec::with_capacity(6);
-        for base in [format!("/targets/{i}"), "/defaults".to_string()] {
-            layers.push(format!("{base}/os/{}", os.key()));
-            if os.is_unix() {
-                layers.push(format!("{base}/os/unix"));
-            }
-            layers.push(base);
-        }
+        let layers: Vec<String> = super::layers::for_os(os)
+            .into_iter()
+            .map(|layer| layer.pointer(i, os))
+            .collect();
         let settings = SETTINGS
             .iter()
             .map(|&key| {

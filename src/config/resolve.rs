@@ -17,7 +17,7 @@ use super::model::{
     Os, RECHECK, Target,
 };
 use super::position::escape;
-use super::raw::{CommandSpec, DependsSpec, OsOverrides, RawConfig, Settings};
+use super::raw::{CommandSpec, DependsSpec, RawConfig, Settings};
 
 /// Looks up an environment variable. `None` as the whole lookup means "do not expand":
 /// used when checking a config for another OS, whose environment is not this one.
@@ -30,18 +30,10 @@ pub fn resolve(raw: &RawConfig, os: Os, env: EnvLookup<'_>) -> Result<Config, Ve
     let mut targets = Vec::with_capacity(raw_targets.len());
     // Each target resolves on its own, results and problems kept in the file's order.
     let resolved: Vec<(Option<Target>, Vec<Problem>)> = map_targets(raw_targets, |i, target| {
-        let mut layers = Vec::with_capacity(6);
-        push_os_layers(
-            &mut layers,
-            format!("/targets/{i}"),
-            target.os.as_deref(),
-            os,
-        );
-        layers.push((format!("/targets/{i}"), &target.settings));
-        if let Some(defaults) = &raw.defaults {
-            push_os_layers(&mut layers, "/defaults".into(), defaults.os.as_deref(), os);
-            layers.push(("/defaults".into(), &defaults.settings));
-        }
+        let layers = super::layers::for_os(os)
+            .into_iter()
+            .filter_map(|layer| Some((layer.pointer(i, os), layer.settings(raw, i, os)?)))
+            .collect();
         let layered = Layered {
             layers,
             target_ptr: format!("/targets/{i}"),
@@ -120,28 +112,6 @@ fn expand_path(
                 None
             }
         },
-    }
-}
-
-fn push_os_layers<'a>(
-    layers: &mut Vec<(String, &'a Settings)>,
-    base: String,
-    os_overrides: Option<&'a OsOverrides>,
-    os: Os,
-) {
-    let Some(o) = os_overrides else { return };
-    let specific = match os {
-        Os::Linux => &o.linux,
-        Os::Macos => &o.macos,
-        Os::Windows => &o.windows,
-    };
-    if let Some(s) = specific {
-        layers.push((format!("{base}/os/{}", os.key()), s));
-    }
-    if os.is_unix()
-        && let Some(s) = &o.unix
-    {
-        layers.push((format!("{base}/os/unix"), s));
     }
 }
 
