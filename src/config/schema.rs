@@ -9,7 +9,7 @@
 //! `check` and `run` enforce the whole rule ([`NAME_PATTERN`]). Only standard formats are
 //! kept (schemars' `uint32` and the like are not formats other validators know).
 
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
 
 use jsonschema::error::ValidationErrorKind;
 use serde_json::Value;
@@ -18,16 +18,31 @@ use super::Problem;
 use super::position::escape;
 use super::raw::{ENDPOINT_PATTERN, NAME_PATTERN, RawConfig};
 
-/// The schema as JSON.
-pub fn schema() -> &'static Value {
-    static SCHEMA: OnceLock<Value> = OnceLock::new();
-    SCHEMA.get_or_init(|| {
+/// The schema as JSON, and compiled: made when first needed, kept until [`release`].
+struct Compiled {
+    schema: Value,
+    validator: jsonschema::Validator,
+}
+
+static COMPILED: Mutex<Option<Arc<Compiled>>> = Mutex::new(None);
+
+fn compiled() -> Arc<Compiled> {
+    let mut kept = COMPILED.lock().unwrap_or_else(|e| e.into_inner());
+    kept.get_or_insert_with(|| {
         let schema = schemars::schema_for!(RawConfig);
-        let mut value = serde_json::to_value(schema).expect("a generated schema is valid JSON");
-        drop_null(&mut value);
-        drop_own_formats(&mut value);
-        value
+        let mut schema = serde_json::to_value(schema).expect("a generated schema is valid JSON");
+        drop_null(&mut schema);
+        drop_own_formats(&mut schema);
+        let validator = jsonschema::validator_for(&schema).expect("the generated schema compiles");
+        Arc::new(Compiled { schema, validator })
     })
+    .clone()
+}
+
+/// Lets the compiled schema go (about half a MiB): a daemon needs it only while it loads a
+/// config, so it releases it after each load and the next load compiles it again.
+pub fn release() {
+    *COMPILED.lock().unwrap_or_else(|e| e.into_inner()) = None;
 }
 
 /// An unset setting is written by leaving its key out; `null` is not a value of any setting.
@@ -124,7 +139,7 @@ fn published() -> Value {
             _ => {}
         }
     }
-    let mut value = schema().clone();
+    let mut value = compiled().schema.clone();
     portable(&mut value);
     if let Value::Object(map) = &mut value {
         map.insert("$id".into(), SCHEMA_ID.into());
@@ -142,12 +157,9 @@ pub fn schema_text() -> String {
 
 /// Every schema violation in `document`, with a one-line reason each.
 pub fn validate(document: &Value) -> Vec<Problem> {
-    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
-    let validator = VALIDATOR.get_or_init(|| {
-        jsonschema::validator_for(schema()).expect("the generated schema compiles")
-    });
+    let compiled = compiled();
     let mut problems = Vec::new();
-    for error in validator.iter_errors(document) {
+    for error in compiled.validator.iter_errors(document) {
         if let ValidationErrorKind::Type { .. } = error.kind()
             && error.instance().is_null()
         {
@@ -183,7 +195,7 @@ pub fn validate(document: &Value) -> Vec<Problem> {
                     .schema_path()
                     .as_str()
                     .strip_suffix("/additionalProperties")
-                    .and_then(|here| schema().pointer(here))
+                    .and_then(|here| compiled.schema.pointer(here))
                     .and_then(|here| here.get("properties"))
                     .and_then(Value::as_object);
                 for key in unexpected {

@@ -69,7 +69,9 @@ impl Daemon {
         }
         self.reindex();
         self.mark_dirty(true);
-        // What loading the config needed beyond the model is free now.
+        // What loading the config needed beyond the model is free now (the compiled schema
+        // too: the next load compiles it again).
+        crate::config::schema::release();
         platform::return_free_memory();
         self.summarize(&plan, first)
     }
