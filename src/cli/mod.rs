@@ -440,7 +440,13 @@ fn run_watchdog(
     #[cfg(target_os = "linux")]
     {
         crate::daemon::use_look_helper();
-        crate::platform::spawn_without_fork();
+        if let Err(reason) = crate::platform::spawn_without_fork() {
+            tracing::warn!(
+                event = "commands_forked",
+                reason = %reason,
+                "cannot start commands through protector itself here; each is started by forking protector, as before"
+            );
+        }
     }
     if let Some((before, after)) = crate::platform::prepare_for_commands() {
         tracing::debug!(

@@ -32,9 +32,32 @@ const THIS_PROGRAM: &str = "/proc/self/exe";
 /// their commands are forked, the way this replaces).
 static ENABLED: OnceLock<()> = OnceLock::new();
 
-/// Commands start through `protector __exec` from now on.
-pub fn spawn_without_fork() {
-    let _ = ENABLED.set(());
+/// Commands start through `protector __exec` from now on, once a first try shows protector
+/// can start itself here; why not, when it cannot (no /proc, an emulator that cannot run a
+/// foreign binary directly): commands are then forked, as before, and run all the same.
+pub fn spawn_without_fork() -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    // The step, asked to become a program that is not there: it must say so, as it would.
+    let tried = Command::new(THIS_PROGRAM)
+        .arg0("protector")
+        .arg(EXEC_WORD)
+        .arg(std::process::id().to_string())
+        .arg("/nonexistent/protector-spawn-check")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output();
+    match tried {
+        Ok(out)
+            if exec_failure(out.status.code(), &String::from_utf8_lossy(&out.stderr)).is_some() =>
+        {
+            let _ = ENABLED.set(());
+            Ok(())
+        }
+        Ok(out) => Err(format!("protector {EXEC_WORD} ended with {}", out.status)),
+        Err(e) => Err(format!("cannot start {THIS_PROGRAM}: {e}")),
+    }
 }
 
 /// `cmd` (its program, arguments, environment and directory; set its stdio afterwards), made
