@@ -332,20 +332,8 @@ pub fn prune(dir: &Path, per_target: usize, bytes: u64) {
 pub fn read_all(dir: &Path) -> Vec<Incident> {
     files(dir)
         .into_iter()
-        .filter_map(|(path, _, _)| read(&path))
+        .filter_map(|(path, _, _)| crate::perms::read_own_json(&path, MAX_FILE_BYTES))
         .collect()
-}
-
-fn read(path: &Path) -> Option<Incident> {
-    use std::io::Read;
-    let file = crate::fsutil::no_follow(0).read(true).open(path).ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() || crate::perms::planted(&meta).is_some() {
-        return None;
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES).read_to_end(&mut bytes).ok()?;
-    serde_json::from_slice(&bytes).ok()
 }
 
 #[cfg(test)]

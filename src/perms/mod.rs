@@ -173,6 +173,24 @@ pub fn not_ours_alone(meta: &std::fs::Metadata) -> Option<String> {
     }
 }
 
+/// The JSON in `path`, a file protector wrote itself (a command's record, an incident): read
+/// only when it is a regular file, no symlink, not planted ([`planted`]), and at most `max`
+/// bytes of it; `None` otherwise, or when it does not parse.
+pub fn read_own_json<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    max: u64,
+) -> Option<T> {
+    use std::io::Read;
+    let file = crate::fsutil::no_follow(0).read(true).open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || planted(&meta).is_some() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.take(max).read_to_end(&mut bytes).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 /// Why a file protector reads as what it wrote itself (the state file) may have been planted:
 /// it belongs to a user other than root and protector's own, or it has more than one name.
 pub fn planted(meta: &std::fs::Metadata) -> Option<String> {

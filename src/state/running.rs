@@ -6,7 +6,7 @@
 //! created new, never through a symlink), and removes it when the command has ended; a
 //! protector starting up reads what a crash left, as it reads the state file.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -83,21 +83,10 @@ pub fn left(state: &Path) -> Vec<(PathBuf, String, RunningCommand)> {
         .take(MAX_RECORDS)
         .filter_map(|e| {
             let path = e.path();
-            let record = read(&path)?;
+            let record: Record = crate::perms::read_own_json(&path, MAX_RECORD_BYTES)?;
             Some((path, record.target, record.running))
         })
         .collect()
-}
-
-fn read(path: &Path) -> Option<Record> {
-    let file = fsutil::no_follow(0).read(true).open(path).ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() || crate::perms::planted(&meta).is_some() {
-        return None;
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_RECORD_BYTES).read_to_end(&mut bytes).ok()?;
-    serde_json::from_slice(&bytes).ok()
 }
 
 #[cfg(all(test, unix))]
