@@ -58,7 +58,8 @@ fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
-/// Process `pid` as /proc shows it, or `None` when it is gone.
+/// Process `pid` as /proc shows it (its connections are added by [`tree`], which reads each
+/// namespace's tables once), or `None` when it is gone.
 pub fn look(pid: u32) -> Option<Process> {
     let base = format!("/proc/{pid}");
     let status = read(&format!("{base}/status"))?;
@@ -90,7 +91,7 @@ pub fn look(pid: u32) -> Option<Process> {
                     .join("\n")
             })
             .unwrap_or_default(),
-        connections: super::tcp::connections(pid),
+        connections: Vec::new(),
     })
 }
 
@@ -126,6 +127,10 @@ pub fn tree(roots: &[u32]) -> Vec<Process> {
             out.push(process);
             todo.extend(children(p));
         }
+    }
+    let pids: Vec<u32> = out.iter().map(|p| p.pid).collect();
+    for (process, connections) in out.iter_mut().zip(super::tcp::of_processes(&pids)) {
+        process.connections = connections;
     }
     out
 }

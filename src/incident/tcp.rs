@@ -103,26 +103,55 @@ fn socket_inodes(pid: u32) -> Vec<u64> {
         .collect()
 }
 
-/// The TCP connections of process `pid` (IPv4 and IPv6; at most [`MAX_CONNECTIONS`]).
-pub fn connections(pid: u32) -> Vec<Connection> {
-    let mut inodes = socket_inodes(pid);
-    if inodes.is_empty() {
-        return Vec::new();
-    }
-    inodes.sort_unstable();
-    let mut found = Vec::new();
-    for table in ["tcp", "tcp6"] {
-        let path = std::path::PathBuf::from(format!("/proc/{pid}/net/{table}"));
-        let Ok(file) = crate::fsutil::open_to_read(&path) else {
+/// The network namespace of process `pid`, as the kernel names it (`net:[4026531840]`);
+/// unreadable, one of its own.
+fn namespace(pid: u32) -> std::path::PathBuf {
+    std::fs::read_link(format!("/proc/{pid}/ns/net"))
+        .unwrap_or_else(|_| format!("pid {pid}").into())
+}
+
+/// The TCP connections of each of `pids` (IPv4 and IPv6; at most [`MAX_CONNECTIONS`] each), in
+/// order. The tables are read once per network
+/// namespace (a service's processes share one; each table may be megabytes).
+pub fn of_processes(pids: &[u32]) -> Vec<Vec<Connection>> {
+    let inodes: Vec<Vec<u64>> = pids
+        .iter()
+        .map(|&pid| {
+            let mut own = socket_inodes(pid);
+            own.sort_unstable();
+            own
+        })
+        .collect();
+    let mut found: Vec<Vec<Connection>> = vec![Vec::new(); pids.len()];
+    let mut namespaces_read: Vec<std::path::PathBuf> = Vec::new();
+    for (at, &pid) in pids.iter().enumerate() {
+        if inodes[at].is_empty() {
             continue;
-        };
-        let lines = BufReader::new(file.take(MAX_TABLE)).lines().skip(1);
-        for line in lines.map_while(Result::ok) {
-            if let Some((inode, connection)) = row(&line)
-                && inodes.binary_search(&inode).is_ok()
-                && found.len() < MAX_CONNECTIONS
-            {
-                found.push(connection);
+        }
+        let namespace = namespace(pid);
+        if namespaces_read.contains(&namespace) {
+            continue;
+        }
+        namespaces_read.push(namespace.clone());
+        // Every process of that namespace gets its own sockets' rows.
+        let sharing: Vec<usize> = (at..pids.len())
+            .filter(|&k| !inodes[k].is_empty() && self::namespace(pids[k]) == namespace)
+            .collect();
+        for table in ["tcp", "tcp6"] {
+            let path = std::path::PathBuf::from(format!("/proc/{pid}/net/{table}"));
+            let Ok(file) = crate::fsutil::open_to_read(&path) else {
+                continue;
+            };
+            let lines = BufReader::new(file.take(MAX_TABLE)).lines().skip(1);
+            for line in lines.map_while(Result::ok) {
+                let Some((inode, connection)) = row(&line) else {
+                    continue;
+                };
+                for &k in &sharing {
+                    if inodes[k].binary_search(&inode).is_ok() && found[k].len() < MAX_CONNECTIONS {
+                        found[k].push(connection.clone());
+                    }
+                }
             }
         }
     }
@@ -172,7 +201,7 @@ mod tests {
         drop(accepted);
         let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
-            let mine = connections(std::process::id());
+            let mine = of_processes(&[std::process::id()]).remove(0);
             let seen = mine
                 .iter()
                 .find(|c| c.remote == to && c.local == client.local_addr().unwrap());
@@ -182,7 +211,7 @@ mod tests {
             assert!(std::time::Instant::now() < end, "{mine:?}");
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        let listening = connections(std::process::id());
+        let listening = of_processes(&[std::process::id()]).remove(0);
         assert!(
             listening
                 .iter()
