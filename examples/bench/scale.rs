@@ -15,25 +15,8 @@ use super::{deadline, fire_argv, measure, mib, row, spawn_protector};
 pub fn run(bin: &Path, n: usize, idle_secs: u64) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // t0 goes stale 2 s after its file is written again (its stop records when it ran); every
-    // other target has a minute and is kept fresh.
-    let config = |t0_timeout: &str| {
-        let mut yaml = String::from(
-            "state_file: state.json\nmetrics_file: bench.prom\ndefaults:\n  timeout: 60s\n  restart_grace: 1h\ntargets:\n",
-        );
-        yaml.push_str(&format!(
-            "  - {{name: t0, heartbeat: t0.beat, timeout: {t0_timeout}, stop: {}, start: ['true']}}\n",
-            serde_json::to_string(&fire_argv(d, 0)).unwrap()
-        ));
-        for i in 1..n {
-            yaml.push_str(&format!(
-                "  - {{name: t{i}, heartbeat: t{i}.beat, start: ['true']}}\n"
-            ));
-        }
-        yaml
-    };
     let cfg = d.join("bench.yaml");
-    std::fs::write(&cfg, config("2s")).unwrap();
+    std::fs::write(&cfg, config(d, n, "2s")).unwrap();
     for i in 0..n {
         std::fs::write(d.join(format!("t{i}.beat")), b"x").unwrap();
     }
@@ -73,7 +56,58 @@ pub fn run(bin: &Path, n: usize, idle_secs: u64) {
         None,
     );
 
-    // t0's restart: its file written again now, so its deadline is 2 s from now.
+    one_restart(d, n);
+    // Idle: every other target fresh (touched half way); t0 is backing off for an hour.
+    let idle = measure(pid, idle_secs, d, n);
+    row(
+        &format!("{n} targets: idle {idle_secs} s, 60 s timeouts: CPU / peak RSS"),
+        &format!("{} / {}", idle.cpu(), mib(idle.hwm_kib)),
+        None,
+    );
+
+    status(bin, &cfg, n);
+
+    // A reload that changes one target (t0's timeout).
+    std::fs::write(&cfg, config(d, n, "3s")).unwrap();
+    let asked = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status();
+    let done = wait_for("reload_done");
+    row(
+        &format!(
+            "{n} targets: reload changing one target (SIGHUP to `reload_done`) / peak RSS after"
+        ),
+        &format!("{:.2} s / {}", (done - asked).as_secs_f64(), mib(hwm(pid))),
+        None,
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+/// The config: t0 goes stale 2 s after its file is written again (its stop records when it
+/// ran); every other target has a minute and is kept fresh.
+fn config(d: &Path, n: usize, t0_timeout: &str) -> String {
+    let mut yaml = String::from(
+        "state_file: state.json\nmetrics_file: bench.prom\ndefaults:\n  timeout: 60s\n  restart_grace: 1h\ntargets:\n",
+    );
+    yaml.push_str(&format!(
+        "  - {{name: t0, heartbeat: t0.beat, timeout: {t0_timeout}, stop: {}, start: ['true']}}\n",
+        serde_json::to_string(&fire_argv(d, 0)).unwrap()
+    ));
+    for i in 1..n {
+        yaml.push_str(&format!(
+            "  - {{name: t{i}, heartbeat: t{i}.beat, start: ['true']}}\n"
+        ));
+    }
+    yaml
+}
+
+/// t0's restart: its file written again now, so its deadline is 2 s from now; how late its
+/// stop command ran.
+fn one_restart(d: &Path, n: usize) {
     std::fs::write(d.join("t0.beat"), b"y").unwrap();
     let t0_deadline = deadline(d, 0);
     let fired = d.join("t0.fired");
@@ -92,20 +126,15 @@ pub fn run(bin: &Path, n: usize, idle_secs: u64) {
         &late,
         None,
     );
+}
 
-    // Idle: every other target fresh (touched half way); t0 is backing off for an hour.
-    let idle = measure(pid, idle_secs, d, n);
-    row(
-        &format!("{n} targets: idle {idle_secs} s, 60 s timeouts: CPU / peak RSS"),
-        &format!("{} / {}", idle.cpu(), mib(idle.hwm_kib)),
-        None,
-    );
-
+/// `status` and `status --json`, timed.
+fn status(bin: &Path, cfg: &Path, n: usize) {
     for json in [false, true] {
         let took = Instant::now();
         let out = Command::new(bin)
             .args(["status", "--config"])
-            .arg(&cfg)
+            .arg(cfg)
             .args(json.then_some("--json"))
             .output()
             .unwrap();
@@ -116,25 +145,6 @@ pub fn run(bin: &Path, n: usize, idle_secs: u64) {
             None,
         );
     }
-
-    // A reload that changes one target (t0's timeout).
-    std::fs::write(&cfg, config("3s")).unwrap();
-    let asked = Instant::now();
-    let _ = Command::new("kill")
-        .args(["-HUP", &pid.to_string()])
-        .status();
-    let done = wait_for("reload_done");
-    row(
-        &format!(
-            "{n} targets: reload changing one target (SIGHUP to `reload_done`) / peak RSS after"
-        ),
-        &format!("{:.2} s / {}", (done - asked).as_secs_f64(), mib(hwm(pid))),
-        None,
-    );
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = child.wait();
 }
 
 /// Peak RSS of `pid` so far, in KiB.
