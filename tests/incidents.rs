@@ -226,7 +226,7 @@ fn the_readme_incident_example_is_what_incidents_prints() {
         let mut p = serde_json::json!({
             "pid": pid, "command": format!("/opt/saltstack/salt/bin/python3.10 /usr/bin/salt-minion{args}"),
             "state": "T (stopped)", "wait": "do_signal_stop", "threads": threads,
-            "descriptors": fds, "resident_kib": kib
+            "descriptors": fds, "resident_kib": kib, "age_secs": 3 * 86_400 + 4 * 3600 + 17
         });
         if tcp {
             p["connections"] = serde_json::json!([{"local": "10.0.0.21:51244",

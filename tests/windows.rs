@@ -279,8 +279,18 @@ fn a_stale_windows_service_is_restarted_with_net_stop_and_net_start() {
         sb.lines("service-events.txt") == ["start"]
     });
 
-    let _p = sb.run_config(&format!(
-        "targets:
+    let hung = manager()
+        .open_service(&name, ServiceAccess::QUERY_STATUS)
+        .unwrap()
+        .query_status()
+        .unwrap()
+        .process_id
+        .expect("the running service's process");
+
+    let (_p, cfg) = start_with_state(
+        &sb,
+        &format!(
+            "targets:
   - name: dummy
     heartbeat: dummy.beat
     timeout: 1s
@@ -288,8 +298,10 @@ fn a_stale_windows_service_is_restarted_with_net_stop_and_net_start() {
     shell: true
     stop: net stop {name}
     start: net start {name}
+    service: {name}
 "
-    ));
+        ),
+    );
     wait_until(
         PATIENCE,
         "the dummy service stopped and started again",
@@ -302,6 +314,28 @@ fn a_stale_windows_service_is_restarted_with_net_stop_and_net_start() {
         .unwrap()
         .current_state;
     assert_eq!(state, ServiceState::Running);
+
+    // The incident, taken before `net stop`, shows the service's process as it was.
+    let (code, out, err) = ctl(&sb, &cfg, &["incidents", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let incidents: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let first = &incidents[0];
+    let process = &first["processes"][0];
+    assert_eq!(process["pid"], hung, "{first:#}");
+    assert!(
+        process["command"]
+            .as_str()
+            .unwrap()
+            .contains("dummy_service"),
+        "{first:#}"
+    );
+    assert!(
+        first["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 process: "),
+        "{first:#}"
+    );
 }
 
 #[test]

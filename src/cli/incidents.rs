@@ -80,14 +80,17 @@ fn whole(i: &Incident) -> String {
         i.consecutive_restarts,
         i.summary
     );
-    #[cfg(target_os = "linux")]
     for p in &i.processes {
         out.push_str(&format!(
-            "process {} (threads {}, descriptors {}, {} KiB resident)\n",
+            "process {} (threads {}, {} {}, {} KiB resident{})\n",
             p.line(),
             p.threads,
+            if cfg!(windows) { "handles" } else { "descriptors" },
             p.descriptors,
-            p.resident_kib
+            p.resident_kib,
+            p.age_secs
+                .map(|a| format!(", up {}", crate::text::human(a as f64)))
+                .unwrap_or_default()
         ));
         for c in &p.connections {
             out.push_str(&format!("    TCP {}\n", c.line()));

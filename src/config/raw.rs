@@ -131,7 +131,8 @@ pub struct Settings {
     pub pid_file: Option<String>,
     /// The service's name in the service manager: its systemd unit on Linux (`salt-minion`,
     /// for `salt-minion.service`), its service name on Windows. A restart's incident looks at
-    /// every process of it (Linux: the unit's control group), besides the pid file's.
+    /// every process of it (Linux: the unit's control group; Windows: the service's process)
+    /// and their children, besides the pid file's.
     #[schemars(regex(pattern = SERVICE_PATTERN))]
     pub service: Option<String>,
     /// Command that stops the service; run before `start` when the heartbeat is stale.

@@ -3,13 +3,16 @@
 //! each file 0600, written atomically, never through a symlink, refused when another user
 //! owns it): why (stale, asked by an operator), the heartbeat's age, the restart count, the
 //! output of the target's `diagnose` command (bounded in time and size), and what protector
-//! sees itself of the processes its pid file names (Linux). At most [`KEEP_PER_TARGET`] per
+//! sees itself of the service's processes (`snapshot.rs`: Linux and Windows). At most [`KEEP_PER_TARGET`] per
 //! target and [`KEEP_BYTES`] in all, the oldest removed first. Read by `protector incidents`.
 
 #[cfg(target_os = "linux")]
-pub mod process;
+mod linux;
+pub mod snapshot;
 #[cfg(target_os = "linux")]
-pub mod tcp;
+mod tcp_linux;
+#[cfg(windows)]
+mod windows;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -70,7 +73,7 @@ pub struct Incident {
     /// One line: the processes' states, or what `diagnose` said.
     pub summary: String,
     pub diagnose: Option<Diagnosis>,
-    /// The processes of the pid file and their descendants (Linux).
+    /// The processes of the pid file and the service, and their descendants.
     #[serde(default)]
     pub processes: Vec<Process>,
     /// Why no process could be looked at, when the target names a pid file.
@@ -78,13 +81,15 @@ pub struct Incident {
     pub processes_unseen: Option<String>,
 }
 
-#[cfg(target_os = "linux")]
-pub use process::Process;
+pub use snapshot::{Connection, Process};
 
-/// Elsewhere processes are not looked at.
-#[cfg(not(target_os = "linux"))]
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Process {}
+/// What this system shows of its processes.
+#[cfg(target_os = "linux")]
+const SYSTEM: linux::Linux = linux::Linux;
+#[cfg(windows)]
+const SYSTEM: windows::Windows = windows::Windows;
+#[cfg(not(any(target_os = "linux", windows)))]
+const SYSTEM: snapshot::Unseen = snapshot::Unseen;
 
 /// `2026-12-06T21:31:46Z-salt-minion-3fa2`: sorts by time; the target's name with anything
 /// but letters, digits, `.`, `_`, `-` made `_`.
@@ -133,7 +138,7 @@ pub fn take(draft: &Draft, env: &[(&'static str, String)]) -> Incident {
         }
     });
     let (processes, processes_unseen) =
-        look_at_service(draft.pid_file.as_deref(), draft.service.as_deref());
+        snapshot::of_service(&SYSTEM, draft.pid_file.as_deref(), draft.service.as_deref());
     let summary = summarize(&processes, processes_unseen.as_deref(), diagnose.as_ref());
     Incident {
         id: id_for(&draft.target, now),
@@ -149,61 +154,15 @@ pub fn take(draft: &Draft, env: &[(&'static str, String)]) -> Incident {
     }
 }
 
-/// Elsewhere processes are not looked at; only the pid file is read.
-#[cfg(not(target_os = "linux"))]
-fn look_at_service(
-    pid_file: Option<&Path>,
-    _service: Option<&str>,
-) -> (Vec<Process>, Option<String>) {
-    let why = match pid_file.map(crate::fsutil::read_pid) {
-        None => return (Vec::new(), None),
-        Some(Ok(Some(_))) => "processes are looked at on Linux only".to_string(),
-        Some(Ok(None)) => format!(
-            "{} holds no pid",
-            pid_file.unwrap_or(Path::new("")).display()
-        ),
-        Some(Err(e)) => format!(
-            "cannot read {}: {e}",
-            pid_file.unwrap_or(Path::new("")).display()
-        ),
-    };
-    (Vec::new(), Some(why))
-}
-
-#[cfg(target_os = "linux")]
-use process::of_service as look_at_service;
-
 /// One line: how many processes in which state (and what the first waits in, and their TCP
-/// connections), else why the pid file's processes were not seen (Linux), else the first
-/// line `diagnose` printed, else nothing seen.
+/// connections), else why the service's processes were not seen, else the first line
+/// `diagnose` printed, else nothing seen.
 fn summarize(processes: &[Process], unseen: Option<&str>, diagnose: Option<&Diagnosis>) -> String {
-    #[cfg(target_os = "linux")]
-    if !processes.is_empty() {
-        let mut states: Vec<(String, usize)> = Vec::new();
-        for p in processes {
-            match states.iter_mut().find(|(s, _)| *s == p.state) {
-                Some((_, n)) => *n += 1,
-                None => states.push((p.state.clone(), 1)),
-            }
-        }
-        let list: Vec<String> = states.iter().map(|(s, n)| format!("{n} {s}")).collect();
-        let waits = processes
-            .iter()
-            .find(|p| !p.wait.is_empty() && p.wait != "0")
-            .map(|p| format!("; {} waits in {}", p.pid, p.wait))
-            .unwrap_or_default();
-        let n = processes.len();
-        let s = if n == 1 { "" } else { "es" };
-        return format!(
-            "{n} process{s}: {}{waits}{}",
-            list.join(", "),
-            tcp_said(processes)
-        );
+    if let Some(seen) = snapshot::summary(processes) {
+        return seen;
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = processes;
     // A pid file whose process is gone says more than what diagnose printed first.
-    if let Some(unseen) = unseen.filter(|_| cfg!(target_os = "linux")) {
+    if let Some(unseen) = unseen.filter(|_| cfg!(any(target_os = "linux", windows))) {
         return unseen.to_string();
     }
     if let Some(d) = diagnose {
@@ -219,24 +178,6 @@ fn summarize(processes: &[Process], unseen: Option<&str>, diagnose: Option<&Diag
         );
     }
     unseen.map_or_else(|| "nothing looked at".into(), str::to_string)
-}
-
-/// `; TCP to 10.0.0.5:4506 CLOSE_WAIT, ...`: the processes' connections (not their
-/// listening sockets), each once, at most three named.
-#[cfg(target_os = "linux")]
-fn tcp_said(processes: &[Process]) -> String {
-    let mut seen: Vec<String> = Vec::new();
-    for c in processes.iter().flat_map(|p| &p.connections) {
-        let said = format!("{} {}", c.remote, c.state);
-        if c.state != "LISTEN" && !seen.contains(&said) {
-            seen.push(said);
-        }
-    }
-    match seen.len() {
-        0 => String::new(),
-        n @ 1..=3 => format!("; TCP to {}", seen[..n].join(", ")),
-        n => format!("; TCP to {} and {} more", seen[..3].join(", "), n - 3),
-    }
 }
 
 /// Keeps `incident` in `dir` and removes the oldest beyond the bounds.

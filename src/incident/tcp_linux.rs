@@ -6,31 +6,10 @@
 use std::io::{BufRead, BufReader, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use serde::{Deserialize, Serialize};
+use super::snapshot::{Connection, MAX_CONNECTIONS};
 
 /// Most bytes read of one connection table (about 25,000 connections).
 const MAX_TABLE: u64 = 4 * 1024 * 1024;
-/// Most connections kept for one process.
-const MAX_CONNECTIONS: usize = 64;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Connection {
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
-    /// `ESTABLISHED`, `CLOSE_WAIT`, `LISTEN`...
-    pub state: String,
-}
-
-impl Connection {
-    /// `10.0.0.5:4506 CLOSE_WAIT` (what it is connected to), `LISTEN 0.0.0.0:80`.
-    pub fn line(&self) -> String {
-        if self.state == "LISTEN" {
-            format!("LISTEN {}", self.local)
-        } else {
-            format!("{} {} (from {})", self.remote, self.state, self.local)
-        }
-    }
-}
 
 /// The kernel's names of TCP states, by their number in the tables.
 fn state_name(code: u8) -> &'static str {

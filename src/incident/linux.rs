@@ -1,44 +1,33 @@
 //! What protector can see of a service's processes itself (Linux, from /proc): for the
 //! process a pid file names and its children, each one's command line, state, what it waits
-//! in, threads, open descriptors, resident memory, its TCP connections (`tcp.rs`) and its
-//! kernel stack where readable (root). Every read is bounded; a process that is gone or unreadable is said so.
+//! in, threads, open descriptors, resident memory, age, its TCP connections (`tcp_linux.rs`)
+//! and its kernel stack where readable (root); a systemd unit's processes from its control
+//! group. Every read is bounded; a process that is gone or unreadable is left out.
 
-use serde::{Deserialize, Serialize};
+use super::snapshot::{MAX_PROCESSES, Process, Processes};
 
-/// Most processes looked at (the service and its descendants).
-const MAX_PROCESSES: usize = 64;
 /// Most bytes read of one /proc file.
 const MAX_READ: u64 = 64 * 1024;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Process {
-    pub pid: u32,
-    pub command: String,
-    /// `R (running)`, `S (sleeping)`, `D (disk sleep)`, `T (stopped)`, `Z (zombie)`...
-    pub state: String,
-    /// The kernel function it waits in (`wchan`), when it waits.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub wait: String,
-    pub threads: u32,
-    pub descriptors: u32,
-    pub resident_kib: u64,
-    /// Its kernel stack (root only), a frame a line.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub kernel_stack: String,
-    /// Its TCP connections (those it shares with its parent too).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub connections: Vec<super::tcp::Connection>,
-}
+/// Linux's processes, from /proc (and a unit's control group under /sys/fs/cgroup).
+pub struct Linux;
 
-impl Process {
-    /// `1234 T (stopped) salt-minion` (with what it waits in, when it does).
-    pub fn line(&self) -> String {
-        let wait = if self.wait.is_empty() || self.wait == "0" {
-            String::new()
-        } else {
-            format!(" in {}", self.wait)
-        };
-        format!("{} {}{wait} {}", self.pid, self.state, self.command)
+impl Processes for Linux {
+    fn exists(&self, pid: u32) -> bool {
+        look(pid).is_some()
+    }
+
+    fn of_service(&self, service: &str) -> Result<Vec<u32>, String> {
+        let unit = unit_name(service);
+        match unit_processes(std::path::Path::new(CGROUP_ROOT), &unit) {
+            Some(pids) if !pids.is_empty() => Ok(pids),
+            Some(_) => Err(format!("unit {unit} has no processes")),
+            None => Err(format!("unit {unit} is not running (no control group)")),
+        }
+    }
+
+    fn tree(&self, roots: &[u32]) -> Vec<Process> {
+        tree(roots)
     }
 }
 
@@ -91,8 +80,27 @@ pub fn look(pid: u32) -> Option<Process> {
                     .join("\n")
             })
             .unwrap_or_default(),
+        age_secs: age(&base),
         connections: Vec::new(),
     })
+}
+
+/// Seconds since the process at `base` started: its start (`stat`'s 22nd field, in clock
+/// ticks after boot) against the time since boot (`/proc/uptime`).
+fn age(base: &str) -> Option<u64> {
+    let stat = read(&format!("{base}/stat"))?;
+    // The command (field 2) is in parentheses and may hold anything: count after its end.
+    let after = &stat[stat.rfind(')')? + 1..];
+    let started: u64 = after.split_whitespace().nth(19)?.parse().ok()?;
+    // SAFETY: sysconf reads a constant of the system.
+    let ticks = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok()?;
+    let up: f64 = read("/proc/uptime")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let started = started.checked_div(ticks)?;
+    Some((up as u64).saturating_sub(started))
 }
 
 /// The children of `pid` (every thread's).
@@ -129,7 +137,7 @@ pub fn tree(roots: &[u32]) -> Vec<Process> {
         }
     }
     let pids: Vec<u32> = out.iter().map(|p| p.pid).collect();
-    for (process, connections) in out.iter_mut().zip(super::tcp::of_processes(&pids)) {
+    for (process, connections) in out.iter_mut().zip(super::tcp_linux::of_processes(&pids)) {
         process.connections = connections;
     }
     out
@@ -137,36 +145,6 @@ pub fn tree(roots: &[u32]) -> Vec<Process> {
 
 /// Where the kernel shows control groups.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-
-/// The processes of a target's service: its pid file's process, every process of its systemd
-/// unit's control group, and their descendants; or why none was seen.
-pub fn of_service(
-    pid_file: Option<&std::path::Path>,
-    service: Option<&str>,
-) -> (Vec<Process>, Option<String>) {
-    let (mut roots, mut unseen) = (Vec::new(), Vec::new());
-    if let Some(pid_file) = pid_file {
-        match crate::fsutil::read_pid(pid_file) {
-            Ok(Some(pid)) if look(pid).is_some() => roots.push(pid),
-            Ok(Some(pid)) => {
-                unseen.push(format!("process {pid} (from the pid file) is not running"))
-            }
-            Ok(None) => unseen.push(format!("{} holds no pid", pid_file.display())),
-            Err(e) => unseen.push(format!("cannot read {}: {e}", pid_file.display())),
-        }
-    }
-    if let Some(service) = service {
-        let unit = unit_name(service);
-        match unit_processes(std::path::Path::new(CGROUP_ROOT), &unit) {
-            Some(pids) if !pids.is_empty() => roots.extend(pids),
-            Some(_) => unseen.push(format!("unit {unit} has no processes")),
-            None => unseen.push(format!("unit {unit} is not running (no control group)")),
-        }
-    }
-    let tree = tree(&roots);
-    let unseen = (tree.is_empty() && !unseen.is_empty()).then(|| unseen.join("; "));
-    (tree, unseen)
-}
 
 /// `salt-minion` is `salt-minion.service`; a name with its type stays as it is.
 fn unit_name(service: &str) -> String {
@@ -229,6 +207,7 @@ fn unit_processes(root: &std::path::Path, unit: &str) -> Option<Vec<u32>> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::snapshot::of_service;
     use super::*;
 
     /// Kills the process group it leads when dropped, however the test ends.
@@ -283,6 +262,7 @@ mod tests {
             "{line}"
         );
         assert!(stopped.threads >= 1 && stopped.descriptors >= 1);
+        assert!(stopped.age_secs.is_some_and(|a| a < 3600), "{stopped:?}");
         assert!(look(u32::MAX - 1).is_none());
     }
 
@@ -310,7 +290,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pid_file = dir.path().join("svc.pid");
         std::fs::write(&pid_file, format!("{}\n", u32::MAX - 1)).unwrap();
-        let (seen, why) = of_service(Some(&pid_file), Some("no-such-unit-here"));
+        let (seen, why) = of_service(&Linux, Some(&pid_file), Some("no-such-unit-here"));
         assert!(seen.is_empty());
         assert_eq!(
             why.as_deref(),
@@ -318,11 +298,11 @@ mod tests {
                 "process 4294967294 (from the pid file) is not running; unit no-such-unit-here.service is not running (no control group)"
             )
         );
-        let (seen, why) = of_service(Some(&pid_file), None);
+        let (seen, why) = of_service(&Linux, Some(&pid_file), None);
         assert!(seen.is_empty() && why.unwrap().ends_with("is not running"));
         // This test's own process, by its pid file: seen, nothing said.
         std::fs::write(&pid_file, format!("{}\n", std::process::id())).unwrap();
-        let (seen, why) = of_service(Some(&pid_file), None);
+        let (seen, why) = of_service(&Linux, Some(&pid_file), None);
         assert_eq!((seen[0].pid, why), (std::process::id(), None));
     }
 }

@@ -1,0 +1,642 @@
+//! What protector can see of a service's processes itself on Windows: the process a Windows
+//! service runs in (from the service manager), the one a pid file names, and their
+//! descendants, from one copy of the kernel's process list (`NtQuerySystemInformation`, which
+//! needs no handle to any process): each one's program, threads and what they wait in
+//! (`suspended` when every thread is), handles, working set and age, its command line where
+//! the system tells it (Windows 8.1 and later), and its TCP connections with their states (the
+//! system's TCP tables, which name each connection's process). Every read is bounded.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use windows_sys::Wdk::System::SystemInformation::{
+    NtQuerySystemInformation, SystemProcessInformation,
+};
+use windows_sys::Wdk::System::Threading::{
+    NtQueryInformationProcess, ProcessCommandLineInformation,
+};
+use windows_sys::Win32::Foundation::{CloseHandle, UNICODE_STRING};
+use windows_sys::Win32::NetworkManagement::IpHelper::{
+    GetExtendedTcpTable, MIB_TCP6ROW_OWNER_PID, MIB_TCPROW_OWNER_PID, TCP_TABLE_OWNER_PID_ALL,
+};
+use windows_sys::Win32::Networking::WinSock::{AF_INET, AF_INET6};
+use windows_sys::Win32::System::Threading::{OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION};
+use windows_sys::Win32::System::WindowsProgramming::{
+    SYSTEM_PROCESS_INFORMATION, SYSTEM_THREAD_INFORMATION,
+};
+
+use super::snapshot::{Connection, MAX_CONNECTIONS, MAX_PROCESSES, Process, Processes};
+
+/// Most bytes of the kernel's process list read (about 30,000 processes of 20 threads).
+const MAX_LIST: usize = 64 * 1024 * 1024;
+/// Most bytes of one TCP table read (about 500,000 connections).
+const MAX_TABLE: usize = 16 * 1024 * 1024;
+/// Most bytes of one command line read.
+const MAX_COMMAND: usize = 64 * 1024;
+
+/// Windows's processes.
+pub struct Windows;
+
+impl Processes for Windows {
+    fn exists(&self, pid: u32) -> bool {
+        list().iter().any(|e| e.pid == pid)
+    }
+
+    fn of_service(&self, name: &str) -> Result<Vec<u32>, String> {
+        use windows_service::service::{ServiceAccess, ServiceState};
+        use windows_service::service_manager::{ServiceManager, ServiceManagerAccess};
+        let status = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)
+            .and_then(|m| m.open_service(name, ServiceAccess::QUERY_STATUS))
+            .and_then(|s| s.query_status())
+            .map_err(|e| match e {
+                windows_service::Error::Winapi(io) => format!("service {name}: {io}"),
+                other => format!("service {name}: {other}"),
+            })?;
+        match status.process_id {
+            Some(pid) if pid != 0 => Ok(vec![pid]),
+            _ if status.current_state == ServiceState::Stopped => {
+                Err(format!("service {name} is not running"))
+            }
+            _ => Err(format!(
+                "service {name} has no process ({:?})",
+                status.current_state
+            )),
+        }
+    }
+
+    fn tree(&self, roots: &[u32]) -> Vec<Process> {
+        let all = list();
+        let mut out: Vec<Process> = Vec::new();
+        let mut todo: std::collections::VecDeque<&Entry> = roots
+            .iter()
+            .filter_map(|&r| all.iter().find(|e| e.pid == r))
+            .collect();
+        while let Some(e) = todo.pop_front() {
+            if out.len() >= MAX_PROCESSES {
+                break;
+            }
+            if out.iter().any(|seen| seen.pid == e.pid) {
+                continue;
+            }
+            out.push(e.process());
+            // A child names its parent's id, which a later process may have taken: a child
+            // started before its parent is not its child.
+            todo.extend(
+                all.iter()
+                    .filter(|c| c.parent == e.pid && c.pid != e.pid && c.created >= e.created),
+            );
+        }
+        let connections = connections();
+        for p in &mut out {
+            p.connections = connections
+                .iter()
+                .filter(|(pid, _)| *pid == p.pid)
+                .map(|(_, c)| c.clone())
+                .take(MAX_CONNECTIONS)
+                .collect();
+        }
+        out
+    }
+}
+
+/// One process of the kernel's list.
+struct Entry {
+    pid: u32,
+    parent: u32,
+    name: String,
+    /// Each thread's state and wait reason.
+    threads: Vec<(u32, u32)>,
+    handles: u32,
+    working_set: usize,
+    /// When it started, in 100 ns since 1601 (Windows's FILETIME).
+    created: i64,
+}
+
+/// Thread states (`KTHREAD_STATE`) that run or are about to.
+const RUNNING: [u32; 4] = [1, 2, 3, 7];
+/// `Waiting`.
+const WAITING: u32 = 5;
+/// Wait reasons `Suspended` and `WrSuspended`.
+const SUSPENDED: [u32; 2] = [5, 12];
+
+impl Entry {
+    fn process(&self) -> Process {
+        let suspended = |&(state, why): &(u32, u32)| state == WAITING && SUSPENDED.contains(&why);
+        let state = if self.threads.is_empty() {
+            "exited"
+        } else if self.threads.iter().all(|&t| t == (0, 0)) {
+            // Every thread `Initialized`, none waiting for anything: the system does not say
+            // (Wine says so of every process).
+            "unknown"
+        } else if self.threads.iter().all(suspended) {
+            "suspended"
+        } else if self.threads.iter().any(|(s, _)| RUNNING.contains(s)) {
+            "running"
+        } else {
+            "waiting"
+        };
+        let wait = match self.threads.first() {
+            Some(&(WAITING, why)) => wait_reason(why).to_string(),
+            _ => String::new(),
+        };
+        let now = filetime(std::time::SystemTime::now());
+        Process {
+            pid: self.pid,
+            command: command_line(self.pid).unwrap_or_else(|| self.name.clone()),
+            state: state.into(),
+            wait,
+            threads: self.threads.len() as u32,
+            descriptors: self.handles,
+            resident_kib: (self.working_set / 1024) as u64,
+            age_secs: (self.created > 0 && now >= self.created)
+                .then(|| ((now - self.created) / 10_000_000) as u64),
+            kernel_stack: String::new(),
+            connections: Vec::new(),
+        }
+    }
+}
+
+/// `t` as Windows counts time: 100 ns since 1601-01-01.
+fn filetime(t: std::time::SystemTime) -> i64 {
+    const UNIX_FROM_1601_SECS: i64 = 11_644_473_600;
+    let unix = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64 / 100);
+    unix + UNIX_FROM_1601_SECS * 10_000_000
+}
+
+/// The names of the kernel's wait reasons (`KWAIT_REASON`), by number.
+fn wait_reason(code: u32) -> &'static str {
+    const NAMES: [&str; 38] = [
+        "Executive",
+        "FreePage",
+        "PageIn",
+        "PoolAllocation",
+        "DelayExecution",
+        "Suspended",
+        "UserRequest",
+        "WrExecutive",
+        "WrFreePage",
+        "WrPageIn",
+        "WrPoolAllocation",
+        "WrDelayExecution",
+        "WrSuspended",
+        "WrUserRequest",
+        "WrEventPair",
+        "WrQueue",
+        "WrLpcReceive",
+        "WrLpcReply",
+        "WrVirtualMemory",
+        "WrPageOut",
+        "WrRendezvous",
+        "WrKeyedEvent",
+        "WrTerminated",
+        "WrProcessInSwap",
+        "WrCpuRateControl",
+        "WrCalloutStack",
+        "WrKernel",
+        "WrResource",
+        "WrPushLock",
+        "WrMutex",
+        "WrQuantumEnd",
+        "WrDispatchInt",
+        "WrPreempted",
+        "WrYieldExecution",
+        "WrFastMutex",
+        "WrGuardedMutex",
+        "WrRundown",
+        "WrAlertByThreadId",
+    ];
+    NAMES.get(code as usize).copied().unwrap_or("Unknown")
+}
+
+/// A buffer of `bytes`, aligned for the kernel's structures.
+fn buffer(bytes: usize) -> Vec<u64> {
+    vec![0u64; bytes.div_ceil(8)]
+}
+
+/// The kernel's process list, read whole (growing the buffer up to [`MAX_LIST`]); empty when it
+/// cannot be read.
+fn list() -> Vec<Entry> {
+    const STATUS_INFO_LENGTH_MISMATCH: i32 = 0xC000_0004_u32 as i32;
+    let mut size = 256 * 1024;
+    loop {
+        let mut buf = buffer(size);
+        let mut needed = 0u32;
+        // SAFETY: the kernel writes at most `size` bytes into `buf`, which holds that many.
+        let status = unsafe {
+            NtQuerySystemInformation(
+                SystemProcessInformation,
+                buf.as_mut_ptr().cast(),
+                size as u32,
+                &mut needed,
+            )
+        };
+        if status == STATUS_INFO_LENGTH_MISMATCH && size < MAX_LIST {
+            size = (needed as usize + 64 * 1024).max(size * 2).min(MAX_LIST);
+            continue;
+        }
+        if status < 0 {
+            return Vec::new();
+        }
+        let bytes = (needed as usize).min(size);
+        // SAFETY: `buf` holds `size` initialised bytes; u8 has no alignment.
+        let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), bytes) };
+        return entries(bytes);
+    }
+}
+
+/// A `T` read from `bytes` at `at`, when it lies wholly inside.
+fn read_at<T: Copy>(bytes: &[u8], at: usize) -> Option<T> {
+    let end = at.checked_add(size_of::<T>())?;
+    let inside = bytes.get(at..end)?;
+    // SAFETY: `inside` holds size_of::<T>() bytes; T is a plain C struct read unaligned.
+    Some(unsafe { std::ptr::read_unaligned(inside.as_ptr().cast::<T>()) })
+}
+
+/// The UTF-16 text `s` points to, when it lies wholly inside `bytes` (the kernel points into
+/// the buffer it filled).
+fn text_in(bytes: &[u8], s: &UNICODE_STRING) -> Option<String> {
+    let start = (s.Buffer as usize).checked_sub(bytes.as_ptr() as usize)?;
+    let inside = bytes.get(start..start.checked_add(s.Length as usize)?)?;
+    let units: Vec<u16> = inside
+        .chunks_exact(2)
+        .map(|c| u16::from_ne_bytes([c[0], c[1]]))
+        .collect();
+    Some(String::from_utf16_lossy(&units))
+}
+
+/// The entries of the list in `bytes` (each entry, then its threads; the next at its offset).
+fn entries(bytes: &[u8]) -> Vec<Entry> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while let Some(p) = read_at::<SYSTEM_PROCESS_INFORMATION>(bytes, at) {
+        let first_thread = at + size_of::<SYSTEM_PROCESS_INFORMATION>();
+        let threads = (0..p.NumberOfThreads as usize)
+            .map_while(|k| {
+                let t: SYSTEM_THREAD_INFORMATION = read_at(
+                    bytes,
+                    first_thread + k * size_of::<SYSTEM_THREAD_INFORMATION>(),
+                )?;
+                Some((t.ThreadState, t.WaitReason))
+            })
+            .collect();
+        // The start time is the fifth 8-byte field of `Reserved1` (after the private working
+        // set, the hard fault and thread high-water counts, and the cycle time).
+        let created = i64::from_ne_bytes(p.Reserved1[24..32].try_into().unwrap_or([0; 8]));
+        out.push(Entry {
+            pid: p.UniqueProcessId as usize as u32,
+            // The parent's id is the field after the process's own.
+            parent: p.Reserved2 as usize as u32,
+            name: text_in(bytes, &p.ImageName).unwrap_or_else(|| "[System]".into()),
+            threads,
+            handles: p.HandleCount,
+            working_set: p.WorkingSetSize,
+            created,
+        });
+        if p.NextEntryOffset == 0 {
+            break;
+        }
+        at += p.NextEntryOffset as usize;
+    }
+    out
+}
+
+/// Process `pid`'s command line (Windows 8.1 and later), when the system tells it.
+fn command_line(pid: u32) -> Option<String> {
+    // SAFETY: OpenProcess takes plain values; the handle is closed below.
+    let handle = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
+    if handle.is_null() {
+        return None;
+    }
+    let mut buf = buffer(MAX_COMMAND);
+    let mut needed = 0u32;
+    // SAFETY: the system writes at most MAX_COMMAND bytes into `buf`, which holds that many.
+    let status = unsafe {
+        NtQueryInformationProcess(
+            handle,
+            ProcessCommandLineInformation,
+            buf.as_mut_ptr().cast(),
+            MAX_COMMAND as u32,
+            &mut needed,
+        )
+    };
+    // SAFETY: `handle` is open and ours.
+    unsafe { CloseHandle(handle) };
+    if status < 0 {
+        return None;
+    }
+    // SAFETY: `buf` holds MAX_COMMAND initialised bytes.
+    let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), MAX_COMMAND) };
+    let line: UNICODE_STRING = read_at(bytes, 0)?;
+    text_in(bytes, &line).filter(|l| !l.trim().is_empty())
+}
+
+/// The names of TCP states as Linux writes them, by Windows's numbers (`MIB_TCP_STATE`).
+fn state_name(code: u32) -> &'static str {
+    match code {
+        1 => "CLOSE",
+        2 => "LISTEN",
+        3 => "SYN_SENT",
+        4 => "SYN_RECV",
+        5 => "ESTABLISHED",
+        6 => "FIN_WAIT1",
+        7 => "FIN_WAIT2",
+        8 => "CLOSE_WAIT",
+        9 => "CLOSING",
+        10 => "LAST_ACK",
+        11 => "TIME_WAIT",
+        12 => "DELETE_TCB",
+        _ => "UNKNOWN",
+    }
+}
+
+/// A port as the tables hold it: in network order, in the low 16 bits.
+fn port(dw: u32) -> u16 {
+    u16::from_be(dw as u16)
+}
+
+/// The table of one address family (`AF_INET`, `AF_INET6`), read whole up to [`MAX_TABLE`]:
+/// its rows' bytes.
+fn table(family: u16) -> Option<(usize, Vec<u8>)> {
+    const ERROR_INSUFFICIENT_BUFFER: u32 = 122;
+    let mut size = 0u32;
+    for _ in 0..4 {
+        let mut buf = buffer(size as usize);
+        let mut have = size;
+        // SAFETY: the system writes at most `have` bytes into `buf`, which holds that many
+        // (none while `have` is 0, when it only says the size).
+        let error = unsafe {
+            GetExtendedTcpTable(
+                buf.as_mut_ptr().cast(),
+                &mut have,
+                0,
+                u32::from(family),
+                TCP_TABLE_OWNER_PID_ALL,
+                0,
+            )
+        };
+        match error {
+            0 => {
+                // SAFETY: `buf` holds `size` initialised bytes.
+                let bytes =
+                    unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), size as usize) };
+                let rows: u32 = read_at(bytes, 0)?;
+                return Some((rows as usize, bytes.to_vec()));
+            }
+            ERROR_INSUFFICIENT_BUFFER if (have as usize) <= MAX_TABLE => size = have + 4096,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// The first `rows` rows of an IPv4 table's bytes (they follow the row count, 4-byte
+/// aligned), those wholly inside.
+fn v4_rows(rows: usize, bytes: &[u8]) -> Vec<(u32, Connection)> {
+    let size = size_of::<MIB_TCPROW_OWNER_PID>();
+    let v4 = |addr: u32, p: u32| {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::from(addr.to_ne_bytes())), port(p))
+    };
+    (0..rows)
+        .map_while(|k| read_at::<MIB_TCPROW_OWNER_PID>(bytes, 4 + k * size))
+        .map(|r| {
+            let c = Connection {
+                local: v4(r.dwLocalAddr, r.dwLocalPort),
+                remote: v4(r.dwRemoteAddr, r.dwRemotePort),
+                state: state_name(r.dwState).into(),
+            };
+            (r.dwOwningPid, c)
+        })
+        .collect()
+}
+
+/// The first `rows` rows of an IPv6 table's bytes, those wholly inside.
+fn v6_rows(rows: usize, bytes: &[u8]) -> Vec<(u32, Connection)> {
+    let size = size_of::<MIB_TCP6ROW_OWNER_PID>();
+    let v6 = |addr: [u8; 16], p: u32| SocketAddr::new(IpAddr::V6(Ipv6Addr::from(addr)), port(p));
+    (0..rows)
+        .map_while(|k| read_at::<MIB_TCP6ROW_OWNER_PID>(bytes, 4 + k * size))
+        .map(|r| {
+            let c = Connection {
+                local: v6(r.ucLocalAddr, r.dwLocalPort),
+                remote: v6(r.ucRemoteAddr, r.dwRemotePort),
+                state: state_name(r.dwState).into(),
+            };
+            (r.dwOwningPid, c)
+        })
+        .collect()
+}
+
+/// Every TCP connection of the system (IPv4 and IPv6) with the process that owns it.
+fn connections() -> Vec<(u32, Connection)> {
+    let mut out = Vec::new();
+    if let Some((rows, bytes)) = table(AF_INET) {
+        out.extend(v4_rows(rows, &bytes));
+    }
+    if let Some((rows, bytes)) = table(AF_INET6) {
+        out.extend(v6_rows(rows, &bytes));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A made-up process: pid, parent, program, each thread's state and wait reason.
+    type MadeProcess<'a> = (u32, u32, &'a str, &'a [(u32, u32)]);
+
+    /// The kernel's list as it would write it of `processes` (pid, parent, program, each
+    /// thread's state and wait reason), each entry followed by its threads, then its name.
+    fn made_list(processes: &[MadeProcess]) -> Vec<u64> {
+        let mut buf = buffer(64 * 1024);
+        let base = buf.as_mut_ptr().cast::<u8>();
+        let mut at = 0usize;
+        for (n, &(pid, parent, name, threads)) in processes.iter().enumerate() {
+            let threads_at = at + size_of::<SYSTEM_PROCESS_INFORMATION>();
+            let name_at = threads_at + threads.len() * size_of::<SYSTEM_THREAD_INFORMATION>();
+            let name: Vec<u16> = name.encode_utf16().collect();
+            let next = (name_at + name.len() * 2).next_multiple_of(8);
+            let mut p = SYSTEM_PROCESS_INFORMATION {
+                NextEntryOffset: if n + 1 == processes.len() {
+                    0
+                } else {
+                    (next - at) as u32
+                },
+                NumberOfThreads: threads.len() as u32,
+                UniqueProcessId: pid as usize as _,
+                Reserved2: parent as usize as _,
+                HandleCount: 40 + pid,
+                WorkingSetSize: 8 * 1024 * 1024,
+                ..Default::default()
+            };
+            p.Reserved1[24..32]
+                .copy_from_slice(&filetime(std::time::SystemTime::now()).to_ne_bytes());
+            // SAFETY: every write lies inside `buf` (64 KiB, far more than these need).
+            unsafe {
+                p.ImageName = UNICODE_STRING {
+                    Length: (name.len() * 2) as u16,
+                    MaximumLength: (name.len() * 2) as u16,
+                    Buffer: base.add(name_at).cast(),
+                };
+                std::ptr::write_unaligned(base.add(at).cast(), p);
+                for (k, &(state, why)) in threads.iter().enumerate() {
+                    let t = SYSTEM_THREAD_INFORMATION {
+                        ThreadState: state,
+                        WaitReason: why,
+                        ..Default::default()
+                    };
+                    let to = threads_at + k * size_of::<SYSTEM_THREAD_INFORMATION>();
+                    std::ptr::write_unaligned(base.add(to).cast(), t);
+                }
+                std::ptr::copy_nonoverlapping(
+                    name.as_ptr().cast::<u8>(),
+                    base.add(name_at),
+                    name.len() * 2,
+                );
+            }
+            at = next;
+        }
+        buf
+    }
+
+    #[test]
+    fn the_kernels_list_is_read_with_each_processs_threads_states() {
+        // A suspended salt-minion under its service host, one of its children waiting in a
+        // read, one running; a truncated list ends the reading, never more.
+        let buf = made_list(&[
+            (4, 0, "System", &[(2, 0)]),
+            (812, 600, "salt-minion.exe", &[(5, 5), (5, 12)]),
+            (845, 812, "python.exe", &[(5, 6), (2, 0)]),
+            (846, 812, "python.exe", &[(5, 15)]),
+            (900, 1, "wine.exe", &[(0, 0)]),
+        ]);
+        // SAFETY: `buf` is initialised; u8 has no alignment.
+        let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), buf.len() * 8) };
+        let all = entries(bytes);
+        let seen: Vec<(u32, u32, String, String, String)> = all
+            .iter()
+            .map(|e| {
+                let p = e.process();
+                (e.pid, e.parent, e.name.clone(), p.state, p.wait)
+            })
+            .collect();
+        let row = |pid, parent, name: &str, state: &str, wait: &str| {
+            (
+                pid,
+                parent,
+                name.to_string(),
+                state.to_string(),
+                wait.to_string(),
+            )
+        };
+        assert_eq!(
+            seen,
+            [
+                row(4, 0, "System", "running", ""),
+                row(812, 600, "salt-minion.exe", "suspended", "Suspended"),
+                row(845, 812, "python.exe", "running", "UserRequest"),
+                row(846, 812, "python.exe", "waiting", "WrQueue"),
+                row(900, 1, "wine.exe", "unknown", ""),
+            ]
+        );
+        let minion = all[1].process();
+        assert_eq!(
+            (minion.threads, minion.descriptors, minion.resident_kib),
+            (2, 852, 8192)
+        );
+        assert!(minion.age_secs.is_some_and(|a| a < 60), "{minion:?}");
+        // Cut anywhere, the list gives the entries wholly inside and nothing else.
+        for cut in [0, 100, 300, 700] {
+            assert!(entries(&bytes[..cut]).len() < all.len());
+        }
+    }
+
+    #[test]
+    fn tcp_rows_are_read_as_windows_writes_them() {
+        // 10.0.0.9:40000 -> 10.0.0.5:4506, CLOSE_WAIT (8), owned by 812.
+        let row = MIB_TCPROW_OWNER_PID {
+            dwState: 8,
+            dwLocalAddr: u32::from_ne_bytes([10, 0, 0, 9]),
+            dwLocalPort: u32::from(40000u16.to_be()),
+            dwRemoteAddr: u32::from_ne_bytes([10, 0, 0, 5]),
+            dwRemotePort: u32::from(4506u16.to_be()),
+            dwOwningPid: 812,
+        };
+        let mut bytes = 1u32.to_ne_bytes().to_vec();
+        // SAFETY: the row is a plain C struct of u32s.
+        bytes.extend_from_slice(unsafe {
+            std::slice::from_raw_parts(
+                (&raw const row).cast::<u8>(),
+                size_of::<MIB_TCPROW_OWNER_PID>(),
+            )
+        });
+        let rows = v4_rows(1, &bytes);
+        assert_eq!(rows.len(), 1);
+        let (pid, c) = &rows[0];
+        assert_eq!(*pid, 812);
+        assert_eq!(c.line(), "10.0.0.5:4506 CLOSE_WAIT (from 10.0.0.9:40000)");
+        // A table that says more rows than it holds gives those it holds.
+        assert_eq!(v4_rows(1000, &bytes).len(), 1);
+    }
+
+    /// Guards a child process: killed and reaped however the test ends.
+    struct Killed(std::process::Child);
+
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn a_child_is_seen_under_its_parent_with_what_the_system_tells_of_it() {
+        use std::net::{TcpListener, TcpStream};
+        use std::os::windows::process::CommandExt;
+        const CREATE_SUSPENDED: u32 = 0x4;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(to).unwrap();
+        let child = Killed(
+            std::process::Command::new("cmd")
+                .args(["/c", "exit"])
+                .creation_flags(CREATE_SUSPENDED)
+                .spawn()
+                .unwrap(),
+        );
+        let me = std::process::id();
+        assert!(Windows.exists(me) && Windows.exists(child.0.id()));
+        assert!(!Windows.exists(u32::MAX - 3));
+        let seen = Windows.tree(&[me]);
+        assert_eq!(seen[0].pid, me);
+        let mine = &seen[0];
+        assert!(
+            mine.command.to_lowercase().contains("protector"),
+            "{mine:?}"
+        );
+        assert!(mine.threads >= 1 && mine.descriptors >= 1, "{mine:?}");
+        assert!(mine.age_secs.is_some_and(|a| a < 3600), "{mine:?}");
+        let under = seen.iter().find(|p| p.pid == child.0.id());
+        let under = under.unwrap_or_else(|| panic!("no {} under {me}: {seen:?}", child.0.id()));
+        assert!(under.command.to_lowercase().contains("cmd"), "{under:?}");
+        // The system's TCP table holds the listener (which process owns it, Wine does not say;
+        // Windows does, read as `tcp_rows_are_read_as_windows_writes_them` shows).
+        assert!(
+            connections()
+                .iter()
+                .any(|(_, c)| c.state == "LISTEN" && c.local == to),
+            "{:?}",
+            connections()
+        );
+    }
+
+    #[test]
+    fn a_service_that_does_not_exist_says_so() {
+        let why = Windows.of_service("protector-no-such-service").unwrap_err();
+        assert!(
+            why.starts_with("service protector-no-such-service: "),
+            "{why}"
+        );
+    }
+}
