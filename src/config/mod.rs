@@ -38,24 +38,28 @@ pub fn load(path: &Path, os: Os) -> Result<Config, ConfigError> {
 /// config ([`accepted`]) is exactly what it accepted, whatever the files became since (the
 /// file as it was read; with `include`, one document with every file's targets in it).
 pub fn load_text(path: &Path, os: Os) -> Result<(Config, String), ConfigError> {
-    load_read(path, os).map(|(config, text, _)| (config, text))
+    load_read(path, os, false).map(|(config, text, _)| (config, text))
 }
 
 /// [`load`], with where each target's settings come from (`check --explain`), found in
 /// what was read once: a layer in an included file is named with it (`conf.d/web.yaml:
 /// targets[0].os.linux`).
 pub fn load_explained(path: &Path, os: Os) -> Result<(Config, origins::Origins), ConfigError> {
-    let (config, _, parts) = load_read(path, os)?;
+    let (config, _, parts) = load_read(path, os, true)?;
     Ok((config, origins_of(&parts, os)))
 }
 
-/// [`load_text`], with the parts read.
-fn load_read(path: &Path, os: Os) -> Result<(Config, String, Vec<Part>), ConfigError> {
+/// [`load_text`], with the parts read (`keep_documents`: with their documents).
+fn load_read(
+    path: &Path,
+    os: Os,
+    keep_documents: bool,
+) -> Result<(Config, String, Vec<Part>), ConfigError> {
     let mut parts = gather(path)?;
     let env = |name: &str| std::env::var(name).ok();
     let on_host = os == Os::host();
     let lookup: resolve::EnvLookup<'_> = if on_host { Some(&env) } else { None };
-    let (mut config, combined) = resolve_parts(&parts, os, lookup)?;
+    let (mut config, included) = resolve_parts(&mut parts, os, lookup, keep_documents)?;
     // Relative paths are relative to the config file, not to wherever protector
     // happened to be started from.
     if on_host && let Some(dir) = path.parent() {
@@ -115,10 +119,9 @@ fn load_read(path: &Path, os: Os) -> Result<(Config, String, Vec<Part>), ConfigE
             return Err(place(&parts, exposed));
         }
     }
-    let text = if parts[0].document.get("include").is_some() {
-        serde_yaml::to_string(&combined).unwrap_or_default()
-    } else {
-        std::mem::take(&mut parts[0].text)
+    let text = match included {
+        Some(combined) => serde_yaml::to_string(&combined).unwrap_or_default(),
+        None => std::mem::take(&mut parts[0].text),
     };
     Ok((config, text, parts))
 }
@@ -151,8 +154,8 @@ pub fn parse_str(
         file: file.to_string(),
         problems: vec![found],
     })?;
-    let parts = [part];
-    resolve_parts(&parts, os, env).map(|(config, _)| config)
+    let mut parts = [part];
+    resolve_parts(&mut parts, os, env, false).map(|(config, _)| config)
 }
 
 /// A problem placed in a part (by index): the problem with the part's own pointer, and where
@@ -161,20 +164,23 @@ type Placed = (usize, Problem, Option<position::Position>);
 
 /// From the parsed files (the main one first) to the model, with every problem of every file
 /// in one run: keys written twice, names used twice and the schema's findings; then what can
-/// still be resolved of the rest (partial.rs). Also returns the combined document.
+/// still be resolved of the rest (partial.rs). Also returns the combined document when the
+/// main file includes others. `keep_documents`: leave the parts' documents as they were read
+/// (else they are let go once validated).
 fn resolve_parts(
-    parts: &[Part],
+    parts: &mut [Part],
     os: Os,
     env: resolve::EnvLookup<'_>,
-) -> Result<(Config, serde_json::Value), ConfigError> {
-    let main = &parts[0];
-    if main.document.is_null() {
+    keep_documents: bool,
+) -> Result<(Config, Option<serde_json::Value>), ConfigError> {
+    if parts[0].document.is_null() {
         return Err(ConfigError::one(
-            &main.file,
+            &parts[0].file,
             "the file is empty; it needs a `targets` list".into(),
             None,
         ));
     }
+    let included_any = parts.len() > 1 || parts[0].document.get("include").is_some();
     let (combined, layout, of_parts) = include::combine(parts);
     let cut = cut_commands(parts);
     let mut placed = written_twice(parts);
@@ -185,7 +191,7 @@ fn resolve_parts(
     if combined.is_object() && combined.get("targets").is_none() {
         problems.push(Problem::new(
             "",
-            if parts.len() > 1 || main.document.get("include").is_some() {
+            if included_any {
                 "no targets: there are none here and none in the files `include` names"
             } else {
                 "missing required key `targets`"
@@ -197,7 +203,19 @@ fn resolve_parts(
         problems.extend(partial::resolve_the_rest(&combined, &invalid, os, env));
         problems.extend(invalid);
     } else {
-        match <raw::RawConfig as serde::Deserialize>::deserialize(&combined) {
+        let raw = <raw::RawConfig as serde::Deserialize>::deserialize(&*combined);
+        let included = match combined {
+            std::borrow::Cow::Owned(combined) => Some(combined),
+            std::borrow::Cow::Borrowed(_) => None,
+        };
+        // The documents have told all they can; what is still to say is placed in the text.
+        // Let them go before the model is built beside the raw settings (the load's peak).
+        if !keep_documents {
+            for part in parts.iter_mut() {
+                part.document = serde_json::Value::Null;
+            }
+        }
+        match raw {
             Ok(raw) => match resolve::resolve(&raw, os, env) {
                 Ok(mut config) if problems.is_empty() && placed.is_empty() => {
                     config.included = parts[1..]
@@ -208,7 +226,7 @@ fn resolve_parts(
                             targets: layout.count(n + 1, config.targets.len()),
                         })
                         .collect();
-                    return Ok((config, combined));
+                    return Ok((config, included));
                 }
                 Ok(_) => {}
                 Err(found) => problems.extend(found),

@@ -34,7 +34,7 @@ impl Daemon {
     /// changed, in a few words.
     pub(super) fn apply(&mut self, config: Config, first: bool) -> String {
         let now = self.now();
-        let plan = plan(self.slots.iter().map(|s| &s.target), config.targets);
+        let mut plan = plan(self.slots.iter().map(|s| &s.target), config.targets);
         let mut old: HashMap<String, Slot> = self
             .slots
             .drain(..)
@@ -48,7 +48,12 @@ impl Daemon {
             Left::default()
         };
         let quiet = plan.targets.len() > QUIET_ABOVE;
-        for (target, change) in plan.targets.iter().cloned() {
+        let count = |c| plan.targets.iter().filter(|(_, x)| *x == c).count();
+        let counts = [Change::Unchanged, Change::Changed, Change::Added].map(count);
+        // Each target moves into its slot (a copy of every target at once is megabytes).
+        let targets = std::mem::take(&mut plan.targets);
+        self.slots.reserve_exact(targets.len());
+        for (target, change) in targets {
             let slot = match change {
                 Change::Unchanged => old.remove(&target.name).expect("planned"),
                 Change::Changed => {
@@ -63,7 +68,7 @@ impl Daemon {
             self.slots.push(slot);
         }
         self.let_go(&plan, &mut old);
-        self.books.disabled = plan.disabled.clone();
+        self.books.disabled = std::mem::take(&mut plan.disabled);
         if self.slots.is_empty() {
             warn!(event = "no_targets", "no enabled targets; nothing to watch");
         }
@@ -73,7 +78,7 @@ impl Daemon {
         // too: the next load compiles it again).
         crate::config::schema::release();
         platform::return_free_memory();
-        self.summarize(&plan, first)
+        self.summarize(counts, plan.removed.len(), first)
     }
 
     /// Looks, in one batch, at every target that starts timing afresh (changed and not
@@ -211,14 +216,10 @@ impl Daemon {
     }
 
     /// What the plan did, in a few words (and, after a reload, logged as `reload_done`).
-    fn summarize(&self, plan: &Plan, first: bool) -> String {
-        let count = |c| plan.targets.iter().filter(|(_, x)| *x == c).count();
-        let (unchanged, changed, added) = (
-            count(Change::Unchanged),
-            count(Change::Changed),
-            count(Change::Added),
-        );
-        let (removed, disabled) = (plan.removed.len(), self.books.disabled.len());
+    /// `counts`: the targets unchanged, changed and added.
+    fn summarize(&self, counts: [usize; 3], removed: usize, first: bool) -> String {
+        let [unchanged, changed, added] = counts;
+        let disabled = self.books.disabled.len();
         if !first {
             info!(
                 event = "reload_done",
