@@ -321,10 +321,3 @@ impl Slot {
         }
     }
 }
-#[cfg(test)]
-#[test]
-fn zz_sizes() {
-    use std::mem::size_of;
-    eprintln!("Slot {} Target {} Rules {} TargetState {} RestartRecord {} RunningCommand {} CommandLine {} Depends {} Backoff {}",
-        size_of::<Slot>(), size_of::<Target>(), size_of::<Rules>(), size_of::<TargetState>(), size_of::<Option<RestartRecord>>(), size_of::<Option<RunningCommand>>(), size_of::<crate::config::CommandLine>(), size_of::<Option<crate::config::Depends>>(), size_of::<crate::config::Backoff>());
-}
