@@ -85,7 +85,11 @@ fn whole(i: &Incident) -> String {
             "process {} (threads {}, {} {}, {} KiB resident{})\n",
             p.line(),
             p.threads,
-            if cfg!(windows) { "handles" } else { "descriptors" },
+            if cfg!(windows) {
+                "handles"
+            } else {
+                "descriptors"
+            },
             p.descriptors,
             p.resident_kib,
             p.age_secs

@@ -6,6 +6,7 @@
 //! earlier ones found nothing.
 
 pub mod accepted;
+mod document;
 pub mod duration;
 pub mod expand;
 pub mod include;

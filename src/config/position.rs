@@ -4,8 +4,7 @@
 //! violations, duplicate names, unset variables) would have no line number. This module
 //! re-reads the text with a position-reporting YAML parser and records, for every mapping
 //! key and sequence item, the position it starts at. It is only used when there is something
-//! to report, and to find keys written twice in one mapping (YAML says a key is unique; the
-//! parser would silently keep the last one).
+//! to report (`document.rs` reads the document, and the keys written twice, in one pass).
 
 use std::collections::HashMap;
 
@@ -29,131 +28,10 @@ pub struct PositionMap {
 /// where again.
 pub type Duplicate = (String, Position, Position);
 
-/// Most collections a config may nest in one another (serde_yaml's own limit).
+/// Most collections a config may nest in one another (serde_yaml's own limit): `document.rs`
+/// stops there, before serde_yaml, which reads a whole document before it finds it too deep
+/// (a few MB of `[` took seconds and hundreds of MB).
 pub const MAX_NESTING: usize = 128;
-
-/// Every key written twice in one mapping, or where collections first nest deeper than
-/// [`MAX_NESTING`]. Read on every load, before serde_yaml (which reads a whole document
-/// before it finds it too deep: a few MB of `[` took seconds and hundreds of MB): event by
-/// event, without recursion, stopping at the first collection too deep. Keeps only each open
-/// mapping's keys (no map of every value, which [`PositionMap`] builds when there is a
-/// problem to place). Other mistakes in the text are serde_yaml's to say.
-pub fn duplicates(text: &str) -> Result<Vec<Duplicate>, Position> {
-    let mut parser = Parser::new_from_str(text);
-    let mut scan = DupScan::default();
-    loop {
-        match parser.next_token() {
-            Ok((Event::StreamEnd, _)) => return Ok(scan.found),
-            Ok((event, mark)) => {
-                scan.on_event(event, mark);
-                if scan.stack.len() > MAX_NESTING {
-                    return Err(Position {
-                        line: mark.line(),
-                        column: mark.col() + 1,
-                    });
-                }
-            }
-            // The scanner's own bound on flow collections (`[[[`), met before their events.
-            Err(e) if e.info().contains("recursion limit") => {
-                return Err(Position {
-                    line: e.marker().line(),
-                    column: e.marker().col() + 1,
-                });
-            }
-            Err(_) => return Ok(scan.found),
-        }
-    }
-}
-
-/// An open collection while scanning for duplicates.
-enum Open {
-    /// A mapping: its keys so far, and the key whose value comes next.
-    Map {
-        keys: HashMap<String, Position>,
-        key: Option<String>,
-    },
-    Seq {
-        next: usize,
-    },
-}
-
-#[derive(Default)]
-struct DupScan {
-    /// Each open collection with its place (pointer segment) in its parent.
-    stack: Vec<(String, Open)>,
-    found: Vec<Duplicate>,
-}
-
-impl DupScan {
-    /// A node starts; returns its segment in its parent, or `None` when it is a mapping key.
-    fn node(&mut self, scalar: Option<&str>, mark: Marker) -> Option<String> {
-        let Some((_, open)) = self.stack.last_mut() else {
-            return Some(String::new());
-        };
-        match open {
-            Open::Seq { next } => {
-                *next += 1;
-                Some((*next - 1).to_string())
-            }
-            Open::Map {
-                key: key @ Some(_), ..
-            } => key.take().map(|k| escape(&k)),
-            Open::Map { keys, .. } => {
-                let name = scalar.unwrap_or("?").to_string();
-                let pos = Position {
-                    line: mark.line(),
-                    column: mark.col() + 1,
-                };
-                match keys.get(&name) {
-                    Some(&first) if scalar.is_some() => {
-                        let mut pointer: String = self
-                            .stack
-                            .iter()
-                            .skip(1)
-                            .map(|(segment, _)| format!("/{segment}"))
-                            .collect();
-                        pointer.push_str(&format!("/{}", escape(&name)));
-                        self.found.push((pointer, first, pos));
-                    }
-                    _ => {
-                        keys.insert(name.clone(), pos);
-                    }
-                }
-                // Set apart from the lookup above: naming the pointer reads the whole stack.
-                if let Some((_, Open::Map { key, .. })) = self.stack.last_mut() {
-                    *key = Some(name);
-                }
-                None
-            }
-        }
-    }
-}
-
-impl MarkedEventReceiver for DupScan {
-    fn on_event(&mut self, ev: Event, mark: Marker) {
-        match ev {
-            Event::Scalar(value, ..) => {
-                self.node(Some(&value), mark);
-            }
-            Event::Alias(_) => {
-                self.node(None, mark);
-            }
-            Event::SequenceStart(..) => {
-                let segment = self.node(None, mark).unwrap_or_else(|| "?".into());
-                self.stack.push((segment, Open::Seq { next: 0 }));
-            }
-            Event::MappingStart(..) => {
-                let segment = self.node(None, mark).unwrap_or_else(|| "?".into());
-                let keys = HashMap::new();
-                self.stack.push((segment, Open::Map { keys, key: None }));
-            }
-            Event::SequenceEnd | Event::MappingEnd => {
-                self.stack.pop();
-            }
-            _ => {}
-        }
-    }
-}
 
 impl PositionMap {
     pub fn build(text: &str) -> Self {
@@ -335,7 +213,6 @@ mod tests {
         assert_eq!(at("/targets/1/stop/1"), Some((7, 15)));
         // Unknown paths fall back to the nearest ancestor.
         assert_eq!(at("/targets/1/nothing/here"), Some((6, 5)));
-        assert!(duplicates(text).unwrap().is_empty());
     }
 
     #[test]
@@ -358,48 +235,5 @@ mod tests {
             ]
         );
         assert!(cut_by_comments("targets: []\n# end\n").is_empty());
-    }
-
-    #[test]
-    fn keys_written_twice_are_found_at_every_level() {
-        let text = "defaults:\n  timeout: 5m\n  timeout: 9m\ntargets:\n  - name: a\n    os: {linux: {stop: x, stop: y}}\n    name: b\ntargets: []\n";
-        let found = duplicates(text).unwrap();
-        let found: Vec<(&str, usize, usize)> = found
-            .iter()
-            .map(|(p, a, b)| (p.as_str(), a.line, b.line))
-            .collect();
-        assert_eq!(
-            found,
-            [
-                ("/defaults/timeout", 2, 3),
-                ("/targets/0/os/linux/stop", 6, 6),
-                ("/targets/0/name", 5, 7),
-                ("/targets", 4, 8),
-            ]
-        );
-    }
-
-    #[test]
-    fn nesting_too_deep_is_found_where_it_starts_without_reading_the_rest() {
-        let at = |text: &str| duplicates(text).err().map(|p| (p.line, p.column));
-        // Flow collections: the scanner stops at its own bound.
-        let flow = "[".repeat(10_000_000);
-        assert_eq!(at(&flow), Some((1, 256)));
-        // Nested one level too many, in a block mapping.
-        let block = |levels: usize| {
-            let mut text: String = (0..levels)
-                .map(|i| format!("{}k{i}:\n", "  ".repeat(i)))
-                .collect();
-            text.push_str(&format!("{}x\n", "  ".repeat(levels)));
-            text
-        };
-        assert_eq!(at(&block(MAX_NESTING)), None);
-        assert_eq!(
-            at(&block(MAX_NESTING + 1)).map(|a| a.0),
-            Some(MAX_NESTING + 1)
-        );
-        // Closed collections count no more.
-        let siblings = "- [[[1]]]\n".repeat(1000);
-        assert_eq!(at(&siblings), None);
     }
 }

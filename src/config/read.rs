@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use super::document;
 use super::include::{self, Part};
 use super::position::{self, PositionMap};
 use super::problem::Kind;
@@ -85,7 +86,7 @@ fn read_text(path: &Path, file: &str, limit: u64) -> Result<String, Found> {
 /// One file's text parsed: its YAML document and the keys written twice in it, or the
 /// parser's complaint placed in it (with a hint for the mistakes people make most).
 pub fn parse_part(file: String, text: String) -> Result<Part, Found> {
-    let twice = position::duplicates(&text).map_err(|at| Found {
+    let reading = document::read(&text).map_err(|at| Found {
         file: file.clone(),
         problem: Problem::of_kind(
             Kind::Syntax,
@@ -97,12 +98,15 @@ pub fn parse_part(file: String, text: String) -> Result<Part, Found> {
         ),
         at: Some(at),
     })?;
-    let document = parse_yaml(&text, &file)?;
+    let document = match reading.document {
+        Some(document) => document,
+        None => parse_yaml(&text, &file)?,
+    };
     Ok(Part {
         file,
         text,
         document,
-        twice,
+        twice: reading.twice,
     })
 }
 

@@ -1,0 +1,420 @@
+//! A config file's YAML read once, event by event: its document, the keys written twice in
+//! one mapping (YAML says a key is unique; a parser keeps the last), and a guard against
+//! collections nested too deep, met where they start, before anything else is read.
+//!
+//! It reads what configs are written with (mappings, sequences, scalars of every style, plain
+//! scalars taken as YAML's core schema takes them) and leaves the rest to serde_yaml, whose
+//! reading stays the reference: a syntax error (for serde_yaml's words and place), anchors and
+//! aliases, tags, keys that are not scalars, several documents, an empty stream. Any plain
+//! scalar that might be a number is given to serde_yaml alone, so numbers are read exactly as
+//! it reads them (`the_document_is_what_serde_yaml_reads`, a property test, holds the two
+//! readings together). Reading once took a 10,000-target file's load from two parses to one
+//! (docs/performance.md).
+
+use serde_json::{Map, Value};
+use yaml_rust2::parser::{Event, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+use super::position::{Duplicate, MAX_NESTING, Position, PositionMap, escape};
+
+/// What one reading of a text found.
+#[derive(Debug)]
+pub struct Reading {
+    /// The document, or `None` when it is serde_yaml's to read (see the module's header).
+    pub document: Option<Value>,
+    /// Keys written twice: pointer, first and second place.
+    pub twice: Vec<Duplicate>,
+}
+
+/// An open collection: where it sits in its parent (a pointer segment) and what it holds so
+/// far.
+enum Open {
+    Map {
+        segment: String,
+        map: Map<String, Value>,
+        /// The key whose value comes next.
+        key: Option<String>,
+    },
+    Seq {
+        segment: String,
+        items: Vec<Value>,
+    },
+}
+
+/// Why the reading stopped before the end.
+enum Stop {
+    /// Nested deeper than [`MAX_NESTING`], from here.
+    TooDeep(Position),
+    /// Something serde_yaml is to read.
+    Elsewhere,
+}
+
+fn position(mark: Marker) -> Position {
+    Position {
+        line: mark.line(),
+        column: mark.col() + 1,
+    }
+}
+
+/// Reads `text` (see the module's header); `Err`: collections nest deeper than
+/// [`MAX_NESTING`] from that place, and nothing more was read.
+pub fn read(text: &str) -> Result<Reading, Position> {
+    let mut reader = Reader::default();
+    let stopped = reader.run(&mut Parser::new_from_str(text));
+    let mut twice = std::mem::take(&mut reader.twice);
+    if !twice.is_empty() {
+        // Where each key was first written: only looked for when one was written twice.
+        let places = PositionMap::build(text);
+        for (pointer, first, _) in &mut twice {
+            if let Some(at) = places.find(pointer) {
+                *first = at;
+            }
+        }
+    }
+    let document = match stopped {
+        Ok(()) => reader.root,
+        Err(Stop::TooDeep(at)) => return Err(at),
+        Err(Stop::Elsewhere) => None,
+    };
+    Ok(Reading { document, twice })
+}
+
+#[derive(Default)]
+struct Reader {
+    stack: Vec<Open>,
+    root: Option<Value>,
+    documents: usize,
+    /// Keys written twice, each with its second place (the first is found afterwards).
+    twice: Vec<Duplicate>,
+}
+
+impl Reader {
+    fn run(&mut self, parser: &mut Parser<std::str::Chars<'_>>) -> Result<(), Stop> {
+        loop {
+            let (event, mark) = match parser.next_token() {
+                Ok(next) => next,
+                // The scanner's own bound on flow collections (`[[[`), met before their events.
+                Err(e) if e.info().contains("recursion limit") => {
+                    return Err(Stop::TooDeep(position(*e.marker())));
+                }
+                Err(_) => return Err(Stop::Elsewhere),
+            };
+            match event {
+                Event::StreamEnd => {
+                    return if self.root.is_some() && self.documents == 1 {
+                        Ok(())
+                    } else {
+                        Err(Stop::Elsewhere)
+                    };
+                }
+                Event::DocumentStart => {
+                    self.documents += 1;
+                    if self.documents > 1 {
+                        return Err(Stop::Elsewhere);
+                    }
+                }
+                Event::Scalar(value, style, anchor, tag) => {
+                    if anchor != 0 || tag.is_some() {
+                        return Err(Stop::Elsewhere);
+                    }
+                    self.scalar(value, style, mark)?;
+                }
+                Event::SequenceStart(anchor, ref tag) | Event::MappingStart(anchor, ref tag) => {
+                    if anchor != 0 || tag.is_some() {
+                        return Err(Stop::Elsewhere);
+                    }
+                    let segment = self.segment()?;
+                    self.stack
+                        .push(if matches!(event, Event::MappingStart(..)) {
+                            Open::Map {
+                                segment,
+                                map: Map::new(),
+                                key: None,
+                            }
+                        } else {
+                            Open::Seq {
+                                segment,
+                                items: Vec::new(),
+                            }
+                        });
+                    if self.stack.len() > MAX_NESTING {
+                        return Err(Stop::TooDeep(position(mark)));
+                    }
+                }
+                Event::SequenceEnd | Event::MappingEnd => {
+                    let value = match self.stack.pop() {
+                        Some(Open::Map { map, .. }) => Value::Object(map),
+                        Some(Open::Seq { items, .. }) => Value::Array(items),
+                        None => return Err(Stop::Elsewhere),
+                    };
+                    self.place(value);
+                }
+                Event::Alias(_) => return Err(Stop::Elsewhere),
+                _ => {}
+            }
+        }
+    }
+
+    /// The pointer segment of the node that starts now in the open collection (a mapping's
+    /// value's key, a sequence's index). A collection as a mapping's key is serde_yaml's.
+    fn segment(&self) -> Result<String, Stop> {
+        match self.stack.last() {
+            None => Ok(String::new()),
+            Some(Open::Seq { items, .. }) => Ok(items.len().to_string()),
+            Some(Open::Map { key: Some(k), .. }) => Ok(escape(k)),
+            Some(Open::Map { key: None, .. }) => Err(Stop::Elsewhere),
+        }
+    }
+
+    fn scalar(&mut self, text: String, style: TScalarStyle, mark: Marker) -> Result<(), Stop> {
+        if let Some(Open::Map { map, key, .. }) = self.stack.last_mut()
+            && key.is_none()
+        {
+            // A key: kept as written, whatever its style (as serde_yaml gives a key).
+            if map.contains_key(&text) {
+                let mut pointer: String = self
+                    .stack
+                    .iter()
+                    .skip(1)
+                    .map(|open| match open {
+                        Open::Map { segment, .. } | Open::Seq { segment, .. } => {
+                            format!("/{segment}")
+                        }
+                    })
+                    .collect();
+                pointer.push_str(&format!("/{}", escape(&text)));
+                let at = position(mark);
+                self.twice.push((pointer, at, at));
+            }
+            if let Some(Open::Map { key, .. }) = self.stack.last_mut() {
+                *key = Some(text);
+            }
+            return Ok(());
+        }
+        let value = if style == TScalarStyle::Plain {
+            plain(text)?
+        } else {
+            Value::String(text)
+        };
+        self.place(value);
+        Ok(())
+    }
+
+    /// A complete node: into the open collection, or the document.
+    fn place(&mut self, value: Value) {
+        match self.stack.last_mut() {
+            None => self.root = Some(value),
+            Some(Open::Seq { items, .. }) => items.push(value),
+            Some(Open::Map { map, key, .. }) => {
+                if let Some(k) = key.take() {
+                    // Written twice: the last stays, as serde_yaml keeps it.
+                    map.insert(k, value);
+                }
+            }
+        }
+    }
+}
+
+/// A plain scalar as YAML's core schema reads it: null, a boolean, a number, else a string.
+/// What might be a number (it starts with a digit, a sign or a dot) is read by serde_yaml
+/// alone, but for plain decimal integers; what it cannot read alone (`...`, a number out of
+/// JSON's range) makes the whole document serde_yaml's.
+fn plain(text: String) -> Result<Value, Stop> {
+    Ok(match text.as_str() {
+        "" | "~" | "null" | "Null" | "NULL" => Value::Null,
+        "true" | "True" | "TRUE" => Value::Bool(true),
+        "false" | "False" | "FALSE" => Value::Bool(false),
+        t if t.len() <= 18
+            && t.bytes().all(|b| b.is_ascii_digit())
+            && (t == "0" || !t.starts_with('0')) =>
+        {
+            t.parse::<u64>().map_or(Value::String(text), Value::from)
+        }
+        t if t.starts_with(|c: char| c.is_ascii_digit() || "+-.".contains(c)) => {
+            match serde_yaml::from_str::<Value>(t) {
+                // `.inf` and `.nan` too, which JSON cannot hold: serde_yaml makes them null.
+                Ok(number @ (Value::Number(_) | Value::Null)) => number,
+                Ok(Value::String(_)) => Value::String(text),
+                _ => return Err(Stop::Elsewhere),
+            }
+        }
+        _ => Value::String(text),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn duplicates(text: &str) -> Result<Vec<Duplicate>, Position> {
+        read(text).map(|r| r.twice)
+    }
+
+    #[test]
+    fn keys_written_twice_are_found_at_every_level() {
+        let text = "defaults:\n  timeout: 5m\n  timeout: 9m\ntargets:\n  - name: a\n    os: {linux: {stop: x, stop: y}}\n    name: b\ntargets: []\n";
+        let found = duplicates(text).unwrap();
+        let found: Vec<(&str, usize, usize)> = found
+            .iter()
+            .map(|(p, a, b)| (p.as_str(), a.line, b.line))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("/defaults/timeout", 2, 3),
+                ("/targets/0/os/linux/stop", 6, 6),
+                ("/targets/0/name", 5, 7),
+                ("/targets", 4, 8),
+            ]
+        );
+        let columns: Vec<(usize, usize)> = duplicates(text)
+            .unwrap()
+            .iter()
+            .map(|(_, a, b)| (a.column, b.column))
+            .collect();
+        assert_eq!(columns[1], (18, 27), "both places on one line");
+        // The last stays, as serde_yaml keeps it.
+        let document = read(text).unwrap().document.unwrap();
+        assert_eq!(document["defaults"]["timeout"], "9m");
+        assert_eq!(document["targets"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn nesting_too_deep_is_found_where_it_starts_without_reading_the_rest() {
+        let at = |text: &str| duplicates(text).err().map(|p| (p.line, p.column));
+        // Flow collections: the scanner stops at its own bound.
+        let flow = "[".repeat(10_000_000);
+        assert_eq!(at(&flow), Some((1, 256)));
+        // Nested one level too many, in a block mapping.
+        let block = |levels: usize| {
+            let mut text: String = (0..levels)
+                .map(|i| format!("{}k{i}:\n", "  ".repeat(i)))
+                .collect();
+            text.push_str(&format!("{}x\n", "  ".repeat(levels)));
+            text
+        };
+        assert_eq!(at(&block(MAX_NESTING)), None);
+        assert_eq!(
+            at(&block(MAX_NESTING + 1)).map(|a| a.0),
+            Some(MAX_NESTING + 1)
+        );
+        // Closed collections count no more.
+        let siblings = "- [[[1]]]\n".repeat(1000);
+        assert_eq!(at(&siblings), None);
+    }
+
+    #[test]
+    fn the_shipped_configs_are_read_here_as_serde_yaml_reads_them() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut read_here = 0;
+        for dir in ["examples", "examples/packaging"] {
+            for entry in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
+                let path = entry.path();
+                if path.extension().is_none_or(|x| x != "yaml") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                let ours = read(&text).unwrap().document;
+                let theirs: Value = serde_yaml::from_str(&text).unwrap();
+                assert_eq!(ours.as_ref(), Some(&theirs), "{}", path.display());
+                read_here += 1;
+            }
+        }
+        assert!(read_here >= 4, "{read_here}");
+    }
+
+    #[test]
+    fn what_serde_yaml_is_to_read_is_left_to_it() {
+        for text in [
+            "",
+            "# nothing\n",
+            "a: &x 1\nb: *x\n",
+            "a: !!str 1\n",
+            "? [a]\n: 1\n",
+            "a: 1\n---\nb: 2\n",
+            "a: [1\n",
+            "a:\tb\n",
+        ] {
+            assert_eq!(read(text).unwrap().document, None, "{text:?}");
+        }
+    }
+
+    /// Scalars that read differently as null, booleans, numbers or strings.
+    fn scalar() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("~".to_string()),
+            Just("null".to_string()),
+            Just("NULL".to_string()),
+            Just("true".to_string()),
+            Just("False".to_string()),
+            Just("yes".to_string()),
+            Just(".inf".to_string()),
+            Just("-.Inf".to_string()),
+            Just(".nan".to_string()),
+            Just("...".to_string()),
+            Just("1_000".to_string()),
+            Just("0123".to_string()),
+            Just("---x".to_string()),
+            Just("18446744073709551616".to_string()),
+            "[+-]?[0-9]{1,22}",
+            "[+-]?0[xob][0-9a-fA-F]{1,10}",
+            "[+-]?[0-9]{0,4}\\.[0-9]{0,4}([eE][+-]?[0-9]{1,3})?",
+            "[0-9]{1,3}(s|m|h|ms)",
+            "[a-zA-Z_./%$-][a-zA-Z0-9_./:%$ -]{0,12}[a-zA-Z0-9_./%$]",
+            "'[a-z0-9 #:]{0,8}'",
+            "\"([a-z0-9 #:']|\\\\[nt\\\\\"]){0,8}\"",
+        ]
+    }
+
+    /// A YAML text of mappings, sequences (block and flow) and those scalars.
+    fn yaml() -> impl Strategy<Value = String> {
+        let leaf = scalar();
+        let node = leaf.prop_recursive(4, 40, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5)
+                    .prop_map(|items| format!("[{}]", items.join(", "))),
+                prop::collection::vec(("[a-z]{1,3}", inner), 0..5).prop_map(|entries| {
+                    let body: Vec<String> =
+                        entries.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                    format!("{{{}}}", body.join(", "))
+                }),
+            ]
+        });
+        prop::collection::vec(("[a-z]{1,4}", node, any::<bool>()), 1..8).prop_map(|entries| {
+            entries
+                .iter()
+                .map(|(k, v, as_list)| {
+                    if *as_list {
+                        format!("{k}:\n  - {v}\n  - {v}\n")
+                    } else {
+                        format!("{k}: {v}\n")
+                    }
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn the_document_is_what_serde_yaml_reads(text in yaml()) {
+            let ours = read(&text).unwrap().document;
+            let theirs = serde_yaml::from_str::<Value>(&text);
+            match (ours, theirs) {
+                (Some(ours), Ok(theirs)) => prop_assert_eq!(ours, theirs, "{}", text),
+                // Left to serde_yaml: only what it cannot read alone (`...`, numbers out of
+                // JSON's range), or what it refuses.
+                (None, theirs) => {
+                    let long_number = text
+                        .split(|c: char| !c.is_ascii_digit())
+                        .any(|digits| digits.len() >= 19);
+                    prop_assert!(
+                        theirs.is_err() || text.contains("...") || long_number,
+                        "{}", text
+                    );
+                }
+                (Some(ours), Err(e)) => prop_assert!(false, "{text}\nread as {ours:?}; serde_yaml: {e}"),
+            }
+        }
+    }
+}
