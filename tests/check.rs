@@ -501,6 +501,63 @@ fn yaml_1_1_habits_get_a_hint() {
         .success();
 }
 
+/// Each heartbeat's place is warned about for its own target, in the targets' order, though
+/// `check` looks at each directory once and at the files in parallel.
+#[cfg(unix)]
+#[test]
+fn check_warns_about_heartbeats_any_user_can_write_target_by_target() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    let mut yaml = String::from("defaults: {timeout: 5m, start: 'true'}\ntargets:\n");
+    for (name, beat) in [
+        ("a", "open/a.beat"),
+        ("b", "own/b.beat"),
+        ("c", "open/c.beat"),
+        ("d", "own/d.beat"),
+    ] {
+        yaml.push_str(&format!("  - {{name: {name}, heartbeat: {beat}}}\n"));
+    }
+    sb.write("p.yaml", &yaml);
+    for dir in ["open", "own"] {
+        std::fs::create_dir(sb.path(dir)).unwrap();
+    }
+    for beat in ["open/a.beat", "own/b.beat", "open/c.beat", "own/d.beat"] {
+        sb.touch(beat);
+    }
+    let mode = |p: &str, m: u32| {
+        std::fs::set_permissions(sb.path(p), std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    mode("open", 0o777);
+    mode("own/b.beat", 0o666);
+    let out = protector_cmd(sb.dir.path())
+        .args(["check", "--config", "p.yaml"])
+        .assert()
+        .success();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    let warned: Vec<(&str, &str)> = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("p.yaml: warning: target "))
+        .filter_map(|l| l.split_once(": "))
+        .collect();
+    let said = |what: &str| format!("{err}\n(expected {what})");
+    assert_eq!(warned.len(), 3, "{}", said("a, b, c"));
+    assert_eq!(
+        warned.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
+        ["a", "b", "c"],
+        "{err}"
+    );
+    for (_, why) in [warned[0], warned[2]] {
+        assert!(
+            why.starts_with("the heartbeat's directory ") && why.contains("(mode 0777)"),
+            "{err}"
+        );
+    }
+    assert!(
+        warned[1].1.starts_with("the heartbeat ") && warned[1].1.contains("(mode 0666)"),
+        "{err}"
+    );
+}
+
 #[test]
 fn check_warns_when_a_heartbeat_directory_does_not_exist() {
     let sb = Sandbox::new();

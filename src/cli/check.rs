@@ -38,28 +38,7 @@ fn on_this_machine(config: &Config) -> (Vec<String>, Vec<String>) {
                     problems.push(line);
                 }
             }
-            for t in &enabled {
-                let (name, beat) = (&t.name, &t.heartbeat);
-                if let Some(dir) = crate::heartbeat::missing_dir(beat) {
-                    out.push(format!(
-                        "target {name}: the heartbeat's directory {} does not exist: nothing can \
-                         write this heartbeat yet",
-                        dir.display()
-                    ));
-                }
-                if let Some(reason) = crate::perms::heartbeat_exposure(beat) {
-                    out.push(format!("target {name}: {reason}"));
-                }
-                if let (Observation::Present(print), _) = crate::heartbeat::observe(beat)
-                    && print.coarse
-                {
-                    out.push(format!(
-                        "target {name} ({}): {}",
-                        beat.display(),
-                        crate::heartbeat::COARSE_ADVICE
-                    ));
-                }
-            }
+            out.extend(places(&enabled));
             let _ = tx.send((problems, out));
         });
     match looked.map(|_| rx.recv_timeout(CHECK_LOOKS_WITHIN)) {
@@ -75,8 +54,68 @@ fn on_this_machine(config: &Config) -> (Vec<String>, Vec<String>) {
     }
 }
 
-/// `quiet` (`check -q`, as the packages' scripts run it): only problems, warnings and the one
-/// summary line.
+/// What to warn about each heartbeat's place, in the targets' order: a missing directory, one
+/// any user can write, a file any user can write, whole-second file times. Each directory is
+/// looked at once, and the files in parallel (10,000 targets in one directory were 40,000
+/// looks one after another).
+fn places(enabled: &[crate::config::Target]) -> Vec<String> {
+    use rayon::prelude::*;
+    use std::collections::HashMap;
+    // Where each heartbeat is, as the system will find it.
+    let absolute: Vec<Option<std::path::PathBuf>> = enabled
+        .iter()
+        .map(|t| std::path::absolute(&t.heartbeat).ok())
+        .collect();
+    let dirs: std::collections::HashSet<&Path> = absolute
+        .iter()
+        .filter_map(|p| p.as_deref()?.parent())
+        .collect();
+    // Per directory: whether it is missing, and what any user may do in it.
+    let of_dir: HashMap<&Path, (bool, Option<String>)> = dirs
+        .into_par_iter()
+        .map(|dir| {
+            let missing = crate::heartbeat::missing_dir(&dir.join("-")).is_some();
+            (dir, (missing, crate::perms::heartbeat_dir_exposure(dir)))
+        })
+        .collect();
+    let per_target: Vec<Vec<String>> = enabled
+        .par_iter()
+        .zip(&absolute)
+        .map(|(t, file)| {
+            let (name, beat) = (&t.name, &t.heartbeat);
+            let mut said = Vec::new();
+            let (missing, exposed) = file
+                .as_deref()
+                .and_then(|f| of_dir.get(f.parent()?))
+                .cloned()
+                .unwrap_or_default();
+            if missing && let Some(dir) = crate::heartbeat::missing_dir(beat) {
+                said.push(format!(
+                    "target {name}: the heartbeat's directory {} does not exist: nothing can \
+                     write this heartbeat yet",
+                    dir.display()
+                ));
+            }
+            let exposed =
+                exposed.or_else(|| crate::perms::heartbeat_file_exposure(file.as_deref()?));
+            if let Some(reason) = exposed {
+                said.push(format!("target {name}: {reason}"));
+            }
+            if let (Observation::Present(print), _) = crate::heartbeat::observe(beat)
+                && print.coarse
+            {
+                said.push(format!(
+                    "target {name} ({}): {}",
+                    beat.display(),
+                    crate::heartbeat::COARSE_ADVICE
+                ));
+            }
+            said
+        })
+        .collect();
+    per_target.concat()
+}
+
 /// How `check` reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Format {

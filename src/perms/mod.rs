@@ -100,9 +100,29 @@ pub fn refusal(reason: &str) -> String {
 /// writable by all (with or without the sticky bit, like /tmp), or the file itself is.
 /// `None` when that is not so, or cannot be told (the directory does not exist).
 pub fn heartbeat_exposure(path: &Path) -> Option<String> {
+    let path = std::path::absolute(path).ok()?;
+    heartbeat_dir_exposure(path.parent()?).or_else(|| heartbeat_file_exposure(&path))
+}
+
+/// [`heartbeat_exposure`]'s finding about the heartbeat's directory `dir` alone (the same
+/// for every heartbeat in it).
+pub fn heartbeat_dir_exposure(dir: &Path) -> Option<String> {
     #[cfg(unix)]
     {
-        unix::heartbeat(path)
+        unix::heartbeat_dir(dir)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
+    }
+}
+
+/// [`heartbeat_exposure`]'s finding about the heartbeat file `path` itself.
+pub fn heartbeat_file_exposure(path: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        unix::heartbeat_file(path)
     }
     #[cfg(not(unix))]
     {
@@ -121,9 +141,7 @@ mod unix {
 
     const STICKY: u32 = 0o1000;
 
-    pub fn heartbeat(path: &Path) -> Option<String> {
-        let path = std::path::absolute(path).ok()?;
-        let dir = path.parent()?;
+    pub fn heartbeat_dir(dir: &Path) -> Option<String> {
         let meta = std::fs::metadata(dir).ok()?;
         let mode = meta.mode();
         if mode & 0o002 != 0 {
@@ -141,7 +159,11 @@ mod unix {
                 mode & 0o7777
             ));
         }
-        let file = std::fs::metadata(&path).ok()?;
+        None
+    }
+
+    pub fn heartbeat_file(path: &Path) -> Option<String> {
+        let file = std::fs::metadata(path).ok()?;
         if file.mode() & 0o002 != 0 {
             return Some(format!(
                 "the heartbeat {} is writable by every user (mode {:04o}): any user can keep it \
