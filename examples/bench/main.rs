@@ -194,7 +194,7 @@ fn epoch(t: std::time::SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
 }
 
-fn mtime(p: &Path) -> f64 {
+pub fn mtime(p: &Path) -> f64 {
     epoch(std::fs::metadata(p).unwrap().modified().unwrap())
 }
 

@@ -10,14 +10,19 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::{deadline, fire_argv, measure, mib, row, spawn_protector};
+use super::{fire_argv, measure, mib, mtime, row, spawn_protector};
+
+/// t0's timeout: longer than any load measured (100,000 targets: about 3 s), so that its
+/// first deadline comes after the bench has written its file again.
+const T0_TIMEOUT_SECS: u64 = 10;
 
 pub fn run(bin: &Path, n: usize, idle_secs: u64) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let cfg = d.join("bench.yaml");
-    std::fs::write(&cfg, config(d, n, "2s")).unwrap();
-    for i in 0..n {
+    std::fs::write(&cfg, config(d, n, &format!("{T0_TIMEOUT_SECS}s"))).unwrap();
+    // t0's last, just before the start: writing 100,000 files takes seconds.
+    for i in (0..n).rev() {
         std::fs::write(d.join(format!("t{i}.beat")), b"x").unwrap();
     }
     let began = Instant::now();
@@ -68,7 +73,7 @@ pub fn run(bin: &Path, n: usize, idle_secs: u64) {
     status(bin, &cfg, n);
 
     // A reload that changes one target (t0's timeout).
-    std::fs::write(&cfg, config(d, n, "3s")).unwrap();
+    std::fs::write(&cfg, config(d, n, &format!("{}s", T0_TIMEOUT_SECS + 1))).unwrap();
     let asked = Instant::now();
     let _ = Command::new("kill")
         .args(["-HUP", &pid.to_string()])
@@ -87,8 +92,8 @@ pub fn run(bin: &Path, n: usize, idle_secs: u64) {
     let _ = child.wait();
 }
 
-/// The config: t0 goes stale 2 s after its file is written again (its stop records when it
-/// ran); every other target has a minute and is kept fresh.
+/// The config: t0 goes stale `t0_timeout` after its file is written again (its stop records
+/// when it ran); every other target has a minute and is kept fresh.
 fn config(d: &Path, n: usize, t0_timeout: &str) -> String {
     let mut yaml = String::from(
         "state_file: state.json\nmetrics_file: bench.prom\ndefaults:\n  timeout: 60s\n  restart_grace: 1h\ntargets:\n",
@@ -105,13 +110,13 @@ fn config(d: &Path, n: usize, t0_timeout: &str) -> String {
     yaml
 }
 
-/// t0's restart: its file written again now, so its deadline is 2 s from now; how late its
-/// stop command ran.
+/// t0's restart: its file written again now, so its deadline is [`T0_TIMEOUT_SECS`] from now;
+/// how late its stop command ran.
 fn one_restart(d: &Path, n: usize) {
     std::fs::write(d.join("t0.beat"), b"y").unwrap();
-    let t0_deadline = deadline(d, 0);
+    let t0_deadline = mtime(&d.join("t0.beat")) + T0_TIMEOUT_SECS as f64;
     let fired = d.join("t0.fired");
-    let end = Instant::now() + Duration::from_secs(30);
+    let end = Instant::now() + Duration::from_secs(T0_TIMEOUT_SECS + 30);
     while !fired.exists() && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(20));
     }

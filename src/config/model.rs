@@ -101,7 +101,7 @@ pub struct Target {
     pub skip_if: Option<CommandLine>,
     pub skip_delay: Duration,
     /// What must be reachable for a restart to help; `None`: nothing is checked.
-    pub depends_on: Option<Depends>,
+    pub depends_on: Option<Box<Depends>>,
     /// Up to this random wait before a restart (zero: none).
     pub restart_splay: Duration,
     /// The service's pid file, read by `status`.

@@ -255,7 +255,7 @@ impl<'a> Layered<'a> {
         t.notify = notify.flatten();
         t.skip_if = skip_if.flatten();
         t.skip_delay = skip_delay?.unwrap_or(t.skip_delay);
-        t.depends_on = depends_on;
+        t.depends_on = depends_on.map(Box::new);
         t.restart_splay = restart_splay?.unwrap_or(t.restart_splay);
         t.pid_file = pid_file.flatten();
         t.service = service.map(|(name, _)| name.to_string());

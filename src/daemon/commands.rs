@@ -183,11 +183,11 @@ impl Daemon {
         let begins = cmd != Cmd::SkipIf && self.begins_restart(i, cmd);
         let mut incident = None;
         if begins && self.slots[i].short_tries == 0 {
-            self.slots[i].last_restart = Some(RestartRecord {
+            self.slots[i].last_restart = Some(Box::new(RestartRecord {
                 at: epoch_secs(self.now().wall),
                 commands: Vec::new(),
                 incident: None,
-            });
+            }));
             // With an incident to take, the restart's notify waits for it (and names it).
             incident = self.incident_job(i);
             if incident.is_none() {
@@ -258,7 +258,7 @@ impl Daemon {
     fn leftover_of(&self, i: usize) -> Option<(RunningCommand, Duration)> {
         let now = epoch_secs(self.now().wall);
         let slot = &self.slots[i];
-        let left = slot.leftover.clone()?;
+        let left = slot.leftover.as_deref()?.clone();
         let timeout = slot.target.command_timeout.as_secs_f64();
         let wait = (left.started_at + timeout - now).clamp(0.0, timeout);
         Some((left, Duration::from_secs_f64(wait)))
@@ -271,7 +271,7 @@ impl Daemon {
         {
             // What an earlier protector left is over by now (waited for or killed).
             self.slots[i].leftover = None;
-            self.slots[i].running = Some(running);
+            self.slots[i].running = Some(Box::new(running));
             self.mark_dirty(true);
         }
     }

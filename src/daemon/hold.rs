@@ -19,7 +19,7 @@ impl Daemon {
         let slot = &mut self.slots[i];
         slot.check_seq += 1;
         let (id, seq) = (slot.id, slot.check_seq);
-        let Some(depends) = slot.target.depends_on.clone() else {
+        let Some(depends) = slot.target.depends_on.as_deref().cloned() else {
             // A reload took them away while the target was held: nothing to wait for.
             let _ = self.tx.send(Msg::Checked {
                 id,
@@ -113,7 +113,7 @@ impl Daemon {
         let tried = slot
             .target
             .depends_on
-            .as_ref()
+            .as_deref()
             .map(tried)
             .unwrap_or_default();
         if first {

@@ -25,13 +25,14 @@ pub(super) struct Slot {
     pub failures: u64,
     pub timeouts: u64,
     pub failed_restarts: u64,
-    pub last_restart: Option<RestartRecord>,
+    /// (Boxed, as the two below: most targets have none, and a slot is kept per target.)
+    pub last_restart: Option<Box<RestartRecord>>,
     /// Tries in a row of a command that could not run for lack of resources.
     pub short_tries: u32,
     /// The process group of the command running for it, once spawned.
-    pub running: Option<RunningCommand>,
+    pub running: Option<Box<RunningCommand>>,
     /// A command an earlier protector left running: its next command waits for it first.
-    pub leftover: Option<RunningCommand>,
+    pub leftover: Option<Box<RunningCommand>>,
     /// The heartbeat was seen on a filesystem with whole-second file times (said once).
     pub coarse_said: bool,
     /// Why an operator paused it (the end of the pause is `state.paused_until`).
@@ -174,7 +175,9 @@ impl Slot {
     /// is still alive, the next command waits for it (at most command_timeout after it
     /// began), then kills it.
     pub fn adopt_leftover(&mut self, left: Option<RunningCommand>) {
-        self.leftover = left.filter(|r| crate::platform::group_alive(r.pgid, &r.stamp));
+        self.leftover = left
+            .filter(|r| crate::platform::group_alive(r.pgid, &r.stamp))
+            .map(Box::new);
         if let Some(left) = &self.leftover {
             warn!(
                 target = %self.target.name,
@@ -205,7 +208,7 @@ impl Slot {
         self.failures = rec.command_failures_total;
         self.timeouts = rec.command_timeouts_total;
         self.failed_restarts = rec.restarts_failed_total;
-        self.last_restart = rec.last_restart.clone();
+        self.last_restart = rec.last_restart.clone().map(Box::new);
         if let Some(until) = rec.paused_until {
             let ahead = until - epoch_secs(now.wall);
             // Some(time left), or Some(None) for a pause until resumed.
@@ -305,8 +308,12 @@ impl Slot {
             command_failures_total: self.failures,
             command_timeouts_total: self.timeouts,
             restarts_failed_total: self.failed_restarts,
-            last_restart: self.last_restart.clone(),
-            running_command: self.running.clone().or_else(|| self.leftover.clone()),
+            last_restart: self.last_restart.as_deref().cloned(),
+            running_command: self
+                .running
+                .as_deref()
+                .or(self.leftover.as_deref())
+                .cloned(),
             paused_until: st.paused_until.map(&wall_at),
             pause_reason: st.paused_until.and_then(|_| self.pause_reason.clone()),
             pause_until_resumed: st.paused_until.is_some() && st.pause_open,
