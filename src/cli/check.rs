@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::describe::describe;
+use super::describe::{describe, headline};
 use super::outcome::Outcome;
 use crate::config::{self, Config, Os};
 use crate::schedule::Observation;
@@ -204,13 +204,11 @@ pub fn run(path: &Path, how: &How) -> Outcome {
         }
     };
     let file = path.display().to_string();
-    let report = describe(&file, &config, origins.as_ref());
-    let mut out = if how.quiet {
-        let summary = report.lines().next().unwrap_or_default();
-        Outcome::ok().say(format!("{summary}\n"))
+    let mut out = Outcome::ok().say(if how.quiet {
+        headline(&file, &config)
     } else {
-        Outcome::ok().say(report)
-    };
+        describe(&file, &config, origins.as_ref())
+    });
     // Only this machine's directories and programs can be looked at.
     if !how.on_this_machine(&config) {
         return out;

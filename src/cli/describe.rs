@@ -4,16 +4,23 @@
 use crate::config::origins::Origins;
 use crate::config::{CommandLine, Config, Os, duration::format as fmt_dur};
 
+/// The first line of [`describe`]: `FILE: valid for linux; 3 targets` (all `check -q` says of
+/// a valid file).
+pub fn headline(file: &str, config: &Config) -> String {
+    let n = config.targets.len();
+    format!(
+        "{file}: valid for {}; {n} target{}\n",
+        config.os,
+        if n == 1 { "" } else { "s" }
+    )
+}
+
 /// The effective settings of `config`; with `origins` (`check --explain`), where each comes
 /// from.
 pub fn describe(file: &str, config: &Config, origins: Option<&Origins>) -> String {
     use std::fmt::Write;
     let n = config.targets.len();
-    let mut out = format!(
-        "{file}: valid for {}; {n} target{}\n",
-        config.os,
-        if n == 1 { "" } else { "s" }
-    );
+    let mut out = headline(file, config);
     // Each target's file: the main one's come first, then each included file's.
     let main_count = n - config.included.iter().map(|i| i.targets).sum::<usize>();
     let mut written_in = std::iter::repeat_n(None, main_count).chain(

@@ -26,17 +26,16 @@ pub struct Reading {
     pub twice: Vec<Duplicate>,
 }
 
-/// An open collection: where it sits in its parent (a pointer segment) and what it holds so
-/// far.
+/// An open collection and what it holds so far. Where a child sits in it (its key, its
+/// index) is what it holds while the child is open: pointers are made from the stack only
+/// when a key is found written twice.
 enum Open {
     Map {
-        segment: String,
         map: Map<String, Value>,
-        /// The key whose value comes next.
+        /// The key whose value comes next (or is being read).
         key: Option<String>,
     },
     Seq {
-        segment: String,
         items: Vec<Value>,
     },
 }
@@ -123,19 +122,18 @@ impl Reader {
                     if anchor != 0 || tag.is_some() {
                         return Err(Stop::Elsewhere);
                     }
-                    let segment = self.segment()?;
+                    // A collection as a mapping's key is serde_yaml's.
+                    if let Some(Open::Map { key: None, .. }) = self.stack.last() {
+                        return Err(Stop::Elsewhere);
+                    }
                     self.stack
                         .push(if matches!(event, Event::MappingStart(..)) {
                             Open::Map {
-                                segment,
                                 map: Map::new(),
                                 key: None,
                             }
                         } else {
-                            Open::Seq {
-                                segment,
-                                items: Vec::new(),
-                            }
+                            Open::Seq { items: Vec::new() }
                         });
                     if self.stack.len() > MAX_NESTING {
                         return Err(Stop::TooDeep(position(mark)));
@@ -155,15 +153,20 @@ impl Reader {
         }
     }
 
-    /// The pointer segment of the node that starts now in the open collection (a mapping's
-    /// value's key, a sequence's index). A collection as a mapping's key is serde_yaml's.
-    fn segment(&self) -> Result<String, Stop> {
-        match self.stack.last() {
-            None => Ok(String::new()),
-            Some(Open::Seq { items, .. }) => Ok(items.len().to_string()),
-            Some(Open::Map { key: Some(k), .. }) => Ok(escape(k)),
-            Some(Open::Map { key: None, .. }) => Err(Stop::Elsewhere),
+    /// The JSON pointer of the node being read in the innermost open collection, whose key
+    /// is `key`: each open collection's key or index of the child being read in it.
+    fn pointer(&self, key: &str) -> String {
+        let mut pointer = String::new();
+        for open in &self.stack[..self.stack.len().saturating_sub(1)] {
+            pointer.push('/');
+            match open {
+                Open::Map { key, .. } => pointer.push_str(&escape(key.as_deref().unwrap_or("?"))),
+                Open::Seq { items } => pointer.push_str(&items.len().to_string()),
+            }
         }
+        pointer.push('/');
+        pointer.push_str(&escape(key));
+        pointer
     }
 
     fn scalar(&mut self, text: String, style: TScalarStyle, mark: Marker) -> Result<(), Stop> {
@@ -172,17 +175,7 @@ impl Reader {
         {
             // A key: kept as written, whatever its style (as serde_yaml gives a key).
             if map.contains_key(&text) {
-                let mut pointer: String = self
-                    .stack
-                    .iter()
-                    .skip(1)
-                    .map(|open| match open {
-                        Open::Map { segment, .. } | Open::Seq { segment, .. } => {
-                            format!("/{segment}")
-                        }
-                    })
-                    .collect();
-                pointer.push_str(&format!("/{}", escape(&text)));
+                let pointer = self.pointer(&text);
                 let at = position(mark);
                 self.twice.push((pointer, at, at));
             }

@@ -194,6 +194,9 @@ impl MarkedEventReceiver for CutScan<'_> {
 
 /// Escapes a key for use in a JSON pointer (RFC 6901).
 pub fn escape(key: &str) -> String {
+    if !key.contains(['~', '/']) {
+        return key.to_string();
+    }
     key.replace('~', "~0").replace('/', "~1")
 }
 

@@ -12,6 +12,7 @@ use super::Problem;
 use super::duration;
 use super::duration::DurationSpec;
 use super::expand::expand;
+use super::layers::Layer;
 use super::model::{
     CHECK_TIMEOUT, CommandLine, Config, DEFAULT_MAX_PARALLEL_COMMANDS, Depends, Endpoint, Files,
     Os, RECHECK, Target,
@@ -32,11 +33,11 @@ pub fn resolve(raw: &RawConfig, os: Os, env: EnvLookup<'_>) -> Result<Config, Ve
     let resolved: Vec<(Option<Target>, Vec<Problem>)> = map_targets(raw_targets, |i, target| {
         let layers = super::layers::for_os(os)
             .into_iter()
-            .filter_map(|layer| Some((layer.pointer(i, os), layer.settings(raw, i, os)?)))
+            .filter_map(|layer| Some((layer, layer.settings(raw, i, os)?)))
             .collect();
         let layered = Layered {
             layers,
-            target_ptr: format!("/targets/{i}"),
+            i,
             name: &target.name,
             os,
         };
@@ -56,7 +57,7 @@ pub fn resolve(raw: &RawConfig, os: Os, env: EnvLookup<'_>) -> Result<Config, Ve
         ("lock_file", &raw.lock_file, &mut files.lock_file),
     ] {
         if let Some(text) = raw_path {
-            *slot = expand_path(text, format!("/{key}"), os, env, &mut problems);
+            *slot = expand_path(text, || format!("/{key}"), os, env, &mut problems);
         }
     }
 
@@ -95,10 +96,11 @@ fn map_targets<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &T) -> R + Sync)
     items.iter().enumerate().map(|(i, t)| f(i, t)).collect()
 }
 
-/// Expands a path for `os`; with no environment (another OS) it is kept as written.
+/// Expands a path for `os`; with no environment (another OS) it is kept as written. `ptr`:
+/// the pointer a problem names.
 fn expand_path(
     text: &str,
-    ptr: String,
+    ptr: impl FnOnce() -> String,
     os: Os,
     env: EnvLookup<'_>,
     problems: &mut Vec<Problem>,
@@ -108,7 +110,7 @@ fn expand_path(
         Some(lookup) => match expand(text, os == Os::Windows, lookup) {
             Ok(p) => Some(PathBuf::from(p)),
             Err(msg) => {
-                problems.push(Problem::new(ptr, msg));
+                problems.push(Problem::new(ptr(), msg));
                 None
             }
         },
@@ -117,34 +119,50 @@ fn expand_path(
 
 /// One target's settings as a stack of layers, most specific first.
 struct Layered<'a> {
-    layers: Vec<(String, &'a Settings)>,
-    target_ptr: String,
+    layers: Vec<(Layer, &'a Settings)>,
+    /// The target's index in the file.
+    i: usize,
     name: &'a str,
     os: Os,
 }
 
+/// Where a value was set: its layer (in [`Layered`]'s stack) and key. Its JSON pointer is
+/// made only when a problem names it (10,000 targets made 40,000 pointers for nothing).
+#[derive(Debug, Clone, Copy)]
+struct At {
+    layer: usize,
+    key: &'static str,
+}
+
 impl<'a> Layered<'a> {
-    /// The first layer that sets a value, with the pointer to where it was set.
+    /// The JSON pointer of what `at` names (`/targets/3/os/linux/timeout`).
+    fn pointer(&self, at: At) -> String {
+        let layer = self.layers[at.layer].0.pointer(self.i, self.os);
+        format!("{layer}/{}", escape(at.key))
+    }
+
+    /// The first layer that sets a value, with where it was set.
     fn pick<T: ?Sized>(
         &self,
-        key: &str,
+        key: &'static str,
         get: impl Fn(&'a Settings) -> Option<&'a T>,
-    ) -> Option<(&'a T, String)> {
+    ) -> Option<(&'a T, At)> {
         self.layers
             .iter()
-            .find_map(|(ptr, s)| get(s).map(|v| (v, format!("{ptr}/{}", escape(key)))))
+            .enumerate()
+            .find_map(|(layer, (_, s))| get(s).map(|v| (v, At { layer, key })))
     }
 
     fn required<T: ?Sized>(
         &self,
-        key: &str,
+        key: &'static str,
         get: impl Fn(&'a Settings) -> Option<&'a T>,
         problems: &mut Vec<Problem>,
-    ) -> Option<(&'a T, String)> {
+    ) -> Option<(&'a T, At)> {
         let found = self.pick(key, get);
         if found.is_none() {
             problems.push(Problem::new(
-                self.target_ptr.clone(),
+                format!("/targets/{}", self.i),
                 format!(
                     "target {:?} has no `{key}` for {} (set it on the target, under `os`, or in `defaults`)",
                     self.name, self.os
@@ -156,16 +174,16 @@ impl<'a> Layered<'a> {
 
     fn duration(
         &self,
-        key: &str,
+        key: &'static str,
         get: impl Fn(&'a Settings) -> Option<&'a DurationSpec>,
         problems: &mut Vec<Problem>,
     ) -> Option<Option<Duration>> {
         match self.pick(key, get) {
             None => Some(None),
-            Some((spec, ptr)) => match duration::parse(spec) {
+            Some((spec, at)) => match duration::parse(spec) {
                 Ok(d) => Some(Some(d)),
                 Err(msg) => {
-                    problems.push(Problem::new(ptr, msg));
+                    problems.push(Problem::new(self.pointer(at), msg));
                     None
                 }
             },
@@ -180,27 +198,27 @@ impl<'a> Layered<'a> {
 
         let heartbeat = self
             .required("heartbeat", |s| s.heartbeat.as_deref(), problems)
-            .and_then(|(text, ptr)| expand_path(text, ptr, self.os, env, problems));
+            .and_then(|(text, at)| expand_path(text, || self.pointer(at), self.os, env, problems));
         let pid_file = self
             .pick("pid_file", |s| s.pid_file.as_deref())
-            .map(|(text, ptr)| expand_path(text, ptr, self.os, env, problems));
+            .map(|(text, at)| expand_path(text, || self.pointer(at), self.os, env, problems));
         let service = self.pick("service", |s| s.service.as_deref());
         let timeout = self
             .required("timeout", |s| s.timeout.as_ref(), problems)
-            .and_then(|(spec, ptr)| {
+            .and_then(|(spec, at)| {
                 duration::parse(spec)
-                    .map_err(|msg| problems.push(Problem::new(ptr, msg)))
+                    .map_err(|msg| problems.push(Problem::new(self.pointer(at), msg)))
                     .ok()
             });
         let start = self
             .required("start", |s| s.start.as_ref(), problems)
-            .and_then(|(spec, ptr)| self.command(spec, ptr, shell, problems));
+            .and_then(|(spec, at)| self.command(spec, || self.pointer(at), shell, problems));
         let stop = self
             .pick("stop", |s| s.stop.as_ref())
-            .map(|(spec, ptr)| self.command(spec, ptr, shell, problems));
+            .map(|(spec, at)| self.command(spec, || self.pointer(at), shell, problems));
         let diagnose = self
             .pick("diagnose", |s| s.diagnose.as_ref())
-            .map(|(spec, ptr)| self.command(spec, ptr, shell, problems));
+            .map(|(spec, at)| self.command(spec, || self.pointer(at), shell, problems));
         let diagnose_timeout = self.duration(
             "diagnose_timeout",
             |s| s.diagnose_timeout.as_ref(),
@@ -221,10 +239,10 @@ impl<'a> Layered<'a> {
         let max_restarts = self.pick("max_restarts", |s| s.max_restarts.as_ref());
         let notify = self
             .pick("notify", |s| s.notify.as_ref())
-            .map(|(spec, ptr)| self.command(spec, ptr, shell, problems));
+            .map(|(spec, at)| self.command(spec, || self.pointer(at), shell, problems));
         let skip_if = self
             .pick("skip_if", |s| s.skip_if.as_ref())
-            .map(|(spec, ptr)| self.command(spec, ptr, shell, problems));
+            .map(|(spec, at)| self.command(spec, || self.pointer(at), shell, problems));
         let skip_delay = self.duration("skip_delay", |s| s.skip_delay.as_ref(), problems);
         let enabled = self.pick("enabled", |s| s.enabled.as_ref());
         let allow_missing = self.pick("allow_missing_programs", |s| {
@@ -265,21 +283,18 @@ impl<'a> Layered<'a> {
     /// `depends_on`, each of its parts taken from the most specific layer that sets it (as
     /// `backoff`'s); `None` when no endpoint and no command is left.
     fn depends(&self, shell: bool, problems: &mut Vec<Problem>) -> Option<Depends> {
-        let part = |key: &str, ptr: String| format!("{ptr}/{key}");
+        let part = |key: &str, at: At| format!("{}/{key}", self.pointer(at));
         let tcp = self
             .pick("depends_on", |s| {
                 s.depends_on.as_ref().and_then(|d| d.tcp.as_ref())
             })
-            .map(|(list, ptr)| {
+            .map(|(list, at)| {
                 list.iter()
                     .enumerate()
                     .filter_map(|(i, text)| {
                         Endpoint::parse(text)
                             .map_err(|msg| {
-                                problems.push(Problem::new(
-                                    format!("{}/{i}", part("tcp", ptr.clone())),
-                                    msg,
-                                ))
+                                problems.push(Problem::new(format!("{}/{i}", part("tcp", at)), msg))
                             })
                             .ok()
                     })
@@ -290,11 +305,11 @@ impl<'a> Layered<'a> {
             .pick("depends_on", |s| {
                 s.depends_on.as_ref().and_then(|d| d.command.as_ref())
             })
-            .and_then(|(spec, ptr)| self.command(spec, part("command", ptr), shell, problems));
+            .and_then(|(spec, at)| self.command(spec, || part("command", at), shell, problems));
         let mut timing = |key: &str, get: fn(&DependsSpec) -> Option<&DurationSpec>| {
-            let (spec, ptr) = self.pick("depends_on", |s| s.depends_on.as_ref().and_then(get))?;
+            let (spec, at) = self.pick("depends_on", |s| s.depends_on.as_ref().and_then(get))?;
             duration::parse(spec)
-                .map_err(|msg| problems.push(Problem::new(part(key, ptr), msg)))
+                .map_err(|msg| problems.push(Problem::new(part(key, at), msg)))
                 .ok()
         };
         let check_timeout = timing("check_timeout", |d| d.check_timeout.as_ref());
@@ -310,7 +325,7 @@ impl<'a> Layered<'a> {
     fn command(
         &self,
         spec: &CommandSpec,
-        ptr: String,
+        ptr: impl FnOnce() -> String,
         shell: bool,
         problems: &mut Vec<Problem>,
     ) -> Option<CommandLine> {
@@ -341,7 +356,7 @@ impl<'a> Layered<'a> {
             (CommandSpec::Argv(argv), _) => Ok(CommandLine::Exec(argv.clone())),
         };
         result
-            .map_err(|msg| problems.push(Problem::new(ptr, msg)))
+            .map_err(|msg| problems.push(Problem::new(ptr(), msg)))
             .ok()
     }
 }
