@@ -12,6 +12,8 @@ pub mod snapshot;
 #[cfg(target_os = "linux")]
 mod tcp_linux;
 #[cfg(windows)]
+mod tcp_windows;
+#[cfg(windows)]
 mod windows;
 
 use std::path::{Path, PathBuf};

@@ -6,8 +6,6 @@
 //! the system tells it (Windows 8.1 and later), and its TCP connections with their states (the
 //! system's TCP tables, which name each connection's process). Every read is bounded.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-
 use windows_sys::Wdk::System::SystemInformation::{
     NtQuerySystemInformation, SystemProcessInformation,
 };
@@ -15,21 +13,16 @@ use windows_sys::Wdk::System::Threading::{
     NtQueryInformationProcess, ProcessCommandLineInformation,
 };
 use windows_sys::Win32::Foundation::{CloseHandle, UNICODE_STRING};
-use windows_sys::Win32::NetworkManagement::IpHelper::{
-    GetExtendedTcpTable, MIB_TCP6ROW_OWNER_PID, MIB_TCPROW_OWNER_PID, TCP_TABLE_OWNER_PID_ALL,
-};
-use windows_sys::Win32::Networking::WinSock::{AF_INET, AF_INET6};
 use windows_sys::Win32::System::Threading::{OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION};
 use windows_sys::Win32::System::WindowsProgramming::{
     SYSTEM_PROCESS_INFORMATION, SYSTEM_THREAD_INFORMATION,
 };
 
-use super::snapshot::{Connection, MAX_CONNECTIONS, MAX_PROCESSES, Process, Processes};
+use super::snapshot::{MAX_CONNECTIONS, MAX_PROCESSES, Process, Processes};
+use super::tcp_windows::connections;
 
 /// Most bytes of the kernel's process list read (about 30,000 processes of 20 threads).
 const MAX_LIST: usize = 64 * 1024 * 1024;
-/// Most bytes of one TCP table read (about 500,000 connections).
-const MAX_TABLE: usize = 16 * 1024 * 1024;
 /// Most bytes of one command line read.
 const MAX_COMMAND: usize = 64 * 1024;
 
@@ -210,7 +203,7 @@ fn wait_reason(code: u32) -> &'static str {
 }
 
 /// A buffer of `bytes`, aligned for the kernel's structures.
-fn buffer(bytes: usize) -> Vec<u64> {
+pub(super) fn buffer(bytes: usize) -> Vec<u64> {
     vec![0u64; bytes.div_ceil(8)]
 }
 
@@ -246,7 +239,7 @@ fn list() -> Vec<Entry> {
 }
 
 /// A `T` read from `bytes` at `at`, when it lies wholly inside.
-fn read_at<T: Copy>(bytes: &[u8], at: usize) -> Option<T> {
+pub(super) fn read_at<T: Copy>(bytes: &[u8], at: usize) -> Option<T> {
     let end = at.checked_add(size_of::<T>())?;
     let inside = bytes.get(at..end)?;
     // SAFETY: `inside` holds size_of::<T>() bytes; T is a plain C struct read unaligned.
@@ -329,114 +322,6 @@ fn command_line(pid: u32) -> Option<String> {
     let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), MAX_COMMAND) };
     let line: UNICODE_STRING = read_at(bytes, 0)?;
     text_in(bytes, &line).filter(|l| !l.trim().is_empty())
-}
-
-/// The names of TCP states as Linux writes them, by Windows's numbers (`MIB_TCP_STATE`).
-fn state_name(code: u32) -> &'static str {
-    match code {
-        1 => "CLOSE",
-        2 => "LISTEN",
-        3 => "SYN_SENT",
-        4 => "SYN_RECV",
-        5 => "ESTABLISHED",
-        6 => "FIN_WAIT1",
-        7 => "FIN_WAIT2",
-        8 => "CLOSE_WAIT",
-        9 => "CLOSING",
-        10 => "LAST_ACK",
-        11 => "TIME_WAIT",
-        12 => "DELETE_TCB",
-        _ => "UNKNOWN",
-    }
-}
-
-/// A port as the tables hold it: in network order, in the low 16 bits.
-fn port(dw: u32) -> u16 {
-    u16::from_be(dw as u16)
-}
-
-/// The table of one address family (`AF_INET`, `AF_INET6`), read whole up to [`MAX_TABLE`]:
-/// its rows' bytes.
-fn table(family: u16) -> Option<(usize, Vec<u8>)> {
-    const ERROR_INSUFFICIENT_BUFFER: u32 = 122;
-    let mut size = 0u32;
-    for _ in 0..4 {
-        let mut buf = buffer(size as usize);
-        let mut have = size;
-        // SAFETY: the system writes at most `have` bytes into `buf`, which holds that many
-        // (none while `have` is 0, when it only says the size).
-        let error = unsafe {
-            GetExtendedTcpTable(
-                buf.as_mut_ptr().cast(),
-                &mut have,
-                0,
-                u32::from(family),
-                TCP_TABLE_OWNER_PID_ALL,
-                0,
-            )
-        };
-        match error {
-            0 => {
-                // SAFETY: `buf` holds `size` initialised bytes.
-                let bytes =
-                    unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), size as usize) };
-                let rows: u32 = read_at(bytes, 0)?;
-                return Some((rows as usize, bytes.to_vec()));
-            }
-            ERROR_INSUFFICIENT_BUFFER if (have as usize) <= MAX_TABLE => size = have + 4096,
-            _ => return None,
-        }
-    }
-    None
-}
-
-/// The first `rows` rows of an IPv4 table's bytes (they follow the row count, 4-byte
-/// aligned), those wholly inside.
-fn v4_rows(rows: usize, bytes: &[u8]) -> Vec<(u32, Connection)> {
-    let size = size_of::<MIB_TCPROW_OWNER_PID>();
-    let v4 = |addr: u32, p: u32| {
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::from(addr.to_ne_bytes())), port(p))
-    };
-    (0..rows)
-        .map_while(|k| read_at::<MIB_TCPROW_OWNER_PID>(bytes, 4 + k * size))
-        .map(|r| {
-            let c = Connection {
-                local: v4(r.dwLocalAddr, r.dwLocalPort),
-                remote: v4(r.dwRemoteAddr, r.dwRemotePort),
-                state: state_name(r.dwState).into(),
-            };
-            (r.dwOwningPid, c)
-        })
-        .collect()
-}
-
-/// The first `rows` rows of an IPv6 table's bytes, those wholly inside.
-fn v6_rows(rows: usize, bytes: &[u8]) -> Vec<(u32, Connection)> {
-    let size = size_of::<MIB_TCP6ROW_OWNER_PID>();
-    let v6 = |addr: [u8; 16], p: u32| SocketAddr::new(IpAddr::V6(Ipv6Addr::from(addr)), port(p));
-    (0..rows)
-        .map_while(|k| read_at::<MIB_TCP6ROW_OWNER_PID>(bytes, 4 + k * size))
-        .map(|r| {
-            let c = Connection {
-                local: v6(r.ucLocalAddr, r.dwLocalPort),
-                remote: v6(r.ucRemoteAddr, r.dwRemotePort),
-                state: state_name(r.dwState).into(),
-            };
-            (r.dwOwningPid, c)
-        })
-        .collect()
-}
-
-/// Every TCP connection of the system (IPv4 and IPv6) with the process that owns it.
-fn connections() -> Vec<(u32, Connection)> {
-    let mut out = Vec::new();
-    if let Some((rows, bytes)) = table(AF_INET) {
-        out.extend(v4_rows(rows, &bytes));
-    }
-    if let Some((rows, bytes)) = table(AF_INET6) {
-        out.extend(v6_rows(rows, &bytes));
-    }
-    out
 }
 
 #[cfg(test)]
@@ -550,34 +435,6 @@ mod tests {
         for cut in [0, 100, 300, 700] {
             assert!(entries(&bytes[..cut]).len() < all.len());
         }
-    }
-
-    #[test]
-    fn tcp_rows_are_read_as_windows_writes_them() {
-        // 10.0.0.9:40000 -> 10.0.0.5:4506, CLOSE_WAIT (8), owned by 812.
-        let row = MIB_TCPROW_OWNER_PID {
-            dwState: 8,
-            dwLocalAddr: u32::from_ne_bytes([10, 0, 0, 9]),
-            dwLocalPort: u32::from(40000u16.to_be()),
-            dwRemoteAddr: u32::from_ne_bytes([10, 0, 0, 5]),
-            dwRemotePort: u32::from(4506u16.to_be()),
-            dwOwningPid: 812,
-        };
-        let mut bytes = 1u32.to_ne_bytes().to_vec();
-        // SAFETY: the row is a plain C struct of u32s.
-        bytes.extend_from_slice(unsafe {
-            std::slice::from_raw_parts(
-                (&raw const row).cast::<u8>(),
-                size_of::<MIB_TCPROW_OWNER_PID>(),
-            )
-        });
-        let rows = v4_rows(1, &bytes);
-        assert_eq!(rows.len(), 1);
-        let (pid, c) = &rows[0];
-        assert_eq!(*pid, 812);
-        assert_eq!(c.line(), "10.0.0.5:4506 CLOSE_WAIT (from 10.0.0.9:40000)");
-        // A table that says more rows than it holds gives those it holds.
-        assert_eq!(v4_rows(1000, &bytes).len(), 1);
     }
 
     /// Guards a child process: killed and reaped however the test ends.
