@@ -6,6 +6,8 @@
 //! sees itself of the service's processes (`snapshot.rs`: Linux and Windows). At most [`KEEP_PER_TARGET`] per
 //! target and [`KEEP_BYTES`] in all, the oldest removed first. Read by `protector incidents`.
 
+#[cfg(windows)]
+mod buffer_windows;
 #[cfg(target_os = "linux")]
 mod linux;
 pub mod snapshot;

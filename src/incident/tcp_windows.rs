@@ -9,8 +9,8 @@ use windows_sys::Win32::NetworkManagement::IpHelper::{
 };
 use windows_sys::Win32::Networking::WinSock::{AF_INET, AF_INET6};
 
+use super::buffer_windows::{Buffer, read_at};
 use super::snapshot::Connection;
-use super::windows::{buffer, read_at};
 
 /// Most bytes of one TCP table read (about 500,000 connections).
 const MAX_TABLE: usize = 16 * 1024 * 1024;
@@ -45,7 +45,7 @@ fn table(family: u16) -> Option<(usize, Vec<u8>)> {
     const ERROR_INSUFFICIENT_BUFFER: u32 = 122;
     let mut size = 0u32;
     for _ in 0..4 {
-        let mut buf = buffer(size as usize);
+        let mut buf = Buffer::new(size as usize);
         let mut have = size;
         // SAFETY: the system writes at most `have` bytes into `buf`, which holds that many
         // (none while `have` is 0, when it only says the size).
@@ -61,9 +61,7 @@ fn table(family: u16) -> Option<(usize, Vec<u8>)> {
         };
         match error {
             0 => {
-                // SAFETY: `buf` holds `size` initialised bytes.
-                let bytes =
-                    unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), size as usize) };
+                let bytes = buf.bytes(size as usize);
                 let rows: u32 = read_at(bytes, 0)?;
                 return Some((rows as usize, bytes.to_vec()));
             }

@@ -18,6 +18,7 @@ use windows_sys::Win32::System::WindowsProgramming::{
     SYSTEM_PROCESS_INFORMATION, SYSTEM_THREAD_INFORMATION,
 };
 
+use super::buffer_windows::{Buffer, read_at};
 use super::snapshot::{MAX_CONNECTIONS, MAX_PROCESSES, Process, Processes};
 use super::tcp_windows::connections;
 
@@ -202,18 +203,13 @@ fn wait_reason(code: u32) -> &'static str {
     NAMES.get(code as usize).copied().unwrap_or("Unknown")
 }
 
-/// A buffer of `bytes`, aligned for the kernel's structures.
-pub(super) fn buffer(bytes: usize) -> Vec<u64> {
-    vec![0u64; bytes.div_ceil(8)]
-}
-
 /// The kernel's process list, read whole (growing the buffer up to [`MAX_LIST`]); empty when it
 /// cannot be read.
 fn list() -> Vec<Entry> {
     const STATUS_INFO_LENGTH_MISMATCH: i32 = 0xC000_0004_u32 as i32;
     let mut size = 256 * 1024;
     loop {
-        let mut buf = buffer(size);
+        let mut buf = Buffer::new(size);
         let mut needed = 0u32;
         // SAFETY: the kernel writes at most `size` bytes into `buf`, which holds that many.
         let status = unsafe {
@@ -231,19 +227,8 @@ fn list() -> Vec<Entry> {
         if status < 0 {
             return Vec::new();
         }
-        let bytes = (needed as usize).min(size);
-        // SAFETY: `buf` holds `size` initialised bytes; u8 has no alignment.
-        let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), bytes) };
-        return entries(bytes);
+        return entries(buf.bytes((needed as usize).min(size)));
     }
-}
-
-/// A `T` read from `bytes` at `at`, when it lies wholly inside.
-pub(super) fn read_at<T: Copy>(bytes: &[u8], at: usize) -> Option<T> {
-    let end = at.checked_add(size_of::<T>())?;
-    let inside = bytes.get(at..end)?;
-    // SAFETY: `inside` holds size_of::<T>() bytes; T is a plain C struct read unaligned.
-    Some(unsafe { std::ptr::read_unaligned(inside.as_ptr().cast::<T>()) })
 }
 
 /// The UTF-16 text `s` points to, when it lies wholly inside `bytes` (the kernel points into
@@ -301,7 +286,7 @@ fn command_line(pid: u32) -> Option<String> {
     if handle.is_null() {
         return None;
     }
-    let mut buf = buffer(MAX_COMMAND);
+    let mut buf = Buffer::new(MAX_COMMAND);
     let mut needed = 0u32;
     // SAFETY: the system writes at most MAX_COMMAND bytes into `buf`, which holds that many.
     let status = unsafe {
@@ -318,8 +303,7 @@ fn command_line(pid: u32) -> Option<String> {
     if status < 0 {
         return None;
     }
-    // SAFETY: `buf` holds MAX_COMMAND initialised bytes.
-    let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), MAX_COMMAND) };
+    let bytes = buf.bytes(MAX_COMMAND);
     let line: UNICODE_STRING = read_at(bytes, 0)?;
     text_in(bytes, &line).filter(|l| !l.trim().is_empty())
 }
@@ -333,8 +317,8 @@ mod tests {
 
     /// The kernel's list as it would write it of `processes` (pid, parent, program, each
     /// thread's state and wait reason), each entry followed by its threads, then its name.
-    fn made_list(processes: &[MadeProcess]) -> Vec<u64> {
-        let mut buf = buffer(64 * 1024);
+    fn made_list(processes: &[MadeProcess]) -> Buffer {
+        let mut buf = Buffer::new(64 * 1024);
         let base = buf.as_mut_ptr().cast::<u8>();
         let mut at = 0usize;
         for (n, &(pid, parent, name, threads)) in processes.iter().enumerate() {
@@ -396,8 +380,7 @@ mod tests {
             (846, 812, "python.exe", &[(5, 15)]),
             (900, 1, "wine.exe", &[(0, 0)]),
         ]);
-        // SAFETY: `buf` is initialised; u8 has no alignment.
-        let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), buf.len() * 8) };
+        let bytes = buf.bytes(usize::MAX);
         let all = entries(bytes);
         let seen: Vec<(u32, u32, String, String, String)> = all
             .iter()
