@@ -174,6 +174,9 @@ impl Reader {
             && key.is_none()
         {
             // A key: kept as written, whatever its style (as serde_yaml gives a key).
+            if style == TScalarStyle::Plain && text.starts_with([':', '?']) {
+                return Err(Stop::Elsewhere);
+            }
             if map.contains_key(&text) {
                 let pointer = self.pointer(&text);
                 let at = position(mark);
@@ -183,6 +186,11 @@ impl Reader {
                 *key = Some(text);
             }
             return Ok(());
+        }
+        // Plain scalars that begin with `:` or `?` (an indicator) are read by YAML 1.2
+        // parsers such as yaml-rust2 and refused by serde_yaml's: its word stands.
+        if style == TScalarStyle::Plain && text.starts_with([':', '?']) {
+            return Err(Stop::Elsewhere);
         }
         let value = if style == TScalarStyle::Plain {
             plain(text)?
@@ -225,8 +233,11 @@ fn plain(text: String) -> Result<Value, Stop> {
         }
         t if t.starts_with(|c: char| c.is_ascii_digit() || "+-.".contains(c)) => {
             match serde_yaml::from_str::<Value>(t) {
-                // `.inf` and `.nan` too, which JSON cannot hold: serde_yaml makes them null.
-                Ok(number @ (Value::Number(_) | Value::Null)) => number,
+                Ok(number @ Value::Number(_)) => number,
+                // `.inf` and `.nan`, which JSON cannot hold: serde_yaml makes them null. (Alone,
+                // `---` is an empty document, null too; in a document it is a string.)
+                Ok(Value::Null) if t.to_ascii_lowercase().ends_with(".inf") => Value::Null,
+                Ok(Value::Null) if t.eq_ignore_ascii_case(".nan") => Value::Null,
                 Ok(Value::String(_)) => Value::String(text),
                 _ => return Err(Stop::Elsewhere),
             }
@@ -349,7 +360,9 @@ mod tests {
             Just("1_000".to_string()),
             Just("0123".to_string()),
             Just("---x".to_string()),
+            Just("---".to_string()),
             Just("18446744073709551616".to_string()),
+            "[-:?][a-zA-Z0-9-]{1,6}",
             "[+-]?[0-9]{1,22}",
             "[+-]?0[xob][0-9a-fA-F]{1,10}",
             "[+-]?[0-9]{0,4}\\.[0-9]{0,4}([eE][+-]?[0-9]{1,3})?",
@@ -360,6 +373,24 @@ mod tests {
         ]
     }
 
+    /// Keys: words, and scalars that would read as something else as values.
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => "[a-z]{1,4}",
+            1 => prop_oneof![
+                Just("1"),
+                Just("~"),
+                Just("null"),
+                Just("true"),
+                Just("1.5"),
+                Just("0x1F"),
+                Just("'q'"),
+                Just("\"d\""),
+            ]
+            .prop_map(str::to_string),
+        ]
+    }
+
     /// A YAML text of mappings, sequences (block and flow) and those scalars.
     fn yaml() -> impl Strategy<Value = String> {
         let leaf = scalar();
@@ -367,14 +398,14 @@ mod tests {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..5)
                     .prop_map(|items| format!("[{}]", items.join(", "))),
-                prop::collection::vec(("[a-z]{1,3}", inner), 0..5).prop_map(|entries| {
+                prop::collection::vec((key(), inner), 0..5).prop_map(|entries| {
                     let body: Vec<String> =
                         entries.iter().map(|(k, v)| format!("{k}: {v}")).collect();
                     format!("{{{}}}", body.join(", "))
                 }),
             ]
         });
-        prop::collection::vec(("[a-z]{1,4}", node, any::<bool>()), 1..8).prop_map(|entries| {
+        prop::collection::vec((key(), node, any::<bool>()), 1..8).prop_map(|entries| {
             entries
                 .iter()
                 .map(|(k, v, as_list)| {
@@ -401,8 +432,15 @@ mod tests {
                     let long_number = text
                         .split(|c: char| !c.is_ascii_digit())
                         .any(|digits| digits.len() >= 19);
+                    let indicator_first = text
+                        .split(|c: char| c.is_whitespace() || "[]{},".contains(c))
+                        .any(|word| word.len() > 1 && word.starts_with([':', '?']));
                     prop_assert!(
-                        theirs.is_err() || text.contains("...") || long_number,
+                        theirs.is_err()
+                            || text.contains("...")
+                            || text.contains("---")
+                            || long_number
+                            || indicator_first,
                         "{}", text
                     );
                 }
