@@ -103,22 +103,52 @@ pub fn not_runnable(program: &str) -> Option<String> {
     (!found).then(|| format!("program `{program}` is not found on PATH here"))
 }
 
+/// What an enabled target's commands need to run: its name, each command's program (those
+/// run without a shell), and whether they may be missing. Small beside the target: what the
+/// background lookup keeps of thousands of targets while a config is installed.
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    target: String,
+    programs: Vec<(&'static str, String)>,
+    allowed: bool,
+}
+
+impl Wanted {
+    pub fn of(t: &Target) -> Wanted {
+        Wanted {
+            target: t.name.clone(),
+            programs: of(t),
+            allowed: t.allow_missing_programs,
+        }
+    }
+}
+
 /// What cannot be run of the enabled `targets`' commands: (target, command, why, allowed),
 /// each program looked up once (thousands of targets share a few programs).
 pub fn missing<'a>(targets: impl IntoIterator<Item = &'a Target>) -> Vec<Missing> {
+    let wanted: Vec<Wanted> = targets
+        .into_iter()
+        .filter(|t| t.enabled)
+        .map(Wanted::of)
+        .collect();
+    missing_of(&wanted)
+}
+
+/// [`missing`] of what targets want.
+fn missing_of(wanted: &[Wanted]) -> Vec<Missing> {
     let mut looked_up = std::collections::HashMap::new();
     let mut out = Vec::new();
-    for t in targets.into_iter().filter(|t| t.enabled) {
-        for (what, program) in of(t) {
+    for w in wanted {
+        for (what, program) in &w.programs {
             let why = looked_up
                 .entry(program.clone())
-                .or_insert_with(|| not_runnable(&program));
+                .or_insert_with(|| not_runnable(program));
             if let Some(why) = why {
                 out.push(Missing {
-                    target: t.name.clone(),
+                    target: w.target.clone(),
                     command: what,
                     why: why.clone(),
-                    allowed: t.allow_missing_programs,
+                    allowed: w.allowed,
                 });
             }
         }
@@ -141,16 +171,16 @@ pub struct Missing {
 /// the loop, and logs what cannot run. One thread at a time: targets that come while it
 /// looks wait for it (the latest version of each, by name), so a lookup that hangs never
 /// piles up threads that hang too.
-pub fn log_missing_in_background(targets: Vec<Target>) {
+pub fn log_missing_in_background(targets: Vec<Wanted>) {
     use std::collections::BTreeMap;
     use std::sync::Mutex;
     /// Targets waiting to be looked at, and whether a thread is looking.
-    static QUEUE: Mutex<(BTreeMap<String, Target>, bool)> = Mutex::new((BTreeMap::new(), false));
+    static QUEUE: Mutex<(BTreeMap<String, Wanted>, bool)> = Mutex::new((BTreeMap::new(), false));
     let lock = || QUEUE.lock().unwrap_or_else(|p| p.into_inner());
     let mut queue = lock();
     queue
         .0
-        .extend(targets.into_iter().map(|t| (t.name.clone(), t)));
+        .extend(targets.into_iter().map(|w| (w.target.clone(), w)));
     if queue.1 || queue.0.is_empty() {
         return;
     }
@@ -161,7 +191,7 @@ pub fn log_missing_in_background(targets: Vec<Target>) {
         .stack_size(256 * 1024)
         .spawn(move || {
             loop {
-                let batch: Vec<Target> = {
+                let batch: Vec<Wanted> = {
                     let mut queue = lock();
                     if queue.0.is_empty() {
                         queue.1 = false;
@@ -169,7 +199,7 @@ pub fn log_missing_in_background(targets: Vec<Target>) {
                     }
                     std::mem::take(&mut queue.0).into_values().collect()
                 };
-                log(&missing(&batch));
+                log(&missing_of(&batch));
             }
         });
     if spawned.is_err() {

@@ -107,7 +107,12 @@ impl Daemon {
         for (t, place) in answered.iter().zip(self.places_of(&answered)) {
             warn_about_place(t, &place);
         }
-        crate::programs::log_missing_in_background(fresh.iter().map(|t| (*t).clone()).collect());
+        crate::programs::log_missing_in_background(
+            fresh
+                .iter()
+                .map(|t| crate::programs::Wanted::of(t))
+                .collect(),
+        );
         looks
     }
 
