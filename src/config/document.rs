@@ -218,8 +218,8 @@ impl Reader {
 
 /// A plain scalar as YAML's core schema reads it: null, a boolean, a number, else a string.
 /// What might be a number (it starts with a digit, a sign or a dot) is read by serde_yaml
-/// alone, but for plain decimal integers; what it cannot read alone (`...`, a number out of
-/// JSON's range) makes the whole document serde_yaml's.
+/// alone, but for plain decimal integers and durations; what it cannot read alone (`...`, a
+/// number out of JSON's range) makes the whole document serde_yaml's.
 fn plain(text: String) -> Result<Value, Stop> {
     Ok(match text.as_str() {
         "" | "~" | "null" | "Null" | "NULL" => Value::Null,
@@ -230,6 +230,11 @@ fn plain(text: String) -> Result<Value, Stop> {
             && (t == "0" || !t.starts_with('0')) =>
         {
             t.parse::<u64>().map_or(Value::String(text), Value::from)
+        }
+        // A duration (`300s`, `5m`, `10ms`): no number ends in a letter other than a hex
+        // digit or the `n` of `.nan`. Read here, not by serde_yaml once per target.
+        t if t.ends_with(|c: char| c.is_ascii_alphabetic() && !"abcdefABCDEFnN".contains(c)) => {
+            Value::String(text)
         }
         t if t.starts_with(|c: char| c.is_ascii_digit() || "+-.".contains(c)) => {
             match serde_yaml::from_str::<Value>(t) {
