@@ -3,6 +3,7 @@
 //! twice in one second changes nothing else there). Looks run on worker threads with a
 //! deadline (`daemon/looks.rs`), so a hung filesystem holds up nothing.
 
+use std::fs::Metadata;
 use std::io::{ErrorKind, Read};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -22,8 +23,26 @@ pub const COARSE_ADVICE: &str = "the heartbeat's filesystem keeps file times in 
 /// Looks at `path`. A missing file is simply no heartbeat; any other failure is also no
 /// heartbeat, and comes with the reason so it can be logged.
 pub fn observe(path: &Path) -> (Observation, Option<String>) {
+    observe_keeping(path).0
+}
+
+/// [`observe`], and the file's metadata when it could be read (what else is to be told about
+/// the file comes from the same `stat`).
+pub fn observe_keeping(path: &Path) -> ((Observation, Option<String>), Option<Metadata>) {
     match std::fs::metadata(path) {
-        Ok(meta) if meta.is_file() => {
+        Ok(meta) => {
+            let look = observe_meta(path, &meta);
+            (look, Some(meta))
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => ((Observation::Absent, None), None),
+        Err(e) => ((Observation::Unknown, Some(e.to_string())), None),
+    }
+}
+
+/// What the metadata `meta` of the file at `path` tells.
+fn observe_meta(path: &Path, meta: &Metadata) -> (Observation, Option<String>) {
+    match meta {
+        meta if meta.is_file() => {
             let mtime = meta.modified().ok();
             let coarse = mtime.is_some_and(whole_second);
             let identity = platform::file_identity(&meta);
@@ -39,7 +58,7 @@ pub fn observe(path: &Path) -> (Observation, Option<String>) {
             };
             (Observation::Present(print), None)
         }
-        Ok(meta) => {
+        meta => {
             let kind = if meta.is_dir() {
                 "a directory"
             } else {
@@ -50,8 +69,6 @@ pub fn observe(path: &Path) -> (Observation, Option<String>) {
                 Some(format!("not a regular file ({kind})")),
             )
         }
-        Err(e) if e.kind() == ErrorKind::NotFound => (Observation::Absent, None),
-        Err(e) => (Observation::Unknown, Some(e.to_string())),
     }
 }
 
@@ -90,6 +107,35 @@ pub fn missing_dir(path: &Path) -> Option<&Path> {
         Ok(_) => Some(dir),
         Err(e) if e.kind() == ErrorKind::NotFound => Some(dir),
         Err(_) => None,
+    }
+}
+
+/// What to tell about a directory that holds heartbeats, from one `stat` of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirFacts {
+    /// It does not exist, or is not a directory: nothing can write a heartbeat in it yet.
+    pub missing: bool,
+    /// What any user may do in it (`perms::heartbeat_dir_exposure_of`).
+    pub exposed: Option<String>,
+}
+
+/// The [`DirFacts`] of `dir` (nothing to tell when it cannot be looked at for another reason
+/// than its absence: that is reported by `observe`).
+pub fn dir_facts(dir: &Path) -> DirFacts {
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => DirFacts {
+            missing: false,
+            exposed: crate::perms::heartbeat_dir_exposure_of(dir, &meta),
+        },
+        Ok(_) => DirFacts {
+            missing: true,
+            exposed: None,
+        },
+        Err(e) if e.kind() == ErrorKind::NotFound => DirFacts {
+            missing: true,
+            exposed: None,
+        },
+        Err(_) => DirFacts::default(),
     }
 }
 

@@ -71,12 +71,9 @@ fn places(enabled: &[crate::config::Target]) -> Vec<String> {
         .filter_map(|p| p.as_deref()?.parent())
         .collect();
     // Per directory: whether it is missing, and what any user may do in it.
-    let of_dir: HashMap<&Path, (bool, Option<String>)> = dirs
+    let of_dir: HashMap<&Path, crate::heartbeat::DirFacts> = dirs
         .into_par_iter()
-        .map(|dir| {
-            let missing = crate::heartbeat::missing_dir(&dir.join("-")).is_some();
-            (dir, (missing, crate::perms::heartbeat_dir_exposure(dir)))
-        })
+        .map(|dir| (dir, crate::heartbeat::dir_facts(dir)))
         .collect();
     let per_target: Vec<Vec<String>> = enabled
         .par_iter()
@@ -84,7 +81,7 @@ fn places(enabled: &[crate::config::Target]) -> Vec<String> {
         .map(|(t, file)| {
             let (name, beat) = (&t.name, &t.heartbeat);
             let mut said = Vec::new();
-            let (missing, exposed) = file
+            let crate::heartbeat::DirFacts { missing, exposed } = file
                 .as_deref()
                 .and_then(|f| of_dir.get(f.parent()?))
                 .cloned()

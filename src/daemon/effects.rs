@@ -27,10 +27,11 @@ pub(crate) trait Clock {
 pub(crate) trait Looker {
     fn look(&self, paths: &[&Path], within: Duration) -> Vec<Look>;
 
-    /// What to warn about each heartbeat's place (nothing for one not told `within`).
-    fn places(&self, paths: &[&Path], within: Duration) -> Vec<Place> {
-        let _ = within;
-        vec![Place::default(); paths.len()]
+    /// [`Looker::look`], and what to warn about each heartbeat's place (nothing for one not
+    /// told `within`).
+    fn look_and_place(&self, paths: &[&Path], within: Duration) -> Vec<(Look, Place)> {
+        let looks = self.look(paths, within);
+        looks.into_iter().map(|l| (l, Place::default())).collect()
     }
 }
 
@@ -40,7 +41,7 @@ pub(crate) trait Looker {
 pub(crate) struct Place {
     /// Its directory does not exist: nothing can write the heartbeat yet.
     pub missing_dir: Option<String>,
-    /// Any user can write it (`perms::heartbeat_exposure`).
+    /// Any user can write it or its directory (`perms::heartbeat_dir_exposure_of`).
     pub exposed: Option<String>,
 }
 

@@ -96,17 +96,18 @@ impl Daemon {
             .map(|(t, _)| t)
             .collect();
         self.books.observations += fresh.len() as u64;
-        let looks = self.look_at(&fresh);
-        // Where the look answered (a filesystem that does not answer has nothing to say).
-        let answered: Vec<&Target> = fresh
+        let placed = self.look_and_place(&fresh);
+        let looks = fresh
             .iter()
-            .zip(&looks)
-            .filter(|(_, (obs, _))| *obs != Observation::Unknown)
-            .map(|(t, _)| *t)
+            .zip(placed)
+            .map(|(t, (look, place))| {
+                // A filesystem that does not answer has nothing to say.
+                if look.0 != Observation::Unknown {
+                    warn_about_place(t, &place);
+                }
+                look
+            })
             .collect();
-        for (t, place) in answered.iter().zip(self.places_of(&answered)) {
-            warn_about_place(t, &place);
-        }
         crate::programs::log_missing_in_background(
             fresh
                 .iter()

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tracing::{debug, error, info, warn};
 
-use super::effects::Look;
+use super::effects::{Look, Place};
 use super::real::panic_message;
 use super::{Daemon, secs};
 use crate::config::Target;
@@ -28,10 +28,10 @@ impl Daemon {
         self.fx.looker.look(&paths, look_budget(targets))
     }
 
-    /// What to warn about the places of `targets`' heartbeats, within the same budget.
-    pub(super) fn places_of(&self, targets: &[&Target]) -> Vec<super::effects::Place> {
+    /// [`Daemon::look_at`], and what to warn about each heartbeat's place.
+    pub(super) fn look_and_place(&self, targets: &[&Target]) -> Vec<(Look, Place)> {
         let paths: Vec<&Path> = targets.iter().map(|t| t.heartbeat.as_path()).collect();
-        self.fx.looker.places(&paths, look_budget(targets))
+        self.fx.looker.look_and_place(&paths, look_budget(targets))
     }
 
     /// A fresh look at slot `i`'s heartbeat alone (counted, and what it tells noted).

@@ -7,7 +7,7 @@
 //! can replace that entry. `--no-strict-modes` turns the refusal off.
 //!
 //! Heartbeat files are another matter: other programs write them, so their place is only
-//! warned about (see [`heartbeat_exposure`]).
+//! warned about (see [`heartbeat_dir_exposure_of`]).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -96,37 +96,36 @@ pub fn refusal(reason: &str) -> String {
     )
 }
 
-/// Why any user could plant, keep fresh or remove the heartbeat at `path`: its directory is
-/// writable by all (with or without the sticky bit, like /tmp), or the file itself is.
-/// `None` when that is not so, or cannot be told (the directory does not exist).
-pub fn heartbeat_exposure(path: &Path) -> Option<String> {
-    let path = std::path::absolute(path).ok()?;
-    heartbeat_dir_exposure(path.parent()?).or_else(|| heartbeat_file_exposure(&path))
-}
-
-/// [`heartbeat_exposure`]'s finding about the heartbeat's directory `dir` alone (the same
-/// for every heartbeat in it).
-pub fn heartbeat_dir_exposure(dir: &Path) -> Option<String> {
+/// Why any user could plant, keep fresh or remove a heartbeat in the directory `dir` (its
+/// metadata `meta`): it is writable by all (with or without the sticky bit, like /tmp).
+/// `None` when that is not so. (A heartbeat's place: its directory's finding, or else its
+/// file's, [`heartbeat_file_exposure`].)
+pub fn heartbeat_dir_exposure_of(dir: &Path, meta: &std::fs::Metadata) -> Option<String> {
     #[cfg(unix)]
     {
-        unix::heartbeat_dir(dir)
+        unix::heartbeat_dir(dir, meta)
     }
     #[cfg(not(unix))]
     {
-        let _ = dir;
+        let _ = (dir, meta);
         None
     }
 }
 
-/// [`heartbeat_exposure`]'s finding about the heartbeat file `path` itself.
+/// Why any user could keep the heartbeat file `path` itself fresh: it is writable by all.
 pub fn heartbeat_file_exposure(path: &Path) -> Option<String> {
+    heartbeat_file_exposure_of(path, &std::fs::metadata(path).ok()?)
+}
+
+/// [`heartbeat_file_exposure`] from the file's metadata `meta`, already read.
+pub fn heartbeat_file_exposure_of(path: &Path, meta: &std::fs::Metadata) -> Option<String> {
     #[cfg(unix)]
     {
-        unix::heartbeat_file(path)
+        unix::heartbeat_file(path, meta)
     }
     #[cfg(not(unix))]
     {
-        let _ = path;
+        let _ = (path, meta);
         None
     }
 }
@@ -141,8 +140,7 @@ mod unix {
 
     const STICKY: u32 = 0o1000;
 
-    pub fn heartbeat_dir(dir: &Path) -> Option<String> {
-        let meta = std::fs::metadata(dir).ok()?;
+    pub fn heartbeat_dir(dir: &Path, meta: &std::fs::Metadata) -> Option<String> {
         let mode = meta.mode();
         if mode & 0o002 != 0 {
             let how = if mode & STICKY != 0 {
@@ -162,8 +160,7 @@ mod unix {
         None
     }
 
-    pub fn heartbeat_file(path: &Path) -> Option<String> {
-        let file = std::fs::metadata(path).ok()?;
+    pub fn heartbeat_file(path: &Path, file: &std::fs::Metadata) -> Option<String> {
         if file.mode() & 0o002 != 0 {
             return Some(format!(
                 "the heartbeat {} is writable by every user (mode {:04o}): any user can keep it \
@@ -353,33 +350,5 @@ mod tests {
         chmod(&real_dir, 0o777);
         let r = exposure(&link).expect("the target's directory is open to all");
         assert!(r.contains("shared is writable by every user"), "{r}");
-    }
-
-    #[test]
-    fn heartbeats_in_directories_everyone_can_write_are_named() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("beats");
-        std::fs::create_dir(&dir).unwrap();
-        chmod(&dir, 0o755);
-        let beat = dir.join("svc.alive");
-        assert_eq!(heartbeat_exposure(&beat), None);
-        chmod(&dir, 0o1777);
-        let r = heartbeat_exposure(&beat).unwrap();
-        assert!(
-            r.contains("create the heartbeat file before the writer"),
-            "{r}"
-        );
-        chmod(&dir, 0o777);
-        let r = heartbeat_exposure(&beat).unwrap();
-        assert!(r.contains("delete or replace the heartbeat"), "{r}");
-        chmod(&dir, 0o755);
-        std::fs::write(&beat, "").unwrap();
-        chmod(&beat, 0o666);
-        assert!(
-            heartbeat_exposure(&beat)
-                .unwrap()
-                .contains("writable by every user")
-        );
-        assert!(heartbeat_exposure(Path::new("/tmp/htrd_minion_alived")).is_some());
     }
 }

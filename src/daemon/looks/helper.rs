@@ -192,7 +192,7 @@ pub(super) fn kill(pid: u32) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{looks_of, places_of};
+    use super::super::{looks_of, placed_of};
     use super::*;
     use crate::schedule::Observation;
 
@@ -217,7 +217,7 @@ mod tests {
             line.push('\n');
             line
         };
-        let input = ask(7, Ask::Look, &[&present, &odd]) + &ask(8, Ask::Place, &[&odd]);
+        let input = ask(7, Ask::Look, &[&present, &odd]) + &ask(8, Ask::LookAndPlace, &[&odd]);
         let mut output = Vec::new();
         serve(input.as_bytes(), &mut output).unwrap();
         let replies: Vec<Reply> = output
@@ -234,7 +234,8 @@ mod tests {
             Observation::Absent,
             "a path not in UTF-8 goes through"
         );
-        let places = places_of(replies[1].answers.clone());
-        assert_eq!(places[0].missing_dir.as_deref(), Some("/nowhere"));
+        let placed = placed_of(replies[1].answers.clone());
+        assert_eq!(placed[0].0.0, Observation::Absent);
+        assert_eq!(placed[0].1.missing_dir.as_deref(), Some("/nowhere"));
     }
 }

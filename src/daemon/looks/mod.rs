@@ -12,15 +12,15 @@
 //! workers therefore run in a helper process (`helper.rs`), and protector itself never
 //! enters a heartbeat's filesystem.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use super::effects::{Look, Looker, Place};
-use crate::heartbeat;
+use crate::heartbeat::{self, DirFacts};
 use crate::schedule::Observation;
 
 #[cfg(target_os = "linux")]
@@ -33,45 +33,86 @@ pub(crate) mod remote;
 pub(crate) enum Ask {
     /// Its fingerprint (a look).
     Look,
-    /// What to warn about its place.
-    Place,
+    /// Its fingerprint, and what to warn about its place (a target newly watched).
+    LookAndPlace,
 }
 
 /// An answer to an [`Ask`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Answer {
     Look(Look),
-    Place(Place),
+    Placed(Look, Place),
 }
 
-fn answer(ask: Ask, path: &Path) -> Answer {
+/// Answers `ask` about `path`; its directory's facts come from `dirs`.
+fn answer(ask: Ask, path: &Path, dirs: &Dirs) -> Answer {
     match ask {
         Ask::Look => Answer::Look(heartbeat::observe(path)),
-        Ask::Place => Answer::Place(Place {
-            missing_dir: heartbeat::missing_dir(path).map(|d| d.display().to_string()),
-            exposed: crate::perms::heartbeat_exposure(path),
-        }),
+        Ask::LookAndPlace => {
+            let (look, meta) = heartbeat::observe_keeping(path);
+            let place = place(path, &look, meta.as_ref(), dirs);
+            Answer::Placed(look, place)
+        }
     }
 }
 
-/// The looks of answers to [`Ask::Look`] (no answer in time: [`no_answer`]).
+/// What to warn about the place of the heartbeat at `path`, looked at as `look` (its metadata
+/// `meta`, when it could be read).
+fn place(path: &Path, look: &Look, meta: Option<&std::fs::Metadata>, dirs: &Dirs) -> Place {
+    let Ok(path) = std::path::absolute(path) else {
+        return Place::default();
+    };
+    let Some(dir) = path.parent() else {
+        return Place::default();
+    };
+    let DirFacts { missing, exposed } = dirs.of(dir);
+    Place {
+        missing_dir: (missing && look.0 == Observation::Absent).then(|| dir.display().to_string()),
+        exposed: exposed
+            .or_else(|| meta.and_then(|m| crate::perms::heartbeat_file_exposure_of(&path, m))),
+    }
+}
+
+/// The directories of one batch's heartbeats, each looked at once (10,000 heartbeats in one
+/// directory: one `stat` of it, not 20,000).
+#[derive(Default)]
+struct Dirs(Mutex<HashMap<PathBuf, DirFacts>>);
+
+impl Dirs {
+    fn of(&self, dir: &Path) -> DirFacts {
+        let known = |dirs: &Self| {
+            let map = dirs.0.lock().unwrap_or_else(|p| p.into_inner());
+            map.get(dir).cloned()
+        };
+        if let Some(facts) = known(self) {
+            return facts;
+        }
+        // Not under the lock: a directory that does not answer holds up its own looks only.
+        let facts = heartbeat::dir_facts(dir);
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(dir.to_path_buf()).or_insert(facts).clone()
+    }
+}
+
+/// The looks of answers (no answer in time: [`no_answer`]).
 fn looks_of(answers: Vec<Option<Answer>>) -> Vec<Look> {
     answers
         .into_iter()
         .map(|a| match a {
-            Some(Answer::Look(look)) => look,
-            _ => no_answer(),
+            Some(Answer::Look(look) | Answer::Placed(look, _)) => look,
+            None => no_answer(),
         })
         .collect()
 }
 
-/// The places of answers to [`Ask::Place`] (no answer in time: nothing to say).
-fn places_of(answers: Vec<Option<Answer>>) -> Vec<Place> {
+/// The looks and places of answers (no answer in time: [`no_answer`], nothing to say).
+fn placed_of(answers: Vec<Option<Answer>>) -> Vec<(Look, Place)> {
     answers
         .into_iter()
         .map(|a| match a {
-            Some(Answer::Place(place)) => place,
-            _ => Place::default(),
+            Some(Answer::Placed(look, place)) => (look, place),
+            Some(Answer::Look(look)) => (look, Place::default()),
+            None => (no_answer(), Place::default()),
         })
         .collect()
 }
@@ -85,11 +126,47 @@ const NO_PROGRESS: Duration = Duration::from_millis(100);
 /// An idle worker ends after this long.
 const IDLE_END: Duration = Duration::from_secs(60);
 
-struct Task {
-    path: PathBuf,
+/// One [`FileLooker::ask`]: its files, and their answers as they come. The asker is woken
+/// when the last one comes (or to see whether any came), not at each: 100,000 looks are not
+/// 100,000 hand-offs.
+struct Batch {
     ask: Ask,
+    paths: Vec<PathBuf>,
+    dirs: Dirs,
+    answers: Mutex<Answers>,
+    all_in: Condvar,
+}
+
+struct Answers {
+    got: Vec<Option<Answer>>,
+    count: usize,
+    /// Answers to wait for.
+    wanted: usize,
+    /// Still waited for: an answer after the asker gave up is dropped.
+    open: bool,
+}
+
+impl Batch {
+    fn answers(&self) -> MutexGuard<'_, Answers> {
+        self.answers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn put(&self, index: usize, answer: Answer) {
+        let mut answers = self.answers();
+        if answers.open {
+            answers.got[index] = Some(answer);
+            answers.count += 1;
+            if answers.count == answers.wanted {
+                self.all_in.notify_one();
+            }
+        }
+    }
+}
+
+/// A file of a batch to answer.
+struct Task {
+    batch: Arc<Batch>,
     index: usize,
-    reply: mpsc::Sender<(usize, Answer)>,
 }
 
 #[derive(Default)]
@@ -97,10 +174,16 @@ struct State {
     queue: VecDeque<Task>,
     workers: usize,
     idle: usize,
-    /// Files with a question queued or under way.
-    in_flight: HashSet<(PathBuf, Ask)>,
+    /// Files with a question queued or under way, by question.
+    in_flight: [HashSet<PathBuf>; 2],
     /// No worker could be made at all: look on the caller's thread (said once).
     inline: bool,
+}
+
+impl State {
+    fn in_flight(&mut self, ask: Ask) -> &mut HashSet<PathBuf> {
+        &mut self.in_flight[ask as usize]
+    }
 }
 
 #[derive(Default)]
@@ -166,83 +249,120 @@ impl Looker for FileLooker {
         looks_of(self.ask(paths, Ask::Look, within))
     }
 
-    fn places(&self, paths: &[&Path], within: Duration) -> Vec<Place> {
-        places_of(self.ask(paths, Ask::Place, within))
+    fn look_and_place(&self, paths: &[&Path], within: Duration) -> Vec<(Look, Place)> {
+        placed_of(self.ask(paths, Ask::LookAndPlace, within))
     }
 }
 
 impl FileLooker {
     /// Asks `ask` of each path, on the workers; `None` for those not answered `within`.
     pub(crate) fn ask(&self, paths: &[&Path], ask: Ask, within: Duration) -> Vec<Option<Answer>> {
-        let (tx, rx) = mpsc::channel();
-        let mut out: Vec<Option<Answer>> = vec![None; paths.len()];
-        let mut outstanding = 0;
         // Two targets may share a file: it is looked at once.
-        let mut first: std::collections::HashMap<&Path, usize> = Default::default();
-        let mut copies = Vec::new();
-        {
-            let mut st = self.pool.lock();
-            for (index, path) in paths.iter().enumerate() {
-                if let Some(&f) = first.get(*path) {
-                    copies.push((index, f));
-                    continue;
+        let mut first: HashMap<&Path, usize> = HashMap::with_capacity(paths.len());
+        let of: Vec<usize> = paths
+            .iter()
+            .map(|path| {
+                let next = first.len();
+                *first.entry(path).or_insert(next)
+            })
+            .collect();
+        let mut unique: Vec<PathBuf> = vec![PathBuf::new(); first.len()];
+        for (path, index) in first {
+            unique[index] = path.to_path_buf();
+        }
+        let batch = Arc::new(Batch {
+            ask,
+            answers: Mutex::new(Answers {
+                got: vec![None; unique.len()],
+                count: 0,
+                wanted: 0,
+                open: true,
+            }),
+            paths: unique,
+            dirs: Dirs::default(),
+            all_in: Condvar::new(),
+        });
+        self.queue(&batch);
+        let mut got = self.wait(&batch, within);
+        // Each file's answer goes to its targets: copies to all but its last.
+        let mut uses = vec![0_usize; got.len()];
+        for &u in &of {
+            uses[u] += 1;
+        }
+        of.into_iter()
+            .map(|u| {
+                uses[u] -= 1;
+                if uses[u] == 0 {
+                    got[u].take()
+                } else {
+                    got[u].clone()
                 }
-                first.insert(path, index);
-                let key = (path.to_path_buf(), ask);
-                if st.in_flight.contains(&key) {
-                    continue;
-                }
-                st.in_flight.insert(key);
+            })
+            .collect()
+    }
+
+    /// Queues `batch`'s files (those with the same question under way already wait for
+    /// nothing: they are not answered); looks here when there is no worker at all.
+    fn queue(&self, batch: &Arc<Batch>) {
+        let mut st = self.pool.lock();
+        let mut wanted = 0;
+        for (index, path) in batch.paths.iter().enumerate() {
+            if st.in_flight(batch.ask).insert(path.clone()) {
                 st.queue.push_back(Task {
-                    path: path.to_path_buf(),
-                    ask,
+                    batch: batch.clone(),
                     index,
-                    reply: tx.clone(),
                 });
-                outstanding += 1;
-            }
-            let busy = st.workers - st.idle.min(st.workers);
-            let wanted = READY_WORKERS.min(busy + st.queue.len());
-            while st.workers < wanted && self.add_worker(&mut st) {}
-            if st.workers == 0 {
-                // No thread at all: look here, as protector did before it had workers.
-                while let Some(task) = st.queue.pop_front() {
-                    st.in_flight.remove(&(task.path.clone(), task.ask));
-                    out[task.index] = Some(answer(task.ask, &task.path));
-                    outstanding -= 1;
-                }
-            }
-            // One worker woken per look queued, not every idle one for each.
-            for _ in 0..st.queue.len().min(st.idle) {
-                self.pool.work.notify_one();
+                wanted += 1;
             }
         }
-        drop(tx);
+        batch.answers().wanted = wanted;
+        let busy = st.workers - st.idle.min(st.workers);
+        let wanted_workers = READY_WORKERS.min(busy + st.queue.len());
+        while st.workers < wanted_workers && self.add_worker(&mut st) {}
+        if st.workers == 0 {
+            // No thread at all: look here, as protector did before it had workers.
+            while let Some(task) = st.queue.pop_front() {
+                let path = &task.batch.paths[task.index];
+                st.in_flight(task.batch.ask).remove(path);
+                let answer = answer(task.batch.ask, path, &task.batch.dirs);
+                task.batch.put(task.index, answer);
+            }
+        }
+        // One worker woken per look queued, not every idle one for each.
+        for _ in 0..st.queue.len().min(st.idle) {
+            self.pool.work.notify_one();
+        }
+    }
+
+    /// `batch`'s answers, as many as came `within`; one more worker whenever none came for
+    /// [`NO_PROGRESS`] (every worker may be stuck on a dead mount).
+    fn wait(&self, batch: &Batch, within: Duration) -> Vec<Option<Answer>> {
         let deadline = Instant::now() + within;
-        while outstanding > 0 {
+        let mut answers = batch.answers();
+        let mut seen = answers.count;
+        while answers.count < answers.wanted {
             let now = Instant::now();
             if now >= deadline {
                 break;
             }
-            match rx.recv_timeout(NO_PROGRESS.min(deadline - now)) {
-                Ok((index, answer)) => {
-                    out[index] = Some(answer);
-                    outstanding -= 1;
+            let (guard, wait) = batch
+                .all_in
+                .wait_timeout(answers, NO_PROGRESS.min(deadline - now))
+                .unwrap_or_else(|p| p.into_inner());
+            answers = guard;
+            if wait.timed_out() && answers.count == seen {
+                drop(answers);
+                let mut st = self.pool.lock();
+                if !st.queue.is_empty() && st.idle == 0 && self.add_worker(&mut st) {
+                    self.pool.work.notify_one();
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    // Every worker may be stuck on a dead mount: add one for the rest.
-                    let mut st = self.pool.lock();
-                    if !st.queue.is_empty() && st.idle == 0 && self.add_worker(&mut st) {
-                        self.pool.work.notify_one();
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                drop(st);
+                answers = batch.answers();
             }
+            seen = answers.count;
         }
-        for (index, f) in copies {
-            out[index] = out[f].clone();
-        }
-        out
+        answers.open = false;
+        std::mem::take(&mut answers.got)
     }
 }
 
@@ -268,10 +388,12 @@ fn work(pool: &Pool) {
                 }
             }
         };
-        let answer = answer(task.ask, &task.path);
-        pool.lock().in_flight.remove(&(task.path, task.ask));
-        // The caller may have stopped waiting: then the answer is simply dropped.
-        let _ = task.reply.send((task.index, answer));
+        let Task { batch, index } = task;
+        let path = &batch.paths[index];
+        let answer = answer(batch.ask, path, &batch.dirs);
+        pool.lock().in_flight(batch.ask).remove(path.as_path());
+        // The asker may have stopped waiting: then the answer is simply dropped.
+        batch.put(index, answer);
     }
 }
 
@@ -302,5 +424,56 @@ mod tests {
             assert!(err.is_none());
         }
         assert!(looker.pool.lock().workers <= READY_WORKERS);
+    }
+
+    #[test]
+    fn a_heartbeat_in_a_place_any_user_can_write_or_a_missing_directory_is_told() {
+        use std::os::unix::fs::PermissionsExt;
+        let chmod = |p: &Path, mode| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("beats");
+        std::fs::create_dir(&dir).unwrap();
+        let beat = dir.join("svc.alive");
+        let gone = tmp.path().join("gone").join("svc.alive");
+        let looker = FileLooker::default();
+        let place = |path: &Path| {
+            let mut placed = looker.look_and_place(&[path, path], Duration::from_secs(5));
+            assert_eq!(placed[0], placed[1], "one file, one answer");
+            placed.pop().unwrap()
+        };
+        chmod(&dir, 0o755);
+        assert_eq!(
+            place(&beat),
+            ((Observation::Absent, None), Place::default())
+        );
+        chmod(&dir, 0o1777);
+        let r = place(&beat).1.exposed.unwrap();
+        assert!(
+            r.contains("create the heartbeat file before the writer"),
+            "{r}"
+        );
+        chmod(&dir, 0o777);
+        let r = place(&beat).1.exposed.unwrap();
+        assert!(r.contains("delete or replace the heartbeat"), "{r}");
+        chmod(&dir, 0o755);
+        std::fs::write(&beat, "").unwrap();
+        chmod(&beat, 0o666);
+        let (look, place_of_beat) = place(&beat);
+        assert!(matches!(look.0, Observation::Present(_)), "{look:?}");
+        let r = place_of_beat.exposed.unwrap();
+        assert!(r.contains("svc.alive is writable by every user"), "{r}");
+        let missing = place(&gone).1;
+        assert_eq!(
+            missing.missing_dir.as_deref(),
+            Some(gone.parent().unwrap().to_str().unwrap())
+        );
+        assert_eq!(missing.exposed, None);
+        let r = place(Path::new("/tmp/htrd_minion_alived"))
+            .1
+            .exposed
+            .unwrap();
+        assert!(r.contains("/tmp is writable by every user"), "{r}");
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tracing::warn;
 
 use super::helper::{Helper, Request, WirePath, kill};
-use super::{Answer, Ask, FileLooker, Look, Looker, Place, looks_of, places_of};
+use super::{Answer, Ask, FileLooker, Look, Looker, Place, looks_of, placed_of};
 
 /// The running executable itself, whatever happened to its file since (an upgrade replaces
 /// it): a daemon's helper is always of its own version.
@@ -167,8 +167,8 @@ impl Looker for HelperLooker {
         looks_of(self.ask(paths, Ask::Look, within))
     }
 
-    fn places(&self, paths: &[&Path], within: Duration) -> Vec<Place> {
-        places_of(self.ask(paths, Ask::Place, within))
+    fn look_and_place(&self, paths: &[&Path], within: Duration) -> Vec<(Look, Place)> {
+        placed_of(self.ask(paths, Ask::LookAndPlace, within))
     }
 }
 
