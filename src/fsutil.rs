@@ -62,6 +62,25 @@ pub fn write_atomically_mode(
     mode: u32,
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
+    replace(path, mode, true, fill)
+}
+
+/// [`write_atomically`], without waiting for the new contents to reach the disk before the
+/// rename: for a file written anew at every start (after a power cut it may be empty until
+/// then), where waiting for the disk at every write costs more than it keeps.
+pub fn write_atomically_unsynced(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    replace(path, SHARED_MODE, false, fill)
+}
+
+fn replace(
+    path: &Path,
+    mode: u32,
+    sync: bool,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let tmp = temp_sibling(path);
     let create = || no_follow(mode).write(true).create_new(true).open(&tmp);
     let result = (|| {
@@ -75,7 +94,9 @@ pub fn write_atomically_mode(
         let mut w = std::io::BufWriter::new(file);
         fill(&mut w)?;
         let f = w.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, path)
     })();
     if result.is_err() {

@@ -13,6 +13,12 @@ type Family<'a> = (
     &'a dyn Fn(&TargetRecord) -> Option<f64>,
 );
 
+/// Writes the metrics of `state` to the file `path`, atomically (not waited for onto the disk:
+/// the file is written anew at every start).
+pub fn write(path: &std::path::Path, state: &StateFile) -> io::Result<()> {
+    crate::fsutil::write_atomically_unsynced(path, |w| render(state, w))
+}
+
 /// Writes the metrics of `state` to `out`, row by row.
 pub fn render(state: &StateFile, out: &mut dyn Write) -> io::Result<()> {
     let head = |out: &mut dyn Write, name: &str, kind: &str, help: &str| {

@@ -2,19 +2,17 @@
 //! files: soon after a restart step (a burst of steps becomes one write), lazily after a
 //! heartbeat, never more than needed.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use tracing::{error, info, warn};
-
 use super::Daemon;
 use super::slot::Slot;
+pub(super) use super::writer::Part;
+use super::writer::Writer;
 use crate::config::{Files, Target};
 use crate::fsutil::epoch_secs;
-use crate::metrics;
 use crate::schedule::Now;
-use crate::state::{self, ConfigRefused, RunningCommand, StateFile, TargetRecord, TargetStatus};
+use crate::state::{self, ConfigRefused, StateFile, TargetRecord, TargetStatus};
 
 /// Changes that only move a heartbeat are written to the state file at most this often, per
 /// started thousand targets (up to ten times this).
@@ -22,6 +20,9 @@ const LAZY_FLUSH: Duration = Duration::from_secs(1);
 /// Restart steps are written within this long; a burst of them (a restart storm) becomes one
 /// write of the state and metrics files instead of one per step.
 const URGENT_FLUSH: Duration = Duration::from_millis(20);
+/// The longest the loop waits for a write someone must find (a filesystem that does not
+/// answer must not stop protector for good).
+const WRITE_PATIENCE: Duration = Duration::from_secs(10);
 
 /// What is written to the state and metrics files besides the slots, and when.
 pub(super) struct Books {
@@ -38,7 +39,8 @@ pub(super) struct Books {
     pub observations: u64,
     /// When the files are next written (`None`: nothing changed).
     pub flush_at: Option<Instant>,
-    last_write_error: Option<String>,
+    /// Writes them, on a thread of its own.
+    writer: Writer,
     /// Records of running commands an earlier protector left (`state::running`), taken off
     /// once the state file holds what they said.
     pub records_left: Vec<PathBuf>,
@@ -55,7 +57,7 @@ impl Books {
             disabled: Vec::new(),
             observations: 0,
             flush_at: None,
-            last_write_error: None,
+            writer: Writer::default(),
             records_left: Vec::new(),
         }
     }
@@ -81,31 +83,6 @@ impl Books {
     /// Does protector write any file (a state or metrics file is set)?
     fn writes(&self) -> bool {
         self.files.state_file.is_some() || self.files.metrics_file.is_some()
-    }
-
-    /// Writes `snapshot` to the state and metrics files. A failure is logged (once per new
-    /// reason) and watching goes on.
-    pub fn write(&mut self, snapshot: &StateFile) {
-        let mut errors = Vec::new();
-        if let Some(path) = &self.files.state_file
-            && let Err(e) = state::save(path, snapshot)
-        {
-            errors.push(format!("cannot write state file {}: {e}", path.display()));
-        }
-        if let Some(path) = &self.files.metrics_file
-            && let Err(e) = crate::fsutil::write_atomically(path, |w| metrics::render(snapshot, w))
-        {
-            errors.push(format!("cannot write metrics file {}: {e}", path.display()));
-        }
-        let error = (!errors.is_empty()).then(|| errors.join("; "));
-        if error.is_some() && error != self.last_write_error {
-            warn!(
-                event = "write_failed",
-                reason = error.as_deref().unwrap_or_default(),
-                "cannot write protector's files; watching continues"
-            );
-        }
-        self.last_write_error = error;
     }
 
     /// What the state file says at `now` of `slots` (and the disabled targets), with
@@ -175,15 +152,24 @@ impl Daemon {
         self.books.mark_dirty(now, urgent, self.slots.len());
     }
 
-    /// Writes the state and metrics files now (never in a dry run: what it decides never
-    /// happened, and the next real run must not restore it).
-    pub(super) fn flush(&mut self) {
+    /// Hands the state and metrics files, as they are now, to be written (never in a dry
+    /// run: what it decides never happened, and the next real run must not restore it).
+    /// Returns the snapshot's number, `None` when nothing is written.
+    pub(super) fn flush(&mut self) -> Option<u64> {
         self.books.flush_at = None;
         if self.opts.dry_run || !self.books.writes() {
-            return;
+            return None;
         }
         let snapshot = self.snapshot(self.now());
-        self.books.write(&snapshot);
+        Some(self.books.writer.submit(snapshot, &self.books.files))
+    }
+
+    /// [`Daemon::flush`], and waits until `part` is written: for whoever reads the files
+    /// next (`protector status` after an answer, the next protector after an exit). Returns
+    /// whether the state file was written (`false` too when nothing is written).
+    pub(super) fn flush_and_wait(&mut self, part: Part) -> bool {
+        self.flush()
+            .is_some_and(|n| self.books.writer.wait(n, part, WRITE_PATIENCE))
     }
 
     /// What the state file says now.
@@ -191,116 +177,10 @@ impl Daemon {
         self.books.snapshot(&self.slots, now, self.refusal_record())
     }
 
-    /// Start-up: temporary files an earlier protector left when it died mid-write go.
-    pub(super) fn remove_stale_temps(&self) {
-        let files = &self.books.files;
-        for path in [&files.state_file, &files.metrics_file]
-            .into_iter()
-            .flatten()
-        {
-            let removed = crate::fsutil::remove_stale_temps(path);
-            if removed > 0 {
-                info!(
-                    event = "stale_temps_removed",
-                    file = %path.display(),
-                    removed,
-                    "removed temporary files an earlier protector left behind"
-                );
-            }
-        }
-    }
-
-    /// Records of the previous run, by target name. An unusable file is set aside.
-    pub(super) fn read_state_file(&mut self) -> HashMap<String, TargetRecord> {
-        let Some(path) = self.books.files.state_file.clone() else {
-            return HashMap::new();
-        };
-        let path = &path;
-        match state::load(path) {
-            Ok(Some(file)) => file
-                .targets
-                .into_iter()
-                .map(|t| (t.name.clone(), t))
-                .collect(),
-            Ok(None) => HashMap::new(),
-            Err(state::Unusable::NotRegular(reason)) => {
-                error!(
-                    event = "state_file_unusable",
-                    state_file = %path.display(),
-                    reason = %reason,
-                    "the state file is not a regular file; it is left alone and no state is kept"
-                );
-                self.books.files.state_file = None;
-                HashMap::new()
-            }
-            Err(state::Unusable::Corrupt(reason) | state::Unusable::Planted(reason))
-                if self.opts.dry_run =>
-            {
-                warn!(event = "state_file_unusable", state_file = %path.display(), reason = %reason, "state file is unusable; dry run: left as it is");
-                HashMap::new()
-            }
-            Err(state::Unusable::Corrupt(reason)) => {
-                match state::set_aside(path) {
-                    Ok(aside) => warn!(
-                        event = "state_file_unusable",
-                        state_file = %path.display(),
-                        reason = %reason,
-                        moved_to = %aside.display(),
-                        "state file is unusable; moved it aside and starting fresh"
-                    ),
-                    Err(e) => {
-                        warn!(event = "state_file_unusable", state_file = %path.display(), reason = %reason, "state file is unusable and cannot be moved aside ({e}); it will be overwritten")
-                    }
-                }
-                HashMap::new()
-            }
-            // Not trusted: set aside all the same, and said as an error (someone may be at work).
-            Err(state::Unusable::Planted(reason)) => {
-                let aside = state::set_aside(path).map_or_else(
-                    |e| format!("(cannot move it aside: {e})"),
-                    |a| a.display().to_string(),
-                );
-                error!(
-                    event = "state_file_refused",
-                    state_file = %path.display(),
-                    reason = %reason,
-                    moved_to = %aside,
-                    "the state file is not protector's own; not read, moved aside, starting fresh"
-                );
-                HashMap::new()
-            }
-        }
-    }
-
-    /// The commands an earlier protector had running as its state file says, or as the
-    /// records it wrote the moment each was spawned say when those are newer (it may have
-    /// been killed before its state file said so), by target name.
-    pub(super) fn commands_left(
-        &mut self,
-        restored: &HashMap<String, TargetRecord>,
-    ) -> HashMap<String, RunningCommand> {
-        let mut left: HashMap<String, RunningCommand> = restored
-            .iter()
-            .filter_map(|(name, rec)| Some((name.clone(), rec.running_command.clone()?)))
-            .collect();
-        if let Some(path) = &self.books.files.state_file {
-            for (record, target, running) in state::running::left(path) {
-                self.books.records_left.push(record);
-                match left.get(&target) {
-                    Some(known) if known.started_at >= running.started_at => {}
-                    _ => {
-                        left.insert(target, running);
-                    }
-                }
-            }
-        }
-        left
-    }
-
-    /// Takes off the records [`Daemon::commands_left`] read, once the state file holds what
-    /// they said.
-    pub(super) fn forget_records_left(&mut self) {
-        if self.opts.dry_run || self.books.last_write_error.is_some() {
+    /// Takes off the records of running commands an earlier protector left (`left.rs`), once
+    /// the state file holds what they said (`written`).
+    pub(super) fn forget_records_left(&mut self, written: bool) {
+        if !written {
             return;
         }
         for record in self.books.records_left.drain(..) {
@@ -362,30 +242,5 @@ mod tests {
         b.mark_dirty(t0, false, 1);
         assert_eq!(b.flush_at, Some(t0 + URGENT_FLUSH));
         assert!(!b.flush_due(t0) && b.flush_due(t0 + URGENT_FLUSH));
-    }
-
-    #[test]
-    fn a_failed_write_is_remembered_until_one_succeeds() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("file"), "").unwrap();
-        let mut b = books();
-        // Under a file: no directory can be made there.
-        b.files.state_file = Some(dir.path().join("file/state.json"));
-        assert!(b.writes());
-        let now = Now::read();
-        let snap = b.snapshot(&[], now, None);
-        b.write(&snap);
-        let failed = b.last_write_error.clone().expect("a failure");
-        assert!(failed.starts_with("cannot write state file"), "{failed}");
-        b.files.state_file = Some(dir.path().join("state.json"));
-        b.write(&snap);
-        assert_eq!(b.last_write_error, None);
-        let back = crate::state::load(&dir.path().join("state.json"))
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            back.config.as_deref(),
-            Some("/etc/protector/protector.yaml")
-        );
     }
 }

@@ -72,7 +72,7 @@ impl Daemon {
             say(Reply::Target(result));
         }
         // Written now: a `protector status` right after the answer shows what was done.
-        self.flush();
+        self.flush_and_wait(super::books::Part::State);
     }
 
     /// The slots a request names (`all`: every one); an unknown or disabled name is an error

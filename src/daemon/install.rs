@@ -10,24 +10,16 @@ use std::collections::HashMap;
 use tracing::{debug, info, warn};
 
 use super::effects::Look;
+use super::left::{self, Left};
 use super::reload::{Change, Plan, plan};
 use super::slot::Slot;
 use super::{Daemon, secs};
 use crate::config::{Config, Files, Target};
 use crate::platform;
 use crate::schedule::{Now, Observation};
-use crate::state::{RunningCommand, TargetRecord};
 
 /// Above this many targets, per-target start-up lines are logged at debug level.
 const QUIET_ABOVE: usize = 100;
-
-/// What the previous protector left (start-up only): its state file's records and the
-/// commands it had running, by target name.
-#[derive(Default)]
-struct Left {
-    records: HashMap<String, TargetRecord>,
-    commands: HashMap<String, RunningCommand>,
-}
 
 impl Daemon {
     /// Installs `config` (see the module's header). `first`: at start-up. Returns what
@@ -40,13 +32,9 @@ impl Daemon {
             .drain(..)
             .map(|s| (s.target.name.clone(), s))
             .collect();
-        let mut looks = self.look_at_fresh(&plan, &old).into_iter();
         self.install_files(config.files, config.max_parallel_commands, first);
-        let mut left = if first {
-            self.what_was_left()
-        } else {
-            Left::default()
-        };
+        let (looks, mut left) = self.look_while_reading_left(&plan, &old, first);
+        let mut looks = looks.into_iter();
         let quiet = plan.targets.len() > QUIET_ABOVE;
         let count = |c| plan.targets.iter().filter(|(_, x)| *x == c).count();
         let counts = [Change::Unchanged, Change::Changed, Change::Added].map(count);
@@ -136,15 +124,37 @@ impl Daemon {
         self.notifies.set_max(max);
     }
 
-    /// What the previous protector left: its state file's records and running commands
-    /// (its temporaries removed first).
-    fn what_was_left(&mut self) -> Left {
-        if !self.opts.dry_run {
-            self.remove_stale_temps();
+    /// [`Daemon::look_at_fresh`]; at start-up, with what the previous protector left
+    /// (`left.rs`), read on another thread meanwhile (this one only waits for the looks).
+    fn look_while_reading_left(
+        &mut self,
+        plan: &Plan,
+        old: &HashMap<String, Slot>,
+        first: bool,
+    ) -> (Vec<Look>, Left) {
+        if !first {
+            return (self.look_at_fresh(plan, old), Left::default());
         }
-        let records = self.read_state_file();
-        let commands = self.commands_left(&records);
-        Left { records, commands }
+        let (files, dry_run) = (self.books.files.clone(), self.opts.dry_run);
+        let (looks, mut left) = std::thread::scope(|s| {
+            let reading = std::thread::Builder::new()
+                .name("protector-read".into())
+                .spawn_scoped(s, || left::read(&files, dry_run));
+            let looks = self.look_at_fresh(plan, old);
+            let left = match reading {
+                Ok(reading) => reading
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                // No thread to be had: read here.
+                Err(_) => left::read(&files, dry_run),
+            };
+            (looks, left)
+        });
+        if left.state_file_unusable {
+            self.books.files.state_file = None;
+        }
+        self.books.records_left = std::mem::take(&mut left.record_files);
+        (looks, left)
     }
 
     /// A new slot for `target`, added with `look`; at start-up, with what was left of it.

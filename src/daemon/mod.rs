@@ -37,6 +37,7 @@ mod hold;
 mod incidents;
 mod install;
 mod judge;
+mod left;
 mod looks;
 mod notify;
 mod outcomes;
@@ -49,6 +50,7 @@ mod slot;
 #[cfg(test)]
 mod tests;
 mod waiters;
+mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -299,8 +301,8 @@ impl Daemon {
         }
         // Written before READY: `protector status` right after the service manager says it
         // started finds the state file (and the control socket it names).
-        self.flush();
-        self.forget_records_left();
+        let written = self.flush_and_wait(books::Part::State);
+        self.forget_records_left(written);
         if self.opts.dry_run {
             warn!(
                 event = "dry_run",
@@ -358,7 +360,7 @@ impl Daemon {
             *at = crate::schedule::later(now, *every);
         }
         if self.stopping && self.commands.running() == 0 {
-            self.flush();
+            self.flush_and_wait(books::Part::All);
             info!(event = "stopped", "protector stopped");
             return Some(Exit::Clean);
         }
@@ -407,7 +409,7 @@ impl Daemon {
                     running = self.commands.running(),
                     "second signal: exiting at once, leaving running commands behind"
                 );
-                self.flush();
+                self.flush_and_wait(books::Part::All);
                 return Some(Exit::Immediate);
             }
             Msg::Signal(Signal::Shutdown) => self.begin_shutdown(),

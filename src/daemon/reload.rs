@@ -164,7 +164,7 @@ impl Daemon {
         systemd::send(systemd::Note::Ready);
         if !waiters.is_empty() {
             // Written first: a `protector status` right after the answer shows the reload.
-            self.flush();
+            self.flush_and_wait(super::books::Part::State);
         }
         for waiter in waiters {
             let message = message.clone();
