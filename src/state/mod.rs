@@ -2,6 +2,7 @@
 //! and read back on start-up (so consecutive restarts and backoff survive a restart of
 //! protector itself) and by `protector status`. Times are seconds since the Unix epoch.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -305,11 +306,71 @@ pub fn parse(text: &str) -> Result<StateFile, Unusable> {
     Ok(state)
 }
 
+/// Writes `state` to `path` (atomically), as [`Lines`] lays it out.
 pub fn save(path: &Path, state: &StateFile) -> std::io::Result<()> {
     fsutil::write_atomically(path, |w| {
-        serde_json::to_writer_pretty(&mut *w, state)?;
+        let mut json = serde_json::Serializer::with_formatter(&mut *w, Lines::default());
+        state.serialize(&mut json)?;
         w.write_all(b"\n")
     })
+}
+
+/// The state file's layout: JSON with each of its own keys, and each target's record, on a
+/// line of its own, nothing indented (`grep NAME` finds a target's whole record; a third
+/// smaller than indented JSON, which was 40 MB at 100,000 targets).
+#[derive(Default)]
+struct Lines {
+    depth: usize,
+}
+
+impl serde_json::ser::Formatter for Lines {
+    fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.depth += 1;
+        w.write_all(b"{")
+    }
+
+    fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.depth -= 1;
+        w.write_all(if self.depth == 0 { b"\n}" } else { b"}" })
+    }
+
+    fn begin_object_key<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if !first {
+            w.write_all(b",")?;
+        }
+        if self.depth == 1 {
+            w.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
+    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.depth += 1;
+        w.write_all(b"[")
+    }
+
+    fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.depth -= 1;
+        w.write_all(if self.depth == 1 { b"\n]" } else { b"]" })
+    }
+
+    fn begin_array_value<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if !first {
+            w.write_all(b",")?;
+        }
+        if self.depth == 2 {
+            w.write_all(b"\n")?;
+        }
+        Ok(())
+    }
 }
 
 /// Moves an unusable state file out of the way (never deletes it: it may be evidence).
@@ -341,5 +402,48 @@ mod tests {
         let wide = "é".repeat(OUTPUT_KEPT);
         let kept = CommandRecord::tail_of(&wide);
         assert!(kept.starts_with("...é") && kept.len() <= OUTPUT_KEPT + 3);
+    }
+
+    #[test]
+    fn the_state_file_has_a_line_per_key_and_per_target_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let record = |name: &str| {
+            let text = format!(
+                r#"{{"name": "{name}", "heartbeat": "/h/{name}", "state": "watching",
+                "last_heartbeat": 1.5, "next_check": null, "restarts_total": 2,
+                "consecutive_restarts": 0, "backoff_secs": 0, "command_failures_total": 0,
+                "command_timeouts_total": 0, "last_restart": {{"at": 1.0, "commands": [
+                {{"command": "stop", "exit_code": 0, "status": "exit status: 0",
+                "duration_ms": 3, "timed_out": false}}]}}}}"#
+            );
+            serde_json::from_str(&text).unwrap()
+        };
+        let state = super::StateFile {
+            format: super::FORMAT.into(),
+            version: super::VERSION,
+            pid: 7,
+            protector_version: "0".into(),
+            started_at: 1.0,
+            written_at: 2.0,
+            config: Some("/etc/protector/protector.yaml".into()),
+            lock_file: None,
+            control_socket: None,
+            observations_total: 3,
+            config_refused: None,
+            targets: vec![record("a"), record("b")],
+        };
+        super::save(&path, &state).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "{");
+        assert_eq!(lines[1], r#""format":"protector-state","#);
+        assert!(lines.contains(&r#""targets":["#), "{text}");
+        let a = lines.iter().position(|l| l.starts_with(r#"{"name":"a""#));
+        let b = lines.iter().position(|l| l.starts_with(r#"{"name":"b""#));
+        assert_eq!(b, a.map(|a| a + 1), "{text}");
+        assert!(lines[a.unwrap()].ends_with("]}},"), "{text}");
+        assert_eq!(lines[lines.len() - 2..], ["]", "}"]);
+        assert_eq!(super::load(&path).unwrap().unwrap(), state);
     }
 }
