@@ -17,13 +17,19 @@ pub fn run(
     json: bool,
     names: &[String],
 ) -> Outcome {
+    // The most of the file read: what protector writes for the config's targets; for a file
+    // given alone, what it writes for 100,000.
+    let mut max = crate::state::max_bytes(100_000);
     let path = match (state_file, config) {
         (Some(p), _) => p,
         // A refused file: the last accepted copy names the state file of the protector
         // running on it.
         (None, Some(cfg)) => match config::accepted::start_on(&cfg, Os::host()) {
             Ok(start) => match start.config.files.state_file {
-                Some(p) => p,
+                Some(p) => {
+                    max = crate::state::max_bytes(start.config.targets.len());
+                    p
+                }
                 None => {
                     return Outcome::failed(format!(
                         "protector: {} sets no `state_file`, so there is no status to show; add \
@@ -46,7 +52,7 @@ pub fn run(
             return run(Some(super::default_config()), None, json, names);
         }
     };
-    match crate::status::show(&path, json, names) {
+    match crate::status::show(&path, max, json, names) {
         Ok(shown) => Outcome::status(if shown.healthy { 0 } else { 1 }).say(shown.text),
         Err(not) => Outcome::status(not.status).say_err(not.message),
     }

@@ -136,17 +136,18 @@ impl Daemon {
             return (self.look_at_fresh(plan, old), Left::default());
         }
         let (files, dry_run) = (self.books.files.clone(), self.opts.dry_run);
+        let targets = plan.targets.len() + plan.disabled.len();
         let (looks, mut left) = std::thread::scope(|s| {
             let reading = std::thread::Builder::new()
                 .name("protector-read".into())
-                .spawn_scoped(s, || left::read(&files, dry_run));
+                .spawn_scoped(s, || left::read(&files, targets, dry_run));
             let looks = self.look_at_fresh(plan, old);
             let left = match reading {
                 Ok(reading) => reading
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
                 // No thread to be had: read here.
-                Err(_) => left::read(&files, dry_run),
+                Err(_) => left::read(&files, targets, dry_run),
             };
             (looks, left)
         });

@@ -24,15 +24,16 @@ pub(super) struct Left {
     pub state_file_unusable: bool,
 }
 
-/// Reads what was left beside `files` (`dry_run`: nothing is removed or moved).
-pub(super) fn read(files: &Files, dry_run: bool) -> Left {
+/// Reads what was left beside `files` by a protector of `targets` targets (`dry_run`: nothing
+/// is removed or moved).
+pub(super) fn read(files: &Files, targets: usize, dry_run: bool) -> Left {
     if !dry_run {
         remove_stale_temps(files);
     }
     let Some(path) = files.state_file.as_deref() else {
         return Left::default();
     };
-    let Some(records) = read_state_file(path, dry_run) else {
+    let Some(records) = read_state_file(path, state::max_bytes(targets), dry_run) else {
         return Left {
             state_file_unusable: true,
             ..Left::default()
@@ -80,8 +81,8 @@ fn remove_stale_temps(files: &Files) {
 
 /// The state file's records, by target name (an unusable file is set aside); `None` when it
 /// is not a regular file (left alone).
-fn read_state_file(path: &Path, dry_run: bool) -> Option<HashMap<String, TargetRecord>> {
-    match state::load(path) {
+fn read_state_file(path: &Path, max: u64, dry_run: bool) -> Option<HashMap<String, TargetRecord>> {
+    match state::load(path, max) {
         Ok(Some(file)) => Some(
             file.targets
                 .into_iter()

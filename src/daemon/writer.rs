@@ -203,7 +203,7 @@ mod tests {
             last = writer.submit(snapshot(pid), &files);
         }
         assert!(writer.wait(last, Part::All, Duration::from_secs(60)));
-        let written = state::load(files.state_file.as_ref().unwrap())
+        let written = state::load(files.state_file.as_ref().unwrap(), state::MAX_BYTES)
             .unwrap()
             .unwrap();
         assert_eq!(written.pid, 50, "the last snapshot is the one on disk");
@@ -230,7 +230,7 @@ mod tests {
         let n = writer.submit(snapshot(2), &files);
         assert!(writer.wait(n, Part::All, Duration::from_secs(60)));
         assert_eq!(writer.shared.queue().last_error, None);
-        let back = state::load(files.state_file.as_ref().unwrap())
+        let back = state::load(files.state_file.as_ref().unwrap(), state::MAX_BYTES)
             .unwrap()
             .unwrap();
         assert_eq!(back.pid, 2);

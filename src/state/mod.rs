@@ -233,8 +233,21 @@ impl std::fmt::Display for TargetStatus {
     }
 }
 
-/// A state file larger than this is not read (10,000 targets take about 6 MiB).
+/// A state file larger than this is not read, whatever the number of targets (10,000 targets
+/// take about 3 MiB, 100,000 about 30 MiB before any restart is on record).
 pub const MAX_BYTES: u64 = 64 << 20;
+
+/// Bytes a state file may hold per target beyond [`MAX_BYTES`]: a record at its largest (a
+/// failed restart's commands with their output, an incident, a pause reason) is about 21 KB
+/// with both its paths at PATH_MAX (`what_protector_writes_for_its_targets_it_reads_back`).
+pub const BYTES_PER_TARGET: u64 = 32 << 10;
+
+/// The most of a state file read when `targets` are watched: what protector writes for
+/// them, whatever their records hold (100,000 targets whose restarts all failed write well
+/// over 64 MiB; a bound that refused them would lose their backoff at the next start).
+pub fn max_bytes(targets: usize) -> u64 {
+    MAX_BYTES.max(BYTES_PER_TARGET.saturating_mul(targets as u64))
+}
 
 /// Why a state file cannot be used.
 #[derive(Debug)]
@@ -257,9 +270,9 @@ impl std::fmt::Display for Unusable {
 }
 
 /// Reads a state file. `Ok(None)` when there is none yet. Only a regular file of at most
-/// [`MAX_BYTES`] is read, so a FIFO or a device put in its place can neither hang protector
-/// nor fill its memory.
-pub fn load(path: &Path) -> Result<Option<StateFile>, Unusable> {
+/// `max` bytes is read ([`max_bytes`]), so a FIFO or a device put in its place can neither
+/// hang protector nor fill its memory.
+pub fn load(path: &Path, max: u64) -> Result<Option<StateFile>, Unusable> {
     use std::io::Read;
     let file = match fsutil::open_to_read(path) {
         Ok(f) => f,
@@ -281,14 +294,11 @@ pub fn load(path: &Path) -> Result<Option<StateFile>, Unusable> {
         return Err(Unusable::Planted(why));
     }
     let mut text = String::new();
-    file.take(MAX_BYTES + 1)
+    file.take(max.saturating_add(1))
         .read_to_string(&mut text)
         .map_err(|e| Unusable::Corrupt(e.to_string()))?;
-    if text.len() as u64 > MAX_BYTES {
-        return Err(Unusable::Corrupt(format!(
-            "larger than {} MiB",
-            MAX_BYTES >> 20
-        )));
+    if text.len() as u64 > max {
+        return Err(Unusable::Corrupt(format!("larger than {} MiB", max >> 20)));
     }
     parse(&text).map(Some)
 }
@@ -435,6 +445,10 @@ mod tests {
         };
         super::save(&path, &state).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
+        assert!(matches!(
+            super::load(&path, 100),
+            Err(super::Unusable::Corrupt(why)) if why == "larger than 0 MiB"
+        ));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "{");
         assert_eq!(lines[1], r#""format":"protector-state","#);
@@ -444,6 +458,41 @@ mod tests {
         assert_eq!(b, a.map(|a| a + 1), "{text}");
         assert!(lines[a.unwrap()].ends_with("]}},"), "{text}");
         assert_eq!(lines[lines.len() - 2..], ["]", "}"]);
-        assert_eq!(super::load(&path).unwrap().unwrap(), state);
+        assert_eq!(
+            super::load(&path, super::MAX_BYTES).unwrap().unwrap(),
+            state
+        );
+    }
+
+    #[test]
+    fn what_protector_writes_for_its_targets_it_reads_back() {
+        // A record at its largest: paths at PATH_MAX, a failed restart of three commands whose
+        // output is all escapes, an incident, a pause reason of quotes.
+        let long = |c: char, n: usize| std::iter::repeat_n(c, n).collect::<String>();
+        let command = serde_json::json!({
+            "command": "start", "exit_code": 1, "status": long('s', 1000),
+            "duration_ms": u64::MAX, "timed_out": true,
+            "output": CommandRecord::tail_of(&long('\u{1}', 10_000)),
+        });
+        let record: super::TargetRecord = serde_json::from_value(serde_json::json!({
+            "name": long('n', 200), "heartbeat": long('h', 4096), "state": "backing off",
+            "last_heartbeat": 1.5, "next_check": 2.5, "restarts_total": u64::MAX,
+            "consecutive_restarts": u32::MAX, "backoff_secs": 3600.5,
+            "command_failures_total": u64::MAX, "command_timeouts_total": u64::MAX,
+            "restarts_failed_total": u64::MAX,
+            "last_restart": {"at": 1.5, "commands": [command, command, command],
+                "incident": {"id": long('i', 100), "summary": long('\u{2}', 1000)}},
+            "paused_until": 1.5, "pause_reason": long('"', 200), "held_since": 1.5,
+            "dependency": long('d', 1000), "pid_file": long('p', 4096), "observe_only": true,
+        }))
+        .unwrap();
+        let bytes = serde_json::to_vec(&record).unwrap().len() as u64;
+        assert!(bytes < super::BYTES_PER_TARGET, "{bytes}");
+        assert_eq!(super::max_bytes(10), super::MAX_BYTES);
+        assert_eq!(super::max_bytes(100_000), 100_000 * super::BYTES_PER_TARGET);
+        assert!(
+            bytes * 100_000 > super::MAX_BYTES,
+            "the floor alone would refuse them"
+        );
     }
 }

@@ -24,11 +24,11 @@ pub struct NotShown {
     pub message: String,
 }
 
-/// The targets named in `names` (all when empty) as the state file at `state_path` has them;
-/// an unknown name lists the known ones.
-pub fn show(state_path: &Path, json: bool, names: &[String]) -> Result<Shown, NotShown> {
+/// The targets named in `names` (all when empty) as the state file at `state_path` (read up
+/// to `max` bytes) has them; an unknown name lists the known ones.
+pub fn show(state_path: &Path, max: u64, json: bool, names: &[String]) -> Result<Shown, NotShown> {
     let no_state = |message: String| NotShown { status: 1, message };
-    let mut file = match state::load(state_path) {
+    let mut file = match state::load(state_path, max) {
         Ok(Some(f)) => f,
         Ok(None) => {
             return Err(no_state(format!(
