@@ -45,7 +45,7 @@ fn observe_meta(path: &Path, meta: &Metadata) -> (Observation, Option<String>) {
         meta if meta.is_file() => {
             let mtime = meta.modified().ok();
             let coarse = mtime.is_some_and(whole_second);
-            let identity = platform::file_identity(&meta);
+            let identity = platform::file_identity(meta);
             let content = (coarse && meta.len() <= HASHED_BYTES)
                 .then(|| content_hash(path, identity))
                 .flatten();
