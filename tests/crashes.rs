@@ -16,7 +16,7 @@ fn kill_during_stop(sb: &Sandbox, cfg: &str) {
     });
     wait_until(PATIENCE, "the state file to say svc is restarting", || {
         std::fs::read_to_string(sb.path("state.json"))
-            .is_ok_and(|t| t.contains("\"state\": \"restarting\""))
+            .is_ok_and(|t| t.contains("\"state\":\"restarting\""))
     });
     p.signal("KILL");
     p.wait_exit(PATIENCE);
@@ -110,7 +110,7 @@ fn kill_during_start(sb: &Sandbox, command_timeout: &str) -> String {
         "the state file to record the start command",
         || {
             std::fs::read_to_string(sb.path("state.json"))
-                .is_ok_and(|t| t.contains(&format!("\"pgid\": {leader}")))
+                .is_ok_and(|t| t.contains(&format!("\"pgid\":{leader}")))
         },
     );
     p.signal("KILL");

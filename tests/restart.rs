@@ -173,7 +173,7 @@ targets:
         || {
             let state = std::fs::read_to_string(sb.path("state.json")).unwrap_or_default();
             let metrics = std::fs::read_to_string(sb.path("metrics.prom")).unwrap_or_default();
-            state.matches("\"restarts_failed_total\": 1").count() == 3
+            state.matches("\"restarts_failed_total\":1").count() == 3
                 && metrics.contains("protector_restarts_failed_total{target=\"slow\"} 1")
         },
     );

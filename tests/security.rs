@@ -278,7 +278,7 @@ fn a_state_file_another_user_planted_is_not_read() {
     );
     wait_until(PATIENCE, "protector's own state file", || {
         std::fs::read_to_string(sb.path("shared/state.json"))
-            .is_ok_and(|t| t.contains("\"restarts_total\": 0"))
+            .is_ok_and(|t| t.contains("\"restarts_total\":0"))
     });
 }
 
