@@ -351,7 +351,7 @@ impl Daemon {
         }
         let now = self.now().mono;
         if self.books.flush_due(now) {
-            self.flush();
+            self.flush_when_free(now);
         }
         if let Some((every, at)) = &mut self.watchdog
             && *at <= now

@@ -46,6 +46,10 @@ struct Queue {
     all_done: u64,
     /// Whether that state file was written.
     state_written: bool,
+    /// A snapshot is being written.
+    writing: bool,
+    /// How long the last write of both files took.
+    last_took: Duration,
     /// The last failure logged (a failure is logged once per new reason).
     last_error: Option<String>,
     /// The thread runs (started at the first snapshot).
@@ -84,6 +88,13 @@ impl Writer {
         }
         self.shared.moved.notify_all();
         number
+    }
+
+    /// How long until the writer is likely free, when it is writing or has a snapshot waiting
+    /// (the time its last write took); `None` when it is free.
+    pub fn busy_for(&self) -> Option<Duration> {
+        let queue = self.shared.queue();
+        (queue.writing || queue.next.is_some()).then_some(queue.last_took)
     }
 
     /// Waits until snapshot `number` (or a later one) has its `part` written, at most `limit`.
@@ -132,6 +143,7 @@ fn write_next(shared: &Shared) -> bool {
         let mut queue = shared.queue();
         loop {
             if let Some(next) = queue.next.take() {
+                queue.writing = true;
                 break next;
             }
             if queue.closed {
@@ -141,6 +153,7 @@ fn write_next(shared: &Shared) -> bool {
             queue = shared.moved.wait(queue).unwrap_or_else(|p| p.into_inner());
         }
     };
+    let began = Instant::now();
     let mut errors = Vec::new();
     if let Some(path) = &files.state_file
         && let Err(e) = state::save(path, &snapshot)
@@ -170,6 +183,8 @@ fn write_next(shared: &Shared) -> bool {
     }
     queue.last_error = error;
     queue.all_done = number;
+    queue.writing = false;
+    queue.last_took = began.elapsed();
     shared.moved.notify_all();
     true
 }
