@@ -333,15 +333,61 @@ struct Lines {
     depth: usize,
 }
 
+impl Lines {
+    /// Opens an object or a list.
+    fn open<W: ?Sized + Write>(&mut self, w: &mut W, mark: &[u8]) -> std::io::Result<()> {
+        self.depth += 1;
+        w.write_all(mark)
+    }
+
+    /// Closes one, on a line of its own when that leaves the depth `own_line` (the file's
+    /// end, the end of the targets).
+    fn close<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        mark: &[u8],
+        own_line: usize,
+    ) -> std::io::Result<()> {
+        self.depth -= 1;
+        if self.depth == own_line {
+            w.write_all(b"\n")?;
+        }
+        w.write_all(mark)
+    }
+
+    /// Before an item: a comma after the one before; a new line when it is the file's own
+    /// key (depth 1) or a target (depth 2).
+    fn item<W: ?Sized + Write>(
+        &self,
+        w: &mut W,
+        first: bool,
+        own_line: usize,
+    ) -> std::io::Result<()> {
+        if !first {
+            w.write_all(b",")?;
+        }
+        if self.depth == own_line {
+            w.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+}
+
 impl serde_json::ser::Formatter for Lines {
     fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.depth += 1;
-        w.write_all(b"{")
+        self.open(w, b"{")
     }
 
     fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.depth -= 1;
-        w.write_all(if self.depth == 0 { b"\n}" } else { b"}" })
+        self.close(w, b"}", 0)
+    }
+
+    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.open(w, b"[")
+    }
+
+    fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.close(w, b"]", 1)
     }
 
     fn begin_object_key<W: ?Sized + Write>(
@@ -349,23 +395,7 @@ impl serde_json::ser::Formatter for Lines {
         w: &mut W,
         first: bool,
     ) -> std::io::Result<()> {
-        if !first {
-            w.write_all(b",")?;
-        }
-        if self.depth == 1 {
-            w.write_all(b"\n")?;
-        }
-        Ok(())
-    }
-
-    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.depth += 1;
-        w.write_all(b"[")
-    }
-
-    fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.depth -= 1;
-        w.write_all(if self.depth == 1 { b"\n]" } else { b"]" })
+        self.item(w, first, 1)
     }
 
     fn begin_array_value<W: ?Sized + Write>(
@@ -373,13 +403,7 @@ impl serde_json::ser::Formatter for Lines {
         w: &mut W,
         first: bool,
     ) -> std::io::Result<()> {
-        if !first {
-            w.write_all(b",")?;
-        }
-        if self.depth == 2 {
-            w.write_all(b"\n")?;
-        }
-        Ok(())
+        self.item(w, first, 2)
     }
 }
 
