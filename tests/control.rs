@@ -241,7 +241,8 @@ fn names_are_checked_and_a_bad_reload_is_refused_with_its_reason() {
         out.ends_with("reload refused; still running the previous config\n"),
         "{out}"
     );
-    assert_eq!(p.events("reload_failed", None).len(), 1);
+    // Logged before the answer; read from protector's output by a thread of the test's own.
+    assert_eq!(p.wait_events("reload_failed", None, 1).len(), 1);
     // Still running the previous config (status reads the state file: the config is broken).
     let out = protector_cmd(sb.dir.path())
         .args(["status", "--state-file", "state.json"])
