@@ -426,6 +426,7 @@ mod tests {
         assert!(looker.pool.lock().workers <= READY_WORKERS);
     }
 
+    #[cfg(unix)]
     #[test]
     fn a_heartbeat_in_a_place_any_user_can_write_or_a_missing_directory_is_told() {
         use std::os::unix::fs::PermissionsExt;
