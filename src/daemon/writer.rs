@@ -156,7 +156,7 @@ fn write_next(shared: &Shared) -> bool {
     let began = Instant::now();
     let mut errors = Vec::new();
     if let Some(path) = &files.state_file
-        && let Err(e) = state::save(path, &snapshot)
+        && let Err(e) = contained(|| state::save(path, &snapshot))
     {
         errors.push(format!("cannot write state file {}: {e}", path.display()));
     }
@@ -167,7 +167,7 @@ fn write_next(shared: &Shared) -> bool {
         shared.moved.notify_all();
     }
     if let Some(path) = &files.metrics_file
-        && let Err(e) = metrics::write(path, &snapshot)
+        && let Err(e) = contained(|| metrics::write(path, &snapshot))
     {
         errors.push(format!("cannot write metrics file {}: {e}", path.display()));
     }
@@ -189,9 +189,27 @@ fn write_next(shared: &Shared) -> bool {
     true
 }
 
+/// Runs `write`; a panic in it (a bug) fails that write like any other failure, and the
+/// writer goes on (a writer thread gone would leave every later write waiting for it).
+fn contained(write: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(write)).unwrap_or_else(|panic| {
+        Err(std::io::Error::other(format!(
+            "internal error: {}",
+            super::real::panic_message(&*panic)
+        )))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_in_a_write_is_a_failed_write() {
+        let failed = contained(|| panic!("a bug")).unwrap_err();
+        assert_eq!(failed.to_string(), "internal error: a bug");
+        assert!(contained(|| Ok(())).is_ok());
+    }
 
     fn snapshot(pid: u32) -> StateFile {
         let mut s: StateFile = serde_json::from_str(
