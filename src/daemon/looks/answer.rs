@@ -108,13 +108,12 @@ fn no_answer() -> Look {
     )
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use crate::daemon::effects::Looker;
     use std::time::Duration;
 
-    #[cfg(unix)]
     #[test]
     fn a_heartbeat_in_a_place_any_user_can_write_or_a_missing_directory_is_told() {
         use std::os::unix::fs::PermissionsExt;
