@@ -166,7 +166,7 @@ impl Daemon {
 
     /// The files' write when it is due: a snapshot is made only when the writer is free,
     /// else the write is due again when it likely is. (At 100,000 targets a snapshot costs the
-    /// loop 40 ms and its write 0.35 s: in a restart storm, one a 20 ms was made and dropped
+    /// loop 40 ms and its write 0.35 s: in a restart storm, one every 20 ms was made and dropped
     /// unwritten, and the loop did little else.)
     pub(super) fn flush_when_free(&mut self, now: Instant) {
         match self.books.writer.busy_for() {
