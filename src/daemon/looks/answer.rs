@@ -101,7 +101,7 @@ pub(super) fn placed_of(answers: Vec<Option<Answer>>) -> Vec<(Look, Place)> {
 }
 
 /// The same words every time, so that a stuck file is logged once, not at every look.
-fn no_answer() -> Look {
+pub(super) fn no_answer() -> Look {
     (
         Observation::Unknown,
         Some("no answer in time: the filesystem does not respond".into()),

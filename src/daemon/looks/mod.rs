@@ -2,18 +2,23 @@
 //! FUSE mount may never return; if the loop made it itself, every target, the systemd
 //! watchdog and shutdown would wait with it. So each look runs on a worker thread and the
 //! loop waits for it at most a short budget (a quarter of the target's timeout, 200 ms to 5 s):
-//! a look past it counts as "no answer", which is no heartbeat. At most one look per file is
-//! in flight: while an earlier one has not returned, the file is "no answer" at once, without
-//! waiting again. A stuck worker is left behind (never joined); new workers are made while
-//! others are stuck, up to a bound, and idle ones end after a minute. The same workers tell
-//! what to warn about a heartbeat's place ([`Place`]).
+//! a look past it counts as "no answer", which is no heartbeat. A file whose look had not
+//! returned when its asker stopped waiting is "no answer" at once in later batches, without
+//! waiting again, until that look returns. A stuck worker is left behind (never joined); new
+//! workers are made while others are stuck, up to a bound, and idle ones end after a minute.
+//! The same workers tell what to warn about a heartbeat's place ([`Place`]).
+//!
+//! Workers take a batch's files one at a time from a counter of the batch and put each
+//! answer in its own place: 100,000 looks take no lock they share, and a stuck look holds up
+//! its own file only.
 //!
 //! A thread stuck in the kernel keeps its process from ending, even on SIGKILL: on Linux the
 //! workers therefore run in a helper process (`helper.rs`), and protector itself never
 //! enters a heartbeat's filesystem.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -37,64 +42,71 @@ const NO_PROGRESS: Duration = Duration::from_millis(100);
 /// An idle worker ends after this long.
 const IDLE_END: Duration = Duration::from_secs(60);
 
-/// One [`FileLooker::ask`]: its files, and their answers as they come. The asker is woken
-/// when the last one comes (or to see whether any came), not at each: 100,000 looks are not
-/// 100,000 hand-offs.
+/// How a file is looked at: [`answer`], but for tests of the pool itself.
+type Answering = fn(Ask, &Path, &Dirs) -> Answer;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One [`FileLooker::ask`]: its files, those to look at, and their answers as they come.
+/// The asker is woken when the last one comes (or to see whether any came), not at each.
 struct Batch {
+    id: u64,
     ask: Ask,
     paths: Vec<PathBuf>,
     dirs: Dirs,
-    answers: Mutex<Answers>,
+    answering: Answering,
+    /// Where in `paths` to look: every file but those still under way for an earlier batch.
+    todo: Vec<usize>,
+    /// The next place in `todo` a worker takes.
+    next: AtomicUsize,
+    got: Vec<Mutex<Option<Answer>>>,
+    /// Answers in.
+    count: AtomicUsize,
+    /// The asker has stopped waiting.
+    closed: AtomicBool,
+    waiting: Mutex<()>,
     all_in: Condvar,
 }
 
-struct Answers {
-    got: Vec<Option<Answer>>,
-    count: usize,
-    /// Answers to wait for.
-    wanted: usize,
-    /// Still waited for: an answer after the asker gave up is dropped.
-    open: bool,
-}
-
 impl Batch {
-    fn answers(&self) -> MutexGuard<'_, Answers> {
-        self.answers.lock().unwrap_or_else(|p| p.into_inner())
+    /// A file to look at (its place in `paths`), for one worker alone.
+    fn take(&self) -> Option<usize> {
+        let at = self.next.fetch_add(1, Ordering::Relaxed);
+        self.todo.get(at).copied()
     }
 
-    fn put(&self, index: usize, answer: Answer) {
-        let mut answers = self.answers();
-        if answers.open {
-            answers.got[index] = Some(answer);
-            answers.count += 1;
-            if answers.count == answers.wanted {
-                self.all_in.notify_one();
-            }
+    /// Every file of it is taken (or it is closed).
+    fn taken(&self) -> bool {
+        self.next.load(Ordering::Relaxed) >= self.todo.len()
+    }
+
+    /// Looks at the file at `index` and puts its answer in; true when the asker had stopped
+    /// waiting by then (the file is in the pool's `late` list, for the looker to take out).
+    fn look(&self, index: usize) -> bool {
+        let answer = (self.answering)(self.ask, &self.paths[index], &self.dirs);
+        *lock(&self.got[index]) = Some(answer);
+        if self.count.fetch_add(1, Ordering::AcqRel) + 1 == self.todo.len() {
+            let _waiting = lock(&self.waiting);
+            self.all_in.notify_one();
         }
+        self.closed.load(Ordering::SeqCst)
     }
-}
-
-/// A file of a batch to answer.
-struct Task {
-    batch: Arc<Batch>,
-    index: usize,
 }
 
 #[derive(Default)]
 struct State {
-    queue: VecDeque<Task>,
+    /// Batches with files no worker has taken yet.
+    queue: VecDeque<Arc<Batch>>,
     workers: usize,
     idle: usize,
-    /// Files with a question queued or under way, by question.
-    in_flight: [HashSet<PathBuf>; 2],
+    next_batch: u64,
+    /// By question, the files whose look had not returned when their asker stopped waiting,
+    /// each with its batch: asked again, they are not answered until it returns.
+    late: [HashMap<PathBuf, u64>; 2],
     /// No worker could be made at all: look on the caller's thread (said once).
     inline: bool,
-}
-
-impl State {
-    fn in_flight(&mut self, ask: Ask) -> &mut HashSet<PathBuf> {
-        &mut self.in_flight[ask as usize]
-    }
 }
 
 #[derive(Default)]
@@ -105,14 +117,31 @@ struct Pool {
 
 impl Pool {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
+    }
+
+    /// The look at `batch`'s file at `index` returned after its asker stopped waiting.
+    fn returned_late(&self, batch: &Batch, index: usize) {
+        let late = &mut self.lock().late[batch.ask as usize];
+        if late.get(&batch.paths[index]) == Some(&batch.id) {
+            late.remove(&batch.paths[index]);
+        }
     }
 }
 
 /// The production [`Looker`].
-#[derive(Default)]
 pub(super) struct FileLooker {
     pool: Arc<Pool>,
+    answering: Answering,
+}
+
+impl Default for FileLooker {
+    fn default() -> FileLooker {
+        FileLooker {
+            pool: Arc::default(),
+            answering: answer,
+        }
+    }
 }
 
 impl FileLooker {
@@ -173,19 +202,7 @@ impl FileLooker {
         for (path, index) in first {
             unique[index] = path.to_path_buf();
         }
-        let batch = Arc::new(Batch {
-            ask,
-            answers: Mutex::new(Answers {
-                got: vec![None; unique.len()],
-                count: 0,
-                wanted: 0,
-                open: true,
-            }),
-            paths: unique,
-            dirs: Dirs::default(),
-            all_in: Condvar::new(),
-        });
-        self.queue(&batch);
+        let batch = self.queue(ask, unique);
         let mut got = self.wait(&batch, within);
         // Each file's answer goes to its targets: copies to all but its last.
         let mut uses = vec![0_usize; got.len()];
@@ -204,79 +221,113 @@ impl FileLooker {
             .collect()
     }
 
-    /// Queues `batch`'s files (those with the same question under way already wait for
-    /// nothing: they are not answered); looks here when there is no worker at all.
-    fn queue(&self, batch: &Arc<Batch>) {
+    /// Queues a batch of `paths` (those still under way for an earlier batch are left out:
+    /// they are not answered); looks here when there is no worker at all.
+    fn queue(&self, ask: Ask, paths: Vec<PathBuf>) -> Arc<Batch> {
         let mut st = self.pool.lock();
-        let mut wanted = 0;
-        for (index, path) in batch.paths.iter().enumerate() {
-            if st.in_flight(batch.ask).insert(path.clone()) {
-                st.queue.push_back(Task {
-                    batch: batch.clone(),
-                    index,
-                });
-                wanted += 1;
-            }
+        let late = &st.late[ask as usize];
+        let todo: Vec<usize> = (0..paths.len())
+            .filter(|&i| late.is_empty() || !late.contains_key(&paths[i]))
+            .collect();
+        let batch = Arc::new(Batch {
+            id: st.next_batch,
+            ask,
+            got: (0..paths.len()).map(|_| Mutex::new(None)).collect(),
+            paths,
+            dirs: Dirs::default(),
+            answering: self.answering,
+            todo,
+            next: AtomicUsize::new(0),
+            count: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            waiting: Mutex::new(()),
+            all_in: Condvar::new(),
+        });
+        st.next_batch += 1;
+        if batch.todo.is_empty() {
+            return batch;
         }
-        batch.answers().wanted = wanted;
+        st.queue.push_back(batch.clone());
         let busy = st.workers - st.idle.min(st.workers);
-        let wanted_workers = READY_WORKERS.min(busy + st.queue.len());
+        let wanted_workers = READY_WORKERS.min(busy + batch.todo.len());
         while st.workers < wanted_workers && self.add_worker(&mut st) {}
         if st.workers == 0 {
             // No thread at all: look here, as protector did before it had workers.
-            while let Some(task) = st.queue.pop_front() {
-                let path = &task.batch.paths[task.index];
-                st.in_flight(task.batch.ask).remove(path);
-                let answer = answer(task.batch.ask, path, &task.batch.dirs);
-                task.batch.put(task.index, answer);
+            st.queue.pop_back();
+            drop(st);
+            while let Some(index) = batch.take() {
+                batch.look(index);
             }
+            return batch;
         }
-        // One worker woken per look queued, not every idle one for each.
-        for _ in 0..st.queue.len().min(st.idle) {
+        // One worker woken per file, not every idle one for each.
+        for _ in 0..batch.todo.len().min(st.idle) {
             self.pool.work.notify_one();
         }
+        batch
     }
 
     /// `batch`'s answers, as many as came `within`; one more worker whenever none came for
-    /// [`NO_PROGRESS`] (every worker may be stuck on a dead mount).
+    /// [`NO_PROGRESS`] (every worker may be stuck on a dead mount). Files no worker took by
+    /// then are not looked at; those under way go on the `late` list.
     fn wait(&self, batch: &Batch, within: Duration) -> Vec<Option<Answer>> {
         let deadline = Instant::now() + within;
-        let mut answers = batch.answers();
-        let mut seen = answers.count;
-        while answers.count < answers.wanted {
+        let count = || batch.count.load(Ordering::Acquire);
+        let mut waiting = lock(&batch.waiting);
+        let mut seen = count();
+        while count() < batch.todo.len() {
             let now = Instant::now();
             if now >= deadline {
                 break;
             }
             let (guard, wait) = batch
                 .all_in
-                .wait_timeout(answers, NO_PROGRESS.min(deadline - now))
+                .wait_timeout(waiting, NO_PROGRESS.min(deadline - now))
                 .unwrap_or_else(|p| p.into_inner());
-            answers = guard;
-            if wait.timed_out() && answers.count == seen {
-                drop(answers);
+            waiting = guard;
+            if wait.timed_out() && count() == seen {
+                drop(waiting);
                 let mut st = self.pool.lock();
-                if !st.queue.is_empty() && st.idle == 0 && self.add_worker(&mut st) {
+                if !batch.taken() && st.idle == 0 && self.add_worker(&mut st) {
                     self.pool.work.notify_one();
                 }
                 drop(st);
-                answers = batch.answers();
+                waiting = lock(&batch.waiting);
             }
-            seen = answers.count;
+            seen = count();
         }
-        answers.open = false;
-        std::mem::take(&mut answers.got)
+        drop(waiting);
+        // Closed under the pool's lock: a look returning now finds its file on `late` (see
+        // `Pool::returned_late`), never before it is put there.
+        let mut st = self.pool.lock();
+        batch.closed.store(true, Ordering::SeqCst);
+        let taken = batch
+            .next
+            .swap(usize::MAX / 2, Ordering::SeqCst)
+            .min(batch.todo.len());
+        let got: Vec<Option<Answer>> = batch.got.iter().map(|slot| lock(slot).take()).collect();
+        for &index in &batch.todo[..taken] {
+            if got[index].is_none() {
+                let path = batch.paths[index].clone();
+                st.late[batch.ask as usize].insert(path, batch.id);
+            }
+        }
+        st.queue.retain(|queued| queued.id != batch.id);
+        got
     }
 }
 
-/// A worker: takes looks off the queue until it has been idle for [`IDLE_END`].
+/// A worker: looks at the files of queued batches until it has been idle for [`IDLE_END`].
 fn work(pool: &Pool) {
     loop {
-        let task = {
+        let batch = {
             let mut st = pool.lock();
             loop {
-                if let Some(task) = st.queue.pop_front() {
-                    break task;
+                while st.queue.front().is_some_and(|b| b.taken()) {
+                    st.queue.pop_front();
+                }
+                if let Some(batch) = st.queue.front() {
+                    break batch.clone();
                 }
                 st.idle += 1;
                 let (guard, wait) = pool
@@ -291,12 +342,11 @@ fn work(pool: &Pool) {
                 }
             }
         };
-        let Task { batch, index } = task;
-        let path = &batch.paths[index];
-        let answer = answer(batch.ask, path, &batch.dirs);
-        pool.lock().in_flight(batch.ask).remove(path.as_path());
-        // The asker may have stopped waiting: then the answer is simply dropped.
-        batch.put(index, answer);
+        while let Some(index) = batch.take() {
+            if batch.look(index) {
+                pool.returned_late(&batch, index);
+            }
+        }
     }
 }
 
@@ -328,5 +378,79 @@ mod tests {
             assert!(err.is_none());
         }
         assert!(looker.pool.lock().workers <= READY_WORKERS);
+    }
+
+    /// Files whose look blocks until they are let go (a dead mount, in a test).
+    static HELD: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    static LET_GO: Condvar = Condvar::new();
+    /// Looks made at held files.
+    static HELD_LOOKS: AtomicUsize = AtomicUsize::new(0);
+
+    fn held_or_answered(ask: Ask, path: &Path, dirs: &Dirs) -> Answer {
+        let mut held = lock(&HELD);
+        if held.iter().any(|p| p == path) {
+            HELD_LOOKS.fetch_add(1, Ordering::SeqCst);
+        }
+        while held.iter().any(|p| p == path) {
+            held = LET_GO.wait(held).unwrap_or_else(|p| p.into_inner());
+        }
+        drop(held);
+        answer(ask, path, dirs)
+    }
+
+    #[test]
+    fn a_stuck_look_holds_up_its_own_file_only_and_is_not_made_again_until_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let stuck = dir.path().join("stuck");
+        lock(&HELD).push(stuck.clone());
+        let others: Vec<PathBuf> = (0..200).map(|i| dir.path().join(i.to_string())).collect();
+        for path in &others {
+            std::fs::write(path, "").unwrap();
+        }
+        let looker = FileLooker {
+            pool: Arc::default(),
+            answering: held_or_answered,
+        };
+        let mut paths: Vec<&Path> = others.iter().map(PathBuf::as_path).collect();
+        paths.insert(100, &stuck);
+        let present = |looks: &[Look]| {
+            looks
+                .iter()
+                .filter(|(o, _)| matches!(o, Observation::Present(_)))
+                .count()
+        };
+        let looks = looker.look(&paths, Duration::from_millis(500));
+        assert_eq!(present(&looks), 200, "every other file is answered");
+        assert_eq!(looks[100], answer::no_answer());
+        // Asked again while it is stuck: no answer at once, whatever the budget, and no
+        // worker is put on it again.
+        for _ in 0..3 {
+            let asked = Instant::now();
+            let looks = looker.look(&paths, Duration::from_secs(60));
+            assert!(
+                asked.elapsed() < Duration::from_secs(30),
+                "it waited for the stuck file"
+            );
+            assert_eq!(present(&looks), 200);
+            assert_eq!(looks[100], answer::no_answer());
+        }
+        assert_eq!(HELD_LOOKS.load(Ordering::SeqCst), 1, "looked at once");
+        // Once its look returns, it is looked at again.
+        std::fs::write(&stuck, "").unwrap();
+        lock(&HELD).clear();
+        LET_GO.notify_all();
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            let looks = looker.look(&[&stuck], Duration::from_secs(5));
+            if matches!(looks[0].0, Observation::Present(_)) {
+                break;
+            }
+            assert!(
+                Instant::now() < end,
+                "the file stayed unanswered: {looks:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(lock(&looker.pool.state).late[Ask::Look as usize].is_empty());
     }
 }
