@@ -11,9 +11,11 @@
 //! readings together). Reading once took a 10,000-target file's load from two parses to one
 //! (docs/performance.md).
 
+use std::sync::mpsc;
+
 use serde_json::{Map, Value};
 use yaml_rust2::parser::{Event, Parser};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
+use yaml_rust2::scanner::{Marker, ScanError, TScalarStyle};
 
 use super::position::{Duplicate, MAX_NESTING, Position, PositionMap, escape};
 
@@ -55,11 +57,31 @@ fn position(mark: Marker) -> Position {
     }
 }
 
+/// From this many bytes on, the text is parsed on a thread of its own while this one builds
+/// the document from its events (each half of the work about as long as the other).
+const BESIDE_FROM: usize = 128 * 1024;
+/// Events handed over at a time, and chunks under way at most.
+const CHUNK: usize = 1024;
+const CHUNKS_AHEAD: usize = 8;
+
+/// The parser's next event, or why it stopped.
+type Next = Result<(Event, Marker), ScanError>;
+
 /// Reads `text` (see the module's header); `Err`: collections nest deeper than
 /// [`MAX_NESTING`] from that place, and nothing more was read.
 pub fn read(text: &str) -> Result<Reading, Position> {
+    read_with(text, text.len() >= BESIDE_FROM)
+}
+
+/// [`read`], parsing on another thread (`beside`) or on this one.
+fn read_with(text: &str, beside: bool) -> Result<Reading, Position> {
     let mut reader = Reader::default();
-    let stopped = reader.run(&mut Parser::new_from_str(text));
+    let stopped = if beside {
+        read_beside(text, &mut reader)
+    } else {
+        let mut parser = Parser::new_from_str(text);
+        reader.run(|| Some(parser.next_token()))
+    };
     let mut twice = std::mem::take(&mut reader.twice);
     if !twice.is_empty() {
         // Where each key was first written: only looked for when one was written twice.
@@ -78,6 +100,43 @@ pub fn read(text: &str) -> Result<Reading, Position> {
     Ok(Reading { document, twice })
 }
 
+/// `reader` run on the events of `text` parsed on another thread, in chunks. When the reader
+/// stops early, the parser stops at its next chunk (its channel is gone).
+fn read_beside(text: &str, reader: &mut Reader) -> Result<(), Stop> {
+    std::thread::scope(|scope| {
+        let (chunks, events) = mpsc::sync_channel::<Vec<Next>>(CHUNKS_AHEAD);
+        let parsing = std::thread::Builder::new()
+            .name("protector-yaml".into())
+            .spawn_scoped(scope, move || {
+                let mut parser = Parser::new_from_str(text);
+                loop {
+                    let mut chunk = Vec::with_capacity(CHUNK);
+                    let mut end = false;
+                    while !end && chunk.len() < CHUNK {
+                        let next = parser.next_token();
+                        end = matches!(next, Err(_) | Ok((Event::StreamEnd, _)));
+                        chunk.push(next);
+                    }
+                    if chunks.send(chunk).is_err() || end {
+                        return;
+                    }
+                }
+            });
+        if parsing.is_err() {
+            // No thread to be had: parsed here.
+            let mut parser = Parser::new_from_str(text);
+            return reader.run(|| Some(parser.next_token()));
+        }
+        let mut chunk = Vec::new().into_iter();
+        reader.run(|| {
+            chunk.next().or_else(|| {
+                chunk = events.recv().ok()?.into_iter();
+                chunk.next()
+            })
+        })
+    })
+}
+
 #[derive(Default)]
 struct Reader {
     stack: Vec<Open>,
@@ -88,9 +147,10 @@ struct Reader {
 }
 
 impl Reader {
-    fn run(&mut self, parser: &mut Parser<std::str::Chars<'_>>) -> Result<(), Stop> {
+    /// Reads the events `next` gives (`None`: no more, before the stream's end).
+    fn run(&mut self, mut next: impl FnMut() -> Option<Next>) -> Result<(), Stop> {
         loop {
-            let (event, mark) = match parser.next_token() {
+            let (event, mark) = match next().ok_or(Stop::Elsewhere)? {
                 Ok(next) => next,
                 // The scanner's own bound on flow collections (`[[[`), met before their events.
                 Err(e) if e.info().contains("recursion limit") => {
@@ -334,6 +394,28 @@ mod tests {
     }
 
     #[test]
+    fn a_text_parsed_on_another_thread_reads_as_one_parsed_here() {
+        let targets: String = (0..5000)
+            .map(|i| format!("  - {{name: t{i}, heartbeat: /b/{i}, start: 'x y'}}\n"))
+            .collect();
+        let whole = format!("defaults: {{timeout: 5m}}\ntargets:\n{targets}defaults: {{}}\n");
+        let deep = format!("targets:\n{targets}deep: {}\n", "[".repeat(300));
+        let broken = format!("targets:\n{targets}  - {{name: [\n");
+        let both = |text: &str| {
+            let [here, beside] =
+                [false, true].map(|beside| read_with(text, beside).map(|r| (r.document, r.twice)));
+            assert_eq!(here, beside);
+            here
+        };
+        let (document, twice) = both(&whole).unwrap();
+        assert_eq!(document.unwrap()["targets"][4999]["name"], "t4999");
+        assert_eq!(twice[0].0, "/defaults");
+        assert_eq!((twice[0].1.line, twice[0].2.line), (1, 5003));
+        assert_eq!(both(&deep).unwrap_err().line, 5002);
+        assert_eq!(both(&broken).unwrap().0, None, "serde_yaml's to read");
+    }
+
+    #[test]
     fn what_serde_yaml_is_to_read_is_left_to_it() {
         for text in [
             "",
@@ -427,7 +509,8 @@ mod tests {
     proptest! {
         #[test]
         fn the_document_is_what_serde_yaml_reads(text in yaml()) {
-            let ours = read(&text).unwrap().document;
+            let ours = read_with(&text, false).unwrap().document;
+            prop_assert_eq!(&read_with(&text, true).unwrap().document, &ours);
             let theirs = serde_yaml::from_str::<Value>(&text);
             match (ours, theirs) {
                 (Some(ours), Ok(theirs)) => prop_assert_eq!(ours, theirs, "{}", text),
