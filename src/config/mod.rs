@@ -204,7 +204,7 @@ fn resolve_parts(
         problems.extend(partial::resolve_the_rest(&combined, &invalid, os, env));
         problems.extend(invalid);
     } else {
-        let raw = <raw::RawConfig as serde::Deserialize>::deserialize(&*combined);
+        let raw = deserialize_raw(&combined);
         let included = match combined {
             std::borrow::Cow::Owned(combined) => Some(combined),
             std::borrow::Cow::Borrowed(_) => None,
@@ -245,6 +245,26 @@ fn resolve_parts(
         (!said).then_some((p, problem, None))
     }));
     Err(place(parts, placed))
+}
+
+/// The raw settings of a valid document, its targets deserialized in parallel (100,000 of
+/// them take longer than anything else after the YAML's reading).
+fn deserialize_raw(document: &serde_json::Value) -> Result<raw::RawConfig, serde_json::Error> {
+    use serde::Deserialize;
+    let (Some(serde_json::Value::Array(targets)), serde_json::Value::Object(keys)) =
+        (document.get("targets"), document)
+    else {
+        return raw::RawConfig::deserialize(document);
+    };
+    let rest = keys
+        .iter()
+        .filter(|(key, _)| *key != "targets")
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    let mut raw = raw::RawConfig::deserialize(&serde_json::Value::Object(rest))?;
+    let targets = resolve::map_targets(targets, |_, target| raw::RawTarget::deserialize(target));
+    raw.targets = Some(targets.into_iter().collect::<Result<_, _>>()?);
+    Ok(raw)
 }
 
 /// Commands that YAML ended at a ` #` (a comment) where what is left is not a command (a quote
@@ -314,5 +334,34 @@ fn place(parts: &[Part], problems: Vec<Placed>) -> ConfigError {
                 at,
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_config_keeps_its_targets_in_order_each_with_its_own_settings() {
+        // Large enough to be read and resolved in parallel.
+        let targets: String = (0..1000)
+            .map(|i| {
+                let timeout = i + 1;
+                format!(
+                    "  - {{name: t{i}, heartbeat: /b/{i}, timeout: {timeout}s, start: 'x {i}'}}\n"
+                )
+            })
+            .collect();
+        let text = format!("state_file: /s\ndefaults: {{restart_grace: 1h}}\ntargets:\n{targets}");
+        let config = parse_str(&text, "big.yaml", Os::Linux, None).unwrap();
+        assert_eq!(config.files.state_file.as_deref(), Some(Path::new("/s")));
+        assert_eq!(config.targets.len(), 1000);
+        for (i, t) in config.targets.iter().enumerate() {
+            assert_eq!(t.name, format!("t{i}"));
+            assert_eq!(t.heartbeat, Path::new(&format!("/b/{i}")));
+            assert_eq!(t.timeout.as_secs(), i as u64 + 1);
+            assert_eq!(t.start, CommandLine::Exec(vec!["x".into(), i.to_string()]));
+            assert_eq!(t.restart_grace.as_secs(), 3600);
+        }
     }
 }

@@ -82,7 +82,10 @@ const PARALLEL_FROM: usize = 256;
 /// `f` over `items` in order: in parallel for a large config (10,000 targets are checked in
 /// a fraction of the time), on a pool made for the occasion. Where no threads can be made (a
 /// tasks limit: TasksMax, pids.max), one by one: never a panic, as rayon's global pool gives.
-fn map_targets<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &T) -> R + Sync) -> Vec<R> {
+pub(super) fn map_targets<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(usize, &T) -> R + Sync,
+) -> Vec<R> {
     if items.len() >= PARALLEL_FROM {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(std::thread::available_parallelism().map_or(2, |n| n.get().min(8)))
