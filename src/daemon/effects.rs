@@ -37,7 +37,7 @@ pub(crate) trait Looker {
 
 /// What to warn about a heartbeat's place, at start-up and when a reload adds or changes a
 /// target.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Place {
     /// Its directory does not exist: nothing can write the heartbeat yet.
     pub missing_dir: Option<String>,

@@ -36,7 +36,7 @@ pub fn later(at: Instant, d: Duration) -> Instant {
 
 /// What identifies one version of a heartbeat file: a touch, a write, or a replacement by a
 /// new file all change it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Fingerprint {
     pub mtime: Option<SystemTime>,
     pub len: u64,
@@ -68,7 +68,7 @@ impl Fingerprint {
 
 /// A look at the heartbeat file. Missing and unreadable files are both "no heartbeat";
 /// the daemon logs the reason of the latter.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observation {
     Present(Fingerprint),
     Absent,

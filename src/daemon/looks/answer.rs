@@ -21,7 +21,7 @@ pub(crate) enum Ask {
 }
 
 /// An answer to an [`Ask`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Answer {
     Look(Look),
     Placed(Look, Place),

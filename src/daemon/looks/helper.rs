@@ -7,8 +7,7 @@
 //! itself never enters a heartbeat's filesystem and exits on SIGTERM at once, whatever the
 //! helper is stuck in.
 //!
-//! One JSON line per batch each way: `{batch, ask, within_ms, paths}` in, `{batch, answers}`
-//! out, on pipes; a writer thread and a reader thread stand between them and the loop, so
+//! One JSON line per batch each way (`wire.rs`), on pipes; a writer thread and a reader thread stand between them and the loop, so
 //! the loop never blocks on a pipe either. The helper answers every batch within its budget
 //! (its own workers leave stuck looks behind, as in-process ones did); what protector does
 //! with a helper that does not is in `remote.rs`.
@@ -19,55 +18,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use super::{Answer, Ask, FileLooker};
+use super::FileLooker;
+use super::wire::{Reply, Request, WirePath};
 
 /// The word `protector` understands as "answer looks on stdin and stdout".
 pub const HELPER_WORD: &str = "__look-helper";
 
-/// Most bytes of one answer line read (10,000 looks take about 2 MB).
+/// Most bytes of one answer line read (100,000 looks take about 7 MB).
 const MAX_LINE: u64 = 64 * 1024 * 1024;
-
-/// A path as sent: text when it is UTF-8 (every path of a config is), its bytes otherwise.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(untagged)]
-pub(super) enum WirePath {
-    Text(String),
-    Bytes(Vec<u8>),
-}
-
-impl WirePath {
-    pub(super) fn of(path: &Path) -> WirePath {
-        use std::os::unix::ffi::OsStrExt;
-        match path.to_str() {
-            Some(text) => WirePath::Text(text.to_string()),
-            None => WirePath::Bytes(path.as_os_str().as_bytes().to_vec()),
-        }
-    }
-
-    fn into_path(self) -> PathBuf {
-        use std::os::unix::ffi::OsStringExt;
-        match self {
-            WirePath::Text(text) => PathBuf::from(text),
-            WirePath::Bytes(bytes) => PathBuf::from(std::ffi::OsString::from_vec(bytes)),
-        }
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub(super) struct Request {
-    pub batch: u64,
-    pub ask: Ask,
-    pub within_ms: u64,
-    pub paths: Vec<WirePath>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub(super) struct Reply {
-    pub batch: u64,
-    pub answers: Vec<Option<Answer>>,
-}
 
 /// `protector __look-helper`: answers each request line of `input` on `output`, until
 /// `input` ends.
@@ -82,8 +40,7 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> std::io::Result<()>
             batch: request.batch,
             answers: workers.ask(&paths, request.ask, within),
         };
-        serde_json::to_writer(&mut output, &reply).map_err(std::io::Error::other)?;
-        output.write_all(b"\n")?;
+        output.write_all(&reply.into_line().map_err(std::io::Error::other)?)?;
         output.flush()?;
     }
     Ok(())
@@ -153,7 +110,7 @@ impl Helper {
                             Ok(n) if n > 0 && line.ends_with('\n') => {}
                             _ => break,
                         }
-                        let Ok(reply) = serde_json::from_str(&line) else {
+                        let Some(reply) = Reply::from_line(&line) else {
                             break;
                         };
                         if to_read.send(reply).is_err() {
@@ -192,9 +149,36 @@ pub(super) fn kill(pid: u32) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{looks_of, placed_of};
+    use super::super::{Ask, looks_of, placed_of};
     use super::*;
     use crate::schedule::Observation;
+
+    /// Request lines for `batches` (each its number, question and paths).
+    fn requests(batches: &[(u64, Ask, &[&Path])]) -> String {
+        let mut lines = String::new();
+        for (batch, ask, paths) in batches {
+            let request = Request {
+                batch: *batch,
+                ask: *ask,
+                within_ms: 5000,
+                paths: paths.iter().map(|p| WirePath::of(p)).collect(),
+            };
+            lines += &serde_json::to_string(&request).unwrap();
+            lines.push('\n');
+        }
+        lines
+    }
+
+    /// The replies `serve` writes to `input`.
+    fn served(input: &str) -> Vec<Reply> {
+        let mut output = Vec::new();
+        serve(input.as_bytes(), &mut output).unwrap();
+        String::from_utf8(output)
+            .unwrap()
+            .lines()
+            .map(|l| Reply::from_line(l).unwrap())
+            .collect()
+    }
 
     #[test]
     fn a_helper_answers_each_batch_with_its_looks_and_places() {
@@ -206,25 +190,10 @@ mod tests {
                 b"/nowhere/\xff".to_vec(),
             ),
         );
-        let ask = |batch, ask, paths: &[&Path]| {
-            let request = Request {
-                batch,
-                ask,
-                within_ms: 5000,
-                paths: paths.iter().map(|p| WirePath::of(p)).collect(),
-            };
-            let mut line = serde_json::to_string(&request).unwrap();
-            line.push('\n');
-            line
-        };
-        let input = ask(7, Ask::Look, &[&present, &odd]) + &ask(8, Ask::LookAndPlace, &[&odd]);
-        let mut output = Vec::new();
-        serve(input.as_bytes(), &mut output).unwrap();
-        let replies: Vec<Reply> = output
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| serde_json::from_slice(l).unwrap())
-            .collect();
+        let replies = served(&requests(&[
+            (7, Ask::Look, &[&present, &odd]),
+            (8, Ask::LookAndPlace, &[&odd]),
+        ]));
         assert_eq!(replies.len(), 2);
         assert_eq!(replies[0].batch, 7);
         let looks = looks_of(replies[0].answers.clone());
@@ -237,5 +206,26 @@ mod tests {
         let placed = placed_of(replies[1].answers.clone());
         assert_eq!(placed[0].0.0, Observation::Absent);
         assert_eq!(placed[0].1.missing_dir.as_deref(), Some("/nowhere"));
+    }
+
+    #[test]
+    fn a_heartbeat_dated_before_1970_is_answered_like_any_other() {
+        // Whoever may write a heartbeat may set its time (`touch -d 1960-01-01`); a reply
+        // that could not say such a time ended the helper at every look.
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old");
+        let file = std::fs::File::create(&old).unwrap();
+        let then = std::time::UNIX_EPOCH - Duration::from_secs(315_619_200);
+        file.set_modified(then).unwrap();
+        let replies = served(&requests(&[
+            (1, Ask::Look, &[&old]),
+            (2, Ask::Look, &[&old]),
+        ]));
+        assert_eq!(replies.len(), 2, "the helper went on");
+        let looks = looks_of(replies[1].answers.clone());
+        match &looks[0].0 {
+            Observation::Present(print) => assert_eq!(print.mtime, Some(then)),
+            other => panic!("{other:?}"),
+        }
     }
 }

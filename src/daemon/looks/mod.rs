@@ -29,6 +29,8 @@ mod answer;
 pub(crate) mod helper;
 #[cfg(target_os = "linux")]
 pub(crate) mod remote;
+#[cfg(target_os = "linux")]
+mod wire;
 
 pub(crate) use answer::{Answer, Ask};
 use answer::{Dirs, answer, looks_of, placed_of};

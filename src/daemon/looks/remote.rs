@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
-use super::helper::{Helper, Request, WirePath, kill};
+use super::helper::{Helper, kill};
+use super::wire::{Request, WirePath};
 use super::{Answer, Ask, FileLooker, Look, Looker, Place, looks_of, placed_of};
 
 /// The running executable itself, whatever happened to its file since (an upgrade replaces
