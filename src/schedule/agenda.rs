@@ -29,9 +29,21 @@ impl Agenda {
         current: impl Fn(usize, Instant) -> bool,
         out: &mut Vec<usize>,
     ) {
+        self.take_until(now, usize::MAX, current, out);
+    }
+
+    /// [`Agenda::take_due`] of the targets due by `until`, nearest first, until `out` holds
+    /// `max` of them.
+    pub fn take_until(
+        &mut self,
+        until: Instant,
+        max: usize,
+        current: impl Fn(usize, Instant) -> bool,
+        out: &mut Vec<usize>,
+    ) {
         let mut last = None;
         while let Some(&std::cmp::Reverse((at, i))) = self.heap.peek() {
-            if at > now {
+            if at > until || out.len() >= max {
                 break;
             }
             self.heap.pop();

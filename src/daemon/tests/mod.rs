@@ -203,3 +203,32 @@ fn a_pause_restored_from_the_state_file_lasts_at_most_what_can_be_asked_for() {
         Some(crate::control::MAX_REASON)
     );
 }
+
+#[test]
+fn targets_due_soon_are_looked_at_with_those_due_and_never_judged_early() {
+    let names = ["a", "b", "c"];
+    let mut h = Harness::new(&config(&names.map(|n| target(n, "")), ""));
+    // Absent at start; seen at the first look (10 s, the startup grace): due at 11, 11.5 and 11.7 s.
+    for (name, at) in names.iter().zip([1.0, 1.5, 1.7]) {
+        h.run_until(secs(at));
+        h.touch(name);
+    }
+    h.run_until(secs(10.8));
+    h.touch("c");
+    h.advance(secs(20.0));
+    let looks_at = |name: &str| -> Vec<f64> {
+        let path = h.path_of(name);
+        let world = h.world.borrow();
+        let looks = world.looks.iter().filter(|(p, _)| *p == path);
+        looks.map(|(_, at)| at.as_secs_f64()).collect()
+    };
+    // At 11 s, a is due: b and c, due within a second, are looked at in the same batch.
+    assert_eq!(looks_at("a")[..3], [0.0, 10.0, 11.0]);
+    assert_eq!(looks_at("b")[..4], [0.0, 10.0, 11.0, 11.5]);
+    assert_eq!(looks_at("c")[..4], [0.0, 10.0, 11.0, 20.8]);
+    // b's look at 11 s saw nothing new: it is judged at its own deadline, not before.
+    assert_eq!(h.stops("a")[0], secs(11.0));
+    assert_eq!(h.stops("b")[0], secs(11.5));
+    // c's look at 11 s saw its heartbeat of 10.8 s: its deadline moved a whole timeout.
+    assert_eq!(h.stops("c")[0], secs(20.8));
+}
