@@ -60,8 +60,9 @@ fn position(mark: Marker) -> Position {
 /// From this many bytes on, the text is parsed on a thread of its own while this one builds
 /// the document from its events (each half of the work about as long as the other).
 const BESIDE_FROM: usize = 128 * 1024;
-/// Events handed over at a time, and chunks under way at most.
-const CHUNK: usize = 1024;
+/// Events handed over at a time (64 KiB of them: below the allocator's mmap threshold, see
+/// `platform::tune_memory`), and chunks under way at most.
+const CHUNK: usize = 64 * 1024 / std::mem::size_of::<Next>();
 const CHUNKS_AHEAD: usize = 8;
 
 /// The parser's next event, or why it stopped.
