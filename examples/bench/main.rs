@@ -519,18 +519,42 @@ fn idle_monit(monit: &Path, n: usize, secs: u64) -> Idle {
     idle
 }
 
-/// CPU, context switches and peak RSS of `pid` over `secs`, from /proc. Half way through,
-/// every heartbeat file is touched, so nothing goes stale in the window (the timeout is 60 s).
+/// CPU seconds `pid` has used (its threads, not its children).
+fn cpu_of(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    (f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()) as f64 / 100.0
+}
+
+/// The children of `pid` now (protector's look helper; no command runs while idle).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// CPU (of `pid` and its children: protector's look helper is part of its cost), context
+/// switches and peak RSS of `pid` over `secs`, from /proc. Half way through, every heartbeat
+/// file is touched, so nothing goes stale in the window (the timeout is 60 s).
 fn measure(pid: u32, secs: u64, dir: &Path, n: usize) -> Idle {
     let read = || -> (f64, u64, u64) {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let f: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .collect();
-        let cpu = (f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()) as f64 / 100.0;
+        let cpu = cpu_of(pid) + children_of(pid).into_iter().map(cpu_of).sum::<f64>();
         let mut switches = 0;
         for task in std::fs::read_dir(format!("/proc/{pid}/task"))
             .unwrap()
