@@ -15,8 +15,11 @@ use crate::schedule::Now;
 use crate::state::{self, ConfigRefused, StateFile, TargetRecord, TargetStatus};
 
 /// Changes that only move a heartbeat are written to the state file at most this often, per
-/// started thousand targets (up to ten times this).
+/// started thousand targets, up to [`LAZY_FLUSH_MAX`] times this: each write covers every
+/// target (at 100,000 targets, 29 MB of state and 91 MB of metrics: written every 10 s, as
+/// before this bound, that was 1% of a core and a terabyte a day).
 const LAZY_FLUSH: Duration = Duration::from_secs(1);
+const LAZY_FLUSH_MAX: usize = 60;
 /// Restart steps are written within this long; a burst of them (a restart storm) becomes one
 /// write of the state and metrics files instead of one per step.
 const URGENT_FLUSH: Duration = Duration::from_millis(20);
@@ -74,7 +77,7 @@ impl Books {
         let at = if urgent {
             now + URGENT_FLUSH
         } else {
-            let per_thousand = (targets / 1000).clamp(1, 10) as u32;
+            let per_thousand = (targets / 1000).clamp(1, LAZY_FLUSH_MAX) as u32;
             now + LAZY_FLUSH * per_thousand
         };
         self.flush_at = Some(self.flush_at.map_or(at, |t| t.min(at)));
@@ -255,5 +258,14 @@ mod tests {
         b.mark_dirty(t0, false, 1);
         assert_eq!(b.flush_at, Some(t0 + URGENT_FLUSH));
         assert!(!b.flush_due(t0) && b.flush_due(t0 + URGENT_FLUSH));
+        for (targets, secs) in [(1, 1), (10_000, 10), (100_000, 60), (1_000_000, 60)] {
+            let mut b = books();
+            b.mark_dirty(t0, false, targets);
+            assert_eq!(
+                b.flush_at,
+                Some(t0 + Duration::from_secs(secs)),
+                "{targets}"
+            );
+        }
     }
 }
