@@ -96,6 +96,45 @@ pub fn run(bin: &Path, n: usize, idle_secs: u64) {
         .args(["-TERM", &pid.to_string()])
         .status();
     let _ = child.wait();
+    spread(bin, n, idle_secs);
+}
+
+/// Deadlines one after another: another protector on heartbeats whose times are spread over
+/// the 15 s before it starts, so that their first deadlines come one after another late in
+/// the idle window (every file touched half way, so none is stale then): CPU of protector
+/// and its look helper.
+fn spread(bin: &Path, n: usize, idle_secs: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = d.join("bench.yaml");
+    std::fs::write(&cfg, config(d, n, "60s")).unwrap();
+    let now = std::time::SystemTime::now();
+    for i in 0..n {
+        let file = std::fs::File::create(d.join(format!("t{i}.beat"))).unwrap();
+        let ago = Duration::from_secs(15).mul_f64(1.0 - i as f64 / n as f64);
+        file.set_modified(now - ago).unwrap();
+    }
+    let mut child = spawn_protector(bin, &cfg);
+    let pid = child.id();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut lines = stderr.lines().map_while(Result::ok);
+    assert!(
+        lines.any(|l| l.contains("\"started\"")),
+        "protector did not start"
+    );
+    std::thread::spawn(move || lines.for_each(drop));
+    let idle = measure(pid, idle_secs, d, n);
+    row(
+        &format!(
+            "{n} targets: idle {idle_secs} s, first deadlines one after another over 15 s: CPU"
+        ),
+        &idle.cpu(),
+        None,
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = child.wait();
 }
 
 /// The config: t0 goes stale `t0_timeout` after its file is written again (its stop records
