@@ -73,7 +73,10 @@ impl Daemon {
         let max = judged + SOON_MAX;
         self.agenda.take_until(soon, max, current(soon), &mut due);
         let targets: Vec<&Target> = due.iter().map(|&i| &self.slots[i].target).collect();
-        let looks = self.look_at(&targets);
+        let paths: Vec<&Path> = targets.iter().map(|t| t.heartbeat.as_path()).collect();
+        // The budget of those judged: one not due yet learns nothing it needs from a look
+        // that took longer, and a short timeout of its own must not cut the others' looks.
+        let looks = self.fx.looker.look(&paths, look_budget(&targets[..judged]));
         self.books.observations += looks.len() as u64;
         let now = self.now();
         // Judge every due target before starting any command, so that starting many

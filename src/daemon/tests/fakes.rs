@@ -59,6 +59,8 @@ pub(super) struct World {
     pub(super) unreadable: HashMap<PathBuf, String>,
     /// Every look: (path, when).
     pub(super) looks: Vec<(PathBuf, Duration)>,
+    /// The budget of each batch of looks, in order.
+    pub(super) budgets: Vec<Duration>,
     pub(super) started: Vec<Started>,
     pub(super) pending: Vec<Pending>,
     /// Behaviour by (target, what); the default exits 0 at once.
@@ -88,8 +90,9 @@ impl Clock for Fake {
 }
 
 impl Looker for Fake {
-    fn look(&self, paths: &[&Path], _within: Duration) -> Vec<Look> {
+    fn look(&self, paths: &[&Path], within: Duration) -> Vec<Look> {
         let mut w = self.world.borrow_mut();
+        w.budgets.push(within);
         let at = w.elapsed;
         paths
             .iter()

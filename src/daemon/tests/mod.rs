@@ -232,3 +232,17 @@ fn targets_due_soon_are_looked_at_with_those_due_and_never_judged_early() {
     // c's look at 11 s saw its heartbeat of 10.8 s: its deadline moved a whole timeout.
     assert_eq!(h.stops("c")[0], secs(20.8));
 }
+
+#[test]
+fn a_target_due_soon_does_not_cut_the_look_budget_of_those_due() {
+    // a (10 s timeout) is due at 10 s with b (1 s timeout: a budget of 250 ms) due soon.
+    let b = "  - name: b\n    heartbeat: /h/b\n    timeout: 1s\n    startup_grace: 10500ms\n    start: [start, b]\n";
+    let mut h = Harness::new(&config(&[target("a", ""), b.to_string()], ""));
+    h.run_until(secs(10.0));
+    let b = h.path_of("b");
+    let world = h.world.borrow();
+    let batch = world.looks.iter().filter(|(_, at)| *at == secs(10.0));
+    assert!(batch.clone().any(|(p, _)| *p == b), "b went along");
+    // A quarter of a's timeout, not of b's.
+    assert_eq!(world.budgets.last(), Some(&secs(2.5)));
+}
