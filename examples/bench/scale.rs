@@ -26,31 +26,9 @@ pub fn run(bin: &Path, n: usize, idle_secs: u64) {
         std::fs::write(d.join(format!("t{i}.beat")), b"x").unwrap();
     }
     let began = Instant::now();
-    let mut child = spawn_protector(bin, &cfg);
-    let pid = child.id();
-    let (tx, events) = mpsc::channel::<(String, Instant)>();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            if let Some(event) = v["event"].as_str() {
-                let _ = tx.send((event.to_string(), Instant::now()));
-            }
-        }
-    });
-    let wait_for = |what: &str| -> Instant {
-        loop {
-            let (event, at) = events
-                .recv_timeout(Duration::from_secs(600))
-                .unwrap_or_else(|_| panic!("no {what} within 10 minutes"));
-            if event == what {
-                return at;
-            }
-        }
-    };
-    let started = wait_for("started");
+    let p = Running::start(bin, &cfg);
+    let pid = p.pid;
+    let started = p.wait_for("started");
     row(
         &format!("{n} targets: load (start to `started`) / peak RSS then"),
         &format!(
@@ -84,7 +62,7 @@ pub fn run(bin: &Path, n: usize, idle_secs: u64) {
     let _ = Command::new("kill")
         .args(["-HUP", &pid.to_string()])
         .status();
-    let done = wait_for("reload_done");
+    let done = p.wait_for("reload_done");
     row(
         &format!(
             "{n} targets: reload changing one target (SIGHUP to `reload_done`) / peak RSS after"
@@ -92,10 +70,7 @@ pub fn run(bin: &Path, n: usize, idle_secs: u64) {
         &format!("{:.2} s / {}", (done - asked).as_secs_f64(), mib(hwm(pid))),
         None,
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = child.wait();
+    p.stop();
     spread(bin, n, idle_secs);
 }
 
@@ -114,15 +89,9 @@ fn spread(bin: &Path, n: usize, idle_secs: u64) {
         let ago = Duration::from_secs(15).mul_f64(1.0 - i as f64 / n as f64);
         file.set_modified(now - ago).unwrap();
     }
-    let mut child = spawn_protector(bin, &cfg);
-    let pid = child.id();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut lines = stderr.lines().map_while(Result::ok);
-    assert!(
-        lines.any(|l| l.contains("\"started\"")),
-        "protector did not start"
-    );
-    std::thread::spawn(move || lines.for_each(drop));
+    let p = Running::start(bin, &cfg);
+    p.wait_for("started");
+    let pid = p.pid;
     let idle = measure(pid, idle_secs, d, n);
     row(
         &format!(
@@ -131,10 +100,58 @@ fn spread(bin: &Path, n: usize, idle_secs: u64) {
         &idle.cpu(),
         None,
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = child.wait();
+    p.stop();
+}
+
+/// A protector started on a config, and the events of its log as they come.
+struct Running {
+    child: std::process::Child,
+    pid: u32,
+    events: mpsc::Receiver<(String, Instant)>,
+}
+
+impl Running {
+    fn start(bin: &Path, cfg: &Path) -> Running {
+        let mut child = spawn_protector(bin, cfg);
+        let (tx, events) = mpsc::channel();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                if let Some(event) = v["event"].as_str() {
+                    let _ = tx.send((event.to_string(), Instant::now()));
+                }
+            }
+        });
+        Running {
+            pid: child.id(),
+            child,
+            events,
+        }
+    }
+
+    /// When the next `what` event was logged (within 10 minutes).
+    fn wait_for(&self, what: &str) -> Instant {
+        loop {
+            let (event, at) = self
+                .events
+                .recv_timeout(Duration::from_secs(600))
+                .unwrap_or_else(|_| panic!("no {what} within 10 minutes"));
+            if event == what {
+                return at;
+            }
+        }
+    }
+
+    /// SIGTERM, and its end waited for.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
 }
 
 /// The config: t0 goes stale `t0_timeout` after its file is written again (its stop records
