@@ -391,3 +391,76 @@ fn skip_if_postpones_the_restart() {
         "postponements are not restarts"
     );
 }
+
+/// The nice in a `/proc/.../stat` file (its 19th field).
+#[cfg(target_os = "linux")]
+fn nice_in(stat: &str) -> i32 {
+    let text = std::fs::read_to_string(stat).unwrap();
+    let after_name = &text[text.rfind(')').unwrap() + 2..];
+    after_name.split(' ').nth(16).unwrap().parse().unwrap()
+}
+
+/// The ids of the threads of `pid` whose name begins with `name`.
+#[cfg(target_os = "linux")]
+fn threads_named(pid: u32, name: &str) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .map(|t| t.file_name().to_string_lossy().into_owned())
+        .filter(|tid| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+                .is_ok_and(|comm| comm.starts_with(name))
+        })
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn commands_run_at_the_priority_protector_was_given_while_its_scheduler_runs_ahead() {
+    let sb = Sandbox::new();
+    let p = sb.run_config(&format!(
+        "targets:\n{}",
+        target(
+            "svc",
+            "    timeout: 500ms\n    restart_grace: 1h\n    stop: [sh, -c, 'nice > stop-nice']\n"
+        )
+    ));
+    p.wait_command_events("command_finished", "stop", Some("svc"), 1);
+    let given = nice_in("/proc/self/stat");
+    // SAFETY: geteuid reads nothing of ours.
+    let root = unsafe { libc::geteuid() } == 0;
+    // Raised only from the default priority, and only where a priority may be raised.
+    let ahead = if root && given == 0 { -10 } else { given };
+
+    assert_eq!(
+        sb.lines("stop-nice"),
+        [given.to_string()],
+        "the command's nice"
+    );
+    let pid = p.pid();
+    assert_eq!(
+        nice_in(&format!("/proc/{pid}/stat")),
+        ahead,
+        "the scheduler's"
+    );
+    let launcher = threads_named(pid, "protector-launc");
+    assert_eq!(launcher.len(), 1, "one thread makes commands' threads");
+    for tid in launcher {
+        let nice = nice_in(&format!("/proc/{pid}/task/{tid}/stat"));
+        assert_eq!(nice, given, "the thread that makes commands' threads");
+    }
+    // The look helper answers for the scheduler: every thread of it runs ahead too.
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    let helper: u32 = children
+        .split_whitespace()
+        .map(|c| c.parse().unwrap())
+        .find(|c| {
+            std::fs::read_to_string(format!("/proc/{c}/comm"))
+                .is_ok_and(|n| n == "protector-look\n")
+        })
+        .expect("a look helper");
+    for tid in threads_named(helper, "") {
+        let nice = nice_in(&format!("/proc/{helper}/task/{tid}/stat"));
+        assert_eq!(nice, ahead, "the look helper's thread {tid}");
+    }
+}

@@ -252,6 +252,8 @@ fn run(
     let mut d = Daemon::new(Effects::real(), opts, lock_file, inbox);
     d.books.control_socket = control_socket;
     d.watchdog = systemd::watchdog_interval().map(|every| (every, d.fx.clock.now().mono));
+    // This thread judges and starts commands: it runs ahead of them (platform/priority_*.rs).
+    crate::platform::favour_this_thread();
     d.start(config);
     Ok(d.run_loop())
 }

@@ -2,7 +2,8 @@
 //! line is run, how a command's whole process tree is contained (so it can be killed), and
 //! what identifies a file. `unix.rs` and `windows.rs` implement the same functions, as do
 //! `endpoint_unix.rs` and `endpoint_windows.rs` for the control endpoint; `spawn_linux.rs`
-//! starts commands without forking protector; `drain_unix.rs`
+//! starts commands without forking protector; `priority_unix.rs` and `priority_windows.rs`
+//! let the threads that decide run ahead of what protector starts; `drain_unix.rs`
 //! keeps what a start command left running alive after protector exits (`windows.rs`: nothing
 //! to do); `eventlog_windows.rs` writes records to the Windows Event Log (Linux's journal
 //! needs nothing but a prefix, in `logging/mod.rs`).
@@ -11,6 +12,8 @@
 mod drain_unix;
 #[cfg(unix)]
 mod endpoint_unix;
+#[cfg(unix)]
+mod priority_unix;
 #[cfg(target_os = "linux")]
 mod spawn_linux;
 #[cfg(unix)]
@@ -19,6 +22,8 @@ mod unix;
 pub use drain_unix::*;
 #[cfg(unix)]
 pub use endpoint_unix::*;
+#[cfg(unix)]
+pub use priority_unix::favour_this_thread;
 #[cfg(target_os = "linux")]
 pub use spawn_linux::{EXEC_WORD, exec_failure, exec_main, spawn_without_fork};
 #[cfg(unix)]
@@ -29,11 +34,15 @@ mod endpoint_windows;
 #[cfg(windows)]
 mod eventlog_windows;
 #[cfg(windows)]
+mod priority_windows;
+#[cfg(windows)]
 mod windows;
 #[cfg(windows)]
 pub use endpoint_windows::*;
 #[cfg(windows)]
 pub use eventlog_windows::{EventLog, register_source, unregister_source};
+#[cfg(windows)]
+pub use priority_windows::favour_this_thread;
 #[cfg(windows)]
 pub use windows::*;
 

@@ -51,6 +51,9 @@ pub fn helper_main() -> u8 {
     // Its name in `ps` and `top` (run as /proc/self/exe, it would be "exe").
     // SAFETY: a NUL-terminated name of at most 16 bytes; prctl reads nothing else.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"protector-look".as_ptr()) };
+    // Each look is part of a judgement: the helper runs ahead of commands as the scheduler
+    // thread does (its workers favour themselves; see `work`).
+    crate::platform::favour_this_thread();
     let stdin = std::io::stdin().lock();
     let stdout = std::io::stdout().lock();
     match serve(stdin, std::io::BufWriter::new(stdout)) {
@@ -92,6 +95,8 @@ impl Helper {
         };
         let spawned = thread("protector-look-in")
             .spawn(move || {
+                // Both ends of the pipes carry judgements: ahead of commands.
+                crate::platform::favour_this_thread();
                 for frame in to_write {
                     if input.write_all(&frame).is_err() {
                         break;
@@ -100,6 +105,7 @@ impl Helper {
             })
             .and_then(|_| {
                 thread("protector-look-out").spawn(move || {
+                    crate::platform::favour_this_thread();
                     let mut output = BufReader::new(output);
                     loop {
                         let mut line = String::new();

@@ -158,7 +158,11 @@ impl FileLooker {
         let made = std::thread::Builder::new()
             .name("protector-look".into())
             .stack_size(64 * 1024)
-            .spawn(move || work(&pool));
+            .spawn(move || {
+                // A look is part of a judgement: ahead of commands, as the scheduler thread.
+                crate::platform::favour_this_thread();
+                work(&pool)
+            });
         match made {
             Ok(_) => {
                 st.workers += 1;
