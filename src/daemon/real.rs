@@ -3,6 +3,7 @@
 //! running it contained (`command::run`), a thread per dependency check and per config load.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{info, warn};
@@ -20,12 +21,12 @@ use crate::state::RunningCommand;
 
 impl Effects {
     /// The system clocks, `stat` on worker threads with a deadline (`looks.rs`), and a
-    /// thread per command running it contained (`command::run`).
+    /// thread per command running it contained (`command::run`), made by a launcher thread.
     pub fn real() -> Effects {
         Effects {
             clock: Box::new(SystemClock),
             looker: real_looker(),
-            runner: Box::new(ThreadRunner),
+            runner: Box::new(Launcher::start()),
             checker: Box::new(ThreadChecker),
             loader: Box::new(ThreadLoader),
             seed: crate::fsutil::random(),
@@ -114,6 +115,50 @@ impl Clock for SystemClock {
     }
 }
 
+/// Commands' threads are made on a thread of their own, not on the scheduler's. Making a
+/// thread takes the process's memory-map lock, which a burst of commands keeps busy (each
+/// spawn maps and unmaps a stack for its child, and the threads holding or waiting for the
+/// lock wait for a core behind the commands' processes): the scheduler thread, favoured or
+/// not, waited there 20-60 ms at a time while it started 100 commands. It now hands each job
+/// over and goes on. Jobs start in the order they were handed over.
+struct Launcher {
+    /// None when the launcher's thread could not be made: jobs are started by the caller.
+    tx: Option<mpsc::Sender<(Job, Report)>>,
+}
+
+impl Launcher {
+    fn start() -> Launcher {
+        let (tx, rx) = mpsc::channel::<(Job, Report)>();
+        let made = std::thread::Builder::new()
+            .name("protector-launch".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                for (job, report) in rx {
+                    ThreadRunner.run(job, report);
+                }
+            });
+        if let Err(e) = &made {
+            warn!(event = "launch_thread_failed", reason = %e, "cannot start a thread to start commands; they are started from the scheduler thread");
+        }
+        Launcher {
+            tx: made.ok().map(|_| tx),
+        }
+    }
+}
+
+impl Runner for Launcher {
+    fn run(&self, job: Job, report: Report) {
+        let unsent = match &self.tx {
+            Some(tx) => tx.send((job, report)).err().map(|e| e.0),
+            None => Some((job, report)),
+        };
+        if let Some((job, report)) = unsent {
+            ThreadRunner.run(job, report);
+        }
+    }
+}
+
+/// A thread per command, running it contained (`command::run`).
 struct ThreadRunner;
 
 impl Runner for ThreadRunner {
@@ -250,4 +295,67 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(no message)".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job that runs `argv` and reports whether it succeeded on `tx`.
+    fn job(argv: &[&str], tx: mpsc::Sender<bool>) -> (Job, Report) {
+        let job = Job {
+            target: "svc".into(),
+            what: "stop",
+            line: crate::config::CommandLine::Exec(argv.iter().map(|a| a.to_string()).collect()),
+            env: Vec::new(),
+            timeout: Duration::from_secs(60),
+            after: None,
+            spawned: None,
+            record_beside: None,
+            incident: None,
+            incident_only: false,
+        };
+        (
+            job,
+            Box::new(move |o: Outcome| tx.send(o.success()).unwrap()),
+        )
+    }
+
+    #[cfg(unix)]
+    const TRUE: &[&str] = &["true"];
+    #[cfg(unix)]
+    const FALSE: &[&str] = &["false"];
+    #[cfg(windows)]
+    const TRUE: &[&str] = &["cmd", "/c", "exit 0"];
+    #[cfg(windows)]
+    const FALSE: &[&str] = &["cmd", "/c", "exit 1"];
+
+    #[test]
+    fn the_launcher_runs_each_job_handed_over_and_the_caller_does_when_it_cannot() {
+        let (tx, rx) = mpsc::channel();
+        let launcher = Launcher::start();
+        let (yes, report) = job(TRUE, tx.clone());
+        launcher.run(yes, report);
+        let (no, report) = job(FALSE, tx.clone());
+        launcher.run(no, report);
+        let within = Duration::from_secs(30);
+        let mut said = [
+            rx.recv_timeout(within).unwrap(),
+            rx.recv_timeout(within).unwrap(),
+        ];
+        said.sort();
+        assert_eq!(said, [false, true]);
+
+        // Its thread gone (or never made): the job still runs, started from the caller.
+        let gone = Launcher {
+            tx: Some(mpsc::channel().0),
+        };
+        let (yes, report) = job(TRUE, tx.clone());
+        gone.run(yes, report);
+        assert!(rx.recv_timeout(within).unwrap());
+        let none = Launcher { tx: None };
+        let (yes, report) = job(TRUE, tx);
+        none.run(yes, report);
+        assert!(rx.recv_timeout(within).unwrap());
+    }
 }
