@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The published schema under three validators protector does not use: Python's jsonschema
-# (Draft 2020-12, with check_schema and its regex and format checks), check-jsonschema (the
-# command line pre-commit users run) and Ajv 8 (Node.js, Draft 2020-12, default options). Each must accept the schema itself and every shipped
+# (the schema's draft, 07, with check_schema and its regex and format checks), check-jsonschema
+# (the command line pre-commit users run) and Ajv 8 (Node.js, draft-07, default options). Each must accept the schema itself and every shipped
 # example (as `protector check --file-only` does); every file of tests/schema-corpus must be
 # refused by protector check, and each validator must agree with the verdict the file's first
 # line gives (`# schema: invalid`, or `# schema: valid` for the rules only check knows,
