@@ -124,6 +124,12 @@ errors=$(in_minion deb journalctl -u protector -p err -o cat --no-pager)
 infos=$(in_minion deb journalctl -u protector -p info -o cat --no-pager)
 grep -q '^INFO .*event="started"' <<<"$infos" || fail "no INFO started record in the journal: $infos"
 say "journal: records at their priority (-p warning shows no_targets, -p err nothing), no second timestamp"
+# The scheduler thread runs ahead of the commands it starts (nice -10, as root; the packaged
+# binary is a musl build, whose sched_* functions only say ENOSYS: protector asks the kernel).
+pid=$(in_minion deb systemctl show -p MainPID --value protector)
+nice=$(in_minion deb cut -d' ' -f19 "/proc/$pid/stat")
+[ "$nice" = -10 ] || fail "the packaged protector's scheduler thread runs at nice $nice, not -10"
+say "the packaged protector's scheduler thread runs at nice -10"
 
 # A refused reload fails `systemctl reload` with the reason; the old config goes on.
 cp "$R$CONFIG" "$T/accepted.yaml"

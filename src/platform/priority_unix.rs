@@ -20,17 +20,22 @@ pub const FAVOURED_NICE: i32 = -10;
 pub fn favour_this_thread() -> bool {
     #[cfg(target_os = "linux")]
     // SAFETY: these calls read and set the calling thread's scheduling, nothing else; the
-    // parameter outlives the call that reads it.
+    // parameter (a plain C struct, valid all zero) outlives the call that reads it.
     unsafe {
-        // On Linux a nice and a policy are the calling thread's own (`who` 0).
-        if libc::sched_getscheduler(0) != libc::SCHED_OTHER
+        // On Linux a nice and a policy are the calling thread's own (`who` 0). The policy is
+        // asked of the kernel itself: musl's sched_getscheduler and sched_setscheduler only
+        // say ENOSYS (POSIX means them for a whole process), and the packages are musl builds.
+        let policy = libc::syscall(libc::SYS_sched_getscheduler, 0);
+        if policy != libc::c_long::from(libc::SCHED_OTHER)
             || libc::getpriority(libc::PRIO_PROCESS, 0) != 0
         {
             return false;
         }
-        // First what it starts, so that nothing it starts could inherit the favour.
-        let param = libc::sched_param { sched_priority: 0 };
-        if libc::sched_setscheduler(0, libc::SCHED_OTHER | libc::SCHED_RESET_ON_FORK, &param) != 0 {
+        // First what it starts, so that nothing it starts could inherit the favour. Priority
+        // 0, the only one SCHED_OTHER takes (musl's struct has more fields, all 0).
+        let param: libc::sched_param = std::mem::zeroed();
+        let reset = libc::SCHED_OTHER | libc::SCHED_RESET_ON_FORK;
+        if libc::syscall(libc::SYS_sched_setscheduler, 0, reset, &param) != 0 {
             return false;
         }
         libc::setpriority(libc::PRIO_PROCESS, 0, FAVOURED_NICE) == 0
