@@ -1,6 +1,7 @@
 //! Command line: `run` (default), `check`, `status`, `schema`, the operators' requests to a
 //! running protector (`pause`, `resume`, `restart`, `reset`, `reload`: `control.rs`), and the
-//! original positional form `protector FILE STOP_CMD START_CMD TIMEOUT_SECS` (`legacy.rs`).
+//! original positional form `protector FILE STOP_CMD START_CMD TIMEOUT_SECS` (`legacy.rs`);
+//! `start.rs` starts the daemon.
 
 mod check;
 mod control;
@@ -10,6 +11,7 @@ mod incidents;
 mod legacy;
 mod man;
 mod outcome;
+mod start;
 mod status;
 
 pub use describe::describe;
@@ -20,9 +22,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, Config, Os};
-use crate::daemon;
-use crate::logging::{self, LogFormat, LogOptions};
+use crate::config::{self, Os};
+use crate::logging::{LogFormat, LogOptions};
 use help::{ABOUT, CONFIG_HELP, EXAMPLES, LONG_ABOUT, USAGE, VERSION};
 use outcome::Outcome;
 
@@ -340,133 +341,22 @@ fn run(cli: Cli) -> Outcome {
         Some(Command::Run {
             ref config,
             ref run,
-        }) => run_config(&or_default(config.clone()), &log(run), run.dry_run),
+        }) => start::run_config(&or_default(config.clone()), &log(run), run.dry_run),
         None => match (
             &cli.config,
             cli.legacy.is_empty(),
             legacy::shape(&cli.legacy),
         ) {
             (config, true, _) => {
-                run_config(&or_default(config.clone()), &log(&cli.run), cli.run.dry_run)
+                start::run_config(&or_default(config.clone()), &log(&cli.run), cli.run.dry_run)
             }
             (_, false, legacy::Shape::Subcommand(word)) => legacy::unknown_subcommand(word),
             (Some(_), false, legacy::Shape::Legacy) => legacy::usage_error(
                 "give either --config FILE or the four positional arguments, not both",
             ),
             (None, false, legacy::Shape::Legacy) => {
-                run_legacy(&cli.legacy, &log(&cli.run), cli.run.dry_run)
+                start::run_legacy(&cli.legacy, &log(&cli.run), cli.run.dry_run)
             }
         },
-    }
-}
-
-/// Runs the original form's single target.
-fn run_legacy(words: &[String], log: &LogOptions, dry_run: bool) -> Outcome {
-    let target = match legacy::target(words) {
-        Ok(target) => target,
-        Err(msg) => return legacy::usage_error(&msg),
-    };
-    let key = target.heartbeat.clone();
-    let config = Config {
-        os: Os::host(),
-        targets: vec![target],
-        files: Default::default(),
-        max_parallel_commands: config::model::DEFAULT_MAX_PARALLEL_COMMANDS,
-        included: Vec::new(),
-    };
-    match daemon::Inbox::listen() {
-        Ok(inbox) => {
-            let opts = daemon::Options {
-                config_path: None,
-                dry_run,
-                signal_source: None,
-                accepted_text: None,
-                refused: None,
-            };
-            run_watchdog(config, &key, opts, log, inbox)
-        }
-        Err(e) => Outcome::failed(format!("protector: cannot listen for signals: {e}")),
-    }
-}
-
-fn run_config(path: &Path, log: &LogOptions, dry_run: bool) -> Outcome {
-    // Before the config is read: a signal during a long start-up waits for the loop.
-    let inbox = match daemon::Inbox::listen() {
-        Ok(inbox) => inbox,
-        Err(e) => return Outcome::failed(format!("protector: cannot listen for signals: {e}")),
-    };
-    let opts = |accepted_text, refused| daemon::Options {
-        config_path: Some(path.to_path_buf()),
-        dry_run,
-        signal_source: None,
-        accepted_text,
-        refused,
-    };
-    // A refused file with a last accepted copy: the host stays watched on that copy.
-    match config::accepted::start_on(path, Os::host()) {
-        Ok(start) => run_watchdog(
-            start.config,
-            path,
-            opts(start.text, start.refused),
-            log,
-            inbox,
-        ),
-        Err(e) => Outcome::failed(e),
-    }
-}
-
-/// Sets up logging and the instance lock, then runs the loop. `lock_key` names the default
-/// lock (the config file, or the heartbeat of the positional form).
-fn run_watchdog(
-    config: Config,
-    lock_key: &Path,
-    opts: daemon::Options,
-    log: &LogOptions,
-    inbox: daemon::Inbox,
-) -> Outcome {
-    if let Err(e) = logging::init(log) {
-        return Outcome::failed(format!("protector: {e:#}"));
-    }
-    let dropped = crate::programs::make_path_safe();
-    if !dropped.is_empty() {
-        tracing::warn!(
-            event = "path_made_safe",
-            dropped = %dropped.join(", "),
-            path = %std::env::var("PATH").unwrap_or_default(),
-            "PATH held directories that are not absolute; commands are looked for in its absolute ones only"
-        );
-    }
-    crate::platform::use_this_program_to_drain();
-    #[cfg(target_os = "linux")]
-    {
-        crate::daemon::use_look_helper();
-        if let Err(reason) = crate::platform::spawn_without_fork() {
-            tracing::warn!(
-                event = "commands_forked",
-                reason = %reason,
-                "cannot start commands through protector itself here; each is started by forking protector, as before"
-            );
-        }
-    }
-    if let Some((before, after)) = crate::platform::prepare_for_commands() {
-        tracing::debug!(
-            event = "descriptor_limit_raised",
-            before,
-            after,
-            "raised the limit of open files to the hard limit"
-        );
-    }
-    match daemon::watch(config, lock_key, opts, inbox) {
-        Ok(daemon::Exit::Clean) => Outcome::ok(),
-        Ok(daemon::Exit::Immediate) => Outcome::status(1),
-        Err(e) => {
-            tracing::error!(event = "fatal", "{e:#}");
-            // Logged to stderr already, unless the log goes only to a file.
-            if log.stderr {
-                Outcome::status(1)
-            } else {
-                Outcome::failed(format!("protector: {e:#}"))
-            }
-        }
     }
 }
