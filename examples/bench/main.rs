@@ -580,12 +580,7 @@ fn measure(pid: u32, secs: u64, dir: &Path, n: usize) -> Idle {
                 switches += l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap();
             }
         }
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let hwm = status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .map_or(0, |v| v.parse().unwrap());
+        let hwm = proc_kib(pid, "status", "VmHWM:");
         (cpu, switches, hwm)
     };
     let start = Instant::now();
@@ -612,10 +607,15 @@ fn measure(pid: u32, secs: u64, dir: &Path, n: usize) -> Idle {
 
 /// The memory of `pid` no other process shares: its Private_Dirty, in kB.
 fn private_dirty_of(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+    proc_kib(pid, "smaps_rollup", "Private_Dirty:")
+}
+
+/// The figure (in kB) of the line of /proc/PID/`file` that begins with `key`; 0 if none.
+pub fn proc_kib(pid: u32, file: &str, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("Private_Dirty:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }

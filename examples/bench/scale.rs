@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::{fire_argv, measure, mib, mtime, row, spawn_protector};
+use super::{fire_argv, measure, mib, mtime, proc_kib, row, spawn_protector};
 
 /// t0's timeout: longer than any load measured (100,000 targets: about 3 s), so that its
 /// first deadline comes after the bench has written its file again.
@@ -216,10 +216,5 @@ fn status(bin: &Path, cfg: &Path, n: usize) {
 
 /// Peak RSS of `pid` so far, in KiB.
 fn hwm(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    proc_kib(pid, "status", "VmHWM:")
 }
