@@ -120,7 +120,7 @@ impl Clock for SystemClock {
 /// spawn maps and unmaps a stack for its child, and the threads holding or waiting for the
 /// lock wait for a core behind the commands' processes): the scheduler thread, favoured or
 /// not, waited there 20-60 ms at a time while it started 100 commands. It now hands each job
-/// over and goes on. Jobs start in the order they were handed over.
+/// over and goes on; their threads are made in the order the jobs were handed over.
 struct Launcher {
     /// None when the launcher's thread could not be made: jobs are started by the caller.
     tx: Option<mpsc::Sender<(Job, Report)>>,

@@ -52,7 +52,7 @@ pub fn helper_main() -> u8 {
     // SAFETY: a NUL-terminated name of at most 16 bytes; prctl reads nothing else.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"protector-look".as_ptr()) };
     // Each look is part of a judgement: the helper runs ahead of commands as the scheduler
-    // thread does (its workers favour themselves; see `work`).
+    // thread does (its workers favour themselves: `FileLooker::add_worker`).
     crate::platform::favour_this_thread();
     let stdin = std::io::stdin().lock();
     let stdout = std::io::stdout().lock();
