@@ -2,9 +2,11 @@
 //!
 //!     cargo build --release && cargo run --release --example bench -- [--idle-secs N] [--no-monit] [--latency-only]
 //!     cargo run --release --example bench -- --scale 100000 [--idle-secs N]
+//!     cargo run --release --example bench -- --bursts 20
 //!
 //! `--scale N` measures one daemon of N targets instead (`scale.rs`): load, idle, status,
-//! one restart among them and a reload.
+//! one restart among them and a reload. `--bursts N` runs only the burst of 100 targets stale
+//! at once, N times, a row each (its spread from run to run).
 //!
 //! Beside the latency rows, the machine's floor: the same stop commands started by a plain
 //! launcher, with no watchdog in between.
@@ -79,6 +81,24 @@ fn main() {
     println!("| measurement | protector | monit |");
     println!("|---|---|---|");
 
+    if let Some(runs) = args
+        .iter()
+        .position(|a| a == "--bursts")
+        .and_then(|i| args.get(i + 1))
+    {
+        let runs: usize = runs.parse().expect("--bursts takes a number of runs");
+        for run in 1..=runs {
+            let (p, own) = latency_protector(&bin, 100, false);
+            row(
+                &format!(
+                    "burst {run} of {runs}, 100 targets stale at once: end to end / protector's own, p50 / p99 / max"
+                ),
+                &format!("{p} / {own}"),
+                None,
+            );
+        }
+        return;
+    }
     for (n, spread) in [(1, false), (100, true), (100, false)] {
         let (p, own) = latency_protector(&bin, n, spread);
         let m = monit.as_ref().map(|m| latency_monit(m, n, spread));
