@@ -12,7 +12,7 @@
 //! what they set, and without the right to raise a priority (not root) nothing changes.
 
 /// The favoured threads' nice: a share of a core about nine times a default thread's
-/// (-5, three times, still left the scheduler thread 65-87 ms late in that burst).
+/// (measured on that burst: -5 left the scheduler thread 65-87 ms late; docs/performance.md).
 #[cfg(target_os = "linux")]
 pub const FAVOURED_NICE: i32 = -10;
 
