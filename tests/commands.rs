@@ -414,42 +414,31 @@ fn threads_named(pid: u32, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// What a protector started through `wrapper` (none: directly) runs at: its stop
+/// command's nice, its scheduler thread's, its launcher thread's and each thread of its look
+/// helper's; and the nice it was started with.
 #[cfg(target_os = "linux")]
-#[test]
-fn commands_run_at_the_priority_protector_was_given_while_its_scheduler_runs_ahead() {
+fn priorities_through(wrapper: &[&str]) -> (i32, i32, Vec<i32>, Vec<i32>) {
     let sb = Sandbox::new();
-    let p = sb.run_config(&format!(
-        "targets:\n{}",
-        target(
-            "svc",
-            "    timeout: 500ms\n    restart_grace: 1h\n    stop: [sh, -c, 'nice > stop-nice']\n"
-        )
-    ));
+    let cfg = sb.write(
+        "protector.yaml",
+        &format!(
+            "targets:\n{}",
+            target(
+                "svc",
+                "    timeout: 500ms\n    restart_grace: 1h\n    stop: [sh, -c, 'nice > stop-nice']\n"
+            )
+        ),
+    );
+    let p = sb.spawn_through(wrapper, &["--config", cfg.to_str().unwrap()], &[]);
     p.wait_command_events("command_finished", "stop", Some("svc"), 1);
-    let given = nice_in("/proc/self/stat");
-    // SAFETY: geteuid reads nothing of ours.
-    let root = unsafe { libc::geteuid() } == 0;
-    // Raised only from the default priority, and only where a priority may be raised.
-    let ahead = if root && given == 0 { -10 } else { given };
-
-    assert_eq!(
-        sb.lines("stop-nice"),
-        [given.to_string()],
-        "the command's nice"
-    );
+    let stop: i32 = sb.lines("stop-nice")[0].parse().unwrap();
     let pid = p.pid();
-    assert_eq!(
-        nice_in(&format!("/proc/{pid}/stat")),
-        ahead,
-        "the scheduler's"
-    );
-    let launcher = threads_named(pid, "protector-launc");
-    assert_eq!(launcher.len(), 1, "one thread makes commands' threads");
-    for tid in launcher {
-        let nice = nice_in(&format!("/proc/{pid}/task/{tid}/stat"));
-        assert_eq!(nice, given, "the thread that makes commands' threads");
-    }
-    // The look helper answers for the scheduler: every thread of it runs ahead too.
+    let scheduler = nice_in(&format!("/proc/{pid}/stat"));
+    let launcher = threads_named(pid, "protector-launc")
+        .iter()
+        .map(|tid| nice_in(&format!("/proc/{pid}/task/{tid}/stat")))
+        .collect();
     let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
     let helper: u32 = children
         .split_whitespace()
@@ -459,8 +448,35 @@ fn commands_run_at_the_priority_protector_was_given_while_its_scheduler_runs_ahe
                 .is_ok_and(|n| n == "protector-look\n")
         })
         .expect("a look helper");
-    for tid in threads_named(helper, "") {
-        let nice = nice_in(&format!("/proc/{helper}/task/{tid}/stat"));
-        assert_eq!(nice, ahead, "the look helper's thread {tid}");
+    let helper_threads = threads_named(helper, "")
+        .iter()
+        .map(|tid| nice_in(&format!("/proc/{helper}/task/{tid}/stat")))
+        .collect();
+    (stop, scheduler, launcher, helper_threads)
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn commands_run_at_the_priority_protector_was_given_while_its_scheduler_runs_ahead() {
+    let own = nice_in("/proc/self/stat");
+    // SAFETY: geteuid reads nothing of ours.
+    let root = unsafe { libc::geteuid() } == 0;
+    // As the service manager starts it, and under `nice -n 5` (an operator's Nice=).
+    for (wrapper, given) in [
+        (&[][..], own),
+        (&["nice", "-n", "5"][..], (own + 5).min(19)),
+    ] {
+        // Raised only from the default priority, and only where a priority may be raised.
+        let ahead = if root && given == 0 { -10 } else { given };
+        let (stop, scheduler, launcher, helper) = priorities_through(wrapper);
+        assert_eq!(stop, given, "the stop command's nice, started with {given}");
+        assert_eq!(scheduler, ahead, "the scheduler's, started with {given}");
+        assert_eq!(launcher, [given], "the thread that makes commands' threads");
+        // The look helper answers for the scheduler: every thread of it runs ahead too.
+        assert!(!helper.is_empty());
+        assert!(
+            helper.iter().all(|&n| n == ahead),
+            "the look helper's: {helper:?}"
+        );
     }
 }
