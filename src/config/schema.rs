@@ -44,7 +44,7 @@ fn compiled() -> Arc<Compiled> {
 /// for the rest of the process (jsonschema checks a schema against it); for draft 2020-12,
 /// which protector's schema used before, that is about 560 KiB of a daemon's heap for good,
 /// more than half of its private memory with one target; for draft-07, 190 KiB.
-pub(crate) fn generated<T: schemars::JsonSchema>() -> schemars::Schema {
+fn generated<T: schemars::JsonSchema>() -> schemars::Schema {
     schemars::generate::SchemaSettings::draft07()
         .into_generator()
         .into_root_schema_for::<T>()

@@ -48,9 +48,8 @@ pub fn favour_this_thread() -> bool {
 mod tests {
     use super::*;
 
-    /// The nice in the `/proc/.../stat` file at `path` (its 19th field).
-    fn nice_of(path: &str) -> i32 {
-        let stat = std::fs::read_to_string(path).unwrap();
+    /// The nice in a `/proc/.../stat` text (its 19th field).
+    fn nice_in(stat: &str) -> i32 {
         let after_name = &stat[stat.rfind(')').unwrap() + 2..];
         after_name.split(' ').nth(16).unwrap().parse().unwrap()
     }
@@ -58,7 +57,7 @@ mod tests {
     fn own_nice() -> i32 {
         // SAFETY: gettid reads nothing of ours.
         let tid = unsafe { libc::gettid() };
-        nice_of(&format!("/proc/self/task/{tid}/stat"))
+        nice_in(&std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap())
     }
 
     #[test]
@@ -80,10 +79,7 @@ mod tests {
                 .arg("/proc/self/stat")
                 .output()
                 .unwrap();
-            let dir = tempfile::tempdir().unwrap();
-            let stat = dir.path().join("stat");
-            std::fs::write(&stat, &out.stdout).unwrap();
-            let process = nice_of(stat.to_str().unwrap());
+            let process = nice_in(&String::from_utf8_lossy(&out.stdout));
             assert_eq!((thread, process), (before, before), "favoured: {favoured}");
         })
         .join()
