@@ -18,6 +18,7 @@ pub(crate) mod depends;
 pub(crate) mod fsutil;
 pub(crate) mod heartbeat;
 pub mod incident;
+pub(crate) mod intern;
 pub(crate) mod lock;
 pub(crate) mod logging;
 pub(crate) mod metrics;

@@ -103,7 +103,7 @@ pub fn target(args: &[String]) -> Result<Target, String> {
             .unwrap_or_else(|| file.clone()),
     );
     let mut target = Target::new(&name, heartbeat, timeout, shell(start));
-    target.stop = Some(shell(stop));
+    target.policy_mut().stop = Some(shell(stop));
     Ok(target)
 }
 

@@ -4,7 +4,7 @@
 //! layer that sets it; `origins.rs` (`check --explain`) names that layer, from the same list.
 
 use super::model::Os;
-use super::raw::{OsOverrides, RawConfig, Settings};
+use super::raw::{OsOverrides, RawDefaults, RawTarget, Settings};
 
 /// Where in the file a layer is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,15 +55,17 @@ impl Layer {
         }
     }
 
-    /// Its settings in `raw` for target `i`, when the file has that layer.
-    pub fn settings(self, raw: &RawConfig, i: usize, os: Os) -> Option<&Settings> {
+    /// Its settings for `target` (under `defaults`), when the file has that layer.
+    pub fn settings<'a>(
+        self,
+        target: &'a RawTarget,
+        defaults: Option<&'a RawDefaults>,
+        os: Os,
+    ) -> Option<&'a Settings> {
         let (settings, overrides): (&Settings, Option<&OsOverrides>) = match self.place {
-            Place::Target => {
-                let t = raw.targets.as_deref()?.get(i)?;
-                (&t.settings, t.os.as_deref())
-            }
+            Place::Target => (&target.settings, target.os.as_deref()),
             Place::Defaults => {
-                let d = raw.defaults.as_ref()?;
+                let d = defaults?;
                 (&d.settings, d.os.as_deref())
             }
         };

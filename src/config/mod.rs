@@ -24,7 +24,7 @@ pub mod schema;
 use std::path::Path;
 
 use include::Part;
-pub use model::{Backoff, CommandLine, Config, Depends, Endpoint, Files, Os, Target};
+pub use model::{Backoff, CommandLine, Config, Depends, Endpoint, Files, Os, Policy, Target};
 use position::PositionMap;
 pub use problem::{ConfigError, Found, Kind, Problem, key_path};
 use read::{gather, parse_part};
@@ -60,43 +60,10 @@ fn load_read(
     let env = |name: &str| std::env::var(name).ok();
     let on_host = os == Os::host();
     let lookup: resolve::EnvLookup<'_> = if on_host { Some(&env) } else { None };
-    let (mut config, included) = resolve_parts(&mut parts, os, lookup, keep_documents)?;
     // Relative paths are relative to the config file, not to wherever protector
     // happened to be started from.
-    if on_host && let Some(dir) = path.parent() {
-        let files = &mut config.files;
-        let paths = config
-            .targets
-            .iter_mut()
-            .flat_map(|t| std::iter::once(&mut t.heartbeat).chain(t.pid_file.as_mut()))
-            .chain(
-                [
-                    &mut files.state_file,
-                    &mut files.metrics_file,
-                    &mut files.lock_file,
-                ]
-                .into_iter()
-                .flatten(),
-            );
-        for p in paths {
-            if p.is_relative() {
-                *p = dir.join(&*p);
-            }
-        }
-        // So are programs named by a relative path (`./restart.sh`), never looked for in
-        // protector's working directory (where another user may have put one).
-        for t in &mut config.targets {
-            for line in t.command_lines_mut() {
-                if let CommandLine::Exec(argv) = line
-                    && let Some(program) = argv.first_mut()
-                    && Path::new(program.as_str()).components().count() > 1
-                    && Path::new(program.as_str()).is_relative()
-                {
-                    *program = dir.join(&*program).display().to_string();
-                }
-            }
-        }
-    }
+    let anchor = path.parent().filter(|_| on_host);
+    let (config, included) = resolve_parts(&mut parts, os, lookup, anchor, keep_documents)?;
     if on_host && crate::perms::enforced() {
         let files = &config.files;
         let exposed: Vec<Placed> = [
@@ -156,7 +123,7 @@ pub fn parse_str(
         problems: vec![found],
     })?;
     let mut parts = [part];
-    resolve_parts(&mut parts, os, env, false).map(|(config, _)| config)
+    resolve_parts(&mut parts, os, env, None, false).map(|(config, _)| config)
 }
 
 /// A problem placed in a part (by index): the problem with the part's own pointer, and where
@@ -167,11 +134,12 @@ type Placed = (usize, Problem, Option<position::Position>);
 /// in one run: keys written twice, names used twice and the schema's findings; then what can
 /// still be resolved of the rest (partial.rs). Also returns the combined document when the
 /// main file includes others. `keep_documents`: leave the parts' documents as they were read
-/// (else they are let go once validated).
+/// (else they are let go once the model is made). `anchor`: see [`resolve::resolve_from`].
 fn resolve_parts(
     parts: &mut [Part],
     os: Os,
     env: resolve::EnvLookup<'_>,
+    anchor: Option<&Path>,
     keep_documents: bool,
 ) -> Result<(Config, Option<serde_json::Value>), ConfigError> {
     if parts[0].document.is_null() {
@@ -204,37 +172,34 @@ fn resolve_parts(
         problems.extend(partial::resolve_the_rest(&combined, &invalid, os, env));
         problems.extend(invalid);
     } else {
-        let raw = deserialize_raw(&combined);
+        let resolved = deserialize_raw(&combined)
+            .map(|(raw, targets)| resolve::resolve_from(&raw, targets, os, env, anchor));
         let included = match combined {
             std::borrow::Cow::Owned(combined) => Some(combined),
             std::borrow::Cow::Borrowed(_) => None,
         };
         // The documents have told all they can; what is still to say is placed in the text.
-        // Let them go before the model is built beside the raw settings (the load's peak).
         if !keep_documents {
             for part in parts.iter_mut() {
                 part.document = serde_json::Value::Null;
             }
-            // Their pages, back to the system: the model is built on other threads, whose
-            // allocations would not reuse them (100,000 targets: 235-276 MB peak, 190 so).
+            // Their pages, back to the system, before the daemon installs the model.
             crate::platform::return_free_memory();
         }
-        match raw {
-            Ok(raw) => match resolve::resolve(&raw, os, env) {
-                Ok(mut config) if problems.is_empty() && placed.is_empty() => {
-                    config.included = parts[1..]
-                        .iter()
-                        .enumerate()
-                        .map(|(n, part)| model::Included {
-                            file: part.file.clone(),
-                            targets: layout.count(n + 1, config.targets.len()),
-                        })
-                        .collect();
-                    return Ok((config, included));
-                }
-                Ok(_) => {}
-                Err(found) => problems.extend(found),
-            },
+        match resolved {
+            Ok(Ok(mut config)) if problems.is_empty() && placed.is_empty() => {
+                config.included = parts[1..]
+                    .iter()
+                    .enumerate()
+                    .map(|(n, part)| model::Included {
+                        file: part.file.clone(),
+                        targets: layout.count(n + 1, config.targets.len()),
+                    })
+                    .collect();
+                return Ok((config, included));
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(found)) => problems.extend(found),
             Err(e) => problems.push(Problem::new("", e.to_string())),
         }
     }
@@ -250,24 +215,25 @@ fn resolve_parts(
     Err(place(parts, placed))
 }
 
-/// The raw settings of a valid document, its targets deserialized in parallel (100,000 of
-/// them take longer than anything else after the YAML's reading).
-fn deserialize_raw(document: &serde_json::Value) -> Result<raw::RawConfig, serde_json::Error> {
+/// The raw settings of a valid document but its targets, which are deserialized one by one
+/// as they are resolved (on the pool that resolves them: 100,000 of them take longer than
+/// anything else after the YAML's reading).
+fn deserialize_raw(
+    document: &serde_json::Value,
+) -> Result<(raw::RawConfig, resolve::Targets<'_>), serde_json::Error> {
     use serde::Deserialize;
     let (Some(serde_json::Value::Array(targets)), serde_json::Value::Object(keys)) =
         (document.get("targets"), document)
     else {
-        return raw::RawConfig::deserialize(document);
+        return raw::RawConfig::deserialize(document).map(|raw| (raw, resolve::Targets::Raw));
     };
     let rest = keys
         .iter()
         .filter(|(key, _)| *key != "targets")
         .map(|(key, value)| (key.clone(), value.clone()))
         .collect();
-    let mut raw = raw::RawConfig::deserialize(&serde_json::Value::Object(rest))?;
-    let targets = resolve::map_targets(targets, |_, target| raw::RawTarget::deserialize(target));
-    raw.targets = Some(targets.into_iter().collect::<Result<_, _>>()?);
-    Ok(raw)
+    let raw = raw::RawConfig::deserialize(&serde_json::Value::Object(rest))?;
+    Ok((raw, resolve::Targets::Document(targets)))
 }
 
 /// Commands that YAML ended at a ` #` (a comment) where what is left is not a command (a quote
@@ -366,5 +332,37 @@ mod tests {
             assert_eq!(t.start, CommandLine::Exec(vec!["x".into(), i.to_string()]));
             assert_eq!(t.restart_grace.as_secs(), 3600);
         }
+    }
+
+    #[test]
+    fn targets_alike_but_for_name_and_heartbeat_share_one_policy_and_a_change_is_their_own() {
+        // Enough targets to be resolved in parallel; relative paths made absolute first.
+        let dir = tempfile::tempdir().unwrap();
+        let alike: String = (0..300)
+            .map(|i| format!("  - {{name: t{i}, heartbeat: b{i}, start: ./restart.sh}}\n"))
+            .collect();
+        let path = dir.path().join("protector.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "defaults: {{timeout: 1m}}\ntargets:\n{alike}  \
+                 - {{name: other, heartbeat: b, timeout: 2m, start: ./restart.sh}}\n"
+            ),
+        )
+        .unwrap();
+        let mut config = load(&path, Os::host()).unwrap();
+        let first = &config.targets[0];
+        assert!(
+            config.targets[1..300]
+                .iter()
+                .all(|t| t.shares_policy_with(first))
+        );
+        assert!(!config.targets[300].shares_policy_with(first));
+        let restart = dir.path().join("./restart.sh").display().to_string();
+        assert_eq!(first.start, CommandLine::Exec(vec![restart]));
+        assert_eq!(config.targets[7].heartbeat, dir.path().join("b7"));
+        config.targets[1].policy_mut().enabled = false;
+        let enabled: Vec<bool> = config.targets[..3].iter().map(|t| t.enabled).collect();
+        assert_eq!(enabled, [true, false, true]);
     }
 }

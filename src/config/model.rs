@@ -3,11 +3,15 @@
 //! valid by construction.
 
 use std::fmt;
+use std::ops::Deref;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::intern::Interner;
+
 /// The operating systems a config can be resolved for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Os {
     Linux,
     Macos,
@@ -77,10 +81,28 @@ pub struct Files {
     pub lock_file: Option<PathBuf>,
 }
 
+/// One watched target: its name and heartbeat, and how it is handled (its [`Policy`], read
+/// through this type as if its fields were the target's own: `target.timeout`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     pub name: String,
     pub heartbeat: PathBuf,
+    /// Shared by every target whose policy is the same (`config::share_policies`): a fleet's
+    /// targets mostly differ in name and heartbeat only, and a policy is ~400 bytes.
+    policy: Arc<Policy>,
+}
+
+impl Deref for Target {
+    type Target = Policy;
+
+    fn deref(&self) -> &Policy {
+        &self.policy
+    }
+}
+
+/// How a target is handled: everything about it but its name and heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Policy {
     pub timeout: Duration,
     pub stop: Option<CommandLine>,
     pub start: CommandLine,
@@ -111,7 +133,7 @@ pub struct Target {
 }
 
 /// A target's dependencies (`depends_on`): at least one of them listed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Depends {
     /// Up when any one accepts a connection (ignored when empty).
     pub tcp: Vec<Endpoint>,
@@ -196,6 +218,55 @@ pub const DIAGNOSE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const SKIP_DELAY_MAX: Duration = Duration::from_secs(60);
 
 impl Target {
+    /// A target with every setting at its default: the one place defaults are decided
+    /// (the config file and the positional form both start from here).
+    pub fn new(name: &str, heartbeat: PathBuf, timeout: Duration, start: CommandLine) -> Target {
+        Target {
+            name: name.to_string(),
+            heartbeat,
+            policy: Arc::new(Policy {
+                timeout,
+                stop: None,
+                start,
+                diagnose: None,
+                diagnose_timeout: DIAGNOSE_TIMEOUT,
+                command_timeout: COMMAND_TIMEOUT,
+                restart_grace: timeout,
+                startup_grace: timeout,
+                backoff: Backoff::default(),
+                max_restarts: None,
+                enabled: true,
+                allow_missing_programs: false,
+                observe_only: false,
+                notify: None,
+                skip_if: None,
+                skip_delay: timeout.min(SKIP_DELAY_MAX),
+                depends_on: None,
+                restart_splay: Duration::ZERO,
+                pid_file: None,
+                service: None,
+            }),
+        }
+    }
+
+    /// Its policy to change: its own copy if another target shares it.
+    pub fn policy_mut(&mut self) -> &mut Policy {
+        Arc::make_mut(&mut self.policy)
+    }
+
+    /// Whether it holds the same copy of its policy as `other`.
+    #[cfg(test)]
+    pub(crate) fn shares_policy_with(&self, other: &Target) -> bool {
+        Arc::ptr_eq(&self.policy, &other.policy)
+    }
+
+    /// Shares its policy with an equal one already in `seen`, else adds its own there.
+    pub(crate) fn share_policy(&mut self, seen: &mut Interner<Policy>) {
+        self.policy = seen.intern(Arc::clone(&self.policy));
+    }
+}
+
+impl Policy {
     /// Every command of the target (stop, start, notify, skip_if, the dependency's).
     pub fn command_lines_mut(&mut self) -> impl Iterator<Item = &mut CommandLine> {
         [
@@ -209,38 +280,9 @@ impl Target {
         .into_iter()
         .flatten()
     }
-
-    /// A target with every setting at its default: the one place defaults are decided
-    /// (the config file and the positional form both start from here).
-    pub fn new(name: &str, heartbeat: PathBuf, timeout: Duration, start: CommandLine) -> Target {
-        Target {
-            name: name.to_string(),
-            heartbeat,
-            timeout,
-            stop: None,
-            start,
-            diagnose: None,
-            diagnose_timeout: DIAGNOSE_TIMEOUT,
-            command_timeout: COMMAND_TIMEOUT,
-            restart_grace: timeout,
-            startup_grace: timeout,
-            backoff: Backoff::default(),
-            max_restarts: None,
-            enabled: true,
-            allow_missing_programs: false,
-            observe_only: false,
-            notify: None,
-            skip_if: None,
-            skip_delay: timeout.min(SKIP_DELAY_MAX),
-            depends_on: None,
-            restart_splay: Duration::ZERO,
-            pid_file: None,
-            service: None,
-        }
-    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Backoff {
     /// Consecutive restarts that wait only the restart grace.
     pub after: u32,
@@ -258,7 +300,7 @@ impl Default for Backoff {
 }
 
 /// How a command is executed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum CommandLine {
     /// Executed directly: program and arguments.
     Exec(Vec<String>),

@@ -227,7 +227,7 @@ mod tests {
             Duration::from_secs(60),
             CommandLine::Exec(vec!["true".into()]),
         );
-        off.pid_file = Some("/run/off.pid".into());
+        off.policy_mut().pid_file = Some("/run/off.pid".into());
         b.disabled.push(off);
         b.observations = 7;
         let now = Now {

@@ -6,6 +6,7 @@
 //! being watched (a running command of theirs finishes and is logged).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use tracing::{debug, info, warn};
 
@@ -15,8 +16,9 @@ use super::reload::{Change, Plan, plan};
 use super::slot::Slot;
 use super::{Daemon, secs};
 use crate::config::{Config, Files, Target};
+use crate::intern::Interner;
 use crate::platform;
-use crate::schedule::{Now, Observation};
+use crate::schedule::{Now, Observation, Rules};
 
 /// Above this many targets, per-target start-up lines are logged at debug level.
 const QUIET_ABOVE: usize = 100;
@@ -41,16 +43,19 @@ impl Daemon {
         // Each target moves into its slot (a copy of every target at once is megabytes).
         let targets = std::mem::take(&mut plan.targets);
         self.slots.reserve_exact(targets.len());
+        let mut rules = Interner::new();
         for (target, change) in targets {
             let slot = match change {
                 Change::Unchanged => old.remove(&target.name).expect("planned"),
                 Change::Changed => {
                     let slot = old.remove(&target.name).expect("planned");
-                    changed(slot, target, &mut looks, now)
+                    let rules = rules.intern(Arc::new(Rules::of(&target)));
+                    changed(slot, target, rules, &mut looks, now)
                 }
                 Change::Added => {
                     let look = looks.next().expect("looked above");
-                    self.added(target, look, now, &mut left, quiet)
+                    let rules = rules.intern(Arc::new(Rules::of(&target)));
+                    self.added(target, rules, look, now, &mut left, quiet)
                 }
             };
             self.slots.push(slot);
@@ -162,12 +167,13 @@ impl Daemon {
     fn added(
         &mut self,
         target: Target,
+        rules: Arc<Rules>,
         look: Look,
         now: Now,
         left: &mut Left,
         quiet: bool,
     ) -> Slot {
-        let mut slot = Slot::new(self.next_id, target, look, now, self.fx.seed);
+        let mut slot = Slot::new(self.next_id, target, rules, look, now, self.fx.seed);
         self.next_id += 1;
         if let Some(rec) = left.records.get(&slot.target.name) {
             slot.restore_record(rec, now);
@@ -250,15 +256,16 @@ impl Daemon {
     }
 }
 
-/// `slot` under the new settings of `target`: the counts carry over; unless a command runs,
+/// `slot` under the new settings of `target` (and `rules`, made from them): the counts carry over; unless a command runs,
 /// it starts timing over (startup grace) from its look, the next of `looks`.
 fn changed(
     mut slot: Slot,
     target: Target,
+    rules: Arc<Rules>,
     looks: &mut impl Iterator<Item = Look>,
     now: Now,
 ) -> Slot {
-    slot.rules = crate::schedule::Rules::of(&target);
+    slot.rules = rules;
     slot.target = target;
     if !slot.is_running() {
         let (obs, err) = looks.next().expect("looked above");

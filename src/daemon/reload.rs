@@ -211,9 +211,9 @@ mod tests {
     fn plan_sorts_targets_into_unchanged_changed_added_removed_and_disabled() {
         let old = [t("same", 5), t("changed", 5), t("gone", 5), t("now-off", 5)];
         let mut off = t("now-off", 5);
-        off.enabled = false;
+        off.policy_mut().enabled = false;
         let mut also_off = t("never-on", 5);
-        also_off.enabled = false;
+        also_off.policy_mut().enabled = false;
         let new = vec![t("added", 5), t("changed", 9), t("same", 5), off, also_off];
         let p = plan(&old, new);
         let got: Vec<(&str, Change)> = p
@@ -239,7 +239,7 @@ mod tests {
     fn any_setting_counts_as_a_change() {
         let old = [t("a", 5)];
         let mut a = t("a", 5);
-        a.command_timeout = Duration::from_secs(1);
+        a.policy_mut().command_timeout = Duration::from_secs(1);
         assert_eq!(plan(&old, vec![a]).targets[0].1, Change::Changed);
         assert_eq!(plan(&old, vec![t("a", 5)]).targets[0].1, Change::Unchanged);
         assert!(plan(&old, vec![]).removed == ["a"]);

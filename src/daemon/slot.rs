@@ -2,6 +2,7 @@
 //! (counts, the last restart, a pause's reason), and how a record from the previous run's
 //! state file is taken back.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
@@ -18,7 +19,8 @@ pub(super) struct Slot {
     /// Stable across reloads; commands report back by it.
     pub id: u64,
     pub target: Target,
-    pub rules: Rules,
+    /// Shared, as the target's policy, with every target whose rules are the same.
+    pub rules: Arc<Rules>,
     pub state: TargetState,
     /// Last reason the heartbeat could not be read, to log each new one once.
     pub last_error: Option<String>,
@@ -46,9 +48,16 @@ pub(super) struct Slot {
 }
 
 impl Slot {
-    /// A target watched from now on, after a first look at its heartbeat.
-    pub fn new(id: u64, target: Target, (obs, err): Look, now: Now, seed: u64) -> Slot {
-        let rules = Rules::of(&target);
+    /// A target watched from now on (by `rules`, made from it), after a first look at its
+    /// heartbeat.
+    pub fn new(
+        id: u64,
+        target: Target,
+        rules: Arc<Rules>,
+        (obs, err): Look,
+        now: Now,
+        seed: u64,
+    ) -> Slot {
         let mut state = TargetState::start(&rules, &obs, now);
         // Each target its own draws, however alike the seeds of a fleet's protectors are.
         let seed = seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -326,5 +335,17 @@ impl Slot {
                 .map(|p| p.display().to_string()),
             observe_only: self.target.observe_only,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The daemon keeps a slot per target for its whole life (10,000 targets, 10,000 slots):
+    /// its policy and rules are shared with the targets alike, its rare parts boxed. 904
+    /// bytes before policies and rules were shared.
+    #[test]
+    fn a_slot_is_a_few_hundred_bytes() {
+        let size = std::mem::size_of::<super::Slot>();
+        assert!(size <= 512, "a slot is {size} bytes");
     }
 }

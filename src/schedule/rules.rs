@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::config::Target;
 
 /// The per-target timing rules, taken from the resolved config.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rules {
     pub timeout: Duration,
     pub restart_grace: Duration,

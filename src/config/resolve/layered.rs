@@ -1,127 +1,21 @@
-//! From the raw document to the model for one OS: layering of overrides, expansion of paths,
-//! splitting of commands, parsing of durations, and the checks a schema cannot express
-//! (settings missing after layering, unparsable commands, unset variables; names used twice
-//! are found before, on the document as written: `partial.rs`).
-//! Every problem is collected, each with the JSON pointer of the value that caused it.
+//! One target's settings, taken layer by layer (`layers.rs` says the order): each value from
+//! the most specific layer that sets it, parsed and checked, each problem with the JSON
+//! pointer of the value that caused it.
 
-use rayon::prelude::*;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use super::Problem;
-use super::duration;
-use super::duration::DurationSpec;
-use super::expand::expand;
-use super::layers::Layer;
-use super::model::{
-    CHECK_TIMEOUT, CommandLine, Config, DEFAULT_MAX_PARALLEL_COMMANDS, Depends, Endpoint, Files,
-    Os, RECHECK, Target,
-};
-use super::position::escape;
-use super::raw::{CommandSpec, DependsSpec, RawConfig, Settings};
-
-/// Looks up an environment variable. `None` as the whole lookup means "do not expand":
-/// used when checking a config for another OS, whose environment is not this one.
-pub type EnvLookup<'a> = Option<&'a (dyn Fn(&str) -> Option<String> + Sync)>;
-
-pub fn resolve(raw: &RawConfig, os: Os, env: EnvLookup<'_>) -> Result<Config, Vec<Problem>> {
-    // Names used twice are found before (partial.rs), on the document as written.
-    let mut problems = Vec::new();
-    let raw_targets = raw.targets.as_deref().unwrap_or_default();
-    let mut targets = Vec::with_capacity(raw_targets.len());
-    // Each target resolves on its own, results and problems kept in the file's order.
-    let resolved: Vec<(Option<Target>, Vec<Problem>)> = map_targets(raw_targets, |i, target| {
-        let layers = super::layers::for_os(os)
-            .into_iter()
-            .filter_map(|layer| Some((layer, layer.settings(raw, i, os)?)))
-            .collect();
-        let layered = Layered {
-            layers,
-            i,
-            name: &target.name,
-            os,
-        };
-        let mut found = Vec::new();
-        let t = layered.resolve(env, &mut found);
-        (t, found)
-    });
-    for (t, found) in resolved {
-        problems.extend(found);
-        targets.extend(t);
-    }
-
-    let mut files = Files::default();
-    for (key, raw_path, slot) in [
-        ("state_file", &raw.state_file, &mut files.state_file),
-        ("metrics_file", &raw.metrics_file, &mut files.metrics_file),
-        ("lock_file", &raw.lock_file, &mut files.lock_file),
-    ] {
-        if let Some(text) = raw_path {
-            *slot = expand_path(text, || format!("/{key}"), os, env, &mut problems);
-        }
-    }
-
-    if problems.is_empty() {
-        Ok(Config {
-            os,
-            targets,
-            files,
-            max_parallel_commands: raw
-                .max_parallel_commands
-                .map_or(DEFAULT_MAX_PARALLEL_COMMANDS, |n| n as usize),
-            included: Vec::new(),
-        })
-    } else {
-        Err(problems)
-    }
-}
-
-/// Configs with at least this many targets are resolved in parallel.
-const PARALLEL_FROM: usize = 256;
-
-/// `f` over `items` in order: in parallel for a large config (10,000 targets are checked in
-/// a fraction of the time), on a pool made for the occasion. Where no threads can be made (a
-/// tasks limit: TasksMax, pids.max), one by one: never a panic, as rayon's global pool gives.
-pub(super) fn map_targets<T: Sync, R: Send>(
-    items: &[T],
-    f: impl Fn(usize, &T) -> R + Sync,
-) -> Vec<R> {
-    if items.len() >= PARALLEL_FROM {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(std::thread::available_parallelism().map_or(2, |n| n.get().min(8)))
-            .thread_name(|i| format!("protector-config-{i}"))
-            .stack_size(256 * 1024)
-            .build();
-        if let Ok(pool) = pool {
-            return pool.install(|| items.par_iter().enumerate().map(|(i, t)| f(i, t)).collect());
-        }
-    }
-    items.iter().enumerate().map(|(i, t)| f(i, t)).collect()
-}
-
-/// Expands a path for `os`; with no environment (another OS) it is kept as written. `ptr`:
-/// the pointer a problem names.
-fn expand_path(
-    text: &str,
-    ptr: impl FnOnce() -> String,
-    os: Os,
-    env: EnvLookup<'_>,
-    problems: &mut Vec<Problem>,
-) -> Option<PathBuf> {
-    match env {
-        None => Some(PathBuf::from(text)),
-        Some(lookup) => match expand(text, os == Os::Windows, lookup) {
-            Ok(p) => Some(PathBuf::from(p)),
-            Err(msg) => {
-                problems.push(Problem::new(ptr(), msg));
-                None
-            }
-        },
-    }
-}
+use super::shell_syntax;
+use super::{EnvLookup, expand_path};
+use crate::config::Problem;
+use crate::config::duration;
+use crate::config::duration::DurationSpec;
+use crate::config::layers::Layer;
+use crate::config::model::{CHECK_TIMEOUT, CommandLine, Depends, Endpoint, Os, RECHECK, Target};
+use crate::config::position::escape;
+use crate::config::raw::{CommandSpec, DependsSpec, RawDefaults, RawTarget, Settings};
 
 /// One target's settings as a stack of layers, most specific first.
-struct Layered<'a> {
+pub(super) struct Layered<'a> {
     layers: Vec<(Layer, &'a Settings)>,
     /// The target's index in the file.
     i: usize,
@@ -138,6 +32,25 @@ struct At {
 }
 
 impl<'a> Layered<'a> {
+    /// Target `i`'s stack for `os`, under `defaults`.
+    pub(super) fn new(
+        target: &'a RawTarget,
+        defaults: Option<&'a RawDefaults>,
+        i: usize,
+        os: Os,
+    ) -> Layered<'a> {
+        let layers = crate::config::layers::for_os(os)
+            .into_iter()
+            .filter_map(|layer| Some((layer, layer.settings(target, defaults, os)?)))
+            .collect();
+        Layered {
+            layers,
+            i,
+            name: &target.name,
+            os,
+        }
+    }
+
     /// The JSON pointer of what `at` names (`/targets/3/os/linux/timeout`).
     fn pointer(&self, at: At) -> String {
         let layer = self.layers[at.layer].0.pointer(self.i, self.os);
@@ -193,7 +106,11 @@ impl<'a> Layered<'a> {
         }
     }
 
-    fn resolve(&self, env: EnvLookup<'_>, problems: &mut Vec<Problem>) -> Option<Target> {
+    pub(super) fn resolve(
+        &self,
+        env: EnvLookup<'_>,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Target> {
         let before = problems.len();
         let shell = self
             .pick("shell", |s| s.shell.as_ref())
@@ -258,7 +175,8 @@ impl<'a> Layered<'a> {
         if problems.len() > before {
             return None;
         }
-        let mut t = Target::new(self.name, heartbeat?, timeout?, start?);
+        let mut target = Target::new(self.name, heartbeat?, timeout?, start?);
+        let t = target.policy_mut();
         t.stop = stop.flatten();
         t.diagnose = diagnose.flatten();
         t.diagnose_timeout = diagnose_timeout?.unwrap_or(t.diagnose_timeout);
@@ -280,7 +198,7 @@ impl<'a> Layered<'a> {
         t.restart_splay = restart_splay?.unwrap_or(t.restart_splay);
         t.pid_file = pid_file.flatten();
         t.service = service.map(|(name, _)| name.to_string());
-        Some(t)
+        Some(target)
     }
 
     /// `depends_on`, each of its parts taken from the most specific layer that sets it (as
@@ -361,74 +279,5 @@ impl<'a> Layered<'a> {
         result
             .map_err(|msg| problems.push(Problem::new(ptr(), msg)))
             .ok()
-    }
-}
-
-/// The first piece of shell syntax in `line` that a shell would act on but splitting into
-/// words (no shell) takes literally: `$(`, backticks, `|`, `;`, `&`, redirections, `$VAR`,
-/// globs. Quoted text counts as a shell would see it: nothing is special between single
-/// quotes; `$` and backticks still are between double quotes.
-pub fn shell_syntax(line: &str) -> Option<String> {
-    let chars: Vec<char> = line.chars().collect();
-    let (mut single, mut double) = (false, false);
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        match c {
-            '\\' if !single => {
-                i += 2;
-                continue;
-            }
-            '\'' if !double => single = !single,
-            '"' if !single => double = !double,
-            _ if single => {}
-            '`' => return Some("`...` (a command substitution)".into()),
-            '$' if next == Some('(') => return Some("`$(` (a command substitution)".into()),
-            '$' if next.is_some_and(|n| n == '{' || n == '_' || n.is_ascii_alphabetic()) => {
-                return Some("`$NAME` (a variable, which a shell would expand)".into());
-            }
-            _ if double => {}
-            '|' | ';' | '&' => return Some(format!("`{c}` (an operator)")),
-            '>' | '<' => return Some(format!("`{c}` (a redirection)")),
-            '*' | '?' => return Some(format!("`{c}` (a glob)")),
-            _ => {}
-        }
-        i += 1;
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::shell_syntax;
-
-    #[test]
-    fn shell_syntax_outside_quotes_is_found() {
-        for (line, found) in [
-            ("kill $(cat /run/x.pid) 2>/dev/null", "`$(`"),
-            ("systemctl stop a; systemctl start a", "`;`"),
-            ("a && b", "`&`"),
-            ("ps aux | grep x", "`|`"),
-            ("echo hi > /tmp/x", "`>`"),
-            ("rm /var/run/*.pid", "`*`"),
-            ("echo $HOME", "`$NAME`"),
-            ("echo \"${HOME}\"", "`$NAME`"),
-            ("echo `date`", "`...`"),
-        ] {
-            let what = shell_syntax(line).unwrap_or_else(|| panic!("{line}"));
-            assert!(what.starts_with(found), "{line}: {what}");
-        }
-        for line in [
-            "systemctl restart salt-minion",
-            "sh -c 'a | b; c > d'",
-            "pkill -f 'bin/[s]alt-minion'",
-            "echo 'cost: $5'",
-            "echo a\\;b",
-            "net stop salt-minion",
-            "curl -fsS http://127.0.0.1:8080/health",
-        ] {
-            assert_eq!(shell_syntax(line), None, "{line}");
-        }
     }
 }
