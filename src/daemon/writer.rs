@@ -172,6 +172,9 @@ fn write_next(shared: &Shared) -> bool {
         errors.push(format!("cannot write metrics file {}: {e}", path.display()));
     }
     drop(snapshot);
+    // A snapshot of 10,000 targets is megabytes, made once in a while: its pages go back to
+    // the system until the next one, not kept as the daemon's for good.
+    crate::platform::return_free_memory();
     let error = (!errors.is_empty()).then(|| errors.join("; "));
     let mut queue = shared.queue();
     if error.is_some() && error != queue.last_error {
