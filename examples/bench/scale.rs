@@ -49,8 +49,16 @@ pub fn run(bin: &Path, n: usize, idle_secs: u64) {
     // Idle: every other target fresh (touched half way); t0 is backing off for an hour.
     let idle = measure(pid, idle_secs, d, n);
     row(
-        &format!("{n} targets: idle {idle_secs} s, 60 s timeouts: CPU / peak RSS"),
-        &format!("{} / {}", idle.cpu(), mib(idle.hwm_kib)),
+        &format!(
+            "{n} targets: idle {idle_secs} s, 60 s timeouts: CPU / peak RSS / private memory \
+             at its end (Private_Dirty, after sync)"
+        ),
+        &format!(
+            "{} / {} / {}",
+            idle.cpu(),
+            mib(idle.hwm_kib),
+            idle.private()
+        ),
         None,
     );
 
