@@ -87,7 +87,7 @@ pub struct Files {
 pub struct Target {
     pub name: String,
     pub heartbeat: PathBuf,
-    /// Shared by every target whose policy is the same (`config::share_policies`): a fleet's
+    /// Shared by every target whose policy is the same (`config::resolve`): a fleet's
     /// targets mostly differ in name and heartbeat only, and a policy is ~400 bytes.
     policy: Arc<Policy>,
 }

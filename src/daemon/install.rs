@@ -43,18 +43,20 @@ impl Daemon {
         // Each target moves into its slot (a copy of every target at once is megabytes).
         let targets = std::mem::take(&mut plan.targets);
         self.slots.reserve_exact(targets.len());
-        let mut rules = Interner::new();
+        // Slots whose rules are the same share one copy of them.
+        let mut seen = Interner::new();
+        let mut rules_of = |t: &Target| seen.intern(Arc::new(Rules::of(t)));
         for (target, change) in targets {
             let slot = match change {
                 Change::Unchanged => old.remove(&target.name).expect("planned"),
                 Change::Changed => {
                     let slot = old.remove(&target.name).expect("planned");
-                    let rules = rules.intern(Arc::new(Rules::of(&target)));
+                    let rules = rules_of(&target);
                     changed(slot, target, rules, &mut looks, now)
                 }
                 Change::Added => {
                     let look = looks.next().expect("looked above");
-                    let rules = rules.intern(Arc::new(Rules::of(&target)));
+                    let rules = rules_of(&target);
                     self.added(target, rules, look, now, &mut left, quiet)
                 }
             };
@@ -256,8 +258,9 @@ impl Daemon {
     }
 }
 
-/// `slot` under the new settings of `target` (and `rules`, made from them): the counts carry over; unless a command runs,
-/// it starts timing over (startup grace) from its look, the next of `looks`.
+/// `slot` under the new settings of `target` (and `rules`, made from them): the counts carry
+/// over; unless a command runs, it starts timing over (startup grace) from its look, the next
+/// of `looks`.
 fn changed(
     mut slot: Slot,
     target: Target,

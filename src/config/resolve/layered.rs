@@ -133,12 +133,8 @@ impl<'a> Layered<'a> {
         let start = self
             .required("start", |s| s.start.as_ref(), problems)
             .and_then(|(spec, at)| self.command(spec, || self.pointer(at), shell, problems));
-        let stop = self
-            .pick("stop", |s| s.stop.as_ref())
-            .map(|(spec, at)| self.command(spec, || self.pointer(at), shell, problems));
-        let diagnose = self
-            .pick("diagnose", |s| s.diagnose.as_ref())
-            .map(|(spec, at)| self.command(spec, || self.pointer(at), shell, problems));
+        let stop = self.optional_command("stop", |s| s.stop.as_ref(), shell, problems);
+        let diagnose = self.optional_command("diagnose", |s| s.diagnose.as_ref(), shell, problems);
         let diagnose_timeout = self.duration(
             "diagnose_timeout",
             |s| s.diagnose_timeout.as_ref(),
@@ -157,12 +153,8 @@ impl<'a> Layered<'a> {
             problems,
         );
         let max_restarts = self.pick("max_restarts", |s| s.max_restarts.as_ref());
-        let notify = self
-            .pick("notify", |s| s.notify.as_ref())
-            .map(|(spec, at)| self.command(spec, || self.pointer(at), shell, problems));
-        let skip_if = self
-            .pick("skip_if", |s| s.skip_if.as_ref())
-            .map(|(spec, at)| self.command(spec, || self.pointer(at), shell, problems));
+        let notify = self.optional_command("notify", |s| s.notify.as_ref(), shell, problems);
+        let skip_if = self.optional_command("skip_if", |s| s.skip_if.as_ref(), shell, problems);
         let skip_delay = self.duration("skip_delay", |s| s.skip_delay.as_ref(), problems);
         let enabled = self.pick("enabled", |s| s.enabled.as_ref());
         let allow_missing = self.pick("allow_missing_programs", |s| {
@@ -241,6 +233,19 @@ impl<'a> Layered<'a> {
             check_timeout: check_timeout.unwrap_or(CHECK_TIMEOUT),
             recheck: recheck.unwrap_or(RECHECK),
         })
+    }
+
+    /// An optional command: `None` when no layer sets it, `Some(None)` when the one that does
+    /// holds a problem (said in `problems`).
+    fn optional_command(
+        &self,
+        key: &'static str,
+        get: impl Fn(&'a Settings) -> Option<&'a CommandSpec>,
+        shell: bool,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Option<CommandLine>> {
+        self.pick(key, get)
+            .map(|(spec, at)| self.command(spec, || self.pointer(at), shell, problems))
     }
 
     fn command(
