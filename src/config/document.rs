@@ -71,12 +71,25 @@ type Next = Result<(Event, Marker), ScanError>;
 /// Reads `text` (see the module's header); `Err`: collections nest deeper than
 /// [`MAX_NESTING`] from that place, and nothing more was read.
 pub fn read(text: &str) -> Result<Reading, Position> {
-    read_with(text, text.len() >= BESIDE_FROM)
+    read_with(text, text.len() >= BESIDE_FROM, None)
+}
+
+/// What is done with each item of the top-level `targets` list as soon as it is read
+/// (config/stream.rs): the item is given to it and a null kept in its place, so that no
+/// whole document is built. `false` stops the reading: the document is then `None`.
+pub type TargetHook<'h> = &'h mut dyn FnMut(Value) -> bool;
+
+/// [`read`], each target given to `hook` as it is read.
+pub fn read_apart(text: &str, hook: TargetHook<'_>) -> Result<Reading, Position> {
+    read_with(text, text.len() >= BESIDE_FROM, Some(hook))
 }
 
 /// [`read`], parsing on another thread (`beside`) or on this one.
-fn read_with(text: &str, beside: bool) -> Result<Reading, Position> {
-    let mut reader = Reader::default();
+fn read_with(text: &str, beside: bool, hook: Option<TargetHook<'_>>) -> Result<Reading, Position> {
+    let mut reader = Reader {
+        hook,
+        ..Reader::default()
+    };
     let stopped = if beside {
         read_beside(text, &mut reader)
     } else {
@@ -143,7 +156,9 @@ fn read_beside(text: &str, reader: &mut Reader) -> Result<(), Stop> {
 }
 
 #[derive(Default)]
-struct Reader {
+struct Reader<'h> {
+    /// Given each target as it is read, when set: see [`TargetHook`].
+    hook: Option<TargetHook<'h>>,
     stack: Vec<Open>,
     root: Option<Value>,
     documents: usize,
@@ -151,7 +166,7 @@ struct Reader {
     twice: Vec<Duplicate>,
 }
 
-impl Reader {
+impl Reader<'_> {
     /// Reads the events `next` gives (`None`: no more, before the stream's end).
     fn run(&mut self, mut next: impl FnMut() -> Option<Next>) -> Result<(), Stop> {
         loop {
@@ -210,7 +225,7 @@ impl Reader {
                         Some(Open::Seq { items, .. }) => Value::Array(items),
                         None => return Err(Stop::Elsewhere),
                     };
-                    self.place(value);
+                    self.place(value)?;
                 }
                 Event::Alias(_) => return Err(Stop::Elsewhere),
                 _ => {}
@@ -262,12 +277,18 @@ impl Reader {
         } else {
             Value::String(text)
         };
-        self.place(value);
-        Ok(())
+        self.place(value)
     }
 
-    /// A complete node: into the open collection, or the document.
-    fn place(&mut self, value: Value) {
+    /// A complete node: into the open collection, or the document; a target to the hook.
+    fn place(&mut self, mut value: Value) -> Result<(), Stop> {
+        if let Some(hook) = &mut self.hook
+            && let [Open::Map { key: Some(key), .. }, Open::Seq { .. }] = self.stack.as_slice()
+            && key == "targets"
+            && !hook(std::mem::take(&mut value))
+        {
+            return Err(Stop::Elsewhere);
+        }
         match self.stack.last_mut() {
             None => self.root = Some(value),
             Some(Open::Seq { items, .. }) => items.push(value),
@@ -278,6 +299,7 @@ impl Reader {
                 }
             }
         }
+        Ok(())
     }
 }
 

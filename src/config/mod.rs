@@ -20,6 +20,7 @@ pub mod raw;
 mod read;
 pub mod resolve;
 pub mod schema;
+mod stream;
 
 use std::path::Path;
 
@@ -56,14 +57,38 @@ fn load_read(
     os: Os,
     keep_documents: bool,
 ) -> Result<(Config, String, Vec<Part>), ConfigError> {
-    let mut parts = gather(path)?;
+    let (file, text) = read::read_main(path)?;
     let env = |name: &str| std::env::var(name).ok();
     let on_host = os == Os::host();
     let lookup: resolve::EnvLookup<'_> = if on_host { Some(&env) } else { None };
     // Relative paths are relative to the config file, not to wherever protector
     // happened to be started from.
     let anchor = path.parent().filter(|_| on_host);
-    let (config, included) = resolve_parts(&mut parts, os, lookup, anchor, keep_documents)?;
+    let short = match keep_documents {
+        false => stream::load(&text, os, lookup, anchor),
+        true => None,
+    };
+    let (config, mut parts, included) = match short {
+        Some(config) => {
+            let document = serde_json::Value::Null;
+            let twice = Vec::new();
+            (
+                config,
+                vec![Part {
+                    file,
+                    text,
+                    document,
+                    twice,
+                }],
+                None,
+            )
+        }
+        None => {
+            let mut parts = gather(path, file, text)?;
+            let (config, included) = resolve_parts(&mut parts, os, lookup, anchor, keep_documents)?;
+            (config, parts, included)
+        }
+    };
     if on_host && crate::perms::enforced() {
         let files = &config.files;
         let exposed: Vec<Placed> = [
@@ -110,9 +135,22 @@ fn origins_of(parts: &[Part], os: Os) -> origins::Origins {
     found
 }
 
-/// The whole pipeline on a document already in memory (used by tests and fuzzing; `include`
-/// is not followed: there is no file system here).
+/// The pipeline on a document already in memory (used by tests and fuzzing; `include` is
+/// not followed: there is no file system here): the short way first, as a file is read.
 pub fn parse_str(
+    text: &str,
+    file: &str,
+    os: Os,
+    env: resolve::EnvLookup<'_>,
+) -> Result<Config, ConfigError> {
+    match stream::load(text, os, env, None) {
+        Some(config) => Ok(config),
+        None => parse_str_whole(text, file, os, env),
+    }
+}
+
+/// [`parse_str`] the whole way only: what the short way (`stream.rs`) is held to.
+pub fn parse_str_whole(
     text: &str,
     file: &str,
     os: Os,
@@ -240,24 +278,31 @@ fn deserialize_raw(
 /// left open: `start: echo "a # b"` is `echo "a`), each a problem that says so. A comment
 /// after a whole command is fine, as in a shell.
 fn cut_commands(parts: &[Part]) -> Vec<Placed> {
-    const COMMANDS: [&str; 6] = ["start", "stop", "notify", "skip_if", "diagnose", "command"];
     let mut placed = Vec::new();
     for (p, part) in parts.iter().enumerate() {
-        for cut in position::cut_by_comments(&part.text) {
+        placed.extend(cut_commands_in(&part.text).map(|problem| (p, problem, None)));
+    }
+    placed
+}
+
+/// [`cut_commands`] in one text.
+fn cut_commands_in(text: &str) -> impl Iterator<Item = Problem> {
+    const COMMANDS: [&str; 6] = ["start", "stop", "notify", "skip_if", "diagnose", "command"];
+    position::cut_by_comments(text)
+        .into_iter()
+        .filter_map(|cut| {
             let key = cut.pointer.rsplit('/').next().unwrap_or_default();
             if !COMMANDS.contains(&key) || shell_words::split(&cut.value).is_ok() {
-                continue;
+                return None;
             }
             let whole = format!("{} {}", cut.value, cut.comment).replace('\'', "''");
             let message = format!(
                 "YAML ended this value where ` #` starts a comment, so the command is {:?}; \
-                 quote the whole value: {key}: '{whole}'",
+             quote the whole value: {key}: '{whole}'",
                 cut.value
             );
-            placed.push((p, Problem::new(cut.pointer, message), None));
-        }
-    }
-    placed
+            Some(Problem::new(cut.pointer, message))
+        })
 }
 
 /// Keys written twice in each part, which the parser hides (it keeps the last), placed where

@@ -144,15 +144,27 @@ fn read_part(path: &Path, budget: &mut u64) -> Result<Part, Found> {
     parse_part(file, text)
 }
 
-/// The config file at `path` and the files it includes, each read and parsed.
-pub fn gather(path: &Path) -> Result<Vec<Part>, ConfigError> {
-    let mut budget = MAX_CONFIG_BYTES;
+/// The config file at `path`: the file as messages name it, and its text.
+pub fn read_main(path: &Path) -> Result<(String, String), ConfigError> {
     let file = path.display().to_string();
+    match read_text(path, &file, MAX_CONFIG_BYTES) {
+        Ok(text) => Ok((file, text)),
+        Err(found) => Err(ConfigError {
+            file,
+            problems: vec![found],
+        }),
+    }
+}
+
+/// The config file at `path` ([`read_main`]: `file` and `text`) and the files it includes,
+/// each read and parsed.
+pub fn gather(path: &Path, file: String, text: String) -> Result<Vec<Part>, ConfigError> {
+    let mut budget = MAX_CONFIG_BYTES - text.len() as u64;
     let as_error = |found: Found| ConfigError {
         file: file.clone(),
         problems: vec![found],
     };
-    let main = read_part(path, &mut budget).map_err(as_error)?;
+    let main = parse_part(file.clone(), text).map_err(as_error)?;
     let patterns = include::patterns(&main.document);
     if patterns.is_empty() {
         return Ok(vec![main]);

@@ -9,7 +9,7 @@
 //! `check` and `run` enforce the whole rule ([`NAME_PATTERN`]). Only standard formats are
 //! kept (schemars' `uint32` and the like are not formats other validators know).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use jsonschema::error::ValidationErrorKind;
 use serde_json::Value;
@@ -22,6 +22,8 @@ use super::raw::{ENDPOINT_PATTERN, NAME_PATTERN, RawConfig};
 struct Compiled {
     schema: Value,
     validator: jsonschema::Validator,
+    /// The schema in two parts, compiled when first needed: see [`Apart`].
+    apart: OnceLock<(jsonschema::Validator, jsonschema::Validator)>,
 }
 
 static COMPILED: Mutex<Option<Arc<Compiled>>> = Mutex::new(None);
@@ -34,9 +36,53 @@ fn compiled() -> Arc<Compiled> {
         drop_null(&mut schema);
         drop_own_formats(&mut schema);
         let validator = jsonschema::validator_for(&schema).expect("the generated schema compiles");
-        Arc::new(Compiled { schema, validator })
+        Arc::new(Compiled {
+            schema,
+            validator,
+            apart: OnceLock::new(),
+        })
     })
     .clone()
+}
+
+/// The schema in two parts, for a document read target by target (config/stream.rs): the
+/// top level, whose `targets` is only a list that is not empty, and one target. A document
+/// is valid under the schema exactly when its top level and each of its targets are valid
+/// under theirs (`a_document_is_valid_whole_exactly_when_it_is_valid_apart`). Only whether
+/// it is valid is told: the whole schema's [`validate`] says why not.
+pub struct Apart(Arc<Compiled>);
+
+impl Apart {
+    pub fn compiled() -> Apart {
+        let compiled = compiled();
+        compiled.apart.get_or_init(|| {
+            let mut top = compiled.schema.clone();
+            top["properties"]["targets"] = serde_json::json!({"type": "array", "minItems": 1});
+            let target = serde_json::json!({
+                "$schema": compiled.schema["$schema"],
+                "definitions": compiled.schema["definitions"],
+                "allOf": [{"$ref": "#/definitions/RawTarget"}],
+            });
+            let compile =
+                |schema: &Value| jsonschema::validator_for(schema).expect("a part of the schema");
+            (compile(&top), compile(&target))
+        });
+        Apart(compiled)
+    }
+
+    fn parts(&self) -> &(jsonschema::Validator, jsonschema::Validator) {
+        self.0.apart.get().expect("made by Apart::compiled")
+    }
+
+    /// Whether the top level of a document (its targets aside) is valid.
+    pub fn top_is_valid(&self, document: &Value) -> bool {
+        self.parts().0.is_valid(document)
+    }
+
+    /// Whether one target is valid.
+    pub fn target_is_valid(&self, target: &Value) -> bool {
+        self.parts().1.is_valid(target)
+    }
 }
 
 /// The schema of `T`, in JSON Schema draft-07: every validator and editor reads it, and
@@ -273,4 +319,65 @@ pub fn validate(document: &Value) -> Vec<Problem> {
         }
     }
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::path::Path;
+
+    /// The shipped examples and the schema corpus, and documents that each part rejects.
+    fn documents() -> Vec<Value> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut documents = Vec::new();
+        for dir in ["examples", "tests/schema-corpus"] {
+            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "yaml") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    documents.push(serde_yaml::from_str(&text).unwrap());
+                }
+            }
+        }
+        let target = json!({"name": "a", "heartbeat": "/b", "timeout": "1m", "start": "x"});
+        documents.extend([
+            json!({"targets": [target]}),
+            json!({"targets": [target, {"name": "b", "heartbeat": "/c", "start": ["x"]}]}),
+            json!({"targets": [target, {"name": "b", "heartbeat": "/c", "begin": "x"}]}),
+            json!({"targets": [target, {"name": "b", "heartbeat": 3, "start": "x"}]}),
+            json!({"targets": [target, "b"]}),
+            json!({"targets": [target], "defaults": {"timeout": "soon"}}),
+            json!({"targets": [target], "state_file": 3}),
+            json!({"targets": [target], "targetz": []}),
+            json!({"targets": []}),
+            json!({"targets": target}),
+            json!({"targets": "a"}),
+            json!({"state_file": "/s"}),
+            json!(["a"]),
+        ]);
+        documents
+    }
+
+    #[test]
+    fn a_document_is_valid_whole_exactly_when_it_is_valid_apart() {
+        let apart = Apart::compiled();
+        let documents = documents();
+        let mut valid = 0;
+        for document in &documents {
+            let whole = validate(document).is_empty();
+            // As config/stream.rs reads it: each target apart, a null left in its place.
+            let mut top = document.clone();
+            let mut targets = Vec::new();
+            if let Some(Value::Array(items)) = top.get_mut("targets") {
+                targets = items.iter_mut().map(std::mem::take).collect();
+            }
+            let parts =
+                apart.top_is_valid(&top) && targets.iter().all(|t| apart.target_is_valid(t));
+            assert_eq!(whole, parts, "{document}");
+            valid += usize::from(whole);
+        }
+        // Both kinds were tried.
+        assert!(valid >= 4 && documents.len() - valid >= 10, "{valid}");
+    }
 }

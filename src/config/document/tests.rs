@@ -90,8 +90,8 @@ fn a_text_parsed_on_another_thread_reads_as_one_parsed_here() {
     let deep = format!("targets:\n{targets}deep: {}\n", "[".repeat(300));
     let broken = format!("targets:\n{targets}  - {{name: [\n");
     let both = |text: &str| {
-        let [here, beside] =
-            [false, true].map(|beside| read_with(text, beside).map(|r| (r.document, r.twice)));
+        let [here, beside] = [false, true]
+            .map(|beside| read_with(text, beside, None).map(|r| (r.document, r.twice)));
         assert_eq!(here, beside);
         here
     };
@@ -196,8 +196,8 @@ fn yaml() -> impl Strategy<Value = String> {
 proptest! {
     #[test]
     fn the_document_is_what_serde_yaml_reads(text in yaml()) {
-        let ours = read_with(&text, false).unwrap().document;
-        prop_assert_eq!(&read_with(&text, true).unwrap().document, &ours);
+        let ours = read_with(&text, false, None).unwrap().document;
+        prop_assert_eq!(&read_with(&text, true, None).unwrap().document, &ours);
         let theirs = serde_yaml::from_str::<Value>(&text);
         match (ours, theirs) {
             (Some(ours), Ok(theirs)) => prop_assert_eq!(ours, theirs, "{}", text),

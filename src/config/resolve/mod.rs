@@ -31,6 +31,8 @@ pub enum Targets<'a> {
     /// Each from its part of the validated document, deserialized as it is resolved and let
     /// go then: the raw settings of every target never exist at once (the load's peak).
     Document(&'a [serde_json::Value]),
+    /// Each from its JSON text, validated already (config/stream.rs).
+    Text(&'a [Box<str>]),
 }
 
 /// The model of `raw` for `os`, paths left as written.
@@ -67,15 +69,12 @@ pub fn resolve_from(
     // Each target resolves on its own, results and problems kept in the file's order.
     let resolved: Vec<(Option<Target>, Vec<Problem>)> = match targets {
         Targets::Raw => map_targets(raw.targets.as_deref().unwrap_or_default(), one),
-        Targets::Document(items) => {
-            map_targets(items, |i, item| match RawTarget::deserialize(item) {
-                Ok(target) => one(i, &target),
-                Err(e) => (
-                    None,
-                    vec![Problem::new(format!("/targets/{i}"), e.to_string())],
-                ),
-            })
-        }
+        Targets::Document(items) => map_targets(items, |i, item| {
+            deserialized(i, RawTarget::deserialize(item), one)
+        }),
+        Targets::Text(items) => map_targets(items, |i, item| {
+            deserialized(i, serde_json::from_str::<RawTarget>(item), one)
+        }),
     };
     let mut targets = Vec::with_capacity(resolved.len());
     for (t, found) in resolved {
@@ -109,6 +108,21 @@ pub fn resolve_from(
         })
     } else {
         Err(problems)
+    }
+}
+
+/// The `i`th target resolved by `one` once deserialized, or why it could not be.
+fn deserialized<R>(
+    i: usize,
+    target: Result<RawTarget, serde_json::Error>,
+    one: impl Fn(usize, &RawTarget) -> (Option<R>, Vec<Problem>),
+) -> (Option<R>, Vec<Problem>) {
+    match target {
+        Ok(target) => one(i, &target),
+        Err(e) => (
+            None,
+            vec![Problem::new(format!("/targets/{i}"), e.to_string())],
+        ),
     }
 }
 
