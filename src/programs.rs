@@ -4,11 +4,14 @@
 
 use std::path::Path;
 
-use crate::config::{CommandLine, Target};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{CommandLine, Policy, Target};
 
 /// Each command's program of `t` (`stop`, `systemctl`). Shell lines are left out: their
 /// program is the shell.
-pub fn of(t: &Target) -> Vec<(&'static str, String)> {
+pub fn of(t: &Policy) -> Vec<(&'static str, String)> {
     [
         ("stop", &t.stop),
         ("start", &Some(t.start.clone())),
@@ -103,22 +106,21 @@ pub fn not_runnable(program: &str) -> Option<String> {
     (!found).then(|| format!("program `{program}` is not found on PATH here"))
 }
 
-/// What an enabled target's commands need to run: its name, each command's program (those
-/// run without a shell), and whether they may be missing. Small beside the target: what the
-/// background lookup keeps of thousands of targets while a config is installed.
+/// What an enabled target's commands need to run: its name and its policy (shared with the
+/// targets alike), which says its commands and whether their programs may be missing. Small
+/// beside the target: what the background lookup keeps of thousands of targets while a config
+/// is installed.
 #[derive(Debug, Clone)]
 pub struct Wanted {
     target: String,
-    programs: Vec<(&'static str, String)>,
-    allowed: bool,
+    policy: Arc<Policy>,
 }
 
 impl Wanted {
     pub fn of(t: &Target) -> Wanted {
         Wanted {
             target: t.name.clone(),
-            programs: of(t),
-            allowed: t.allow_missing_programs,
+            policy: t.shared_policy(),
         }
     }
 }
@@ -134,12 +136,17 @@ pub fn missing<'a>(targets: impl IntoIterator<Item = &'a Target>) -> Vec<Missing
     missing_of(&wanted)
 }
 
-/// [`missing`] of what targets want.
+/// [`missing`] of what targets want: the programs of each policy listed once, each program
+/// looked up once.
 fn missing_of(wanted: &[Wanted]) -> Vec<Missing> {
-    let mut looked_up = std::collections::HashMap::new();
+    let mut programs_of = HashMap::new();
+    let mut looked_up = HashMap::new();
     let mut out = Vec::new();
     for w in wanted {
-        for (what, program) in &w.programs {
+        let programs = programs_of
+            .entry(Arc::as_ptr(&w.policy))
+            .or_insert_with(|| of(&w.policy));
+        for (what, program) in programs.iter() {
             let why = looked_up
                 .entry(program.clone())
                 .or_insert_with(|| not_runnable(program));
@@ -148,7 +155,7 @@ fn missing_of(wanted: &[Wanted]) -> Vec<Missing> {
                     target: w.target.clone(),
                     command: what,
                     why: why.clone(),
-                    allowed: w.allowed,
+                    allowed: w.policy.allow_missing_programs,
                 });
             }
         }
@@ -175,12 +182,13 @@ pub fn log_missing_in_background(targets: Vec<Wanted>) {
     use std::collections::BTreeMap;
     use std::sync::Mutex;
     /// Targets waiting to be looked at, and whether a thread is looking.
-    static QUEUE: Mutex<(BTreeMap<String, Wanted>, bool)> = Mutex::new((BTreeMap::new(), false));
+    static QUEUE: Mutex<(BTreeMap<String, Arc<Policy>>, bool)> =
+        Mutex::new((BTreeMap::new(), false));
     let lock = || QUEUE.lock().unwrap_or_else(|p| p.into_inner());
     let mut queue = lock();
     queue
         .0
-        .extend(targets.into_iter().map(|w| (w.target.clone(), w)));
+        .extend(targets.into_iter().map(|w| (w.target, w.policy)));
     if queue.1 || queue.0.is_empty() {
         return;
     }
@@ -197,7 +205,10 @@ pub fn log_missing_in_background(targets: Vec<Wanted>) {
                         queue.1 = false;
                         return;
                     }
-                    std::mem::take(&mut queue.0).into_values().collect()
+                    let taken = std::mem::take(&mut queue.0).into_iter();
+                    taken
+                        .map(|(target, policy)| Wanted { target, policy })
+                        .collect()
                 };
                 log(&missing_of(&batch));
             }

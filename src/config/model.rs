@@ -249,6 +249,11 @@ impl Target {
         }
     }
 
+    /// The policy, shared: a handle that keeps it as it is now.
+    pub fn shared_policy(&self) -> Arc<Policy> {
+        Arc::clone(&self.policy)
+    }
+
     /// Its policy to change: its own copy if another target shares it.
     pub fn policy_mut(&mut self) -> &mut Policy {
         Arc::make_mut(&mut self.policy)

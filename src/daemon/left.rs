@@ -41,7 +41,7 @@ pub(super) fn read(files: &Files, targets: usize, dry_run: bool) -> Left {
     };
     let mut commands: HashMap<String, RunningCommand> = records
         .iter()
-        .filter_map(|(name, rec)| Some((name.clone(), rec.running_command.clone()?)))
+        .filter_map(|(name, rec)| Some((name.clone(), *rec.running_command.clone()?)))
         .collect();
     let mut record_files = Vec::new();
     for (record, target, running) in state::running::left(path) {

@@ -217,7 +217,7 @@ impl Slot {
         self.failures = rec.command_failures_total;
         self.timeouts = rec.command_timeouts_total;
         self.failed_restarts = rec.restarts_failed_total;
-        self.last_restart = rec.last_restart.clone().map(Box::new);
+        self.last_restart = rec.last_restart.clone();
         if let Some(until) = rec.paused_until {
             let ahead = until - epoch_secs(now.wall);
             // Some(time left), or Some(None) for a pause until resumed.
@@ -317,12 +317,8 @@ impl Slot {
             command_failures_total: self.failures,
             command_timeouts_total: self.timeouts,
             restarts_failed_total: self.failed_restarts,
-            last_restart: self.last_restart.as_deref().cloned(),
-            running_command: self
-                .running
-                .as_deref()
-                .or(self.leftover.as_deref())
-                .cloned(),
+            last_restart: self.last_restart.clone(),
+            running_command: self.running.as_ref().or(self.leftover.as_ref()).cloned(),
             paused_until: st.paused_until.map(&wall_at),
             pause_reason: st.paused_until.and_then(|_| self.pause_reason.clone()),
             pause_until_resumed: st.paused_until.is_some() && st.pause_open,
@@ -347,5 +343,7 @@ mod tests {
     fn a_slot_is_a_few_hundred_bytes() {
         let size = std::mem::size_of::<super::Slot>();
         assert!(size <= 512, "a slot is {size} bytes");
+        // A reload holds the old slots as optional slots in their own list's memory.
+        assert_eq!(std::mem::size_of::<Option<super::Slot>>(), size);
     }
 }
