@@ -5,13 +5,13 @@
 //! at start-up, what the state file and the running-command records say); removed ones stop
 //! being watched (a running command of theirs finishes and is logged).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use tracing::{debug, info, warn};
 
 use super::effects::Look;
 use super::left::{self, Left};
+use super::relist::Relist;
 use super::reload::{Change, Plan, plan};
 use super::slot::Slot;
 use super::{Daemon, secs};
@@ -29,26 +29,27 @@ impl Daemon {
     pub(super) fn apply(&mut self, config: Config, first: bool) -> String {
         let now = self.now();
         let mut plan = plan(self.slots.iter().map(|s| &s.target), config.targets);
-        let mut old = Old::new(std::mem::take(&mut self.slots));
+        let count = |c| plan.targets.iter().filter(|(_, x)| *x == c).count();
+        let counts = [Change::Unchanged, Change::Changed, Change::Added].map(count);
+        let mut old = Relist::new(std::mem::take(&mut self.slots), slot_name, counts[2]);
         self.install_files(config.files, config.max_parallel_commands, first);
         let (looks, mut left) = self.look_while_reading_left(&plan, &old, first);
         let mut looks = looks.into_iter();
         let quiet = plan.targets.len() > QUIET_ABOVE;
-        let count = |c| plan.targets.iter().filter(|(_, x)| *x == c).count();
-        let counts = [Change::Unchanged, Change::Changed, Change::Added].map(count);
-        // Each target moves into its slot (a copy of every target at once is megabytes).
+        // Each target moves into its slot (a copy of every target at once is megabytes), and
+        // the slots into the new order in their own list.
         let targets = std::mem::take(&mut plan.targets);
-        self.slots = Vec::with_capacity(targets.len());
+        let made = targets.len();
         // Slots whose rules are the same share one copy of them.
         let mut seen = Interner::new();
         let mut rules_of = |t: &Target| seen.intern(Arc::new(Rules::of(t)));
-        for (target, change) in targets {
+        for (k, (target, change)) in targets.into_iter().enumerate() {
+            let was = old.take_for(k, &target.name);
             let slot = match change {
-                Change::Unchanged => old.take(&target.name),
+                Change::Unchanged => was.expect("planned"),
                 Change::Changed => {
-                    let slot = old.take(&target.name);
                     let rules = rules_of(&target);
-                    changed(slot, target, rules, &mut looks, now)
+                    changed(was.expect("planned"), target, rules, &mut looks, now)
                 }
                 Change::Added => {
                     let look = looks.next().expect("looked above");
@@ -56,10 +57,11 @@ impl Daemon {
                     self.added(target, rules, look, now, &mut left, quiet)
                 }
             };
-            self.slots.push(slot);
+            old.put(k, slot);
         }
-        self.let_go(&plan, &mut old);
-        drop(old);
+        let (slots, removed) = old.finish(made);
+        self.slots = slots;
+        self.let_go(&plan, removed);
         self.books.disabled = std::mem::take(&mut plan.disabled);
         if self.slots.is_empty() {
             warn!(event = "no_targets", "no enabled targets; nothing to watch");
@@ -76,13 +78,13 @@ impl Daemon {
     /// Looks, in one batch, at every target that starts timing afresh (changed and not
     /// running, or added), in the plan's order; warns about their heartbeats' places and
     /// programs.
-    fn look_at_fresh(&mut self, plan: &Plan, old: &Old) -> Vec<Look> {
+    fn look_at_fresh(&mut self, plan: &Plan, old: &Relist<Slot>) -> Vec<Look> {
         let fresh: Vec<&Target> = plan
             .targets
             .iter()
             .filter(|(t, change)| match change {
                 Change::Unchanged => false,
-                Change::Changed => !old.get(&t.name).is_running(),
+                Change::Changed => !old.get(&t.name).expect("planned").is_running(),
                 Change::Added => true,
             })
             .map(|(t, _)| t)
@@ -133,7 +135,7 @@ impl Daemon {
     fn look_while_reading_left(
         &mut self,
         plan: &Plan,
-        old: &Old,
+        old: &Relist<Slot>,
         first: bool,
     ) -> (Vec<Look>, Left) {
         if !first {
@@ -193,14 +195,15 @@ impl Daemon {
         slot
     }
 
-    /// Stops watching the targets the plan removes: whoever waits for their restart hears
-    /// so, and a running command of theirs finishes on its own.
-    fn let_go(&mut self, plan: &Plan, old: &mut Old) {
-        for name in &plan.removed {
-            let slot = old.take(name);
+    /// Stops watching the targets the plan removes (their slots, `removed`): whoever waits
+    /// for their restart hears so, and a running command of theirs finishes on its own.
+    fn let_go(&mut self, plan: &Plan, mut removed: Vec<Slot>) {
+        removed.sort_by(|a, b| a.target.name.cmp(&b.target.name));
+        for slot in removed {
+            let (name, timeout) = (slot.target.name.clone(), slot.target.command_timeout);
             self.waiters.answer(
                 slot.id,
-                name,
+                &name,
                 Err(
                     "the target was removed from the config by a reload before its restart \
                      ended"
@@ -208,9 +211,8 @@ impl Daemon {
                 ),
             );
             if slot.is_running() {
-                self.orphans
-                    .insert(slot.id, (name.clone(), slot.target.command_timeout));
                 info!(target = %name, event = "target_removed", "no longer in the config; its running command will finish on its own");
+                self.orphans.insert(slot.id, (name, timeout));
             } else {
                 info!(target = %name, event = "target_removed", "no longer in the config; not watching it");
             }
@@ -255,36 +257,8 @@ impl Daemon {
     }
 }
 
-/// The slots a config is installed over, each taken out by name as the new list is made. They
-/// stay in their list's own memory (a map of the slots themselves took 7 MB at 10,000 targets,
-/// beside the list: a reload's peak).
-struct Old {
-    slots: Vec<Option<Slot>>,
-    by_name: HashMap<String, usize>,
-}
-
-impl Old {
-    fn new(slots: Vec<Slot>) -> Old {
-        let by_name = (slots.iter().enumerate())
-            .map(|(i, s)| (s.target.name.clone(), i))
-            .collect();
-        // In place: a slot and an optional slot are the same size (`a_slot_is_a_few_hundred_bytes`).
-        let slots = slots.into_iter().map(Some).collect();
-        Old { slots, by_name }
-    }
-
-    fn get(&self, name: &str) -> &Slot {
-        self.slots[self.by_name[name]]
-            .as_ref()
-            .expect("planned, not taken yet")
-    }
-
-    /// The slot of `name`, which the plan names once.
-    fn take(&mut self, name: &str) -> Slot {
-        self.slots[self.by_name[name]]
-            .take()
-            .expect("planned, taken once")
-    }
+fn slot_name(slot: &Slot) -> &str {
+    &slot.target.name
 }
 
 /// `slot` under the new settings of `target` (and `rules`, made from them): the counts carry

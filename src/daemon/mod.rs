@@ -43,6 +43,7 @@ mod notify;
 mod outcomes;
 mod real;
 mod refused;
+mod relist;
 mod reload;
 mod retries;
 mod sentinel;
