@@ -29,9 +29,15 @@ impl Daemon {
     pub(super) fn apply(&mut self, config: Config, first: bool) -> String {
         let now = self.now();
         let mut plan = plan(self.slots.iter().map(|s| &s.target), config.targets);
-        let count = |c| plan.targets.iter().filter(|(_, x)| *x == c).count();
-        let counts = [Change::Unchanged, Change::Changed, Change::Added].map(count);
-        let mut old = Relist::new(std::mem::take(&mut self.slots), slot_name, counts[2]);
+        let mut counts = [0; 3];
+        for (_, change) in &plan.targets {
+            counts[match change {
+                Change::Unchanged { .. } => 0,
+                Change::Changed { .. } => 1,
+                Change::Added => 2,
+            }] += 1;
+        }
+        let mut old = Relist::new(std::mem::take(&mut self.slots), counts[2]);
         self.install_files(config.files, config.max_parallel_commands, first);
         let (looks, mut left) = self.look_while_reading_left(&plan, &old, first);
         let mut looks = looks.into_iter();
@@ -44,10 +50,10 @@ impl Daemon {
         let mut seen = Interner::new();
         let mut rules_of = |t: &Target| seen.intern(Arc::new(Rules::of(t)));
         for (k, (target, change)) in targets.into_iter().enumerate() {
-            let was = old.take_for(k, &target.name);
+            let was = old.take_for(k, change.was());
             let slot = match change {
-                Change::Unchanged => was.expect("planned"),
-                Change::Changed => {
+                Change::Unchanged { .. } => was.expect("planned"),
+                Change::Changed { .. } => {
                     let rules = rules_of(&target);
                     changed(was.expect("planned"), target, rules, &mut looks, now)
                 }
@@ -82,9 +88,9 @@ impl Daemon {
         let fresh: Vec<&Target> = plan
             .targets
             .iter()
-            .filter(|(t, change)| match change {
-                Change::Unchanged => false,
-                Change::Changed => !old.get(&t.name).expect("planned").is_running(),
+            .filter(|(_, change)| match change {
+                Change::Unchanged { .. } => false,
+                Change::Changed { was } => !old.get(*was).expect("planned").is_running(),
                 Change::Added => true,
             })
             .map(|(t, _)| t)
@@ -255,10 +261,6 @@ impl Daemon {
              {removed} removed, {disabled} disabled"
         )
     }
-}
-
-fn slot_name(slot: &Slot) -> &str {
-    &slot.target.name
 }
 
 /// `slot` under the new settings of `target` (and `rules`, made from them): the counts carry

@@ -1,64 +1,70 @@
-//! A list of named items rebuilt in a new order within its own memory: how a reload turns the
-//! slots it runs on into the new config's. A second list beside the first, or a map of the
-//! items themselves, was a reload's heap peak (4 to 7 MB at 10,000 targets, each slot a few
-//! hundred bytes), above the load's own.
+//! A list rebuilt in a new order within its own memory: how a reload turns the slots it runs
+//! on into the new config's. A second list beside the first, or a map of the items
+//! themselves, was a reload's heap peak (4 to 7 MB at 10,000 targets, each slot a few hundred
+//! bytes), above the load's own.
 //!
-//! The new list is made position by position, from the first: position `k` takes its name's
-//! old item, swapped in from wherever it is (always at `k` or after: the positions before are
-//! done); an item in its way goes to the place the taken one leaves, or to the end when the
-//! name is new. What no position took is left over at the end.
+//! The new list is made position by position, from the first: position `k` takes the old
+//! item the plan names for it (by its old index), swapped in from wherever it is now (always
+//! at `k` or after: the positions before are made); what was in its way goes to the place
+//! the taken one leaves, or to the end when the position's item is new. What no position
+//! took is left over at the end.
 
-use std::collections::HashMap;
-
+/// A list being rebuilt: see the module's header. Old items are known by their index in the
+/// old list (`was`).
 pub(super) struct Relist<T> {
     /// The positions made so far, then the old items not taken yet (a gap once taken).
     items: Vec<Option<T>>,
-    /// Where each old item not taken yet is.
-    at: HashMap<String, usize>,
-    name: fn(&T) -> &str,
+    /// Where each old item is now, by its old index.
+    at: Vec<usize>,
+    /// The old index of what is at each place (`None`: a gap, or a position made).
+    of: Vec<Option<usize>>,
 }
 
 impl<T> Relist<T> {
-    /// The old list, its items named by `name` (each name once), to be made into a list with
-    /// `added` names it does not have: the most items it holds at once is its own and those.
-    pub fn new(items: Vec<T>, name: fn(&T) -> &str, added: usize) -> Relist<T> {
-        let at = (items.iter().enumerate())
-            .map(|(i, item)| (name(item).to_string(), i))
-            .collect();
+    /// The old list, to be made into a list with `added` items it does not have: the most
+    /// items it holds at once is its own and those.
+    pub fn new(items: Vec<T>, added: usize) -> Relist<T> {
+        let at: Vec<usize> = (0..items.len()).collect();
+        let mut of: Vec<Option<usize>> = (0..items.len()).map(Some).collect();
+        of.reserve_exact(added);
         // In their own memory when an optional item is the same size as an item.
         let mut items: Vec<Option<T>> = items.into_iter().map(Some).collect();
         items.reserve_exact(added);
-        Relist { items, at, name }
+        Relist { items, at, of }
     }
 
-    /// The old item of `name`, if it has one and it is not taken yet.
-    pub fn get(&self, name: &str) -> Option<&T> {
-        self.items[*self.at.get(name)?].as_ref()
+    /// The old item `was`, if it is not taken yet.
+    pub fn get(&self, was: usize) -> Option<&T> {
+        let place = self.at[was];
+        (self.of[place] == Some(was)).then(|| self.items[place].as_ref())?
     }
 
-    /// The old item of `name` (`None`: a new name) for position `k` of the new list, which
+    /// The old item `was` (`None`: a new item) for position `k` of the new list, which
     /// [`Relist::put`] fills next. Positions are made in order: `k` is the number made.
-    pub fn take_for(&mut self, k: usize, name: &str) -> Option<T> {
+    pub fn take_for(&mut self, k: usize, was: Option<usize>) -> Option<T> {
         if k == self.items.len() {
-            // Every old item is taken or after `k`: room for a new name.
+            // Every old item is taken or before `k`: room for a new one.
             self.items.push(None);
+            self.of.push(None);
         }
-        match self.at.remove(name) {
-            Some(from) if from != k => {
-                self.items.swap(k, from);
-                if let Some(moved) = &self.items[from] {
-                    self.at.insert((self.name)(moved).to_string(), from);
-                }
+        // What is in the way goes where the old item was, or to the end.
+        let to = match was {
+            Some(was) => Some(self.at[was]),
+            None if self.items[k].is_some() => {
+                self.items.push(None);
+                self.of.push(None);
+                Some(self.items.len() - 1)
             }
-            Some(_) => {}
-            None => {
-                if let Some(in_way) = self.items[k].take() {
-                    self.at
-                        .insert((self.name)(&in_way).to_string(), self.items.len());
-                    self.items.push(Some(in_way));
-                }
+            None => None,
+        };
+        if let Some(to) = to {
+            self.items.swap(k, to);
+            self.of.swap(k, to);
+            if let Some(moved) = self.of[to] {
+                self.at[moved] = to;
             }
         }
+        self.of[k] = None;
         self.items[k].take()
     }
 
@@ -82,10 +88,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn name(item: &(String, u32)) -> &str {
-        &item.0
-    }
-
     proptest! {
         /// Any old list and any new order of names: each position gets its name's old item
         /// (or none), and what no position took is left over, nothing lost or copied.
@@ -103,10 +105,12 @@ mod tests {
                 }
             }
             let added = new.iter().filter(|n| !old.iter().any(|o| &o.0 == *n)).count();
-            let mut relist = Relist::new(old.clone(), name, added);
+            let mut relist = Relist::new(old.clone(), added);
             for (k, n) in new.iter().enumerate() {
-                let seen = relist.get(n).cloned();
-                let was = relist.take_for(k, n);
+                // As the plan says it: the old index of the name, if it had one.
+                let index = old.iter().position(|o| &o.0 == n);
+                let seen = index.and_then(|i| relist.get(i).cloned());
+                let was = relist.take_for(k, index);
                 prop_assert_eq!(&was, &seen);
                 prop_assert_eq!(was.is_some(), old.iter().any(|o| &o.0 == n));
                 // The new item: its old value kept, or a new one.

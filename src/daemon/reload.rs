@@ -14,14 +14,25 @@ use crate::config::Target;
 use crate::control::Reply;
 use crate::systemd;
 
+/// What happens to a target; `was`: its index among the targets watched before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Change {
     /// Same settings: keeps its state.
-    Unchanged,
+    Unchanged { was: usize },
     /// New settings for a known name.
-    Changed,
+    Changed { was: usize },
     /// A name not watched before.
     Added,
+}
+
+impl Change {
+    /// The target's index among those watched before, unless it is new.
+    pub fn was(self) -> Option<usize> {
+        match self {
+            Change::Unchanged { was } | Change::Changed { was } => Some(was),
+            Change::Added => None,
+        }
+    }
 }
 
 /// What installing a config does.
@@ -36,7 +47,9 @@ pub(super) struct Plan {
 
 /// Compares the targets watched now (`old`) with a new config's.
 pub(super) fn plan<'a>(old: impl IntoIterator<Item = &'a Target>, new: Vec<Target>) -> Plan {
-    let old: HashMap<&str, &Target> = old.into_iter().map(|t| (t.name.as_str(), t)).collect();
+    let old: HashMap<&str, (usize, &Target)> = (old.into_iter().enumerate())
+        .map(|(i, t)| (t.name.as_str(), (i, t)))
+        .collect();
     // One pass, the list sized once: at 100,000 targets every copy of it is tens of MB.
     let mut targets = Vec::with_capacity(new.len());
     let mut disabled = Vec::new();
@@ -46,8 +59,8 @@ pub(super) fn plan<'a>(old: impl IntoIterator<Item = &'a Target>, new: Vec<Targe
             continue;
         }
         let change = match old.get(t.name.as_str()) {
-            Some(o) if **o == t => Change::Unchanged,
-            Some(_) => Change::Changed,
+            Some(&(was, o)) if *o == t => Change::Unchanged { was },
+            Some(&(was, _)) => Change::Changed { was },
             None => Change::Added,
         };
         targets.push((t, change));
@@ -225,10 +238,10 @@ mod tests {
             got,
             [
                 ("added", Change::Added),
-                ("changed", Change::Changed),
-                ("same", Change::Unchanged)
+                ("changed", Change::Changed { was: 1 }),
+                ("same", Change::Unchanged { was: 0 })
             ],
-            "in the new config's order"
+            "in the new config's order, each with its old index"
         );
         assert_eq!(p.removed, ["gone", "now-off"]);
         let disabled: Vec<&str> = p.disabled.iter().map(|t| t.name.as_str()).collect();
@@ -240,8 +253,9 @@ mod tests {
         let old = [t("a", 5)];
         let mut a = t("a", 5);
         a.policy_mut().command_timeout = Duration::from_secs(1);
-        assert_eq!(plan(&old, vec![a]).targets[0].1, Change::Changed);
-        assert_eq!(plan(&old, vec![t("a", 5)]).targets[0].1, Change::Unchanged);
+        assert_eq!(plan(&old, vec![a]).targets[0].1, Change::Changed { was: 0 });
+        let same = plan(&old, vec![t("a", 5)]);
+        assert_eq!(same.targets[0].1, Change::Unchanged { was: 0 });
         assert!(plan(&old, vec![]).removed == ["a"]);
     }
 }
