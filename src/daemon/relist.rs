@@ -89,6 +89,8 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #![proptest_config(crate::proptest_config(256))]
+
         /// Any old list and any new order of names: each position gets its name's old item
         /// (or none), and what no position took is left over, nothing lost or copied.
         #[test]

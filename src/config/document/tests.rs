@@ -194,6 +194,8 @@ fn yaml() -> impl Strategy<Value = String> {
 }
 
 proptest! {
+    #![proptest_config(crate::proptest_config(256))]
+
     #[test]
     fn the_document_is_what_serde_yaml_reads(text in yaml()) {
         let ours = read_with(&text, false, None).unwrap().document;

@@ -268,6 +268,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::proptest_config(256))]
+
         #[test]
         fn a_time_goes_across_to_the_nanosecond(
             secs in -(1_i64 << 40)..(1_i64 << 40),
