@@ -64,24 +64,22 @@ fn load_read(
     // Relative paths are relative to the config file, not to wherever protector
     // happened to be started from.
     let anchor = path.parent().filter(|_| on_host);
-    let short = match keep_documents {
-        false => stream::load(&text, os, lookup, anchor),
-        true => None,
+    let short = if keep_documents {
+        None
+    } else {
+        stream::load(&text, os, lookup, anchor)
     };
     let (config, mut parts, included) = match short {
         Some(config) => {
+            // No document is kept: the text places a problem found below.
             let document = serde_json::Value::Null;
-            let twice = Vec::new();
-            (
-                config,
-                vec![Part {
-                    file,
-                    text,
-                    document,
-                    twice,
-                }],
-                None,
-            )
+            let part = Part {
+                file,
+                text,
+                document,
+                twice: Vec::new(),
+            };
+            (config, vec![part], None)
         }
         None => {
             let mut parts = gather(path, file, text)?;
@@ -298,7 +296,7 @@ fn cut_commands_in(text: &str) -> impl Iterator<Item = Problem> {
             let whole = format!("{} {}", cut.value, cut.comment).replace('\'', "''");
             let message = format!(
                 "YAML ended this value where ` #` starts a comment, so the command is {:?}; \
-             quote the whole value: {key}: '{whole}'",
+                 quote the whole value: {key}: '{whole}'",
                 cut.value
             );
             Some(Problem::new(cut.pointer, message))

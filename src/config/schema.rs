@@ -21,9 +21,16 @@ use super::raw::{ENDPOINT_PATTERN, NAME_PATTERN, RawConfig};
 /// The schema as JSON, and compiled: made when first needed, kept until [`release`].
 struct Compiled {
     schema: Value,
-    validator: jsonschema::Validator,
-    /// The schema in two parts, compiled when first needed: see [`Apart`].
-    apart: OnceLock<(jsonschema::Validator, jsonschema::Validator)>,
+    /// Compiled when first needed.
+    validator: OnceLock<jsonschema::Validator>,
+}
+
+impl Compiled {
+    fn validator(&self) -> &jsonschema::Validator {
+        self.validator.get_or_init(|| {
+            jsonschema::validator_for(&self.schema).expect("the generated schema compiles")
+        })
+    }
 }
 
 static COMPILED: Mutex<Option<Arc<Compiled>>> = Mutex::new(None);
@@ -35,53 +42,41 @@ fn compiled() -> Arc<Compiled> {
         let mut schema = serde_json::to_value(schema).expect("a generated schema is valid JSON");
         drop_null(&mut schema);
         drop_own_formats(&mut schema);
-        let validator = jsonschema::validator_for(&schema).expect("the generated schema compiles");
         Arc::new(Compiled {
             schema,
-            validator,
-            apart: OnceLock::new(),
+            validator: OnceLock::new(),
         })
     })
     .clone()
 }
 
-/// The schema in two parts, for a document read target by target (config/stream.rs): the
-/// top level, whose `targets` is only a list that is not empty, and one target. A document
-/// is valid under the schema exactly when its top level and each of its targets are valid
-/// under theirs (`a_document_is_valid_whole_exactly_when_it_is_valid_apart`). Only whether
-/// it is valid is told: the whole schema's [`validate`] says why not.
+/// Validity by parts, for a document read target by target (config/stream.rs), with the one
+/// compiled schema: a document is valid exactly when its top level is, its `targets` cut to
+/// the first (or none), and each target is valid alone, as the only target of a config
+/// (`a_document_is_valid_whole_exactly_when_it_is_valid_apart`). Only whether it is valid is
+/// told: [`validate`] says why not. (A schema compiled for each part held twice the heap.)
 pub struct Apart(Arc<Compiled>);
 
 impl Apart {
     pub fn compiled() -> Apart {
-        let compiled = compiled();
-        compiled.apart.get_or_init(|| {
-            let mut top = compiled.schema.clone();
-            top["properties"]["targets"] = serde_json::json!({"type": "array", "minItems": 1});
-            let target = serde_json::json!({
-                "$schema": compiled.schema["$schema"],
-                "definitions": compiled.schema["definitions"],
-                "allOf": [{"$ref": "#/definitions/RawTarget"}],
-            });
-            let compile =
-                |schema: &Value| jsonschema::validator_for(schema).expect("a part of the schema");
-            (compile(&top), compile(&target))
-        });
-        Apart(compiled)
+        Apart(compiled())
     }
 
-    fn parts(&self) -> &(jsonschema::Validator, jsonschema::Validator) {
-        self.0.apart.get().expect("made by Apart::compiled")
-    }
-
-    /// Whether the top level of a document (its targets aside) is valid.
+    /// Whether the top level of a document is valid, its `targets` cut to the first.
     pub fn top_is_valid(&self, document: &Value) -> bool {
-        self.parts().0.is_valid(document)
+        self.0.validator().is_valid(document)
     }
 
-    /// Whether one target is valid.
-    pub fn target_is_valid(&self, target: &Value) -> bool {
-        self.parts().1.is_valid(target)
+    /// Whether `target` is valid: whether a config of it alone is. It is given back.
+    pub fn target_is_valid(&self, target: Value) -> (bool, Value) {
+        let list = Value::Array(vec![target]);
+        let mut alone = Value::Object(serde_json::Map::from_iter([("targets".into(), list)]));
+        let valid = self.0.validator().is_valid(&alone);
+        let target = match alone["targets"].as_array_mut() {
+            Some(list) => list.pop().unwrap_or_default(),
+            None => Value::Null,
+        };
+        (valid, target)
     }
 }
 
@@ -216,7 +211,7 @@ pub fn schema_text() -> String {
 pub fn validate(document: &Value) -> Vec<Problem> {
     let compiled = compiled();
     let mut problems = Vec::new();
-    for error in compiled.validator.iter_errors(document) {
+    for error in compiled.validator().iter_errors(document) {
         if let ValidationErrorKind::Type { .. } = error.kind()
             && error.instance().is_null()
         {
@@ -366,14 +361,17 @@ mod tests {
         let mut valid = 0;
         for document in &documents {
             let whole = validate(document).is_empty();
-            // As config/stream.rs reads it: each target apart, a null left in its place.
+            // As config/stream.rs reads it: each target alone, the first kept in the list.
             let mut top = document.clone();
             let mut targets = Vec::new();
-            if let Some(Value::Array(items)) = top.get_mut("targets") {
-                targets = items.iter_mut().map(std::mem::take).collect();
+            if let Some(list) = top.get_mut("targets") {
+                if let Value::Array(items) = list {
+                    targets = std::mem::take(items);
+                }
+                *list = Value::Array(targets.first().cloned().into_iter().collect());
             }
             let parts =
-                apart.top_is_valid(&top) && targets.iter().all(|t| apart.target_is_valid(t));
+                apart.top_is_valid(&top) && targets.into_iter().all(|t| apart.target_is_valid(t).0);
             assert_eq!(whole, parts, "{document}");
             valid += usize::from(whole);
         }

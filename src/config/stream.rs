@@ -28,20 +28,24 @@ use super::{Config, Os, document};
 pub fn load(text: &str, os: Os, env: EnvLookup<'_>, anchor: Option<&Path>) -> Option<Config> {
     let schema = Apart::compiled();
     let mut targets: Vec<Box<str>> = Vec::new();
+    let mut first = None;
     let mut keep = |target: Value| {
-        schema.target_is_valid(&target)
+        let (valid, target) = schema.target_is_valid(target);
+        let kept = valid
             && serde_json::to_string(&target)
                 .map(|json| targets.push(json.into_boxed_str()))
-                .is_ok()
+                .is_ok();
+        first.get_or_insert(target);
+        kept
     };
     let reading = document::read_apart(text, &mut keep).ok()?;
     let mut top = reading.document?;
-    if !reading.twice.is_empty()
-        || top.get("include").is_some()
-        || top.get("targets").is_none()
-        || !schema.top_is_valid(&top)
-        || super::cut_commands_in(text).next().is_some()
-    {
+    if !reading.twice.is_empty() || top.get("include").is_some() {
+        return None;
+    }
+    // The top level is checked with its first target: the others were checked alone.
+    *top.get_mut("targets")? = Value::Array(first.into_iter().collect());
+    if !schema.top_is_valid(&top) || super::cut_commands_in(text).next().is_some() {
         return None;
     }
     top.as_object_mut()?.remove("targets");
