@@ -43,7 +43,7 @@ impl<T> Relist<T> {
     /// [`Relist::put`] fills next. Positions are made in order: `k` is the number made.
     pub fn take_for(&mut self, k: usize, was: Option<usize>) -> Option<T> {
         if k == self.items.len() {
-            // Every old item is taken or before `k`: room for a new one.
+            // Every old item is taken: room for a new one.
             self.items.push(None);
             self.of.push(None);
         }
