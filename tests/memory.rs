@@ -1,7 +1,7 @@
 //! What loading a large config holds at its peak, counted by this test's own allocator: the
 //! whole YAML document of 10,000 targets is never built (config/stream.rs), so the load's
 //! heap peak is the text, the targets' compact JSON and the model, not the document
-//! (about 10 MB before; docs/performance.md, eighth round). Bytes allocated are the same on
+//! (12.1 MB before; docs/performance.md, eighth round). Bytes allocated are the same on
 //! a loaded machine or an idle one: this bound holds anywhere. One test in this binary, so
 //! that nothing else allocates beside it.
 

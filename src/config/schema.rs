@@ -72,11 +72,7 @@ impl Apart {
         let list = Value::Array(vec![target]);
         let mut alone = Value::Object(serde_json::Map::from_iter([("targets".into(), list)]));
         let valid = self.0.validator().is_valid(&alone);
-        let target = match alone["targets"].as_array_mut() {
-            Some(list) => list.pop().unwrap_or_default(),
-            None => Value::Null,
-        };
-        (valid, target)
+        (valid, alone["targets"][0].take())
     }
 }
 
