@@ -269,6 +269,33 @@ targets:
 }
 
 #[test]
+fn a_nul_character_in_a_command_is_refused_with_its_key() {
+    // YAML can write one ("\0"); no program can be given it, so the config cannot run.
+    let sb = Sandbox::new();
+    sb.write(
+        "nul.yaml",
+        r#"targets:
+  - name: a
+    heartbeat: /tmp/a
+    start: ["echo", "a\0b"]
+  - name: b
+    heartbeat: /tmp/b
+    start: "echo \0"
+    stop: "echo \0"
+    shell: true
+"#,
+    );
+    let err = check_fails(&sb, "nul.yaml");
+    for expected in [
+        "nul.yaml:4:5: targets[0].start: holds a NUL character",
+        "nul.yaml:7:5: targets[1].start: holds a NUL character",
+        "nul.yaml:8:5: targets[1].stop: holds a NUL character",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}
+
+#[test]
 fn yaml_syntax_errors_and_missing_files_are_reported() {
     let sb = Sandbox::new();
     sb.write("broken.yaml", "targets:\n  - name: a\n   heartbeat: x\n");

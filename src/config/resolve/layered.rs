@@ -255,7 +255,14 @@ impl<'a> Layered<'a> {
         shell: bool,
         problems: &mut Vec<Problem>,
     ) -> Option<CommandLine> {
+        let holds_nul = match spec {
+            CommandSpec::Line(line) => line.contains('\0'),
+            CommandSpec::Argv(argv) => argv.iter().any(|word| word.contains('\0')),
+        };
         let result = match (spec, shell) {
+            _ if holds_nul => {
+                Err("holds a NUL character (\\0), which no program can be given".into())
+            }
             (CommandSpec::Line(line), true) if line.trim().is_empty() => {
                 Err("command is empty".into())
             }
