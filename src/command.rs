@@ -10,7 +10,7 @@
 //! daemon's next write after protector exits does not kill it.
 
 use std::io::Read;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -117,13 +117,7 @@ pub fn run_keeping(
         ..Outcome::failed(reason)
     };
 
-    let mut contained = platform::contain(cmd);
-    contained
-        .command_mut()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = match contained.spawn() {
+    let mut child = match platform::start(cmd) {
         Ok(c) => c,
         Err(e) => {
             let mut o = failed(format!("cannot start {:?}: {e}", line.argv()[0]));
@@ -132,10 +126,8 @@ pub fn run_keeping(
         }
     };
     spawned(child.id());
-    // Tied to protector's life while it runs (Windows; Unix does it at spawn).
-    let tie = platform::tie(&*child);
     let (done_tx, done_rx) = mpsc::channel();
-    let (out, err) = (child.stdout().take(), child.stderr().take());
+    let (out, err) = child.take_output();
     // Second handles on the pipes, for handing them over if they outlive the command.
     let ends = [
         out.as_ref().and_then(platform::output_end),
@@ -160,7 +152,7 @@ pub fn run_keeping(
         let now = Instant::now();
         if now >= deadline {
             timed_out = true;
-            let _ = child.start_kill();
+            let _ = child.kill_tree();
             break child
                 .wait()
                 .map_err(|e| format!("cannot wait for the killed command: {e}"));
@@ -169,9 +161,7 @@ pub fn run_keeping(
         pause = (pause * 2).min(Duration::from_millis(20));
     };
     let duration = started.elapsed();
-    if let Some(tie) = tie {
-        tie.release();
-    }
+    child.untie();
 
     // Give the readers a moment to collect the last output, but never wait for a daemon
     // that inherited the pipes.
@@ -205,17 +195,6 @@ pub fn run_keeping(
         stdout.as_ref().map(Tail::text).unwrap_or_default(),
         stderr.as_ref().map(Tail::text).unwrap_or_default(),
     );
-    // Started, but the program could not be executed (see platform/spawn_linux.rs).
-    #[cfg(target_os = "linux")]
-    if let Some(e) = status
-        .as_ref()
-        .ok()
-        .and_then(|s| platform::exec_failure(s.code(), &err_text))
-    {
-        let mut o = failed(format!("cannot start {:?}: {e}", line.argv()[0]));
-        o.transient = platform::is_resource_shortage(&e);
-        return o;
-    }
     let cut = [&stdout, &stderr]
         .into_iter()
         .flatten()

@@ -204,16 +204,6 @@ enum Command {
 /// Parses the command line, does what it says, prints what it says and exits: the one way
 /// out of the CLI (`Outcome::exit`).
 pub fn main() -> ExitCode {
-    // A command on its way to run (see platform/spawn_linux.rs): nothing else is done first.
-    #[cfg(target_os = "linux")]
-    if std::env::args_os()
-        .nth(1)
-        .is_some_and(|a| a == crate::platform::EXEC_WORD)
-    {
-        let args: Vec<std::ffi::OsString> = std::env::args_os().skip(2).collect();
-        let (status, said) = crate::platform::exec_main(&args);
-        return Outcome::status(status).say_err(said).exit();
-    }
     crate::platform::tune_memory();
     run(Cli::parse_from(globals_after_subcommand(
         std::env::args_os().collect(),

@@ -88,16 +88,7 @@ fn run_watchdog(
     }
     crate::platform::use_this_program_to_drain();
     #[cfg(target_os = "linux")]
-    {
-        crate::daemon::use_look_helper();
-        if let Err(reason) = crate::platform::spawn_without_fork() {
-            tracing::warn!(
-                event = "commands_forked",
-                reason = %reason,
-                "cannot start commands through protector itself here; each is started by forking protector, as before"
-            );
-        }
-    }
+    crate::daemon::use_look_helper();
     if let Some((before, after)) = crate::platform::prepare_for_commands() {
         tracing::debug!(
             event = "descriptor_limit_raised",

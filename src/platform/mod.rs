@@ -2,7 +2,8 @@
 //! line is run, how a command's whole process tree is contained (so it can be killed), and
 //! what identifies a file. `unix.rs` and `windows.rs` implement the same functions, as do
 //! `endpoint_unix.rs` and `endpoint_windows.rs` for the control endpoint; `spawn_linux.rs`
-//! starts commands without forking protector; `priority_unix.rs` and `priority_windows.rs`
+//! starts commands without copying protector, `wrapped.rs` through process-wrap elsewhere,
+//! both giving a `Running` command; `priority_unix.rs` and `priority_windows.rs`
 //! let the threads that decide run ahead of what protector starts; `drain_unix.rs`
 //! keeps what a start command left running alive after protector exits (`windows.rs`: nothing
 //! to do); `eventlog_windows.rs` writes records to the Windows Event Log (Linux's journal
@@ -18,6 +19,8 @@ mod priority_unix;
 mod spawn_linux;
 #[cfg(unix)]
 mod unix;
+#[cfg(not(target_os = "linux"))]
+mod wrapped;
 #[cfg(unix)]
 pub use drain_unix::*;
 #[cfg(unix)]
@@ -25,9 +28,11 @@ pub use endpoint_unix::*;
 #[cfg(unix)]
 pub use priority_unix::favour_this_thread;
 #[cfg(target_os = "linux")]
-pub use spawn_linux::{EXEC_WORD, exec_failure, exec_main, spawn_without_fork};
+pub use spawn_linux::start;
 #[cfg(unix)]
 pub use unix::*;
+#[cfg(not(target_os = "linux"))]
+pub use wrapped::start;
 
 #[cfg(windows)]
 mod endpoint_windows;

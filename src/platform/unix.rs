@@ -2,6 +2,7 @@ use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
+#[cfg(not(target_os = "linux"))]
 use process_wrap::std::{CommandWrap, ProcessGroup};
 
 /// `/bin/sh -c LINE`, as the original tool did for its stop and start commands.
@@ -12,15 +13,12 @@ pub fn shell_command(line: &str) -> Command {
 }
 
 /// Puts the command in a process group of its own, so a timeout kills its whole tree
-/// (children that did not leave the group included). On Linux the group's leader is also
-/// killed when protector dies (`PR_SET_PDEATHSIG`): a shell line stops at the step it was
-/// at; what the leader started already is found again by the next protector
-/// ([`group_alive`]). Its stdio is set on what this returns.
-pub fn contain(#[allow(unused_mut)] mut cmd: Command) -> CommandWrap {
-    #[cfg(target_os = "linux")]
-    let cmd = super::spawn_linux::tied_to_protector(cmd);
-    #[cfg(not(target_os = "linux"))]
-    die_with_protector(&mut cmd);
+/// (children that did not leave the group included). Linux does so in `spawn_linux.rs`,
+/// where the group's leader is also killed when protector dies (`PR_SET_PDEATHSIG`): a
+/// shell line stops at the step it was at; what the leader started already is found again
+/// by the next protector ([`group_alive`]). Its stdio is set on what this returns.
+#[cfg(not(target_os = "linux"))]
+pub fn contain(cmd: Command) -> CommandWrap {
     let mut wrap = CommandWrap::from(cmd);
     wrap.wrap(ProcessGroup::leader());
     wrap
@@ -66,14 +64,17 @@ pub fn is_resource_shortage(e: &std::io::Error) -> bool {
     )
 }
 
-/// On Unix a command's leader dies with protector through `PR_SET_PDEATHSIG` (see
-/// [`contain`]); nothing more is tied. (Windows ties the whole tree: `windows.rs`.)
+/// Unix other than Linux ties nothing to protector's life. (Linux: the command's leader,
+/// `spawn_linux.rs`; Windows: the whole tree, `windows.rs`.)
+#[cfg(not(target_os = "linux"))]
 pub struct Tie;
 
+#[cfg(not(target_os = "linux"))]
 pub fn tie(_child: &dyn process_wrap::std::ChildWrapper) -> Option<Tie> {
     None
 }
 
+#[cfg(not(target_os = "linux"))]
 impl Tie {
     pub fn release(self) {}
 }
