@@ -97,7 +97,26 @@ pub fn run_keeping(
     keep: usize,
     spawned: impl FnOnce(u32),
 ) -> Outcome {
-    let started = Instant::now();
+    match start(line, env) {
+        Ok(started) => started.finish(timeout, keep, spawned),
+        Err(failed) => failed,
+    }
+}
+
+/// A command spawned and not yet waited for: [`start`], then [`Started::finish`]. One
+/// dropped unfinished (nobody will wait for it) has its tree killed and is reaped
+/// (`platform::Running`).
+pub struct Started {
+    child: platform::Running,
+    began: Instant,
+    /// The target it runs for, named to a drain process that takes its output over.
+    target: String,
+}
+
+/// Spawns `line` with extra environment `env`; the outcome of a command that could not be
+/// started, else what [`Started::finish`] waits for.
+pub fn start(line: &CommandLine, env: &[(&str, String)]) -> Result<Started, Outcome> {
+    let began = Instant::now();
     let mut cmd = match line {
         CommandLine::Exec(argv) => {
             let mut c = std::process::Command::new(&argv[0]);
@@ -112,101 +131,112 @@ pub fn run_keeping(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let failed = |reason: String| Outcome {
-        duration: started.elapsed(),
-        ..Outcome::failed(reason)
-    };
-
-    let mut child = match platform::start(cmd) {
-        Ok(c) => c,
-        Err(e) => {
-            let mut o = failed(format!("cannot start {:?}: {e}", line.argv()[0]));
-            o.transient = platform::is_resource_shortage(&e);
-            return o;
-        }
-    };
-    spawned(child.id());
-    let (done_tx, done_rx) = mpsc::channel();
-    let (out, err) = child.take_output();
-    // Second handles on the pipes, for handing them over if they outlive the command.
-    let ends = [
-        out.as_ref().and_then(platform::output_end),
-        err.as_ref().and_then(platform::output_end),
-    ];
-    let stdout = out.map(|r| Tail::spawn_reader(r, keep, done_tx.clone()));
-    let stderr = err.map(|r| Tail::spawn_reader(r, keep, done_tx.clone()));
-    drop(done_tx);
-
-    // Wait for the command itself (not for what it left running) with a bounded poll: the
-    // same code for process groups and Job Objects, no extra thread per command, and at most
-    // 20 ms between the command's exit and noticing it.
-    let deadline = crate::schedule::later(started, timeout);
-    let mut pause = Duration::from_millis(1);
-    let mut timed_out = false;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Ok(status),
-            Ok(None) => {}
-            Err(e) => break Err(format!("cannot wait for the command: {e}")),
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            timed_out = true;
-            let _ = child.kill_tree();
-            break child
-                .wait()
-                .map_err(|e| format!("cannot wait for the killed command: {e}"));
-        }
-        std::thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(20));
-    };
-    let duration = started.elapsed();
-    child.untie();
-
-    // Give the readers a moment to collect the last output, but never wait for a daemon
-    // that inherited the pipes.
-    let drain_until = Instant::now() + DRAIN_GRACE;
-    while let Some(left) = drain_until.checked_duration_since(Instant::now()) {
-        if done_rx.recv_timeout(left).is_err() {
-            break;
-        }
+    let target = env.iter().find(|(k, _)| *k == "PROTECTOR_TARGET");
+    let target = target.map_or(String::new(), |(_, name)| name.clone());
+    match platform::start(cmd) {
+        Ok(child) => Ok(Started {
+            child,
+            began,
+            target,
+        }),
+        Err(e) => Err(Outcome {
+            duration: began.elapsed(),
+            transient: platform::is_resource_shortage(&e),
+            ..Outcome::failed(format!("cannot start {:?}: {e}", line.argv()[0]))
+        }),
     }
-    let open: Vec<_> = [&stdout, &stderr]
-        .into_iter()
-        .zip(ends)
-        .filter_map(|(tail, end)| Some((tail.as_ref()?, end?)))
-        .filter(|(tail, _)| !tail.finished())
-        .map(|(_, end)| end)
-        .collect();
-    if !open.is_empty() {
-        let target = env.iter().find(|(k, _)| *k == "PROTECTOR_TARGET");
-        let target = target.map_or("", |(_, name)| name.as_str());
-        match platform::hand_over_output(target, open) {
-            Ok(false) => {}
-            Ok(true) => tracing::debug!(
-                event = "output_handed_over",
-                target = %target,
-                "what the command left running keeps its output open; a drain process reads it now"
-            ),
-            Err(e) => tracing::warn!(event = "output_not_handed_over", target = %target, "{e}"),
+}
+
+impl Started {
+    /// Tells `spawned` the command's process group, keeps the last `keep` bytes of each
+    /// stream, and waits for the command, killing its tree `timeout` after it started.
+    pub fn finish(self, timeout: Duration, keep: usize, spawned: impl FnOnce(u32)) -> Outcome {
+        let Started {
+            mut child,
+            began: started,
+            target,
+        } = self;
+        spawned(child.id());
+        let (done_tx, done_rx) = mpsc::channel();
+        let (out, err) = child.take_output();
+        // Second handles on the pipes, for handing them over if they outlive the command.
+        let ends = [
+            out.as_ref().and_then(platform::output_end),
+            err.as_ref().and_then(platform::output_end),
+        ];
+        let stdout = out.map(|r| Tail::spawn_reader(r, keep, done_tx.clone()));
+        let stderr = err.map(|r| Tail::spawn_reader(r, keep, done_tx.clone()));
+        drop(done_tx);
+
+        // Wait for the command itself (not for what it left running) with a bounded poll: the
+        // same code for process groups and Job Objects, no extra thread per command, and at most
+        // 20 ms between the command's exit and noticing it.
+        let deadline = crate::schedule::later(started, timeout);
+        let mut pause = Duration::from_millis(1);
+        let mut timed_out = false;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Ok(status),
+                Ok(None) => {}
+                Err(e) => break Err(format!("cannot wait for the command: {e}")),
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                timed_out = true;
+                let _ = child.kill_tree();
+                break child
+                    .wait()
+                    .map_err(|e| format!("cannot wait for the killed command: {e}"));
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(Duration::from_millis(20));
+        };
+        let duration = started.elapsed();
+        child.untie();
+
+        // Give the readers a moment to collect the last output, but never wait for a daemon
+        // that inherited the pipes.
+        let drain_until = Instant::now() + DRAIN_GRACE;
+        while let Some(left) = drain_until.checked_duration_since(Instant::now()) {
+            if done_rx.recv_timeout(left).is_err() {
+                break;
+            }
         }
-    }
-    let (out_text, err_text) = (
-        stdout.as_ref().map(Tail::text).unwrap_or_default(),
-        stderr.as_ref().map(Tail::text).unwrap_or_default(),
-    );
-    let cut = [&stdout, &stderr]
-        .into_iter()
-        .flatten()
-        .any(|t| t.lock().dropped);
-    Outcome {
-        status,
-        timed_out,
-        duration,
-        stdout: out_text,
-        stderr: err_text,
-        transient: false,
-        cut,
+        let open: Vec<_> = [&stdout, &stderr]
+            .into_iter()
+            .zip(ends)
+            .filter_map(|(tail, end)| Some((tail.as_ref()?, end?)))
+            .filter(|(tail, _)| !tail.finished())
+            .map(|(_, end)| end)
+            .collect();
+        if !open.is_empty() {
+            match platform::hand_over_output(&target, open) {
+                Ok(false) => {}
+                Ok(true) => tracing::debug!(
+                    event = "output_handed_over",
+                    target = %target,
+                    "what the command left running keeps its output open; a drain process reads it now"
+                ),
+                Err(e) => tracing::warn!(event = "output_not_handed_over", target = %target, "{e}"),
+            }
+        }
+        let (out_text, err_text) = (
+            stdout.as_ref().map(Tail::text).unwrap_or_default(),
+            stderr.as_ref().map(Tail::text).unwrap_or_default(),
+        );
+        let cut = [&stdout, &stderr]
+            .into_iter()
+            .flatten()
+            .any(|t| t.lock().dropped);
+        Outcome {
+            status,
+            timed_out,
+            duration,
+            stdout: out_text,
+            stderr: err_text,
+            transient: false,
+            cut,
+        }
     }
 }
 

@@ -125,10 +125,15 @@ fn main() {
             &format!(
                 "the machine's floor: {n} process(es) of the same command started at once by a plain launcher (one thread, std's spawn): p50 / p99 / max"
             ),
-            &launcher_floor(n),
+            &launcher_floor(n, false),
             None,
         );
     }
+    row(
+        "the machine's floor with the restarts' start commands: the same 100, each one's start (`true`) started as it ends: p50 / p99 / max",
+        &launcher_floor(100, true),
+        None,
+    );
     if args.iter().any(|a| a == "--latency-only") {
         return;
     }
@@ -328,8 +333,9 @@ fn fire_argv(dir: &Path, i: usize) -> [String; 3] {
 
 /// What the stop commands of the latency runs cost to start without protector: `n` of them
 /// started in a loop by this program, each one's latency from the instant they were due (the
-/// loop's start) to its own record.
-fn launcher_floor(n: usize) -> String {
+/// loop's start) to its own record. `with_starts`: as each ends (waited for in the order
+/// started), its start command (`true`) is started, as protector's restarts do.
+fn launcher_floor(n: usize, with_starts: bool) -> String {
     let dir = tempfile::tempdir().unwrap();
     let due = epoch(std::time::SystemTime::now());
     let children: Vec<Child> = (0..n)
@@ -340,8 +346,15 @@ fn launcher_floor(n: usize) -> String {
         .collect();
     let fired = |i: usize| dir.path().join(format!("t{i}.fired"));
     let read = |i: usize| -> Option<f64> { std::fs::read_to_string(fired(i)).ok()?.parse().ok() };
+    let mut starts = Vec::new();
     for mut child in children {
         let _ = child.wait();
+        if with_starts {
+            starts.push(Command::new("true").spawn().unwrap());
+        }
+    }
+    for mut start in starts {
+        let _ = start.wait();
     }
     match (0..n).map(read).collect::<Option<Vec<f64>>>() {
         Some(at) => percentiles(at.iter().map(|t| t - due).collect()),

@@ -115,12 +115,16 @@ impl Clock for SystemClock {
     }
 }
 
-/// Commands' threads are made on a thread of their own, not on the scheduler's. Making a
-/// thread takes the process's memory-map lock, which a burst of commands keeps busy (each
-/// spawn maps and unmaps a stack for its child, and the threads holding or waiting for the
-/// lock wait for a core behind the commands' processes): the scheduler thread, favoured or
-/// not, waited there 20-60 ms at a time while it started 100 commands. It now hands each job
-/// over and goes on; their threads are made in the order the jobs were handed over.
+/// Commands are started, and their threads made, on a thread of their own, not on the
+/// scheduler's. Making a thread takes the process's memory-map lock, which a burst of
+/// commands keeps busy (the threads holding or waiting for the lock wait for a core behind
+/// the commands' processes): the scheduler thread, favoured or not, waited there 20-60 ms
+/// at a time while it started 100 commands. It now hands each job over and goes on. The
+/// launcher is favoured as the scheduler is, and starts each command that waits for
+/// nothing (no incident to take, no command of an earlier protector) itself, before it
+/// makes the thread that waits for it: made by the command threads, at the commands'
+/// priority, the last of 100 commands started at once began 69 ms after the first
+/// (docs/performance.md, "Ninth round").
 struct Launcher {
     /// None when the launcher's thread could not be made: jobs are started by the caller.
     tx: Option<mpsc::Sender<(Job, Report)>>,
@@ -133,8 +137,10 @@ impl Launcher {
             .name("protector-launch".into())
             .stack_size(64 * 1024)
             .spawn(move || {
+                platform::favour_this_thread();
                 for (job, report) in rx {
-                    ThreadRunner.run(job, report);
+                    let started = at_once(&job).then(|| start_contained(&job));
+                    run_on_a_thread(job, started, report);
                 }
             });
         if let Err(e) = &made {
@@ -153,74 +159,103 @@ impl Runner for Launcher {
             None => Some((job, report)),
         };
         if let Some((job, report)) = unsent {
-            ThreadRunner.run(job, report);
+            run_on_a_thread(job, None, report);
         }
     }
 }
 
-/// A thread per command, running it contained (`command::run`).
-struct ThreadRunner;
+/// Can `job`'s command start the moment it is handed over: it waits for nothing first.
+fn at_once(job: &Job) -> bool {
+    job.after.is_none() && job.incident.is_none() && !job.incident_only
+}
 
-impl Runner for ThreadRunner {
-    fn run(&self, job: Job, report: Report) {
-        // The report moves into the thread; if the thread cannot be made, it comes back
-        // through this slot and is called here.
-        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(report)));
-        let theirs = slot.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("protector-{}", job.what))
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-                    if let Some((left, wait)) = &job.after {
-                        settle(&job.target, left, *wait);
-                    }
-                    if let Some(incident) = job.incident {
-                        let note = keep_incident(&incident.draft, &job.env);
-                        incident.tell(note);
-                    }
-                    if job.incident_only {
-                        return Outcome::failed("not run: observe only".into());
-                    }
-                    let mut spawned = job.spawned;
-                    let mut record = None;
-                    let outcome = command::run(&job.line, &job.env, job.timeout, |pgid| {
-                        if let Some(tell) = spawned.take()
-                            && let Some(stamp) = platform::group_stamp(pgid)
-                        {
-                            let running = RunningCommand {
-                                command: job.what.into(),
-                                pgid,
-                                stamp,
-                                started_at: epoch_secs(SystemTime::now()),
-                            };
-                            record =
-                                put_on_record(&job.target, job.record_beside.as_deref(), &running);
-                            tell(running);
-                        }
-                    });
-                    if let Some(record) = record {
-                        crate::state::running::remove(&record);
-                    }
-                    outcome
-                }))
-                .unwrap_or_else(|p| {
-                    Outcome::failed(format!("internal error: {}", panic_message(&*p)))
-                });
-                let report = theirs.lock().unwrap_or_else(|e| e.into_inner()).take();
-                if let Some(report) = report {
-                    report(outcome);
-                }
-            });
-        if let Err(e) = spawned {
-            let report = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(report) = report {
-                report(Outcome::short_of_resources(format!(
-                    "cannot start a thread for the command: {e}"
-                )));
-            }
-        }
+/// `command::start`, with a panic (a bug) turned into a failure.
+fn start_contained(job: &Job) -> Result<command::Started, Outcome> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        command::start(&job.line, &job.env)
+    }))
+    .unwrap_or_else(|p| {
+        Err(Outcome::failed(format!(
+            "internal error: {}",
+            panic_message(&*p)
+        )))
+    })
+}
+
+/// A thread per command, running it contained (`command::run`): `started` when the
+/// launcher started it already, else after what it waits for.
+fn run_on_a_thread(job: Job, started: Option<Result<command::Started, Outcome>>, report: Report) {
+    // The report and the command move into the thread; if the thread cannot be made, they
+    // come back through this slot: the report is called here, and a command started
+    // already is killed (nobody would wait for it).
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(Some((report, started))));
+    let theirs = slot.clone();
+    let take = |s: &std::sync::Mutex<Option<_>>| s.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let spawned = std::thread::Builder::new()
+        .name(format!("protector-{}", job.what))
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let Some((report, started)) = take(&theirs) else {
+                return;
+            };
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                run_job(job, started)
+            }))
+            .unwrap_or_else(|p| Outcome::failed(format!("internal error: {}", panic_message(&*p))));
+            report(outcome);
+        });
+    if let Err(e) = spawned
+        && let Some((report, started)) = take(&slot)
+    {
+        drop(started);
+        report(Outcome::short_of_resources(format!(
+            "cannot start a thread for the command: {e}"
+        )));
     }
+}
+
+/// Runs `job` (started already or not) to its end, its process group on record meanwhile.
+fn run_job(job: Job, started: Option<Result<command::Started, Outcome>>) -> Outcome {
+    let started = match started {
+        Some(started) => started,
+        None => {
+            if let Some((left, wait)) = &job.after {
+                settle(&job.target, left, *wait);
+            }
+            if let Some(incident) = job.incident {
+                let note = keep_incident(&incident.draft, &job.env);
+                incident.tell(note);
+            }
+            if job.incident_only {
+                return Outcome::failed("not run: observe only".into());
+            }
+            command::start(&job.line, &job.env)
+        }
+    };
+    let started = match started {
+        Ok(started) => started,
+        Err(failed) => return failed,
+    };
+    let mut spawned = job.spawned;
+    let mut record = None;
+    let outcome = started.finish(job.timeout, command::TAIL_BYTES, |pgid| {
+        if let Some(tell) = spawned.take()
+            && let Some(stamp) = platform::group_stamp(pgid)
+        {
+            let running = RunningCommand {
+                command: job.what.into(),
+                pgid,
+                stamp,
+                started_at: epoch_secs(SystemTime::now()),
+            };
+            record = put_on_record(&job.target, job.record_beside.as_deref(), &running);
+            tell(running);
+        }
+    });
+    if let Some(record) = record {
+        crate::state::running::remove(&record);
+    }
+    outcome
 }
 
 /// Puts a command's process group on record beside the state file `state` at once; the

@@ -3,7 +3,7 @@
 //! what identifies a file. `unix.rs` and `windows.rs` implement the same functions, as do
 //! `endpoint_unix.rs` and `endpoint_windows.rs` for the control endpoint; `spawn_linux.rs`
 //! starts commands without copying protector, `wrapped.rs` through process-wrap elsewhere,
-//! both giving a `Running` command; `priority_unix.rs` and `priority_windows.rs`
+//! both giving a [`Running`] command; `priority_unix.rs` and `priority_windows.rs`
 //! let the threads that decide run ahead of what protector starts; `drain_unix.rs`
 //! keeps what a start command left running alive after protector exits (`windows.rs`: nothing
 //! to do); `eventlog_windows.rs` writes records to the Windows Event Log (Linux's journal
@@ -28,11 +28,11 @@ pub use endpoint_unix::*;
 #[cfg(unix)]
 pub use priority_unix::favour_this_thread;
 #[cfg(target_os = "linux")]
-pub use spawn_linux::start;
+pub use spawn_linux::{Running, start};
 #[cfg(unix)]
 pub use unix::*;
 #[cfg(not(target_os = "linux"))]
-pub use wrapped::start;
+pub use wrapped::{Running, start};
 
 #[cfg(windows)]
 mod endpoint_windows;

@@ -37,7 +37,8 @@ const CHILD_STACK: usize = 32 * 1024;
 const DEFAULT_PATH: &[u8] = b"/bin:/usr/bin";
 
 /// A command started by [`start`]: the leader of a process group of its own, which dies
-/// with the thread that started it (that thread waits for it).
+/// with the thread that started it. Dropped before it was reaped (nobody will wait for it),
+/// its tree is killed and it is reaped.
 #[derive(Debug)]
 pub struct Running {
     pid: libc::pid_t,
@@ -128,6 +129,15 @@ impl Running {
                 self.status = Some(ExitStatus::from_raw(raw));
                 Ok(self.status)
             }
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.kill_tree();
+            let _ = self.wait();
         }
     }
 }

@@ -15,7 +15,8 @@ pub type Pipe = std::fs::File;
 #[cfg(windows)]
 pub type Pipe = Box<dyn io::Read + Send>;
 
-/// A command started by [`start`].
+/// A command started by [`start`]. Dropped before it ended (nobody will wait for it), its
+/// tree is killed and it is waited for.
 pub struct Running {
     child: Box<dyn ChildWrapper>,
     tie: Option<Tie>,
@@ -64,6 +65,15 @@ impl Running {
     pub fn untie(&mut self) {
         if let Some(tie) = self.tie.take() {
             tie.release();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.start_kill();
+            let _ = self.child.wait();
         }
     }
 }

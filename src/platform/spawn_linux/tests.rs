@@ -185,3 +185,23 @@ fn killing_the_tree_ends_what_the_command_started_too() {
     // Reaped already: killing again is nothing.
     running.kill_tree().unwrap();
 }
+
+#[test]
+fn what_a_favoured_thread_starts_runs_at_the_default_priority() {
+    // The launcher that starts commands runs ahead of them (priority_unix.rs); the commands,
+    // and the services they start, must not inherit that.
+    let (favoured, nice) = std::thread::spawn(|| {
+        // SAFETY: getpriority reads this thread's nice.
+        let before = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let favoured = crate::platform::favour_this_thread();
+        let mut cmd = Command::new("cut");
+        cmd.args(["-d", " ", "-f", "19", "/proc/self/stat"]);
+        let (out, _, status) = finish(start(cmd).unwrap());
+        assert!(status.success());
+        (favoured, (before, out.trim().parse::<i32>().unwrap()))
+    })
+    .join()
+    .unwrap();
+    let (before, command) = nice;
+    assert_eq!(command, before, "favoured: {favoured}");
+}
