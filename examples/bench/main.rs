@@ -6,7 +6,8 @@
 //!
 //! `--scale N` measures one daemon of N targets instead (`scale.rs`): load, idle, status,
 //! one restart among them and a reload. `--bursts N` runs only the burst of 100 targets stale
-//! at once, N times, a row each (its spread from run to run).
+//! at once, N times, a row each (its spread from run to run), each with the floor measured
+//! right after it.
 //!
 //! Beside the latency rows, the machine's floor: the same stop commands started by a plain
 //! launcher, with no watchdog in between.
@@ -89,11 +90,12 @@ fn main() {
         let runs: usize = runs.parse().expect("--bursts takes a number of runs");
         for run in 1..=runs {
             let (p, own) = latency_protector(&bin, 100, false);
+            let floor = launcher_floor(100, false);
             row(
                 &format!(
-                    "burst {run} of {runs}, 100 targets stale at once: end to end / protector's own, p50 / p99 / max"
+                    "burst {run} of {runs}, 100 targets stale at once: end to end / protector's own / the machine's floor right after, p50 / p99 / max"
                 ),
-                &format!("{p} / {own}"),
+                &format!("{p} / {own} / {floor}"),
                 None,
             );
         }
