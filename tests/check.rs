@@ -271,9 +271,10 @@ targets:
 #[test]
 fn a_nul_character_in_a_command_is_refused_with_its_key() {
     // YAML can write one ("\0"); no program can be given it, so the config cannot run.
+    // (The file is not "nul.yaml": Windows takes that name for its null device.)
     let sb = Sandbox::new();
     sb.write(
-        "nul.yaml",
+        "zero.yaml",
         r#"targets:
   - name: a
     heartbeat: /tmp/a
@@ -285,11 +286,11 @@ fn a_nul_character_in_a_command_is_refused_with_its_key() {
     shell: true
 "#,
     );
-    let err = check_fails(&sb, "nul.yaml");
+    let err = check_fails(&sb, "zero.yaml");
     for expected in [
-        "nul.yaml:4:5: targets[0].start: holds a NUL character",
-        "nul.yaml:7:5: targets[1].start: holds a NUL character",
-        "nul.yaml:8:5: targets[1].stop: holds a NUL character",
+        "zero.yaml:4:5: targets[0].start: holds a NUL character",
+        "zero.yaml:7:5: targets[1].start: holds a NUL character",
+        "zero.yaml:8:5: targets[1].stop: holds a NUL character",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }

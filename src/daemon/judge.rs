@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, error, info, warn};
 
 use super::effects::{Look, Place};
-use super::real::panic_message;
+use super::panic_message;
 use super::{Daemon, secs};
 use crate::config::Target;
 use crate::config::duration::format as fmt_dur;

@@ -37,6 +37,7 @@ mod hold;
 mod incidents;
 mod install;
 mod judge;
+mod launcher;
 mod left;
 mod looks;
 mod notify;
@@ -75,7 +76,6 @@ use effects::{Effects, Job};
 pub(crate) use looks::helper::{HELPER_WORD as LOOK_HELPER_WORD, helper_main as look_helper_main};
 #[cfg(target_os = "linux")]
 pub(crate) use looks::remote::enable as use_look_helper;
-use real::panic_message;
 pub(crate) use refused::Refused;
 use slot::Slot;
 
@@ -441,4 +441,13 @@ impl Daemon {
 /// A duration as a log field: seconds, as a number (JSON logs stay machine-readable).
 fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// The message of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }

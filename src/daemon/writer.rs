@@ -198,7 +198,7 @@ fn contained(write: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()>
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(write)).unwrap_or_else(|panic| {
         Err(std::io::Error::other(format!(
             "internal error: {}",
-            super::real::panic_message(&*panic)
+            super::panic_message(&*panic)
         )))
     })
 }
