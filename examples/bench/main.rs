@@ -89,7 +89,7 @@ fn main() {
     {
         let runs: usize = runs.parse().expect("--bursts takes a number of runs");
         for run in 1..=runs {
-            let (p, own) = latency_protector(&bin, 100, false);
+            let (p, own) = latency_protector(&bin, 100, false, false);
             let floor = launcher_floor(100, false);
             row(
                 &format!(
@@ -102,26 +102,24 @@ fn main() {
         return;
     }
     for (n, spread) in [(1, false), (100, true), (100, false)] {
-        let (p, own) = latency_protector(&bin, n, spread);
+        let (p, own) = latency_protector(&bin, n, spread, false);
         let m = monit.as_ref().map(|m| latency_monit(m, n, spread));
         let what = match (n, spread) {
             (1, _) => "1 target".to_string(),
             (n, true) => format!("{n} targets, deadlines 10 ms apart"),
             (n, false) => format!("{n} targets stale at once"),
         };
-        row(
-            &format!(
-                "detection latency, {what}, {LATENCY_TIMEOUT_SECS} s timeout: p50 / p99 / max"
-            ),
-            &p,
-            m.as_ref(),
-        );
-        row(
-            &format!("  of which protector's own (deadline to spawn, from its log), {what}"),
-            &own,
-            None,
-        );
+        latency_rows(&what, &p, &own, m.as_ref());
     }
+    // As the packaged config runs: with a state file, each restart keeps its incident (what
+    // the service looked like) before its stop command starts.
+    let (p, own) = latency_protector(&bin, 100, false, true);
+    latency_rows(
+        "100 targets stale at once, with a state_file (an incident kept before each stop)",
+        &p,
+        &own,
+        None,
+    );
     for n in [1, 100] {
         row(
             &format!(
@@ -372,8 +370,22 @@ fn write_beats(dir: &Path, n: usize, spread: bool) {
     }
 }
 
+fn latency_rows(what: &str, p: &str, own: &str, monit: Option<&String>) {
+    row(
+        &format!("detection latency, {what}, {LATENCY_TIMEOUT_SECS} s timeout: p50 / p99 / max"),
+        p,
+        monit,
+    );
+    row(
+        &format!("  of which protector's own (deadline to spawn, from its log), {what}"),
+        own,
+        None,
+    );
+}
+
 /// Returns (latency until the stop command ran, latency until protector spawned it).
-fn latency_protector(bin: &Path, n: usize, spread: bool) -> (String, String) {
+/// `state`: with a state file (and so an incident kept before each restart's stop).
+fn latency_protector(bin: &Path, n: usize, spread: bool, state: bool) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_path_buf();
     let timeout = format!("{LATENCY_TIMEOUT_SECS}s");
@@ -383,6 +395,10 @@ fn latency_protector(bin: &Path, n: usize, spread: bool) -> (String, String) {
             serde_json::to_string(&fire_argv(&d, i)).unwrap()
         )
     });
+    if state {
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        std::fs::write(&cfg, format!("state_file: state.json\n{text}")).unwrap();
+    }
     beats(dir.path(), n);
     let mut child = spawn_protector(bin, &cfg);
     // Read the log as it comes (a full pipe would stall protector) and keep when each stop
