@@ -168,58 +168,12 @@ impl Started {
         let stderr = err.map(|r| Tail::spawn_reader(r, keep, done_tx.clone()));
         drop(done_tx);
 
-        // Wait for the command itself (not for what it left running) with a bounded poll: the
-        // same code for process groups and Job Objects, no extra thread per command, and at most
-        // 20 ms between the command's exit and noticing it.
-        let deadline = crate::schedule::later(started, timeout);
-        let mut pause = Duration::from_millis(1);
-        let mut timed_out = false;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break Ok(status),
-                Ok(None) => {}
-                Err(e) => break Err(format!("cannot wait for the command: {e}")),
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                timed_out = true;
-                let _ = child.kill_tree();
-                break child
-                    .wait()
-                    .map_err(|e| format!("cannot wait for the killed command: {e}"));
-            }
-            std::thread::sleep(pause.min(deadline - now));
-            pause = (pause * 2).min(Duration::from_millis(20));
-        };
+        let (status, timed_out) =
+            wait_bounded(&mut child, crate::schedule::later(started, timeout));
         let duration = started.elapsed();
         child.untie();
 
-        // Give the readers a moment to collect the last output, but never wait for a daemon
-        // that inherited the pipes.
-        let drain_until = Instant::now() + DRAIN_GRACE;
-        while let Some(left) = drain_until.checked_duration_since(Instant::now()) {
-            if done_rx.recv_timeout(left).is_err() {
-                break;
-            }
-        }
-        let open: Vec<_> = [&stdout, &stderr]
-            .into_iter()
-            .zip(ends)
-            .filter_map(|(tail, end)| Some((tail.as_ref()?, end?)))
-            .filter(|(tail, _)| !tail.finished())
-            .map(|(_, end)| end)
-            .collect();
-        if !open.is_empty() {
-            match platform::hand_over_output(&target, open) {
-                Ok(false) => {}
-                Ok(true) => tracing::debug!(
-                    event = "output_handed_over",
-                    target = %target,
-                    "what the command left running keeps its output open; a drain process reads it now"
-                ),
-                Err(e) => tracing::warn!(event = "output_not_handed_over", target = %target, "{e}"),
-            }
-        }
+        hand_over_what_stays_open(&target, [&stdout, &stderr], ends, &done_rx);
         let (out_text, err_text) = (
             stdout.as_ref().map(Tail::text).unwrap_or_default(),
             stderr.as_ref().map(Tail::text).unwrap_or_default(),
@@ -237,6 +191,71 @@ impl Started {
             transient: false,
             cut,
         }
+    }
+}
+
+/// Waits for the command itself (not for what it left running) until `deadline`, then kills
+/// its tree: its status, and whether it timed out. A bounded poll: the same code for process
+/// groups and Job Objects, no extra thread per command, and at most 20 ms between the
+/// command's exit and noticing it.
+fn wait_bounded(
+    child: &mut platform::Running,
+    deadline: Instant,
+) -> (Result<ExitStatus, String>, bool) {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return (Ok(status), false),
+            Ok(None) => {}
+            Err(e) => return (Err(format!("cannot wait for the command: {e}")), false),
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            let _ = child.kill_tree();
+            let status = child.wait();
+            return (
+                status.map_err(|e| format!("cannot wait for the killed command: {e}")),
+                true,
+            );
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// Gives the readers a moment to collect the last output (each says so on `done` when its
+/// stream ends), but never waits for a daemon that inherited the pipes: the ends still open
+/// go to a drain process (`platform::hand_over_output`).
+fn hand_over_what_stays_open(
+    target: &str,
+    tails: [&Option<Tail>; 2],
+    ends: [Option<platform::OutputEnd>; 2],
+    done: &mpsc::Receiver<()>,
+) {
+    let drain_until = Instant::now() + DRAIN_GRACE;
+    while let Some(left) = drain_until.checked_duration_since(Instant::now()) {
+        if done.recv_timeout(left).is_err() {
+            break;
+        }
+    }
+    let open: Vec<_> = tails
+        .into_iter()
+        .zip(ends)
+        .filter_map(|(tail, end)| Some((tail.as_ref()?, end?)))
+        .filter(|(tail, _)| !tail.finished())
+        .map(|(_, end)| end)
+        .collect();
+    if open.is_empty() {
+        return;
+    }
+    match platform::hand_over_output(target, open) {
+        Ok(false) => {}
+        Ok(true) => tracing::debug!(
+            event = "output_handed_over",
+            target = %target,
+            "what the command left running keeps its output open; a drain process reads it now"
+        ),
+        Err(e) => tracing::warn!(event = "output_not_handed_over", target = %target, "{e}"),
     }
 }
 
