@@ -16,41 +16,61 @@ const CHECK_LOOKS_WITHIN: Duration = Duration::from_secs(5);
 /// cannot run (a problem unless the target allows it), heartbeats' places (a missing
 /// directory, one any user can write, whole-second file times). Looked at on a thread of its
 /// own and waited for a bounded time, so a filesystem that never answers cannot hang `check`
-/// (which the formula and the packages run before a config is used).
-fn on_this_machine(config: &Config) -> (Vec<String>, Vec<String>) {
-    let enabled: Vec<crate::config::Target> = config
-        .targets
-        .iter()
-        .filter(|t| t.enabled)
-        .cloned()
-        .collect();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let looked = std::thread::Builder::new()
-        .name("protector-check".into())
-        .spawn(move || {
-            let mut out = Vec::new();
-            let mut problems = Vec::new();
-            for m in crate::programs::missing(&enabled) {
-                let line = format!("target {}: {}: {}", m.target, m.command, m.why);
-                if m.allowed {
-                    out.push(format!("{line} (allow_missing_programs: true)"));
-                } else {
-                    problems.push(line);
+/// (which the formula and the packages run before a config is used); begun before the
+/// targets are described, which takes as long at 10,000 targets.
+struct Looking {
+    found: std::sync::mpsc::Receiver<(Vec<String>, Vec<String>)>,
+    until: std::time::Instant,
+}
+
+impl Looking {
+    fn begin(config: &Config) -> Looking {
+        let enabled: Vec<crate::config::Target> = config
+            .targets
+            .iter()
+            .filter(|t| t.enabled)
+            .cloned()
+            .collect();
+        let (tx, found) = std::sync::mpsc::channel();
+        // No thread to be had: `found` then says that nothing was looked at.
+        let _ = std::thread::Builder::new()
+            .name("protector-check".into())
+            .spawn(move || {
+                let (missing, places) =
+                    rayon::join(|| crate::programs::missing(&enabled), || places(&enabled));
+                let mut out = Vec::new();
+                let mut problems = Vec::new();
+                for m in missing {
+                    let line = format!("target {}: {}: {}", m.target, m.command, m.why);
+                    if m.allowed {
+                        out.push(format!("{line} (allow_missing_programs: true)"));
+                    } else {
+                        problems.push(line);
+                    }
                 }
-            }
-            out.extend(places(&enabled));
-            let _ = tx.send((problems, out));
-        });
-    match looked.map(|_| rx.recv_timeout(CHECK_LOOKS_WITHIN)) {
-        Ok(Ok(found)) => found,
-        _ => (
-            Vec::new(),
-            vec![format!(
-                "the heartbeats' directories could not all be looked at within {}s (a \
-                 filesystem that does not answer?): what they would show is left out",
-                CHECK_LOOKS_WITHIN.as_secs()
-            )],
-        ),
+                out.extend(places);
+                let _ = tx.send((problems, out));
+            });
+        Looking {
+            found,
+            until: std::time::Instant::now() + CHECK_LOOKS_WITHIN,
+        }
+    }
+
+    fn found(self) -> (Vec<String>, Vec<String>) {
+        let left = self
+            .until
+            .saturating_duration_since(std::time::Instant::now());
+        self.found.recv_timeout(left).unwrap_or_else(|_| {
+            (
+                Vec::new(),
+                vec![format!(
+                    "the heartbeats' directories could not all be looked at within {}s (a \
+                     filesystem that does not answer?): what they would show is left out",
+                    CHECK_LOOKS_WITHIN.as_secs()
+                )],
+            )
+        })
     }
 }
 
@@ -201,16 +221,19 @@ pub fn run(path: &Path, how: &How) -> Outcome {
         }
     };
     let file = path.display().to_string();
+    // Only this machine's directories and programs can be looked at.
+    let looking = how
+        .on_this_machine(&config)
+        .then(|| Looking::begin(&config));
     let mut out = Outcome::ok().say(if how.quiet {
         headline(&file, &config)
     } else {
         describe(&file, &config, origins.as_ref())
     });
-    // Only this machine's directories and programs can be looked at.
-    if !how.on_this_machine(&config) {
+    let Some(looking) = looking else {
         return out;
-    }
-    let (problems, warnings) = on_this_machine(&config);
+    };
+    let (problems, warnings) = looking.found();
     for warning in warnings {
         out = out.say_err(format!("{file}: warning: {warning}"));
     }
@@ -247,7 +270,7 @@ fn json_doc(path: &Path, how: &How) -> (serde_json::Value, u8) {
     let (valid, targets, mut problems, mut warnings) = match config::load(path, os) {
         Ok(config) => {
             let (missing, warned) = if how.on_this_machine(&config) {
-                on_this_machine(&config)
+                Looking::begin(&config).found()
             } else {
                 Default::default()
             };

@@ -266,7 +266,7 @@ impl Target {
     }
 
     /// Shares its policy with an equal one already in `seen`, else adds its own there.
-    pub(crate) fn share_policy(&mut self, seen: &mut Interner<Policy>) {
+    pub(crate) fn share_policy(&mut self, seen: &Interner<Policy>) {
         self.policy = seen.intern(Arc::clone(&self.policy));
     }
 }

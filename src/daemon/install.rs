@@ -47,8 +47,8 @@ impl Daemon {
         let targets = std::mem::take(&mut plan.targets);
         let made = targets.len();
         // Slots whose rules are the same share one copy of them.
-        let mut seen = Interner::new();
-        let mut rules_of = |t: &Target| seen.intern(Arc::new(Rules::of(t)));
+        let seen = Interner::new();
+        let rules_of = |t: &Target| seen.intern(Arc::new(Rules::of(t)));
         for (k, (target, change)) in targets.into_iter().enumerate() {
             let was = old.take_for(k, change.was());
             let slot = match change {

@@ -10,7 +10,6 @@ mod shell;
 use rayon::prelude::*;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
 
 use super::Problem;
 use super::expand::expand;
@@ -52,7 +51,7 @@ pub fn resolve_from(
 ) -> Result<Config, Vec<Problem>> {
     // Names used twice are found before (partial.rs), on the document as written.
     let mut problems = Vec::new();
-    let policies = Mutex::new(Interner::new());
+    let policies = Interner::new();
     let one = |i: usize, target: &RawTarget| {
         let mut found = Vec::new();
         let t = Layered::new(target, raw.defaults.as_ref(), i, os)
@@ -61,7 +60,7 @@ pub fn resolve_from(
                 if let Some(dir) = anchor {
                     anchor_target(&mut t, dir);
                 }
-                t.share_policy(&mut policies.lock().unwrap_or_else(PoisonError::into_inner));
+                t.share_policy(&policies);
                 t
             });
         (t, found)
