@@ -443,6 +443,11 @@ fn check_explain_says_where_each_setting_comes_from() {
         line("allow_missing_programs").ends_with("[from defaults]"),
         "{text}"
     );
+    // A label longer than the column is still followed by a space.
+    assert!(
+        line("allow_missing_programs").starts_with("  allow_missing_programs: true ("),
+        "{text}"
+    );
     assert!(line("stop").contains("stop: defaults.os.linux"), "{text}");
     assert!(
         line("restart_grace").ends_with("[from targets[0].os.unix]"),

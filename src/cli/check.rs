@@ -2,6 +2,7 @@
 //! the heartbeats' places on this machine.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::describe::{describe, headline};
@@ -24,20 +25,19 @@ struct Looking {
 }
 
 impl Looking {
-    fn begin(config: &Config) -> Looking {
-        let enabled: Vec<crate::config::Target> = config
-            .targets
-            .iter()
-            .filter(|t| t.enabled)
-            .cloned()
-            .collect();
+    fn begin(config: &Arc<Config>) -> Looking {
+        let config = Arc::clone(config);
         let (tx, found) = std::sync::mpsc::channel();
         // No thread to be had: `found` then says that nothing was looked at.
         let _ = std::thread::Builder::new()
             .name("protector-check".into())
             .spawn(move || {
-                let (missing, places) =
-                    rayon::join(|| crate::programs::missing(&enabled), || places(&enabled));
+                let enabled: Vec<&crate::config::Target> =
+                    config.targets.iter().filter(|t| t.enabled).collect();
+                let (missing, places) = rayon::join(
+                    || crate::programs::missing(enabled.iter().copied()),
+                    || places(&enabled),
+                );
                 let mut out = Vec::new();
                 let mut problems = Vec::new();
                 for m in missing {
@@ -78,7 +78,7 @@ impl Looking {
 /// any user can write, a file any user can write, whole-second file times. Each directory is
 /// looked at once, and the files in parallel (10,000 targets in one directory were 40,000
 /// looks one after another).
-fn places(enabled: &[crate::config::Target]) -> Vec<String> {
+fn places(enabled: &[&crate::config::Target]) -> Vec<String> {
     use rayon::prelude::*;
     use std::collections::HashMap;
     // Where each heartbeat is, as the system will find it.
@@ -113,12 +113,15 @@ fn places(enabled: &[crate::config::Target]) -> Vec<String> {
                     dir.display()
                 ));
             }
-            let exposed =
-                exposed.or_else(|| crate::perms::heartbeat_file_exposure(file.as_deref()?));
+            // One `stat` of the file tells both what any user may do to it and its times.
+            let ((seen, _), meta) = crate::heartbeat::observe_keeping(beat);
+            let exposed = exposed.or_else(|| {
+                crate::perms::heartbeat_file_exposure_of(file.as_deref()?, meta.as_ref()?)
+            });
             if let Some(reason) = exposed {
                 said.push(format!("target {name}: {reason}"));
             }
-            if let (Observation::Present(print), _) = crate::heartbeat::observe(beat)
+            if let Observation::Present(print) = seen
                 && print.coarse
             {
                 said.push(format!(
@@ -222,6 +225,7 @@ pub fn run(path: &Path, how: &How) -> Outcome {
     };
     let file = path.display().to_string();
     // Only this machine's directories and programs can be looked at.
+    let config = Arc::new(config);
     let looking = how
         .on_this_machine(&config)
         .then(|| Looking::begin(&config));
@@ -269,6 +273,7 @@ fn json_doc(path: &Path, how: &How) -> (serde_json::Value, u8) {
     let file = path.display().to_string();
     let (valid, targets, mut problems, mut warnings) = match config::load(path, os) {
         Ok(config) => {
+            let config = Arc::new(config);
             let (missing, warned) = if how.on_this_machine(&config) {
                 Looking::begin(&config).found()
             } else {

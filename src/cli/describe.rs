@@ -74,7 +74,16 @@ pub fn describe(file: &str, config: &Config, origins: Option<&Origins>) -> Strin
         let from = origins.and_then(|o| o.get(&t.name));
         // `  key:   value`, and with --explain where the value comes from.
         let mut line = |label: &str, value: String, keys: &[&str]| {
-            let _ = write!(out, "  {:<17}{value}", format!("{label}:"));
+            // `  label:` padded to 19 columns (labels are ASCII), a longer one followed by a
+            // space; without a format per line: `check` describes every target.
+            out.push_str("  ");
+            out.push_str(label);
+            out.push(':');
+            out.extend(std::iter::repeat_n(
+                ' ',
+                16usize.saturating_sub(label.len()).max(1),
+            ));
+            out.push_str(&value);
             if let Some(from) = from {
                 let said: Vec<String> = keys
                     .iter()

@@ -99,7 +99,7 @@ pub fn refusal(reason: &str) -> String {
 /// Why any user could plant, keep fresh or remove a heartbeat in the directory `dir` (its
 /// metadata `meta`): it is writable by all (with or without the sticky bit, like /tmp).
 /// `None` when that is not so. (A heartbeat's place: its directory's finding, or else its
-/// file's, [`heartbeat_file_exposure`].)
+/// file's, [`heartbeat_file_exposure_of`].)
 pub fn heartbeat_dir_exposure_of(dir: &Path, meta: &std::fs::Metadata) -> Option<String> {
     #[cfg(unix)]
     {
@@ -112,12 +112,8 @@ pub fn heartbeat_dir_exposure_of(dir: &Path, meta: &std::fs::Metadata) -> Option
     }
 }
 
-/// Why any user could keep the heartbeat file `path` itself fresh: it is writable by all.
-pub fn heartbeat_file_exposure(path: &Path) -> Option<String> {
-    heartbeat_file_exposure_of(path, &std::fs::metadata(path).ok()?)
-}
-
-/// [`heartbeat_file_exposure`] from the file's metadata `meta`, already read.
+/// Why any user could keep the heartbeat file `path` itself fresh: it is writable by all
+/// (`meta`, its metadata, already read).
 pub fn heartbeat_file_exposure_of(path: &Path, meta: &std::fs::Metadata) -> Option<String> {
     #[cfg(unix)]
     {
