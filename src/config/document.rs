@@ -75,9 +75,10 @@ pub fn read(text: &str) -> Result<Reading, Position> {
 }
 
 /// What is done with each item of the top-level `targets` list as soon as it is read
-/// (config/stream.rs): the item is given to it and a null kept in its place, so that no
-/// whole document is built. `false` stops the reading: the document is then `None`.
-pub type TargetHook<'h> = &'h mut dyn FnMut(Value) -> bool;
+/// (config/stream.rs): the item is given to it, with the top level read so far, and a null
+/// kept in its place, so that no whole document is built. `false` stops the reading: the
+/// document is then `None`.
+pub type TargetHook<'h> = &'h mut dyn FnMut(Value, &Map<String, Value>) -> bool;
 
 /// [`read`], each target given to `hook` as it is read.
 pub fn read_apart(text: &str, hook: TargetHook<'_>) -> Result<Reading, Position> {
@@ -283,9 +284,15 @@ impl Reader<'_> {
     /// A complete node: into the open collection, or the document; a target to the hook.
     fn place(&mut self, mut value: Value) -> Result<(), Stop> {
         if let Some(hook) = &mut self.hook
-            && let [Open::Map { key: Some(key), .. }, Open::Seq { .. }] = self.stack.as_slice()
+            && let [
+                Open::Map {
+                    key: Some(key),
+                    map,
+                },
+                Open::Seq { .. },
+            ] = self.stack.as_slice()
             && key == "targets"
-            && !hook(std::mem::take(&mut value))
+            && !hook(std::mem::take(&mut value), map)
         {
             return Err(Stop::Elsewhere);
         }

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use super::Problem;
 use super::expand::expand;
-use super::model::{CommandLine, Config, DEFAULT_MAX_PARALLEL_COMMANDS, Files, Os, Target};
-use super::raw::{RawConfig, RawTarget};
+use super::model::{CommandLine, Config, DEFAULT_MAX_PARALLEL_COMMANDS, Files, Os, Policy, Target};
+use super::raw::{RawConfig, RawDefaults, RawTarget};
 use crate::intern::Interner;
 use layered::Layered;
 pub use shell::shell_syntax;
@@ -49,32 +49,92 @@ pub fn resolve_from(
     env: EnvLookup<'_>,
     anchor: Option<&Path>,
 ) -> Result<Config, Vec<Problem>> {
-    // Names used twice are found before (partial.rs), on the document as written.
-    let mut problems = Vec::new();
-    let policies = Interner::new();
-    let one = |i: usize, target: &RawTarget| {
+    let resolver = Resolver::new(raw.defaults.clone(), os, env, anchor);
+    // Each target resolves on its own, results and problems kept in the file's order.
+    let resolved: Vec<Resolved> = match targets {
+        Targets::Raw => map_targets(raw.targets.as_deref().unwrap_or_default(), |i, t| {
+            resolver.one(i, t)
+        }),
+        Targets::Document(items) => map_targets(items, |i, item| {
+            resolver.deserialized(i, RawTarget::deserialize(item))
+        }),
+        Targets::Text(items) => map_targets(items, |i, item| resolver.text(i, item)),
+    };
+    assemble(raw, resolved, os, env, anchor)
+}
+
+/// A target resolved (`None` when it could not be), and the problems found in it.
+pub type Resolved = (Option<Target>, Vec<Problem>);
+
+/// Resolves the targets of a config, one at a time, from any thread: with the config's
+/// `defaults` for `os`; see [`resolve_from`].
+pub struct Resolver<'a> {
+    defaults: Option<RawDefaults>,
+    os: Os,
+    env: EnvLookup<'a>,
+    anchor: Option<&'a Path>,
+    policies: Interner<Policy>,
+}
+
+impl<'a> Resolver<'a> {
+    pub fn new(
+        defaults: Option<RawDefaults>,
+        os: Os,
+        env: EnvLookup<'a>,
+        anchor: Option<&'a Path>,
+    ) -> Self {
+        Resolver {
+            defaults,
+            os,
+            env,
+            anchor,
+            policies: Interner::new(),
+        }
+    }
+
+    /// The `i`th target.
+    pub fn one(&self, i: usize, target: &RawTarget) -> Resolved {
         let mut found = Vec::new();
-        let t = Layered::new(target, raw.defaults.as_ref(), i, os)
-            .resolve(env, &mut found)
+        let t = Layered::new(target, self.defaults.as_ref(), i, self.os)
+            .resolve(self.env, &mut found)
             .map(|mut t| {
-                if let Some(dir) = anchor {
+                if let Some(dir) = self.anchor {
                     anchor_target(&mut t, dir);
                 }
-                t.share_policy(&policies);
+                t.share_policy(&self.policies);
                 t
             });
         (t, found)
-    };
-    // Each target resolves on its own, results and problems kept in the file's order.
-    let resolved: Vec<(Option<Target>, Vec<Problem>)> = match targets {
-        Targets::Raw => map_targets(raw.targets.as_deref().unwrap_or_default(), one),
-        Targets::Document(items) => map_targets(items, |i, item| {
-            deserialized(i, RawTarget::deserialize(item), one)
-        }),
-        Targets::Text(items) => map_targets(items, |i, item| {
-            deserialized(i, serde_json::from_str::<RawTarget>(item), one)
-        }),
-    };
+    }
+
+    /// The `i`th target from its JSON text, validated already (config/stream.rs).
+    pub fn text(&self, i: usize, text: &str) -> Resolved {
+        self.deserialized(i, serde_json::from_str::<RawTarget>(text))
+    }
+
+    /// The `i`th target once deserialized, or why it could not be.
+    fn deserialized(&self, i: usize, target: Result<RawTarget, serde_json::Error>) -> Resolved {
+        match target {
+            Ok(target) => self.one(i, &target),
+            Err(e) => (
+                None,
+                vec![Problem::new(format!("/targets/{i}"), e.to_string())],
+            ),
+        }
+    }
+}
+
+/// The config of `raw` whose targets are `resolved`, in the file's order: its files, and
+/// every problem found.
+pub fn assemble(
+    raw: &RawConfig,
+    resolved: Vec<Resolved>,
+    os: Os,
+    env: EnvLookup<'_>,
+    anchor: Option<&Path>,
+) -> Result<Config, Vec<Problem>> {
+    // Names used twice are found before (partial.rs), on the document as written.
+    let mut problems = Vec::new();
     let mut targets = Vec::with_capacity(resolved.len());
     for (t, found) in resolved {
         problems.extend(found);
@@ -107,21 +167,6 @@ pub fn resolve_from(
         })
     } else {
         Err(problems)
-    }
-}
-
-/// The `i`th target resolved by `one` once deserialized, or why it could not be.
-fn deserialized<R>(
-    i: usize,
-    target: Result<RawTarget, serde_json::Error>,
-    one: impl Fn(usize, &RawTarget) -> (Option<R>, Vec<Problem>),
-) -> (Option<R>, Vec<Problem>) {
-    match target {
-        Ok(target) => one(i, &target),
-        Err(e) => (
-            None,
-            vec![Problem::new(format!("/targets/{i}"), e.to_string())],
-        ),
     }
 }
 
