@@ -13,14 +13,14 @@ use crate::config::{CommandLine, Policy, Target};
 /// program is the shell.
 pub fn of(t: &Policy) -> Vec<(&'static str, String)> {
     [
-        ("stop", &t.stop),
-        ("start", &Some(t.start.clone())),
-        ("skip_if", &t.skip_if),
-        ("notify", &t.notify),
-        ("diagnose", &t.diagnose),
+        ("stop", t.stop.as_ref()),
+        ("start", Some(&t.start)),
+        ("skip_if", t.skip_if.as_ref()),
+        ("notify", t.notify.as_ref()),
+        ("diagnose", t.diagnose.as_ref()),
         (
             "depends_on",
-            &t.depends_on.as_ref().and_then(|d| d.command.clone()),
+            t.depends_on.as_ref().and_then(|d| d.command.as_ref()),
         ),
     ]
     .into_iter()
@@ -147,9 +147,11 @@ fn missing_of(wanted: &[Wanted]) -> Vec<Missing> {
             .entry(Arc::as_ptr(&w.policy))
             .or_insert_with(|| of(&w.policy));
         for (what, program) in programs.iter() {
-            let why = looked_up
-                .entry(program.clone())
-                .or_insert_with(|| not_runnable(program));
+            // Looked up once; its name copied only then (10,000 targets may share it).
+            if !looked_up.contains_key(program.as_str()) {
+                looked_up.insert(program.clone(), not_runnable(program));
+            }
+            let why = &looked_up[program.as_str()];
             if let Some(why) = why {
                 out.push(Missing {
                     target: w.target.clone(),
