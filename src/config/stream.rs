@@ -123,7 +123,10 @@ fn read_resolving(
         .into_inner()
         .unwrap_or_else(PoisonError::into_inner);
     chunks.sort_unstable_by_key(|(start, _)| *start);
-    read.resolved = chunks.into_iter().flat_map(|(_, r)| r).collect();
+    read.resolved = Vec::with_capacity(chunks.iter().map(|(_, r)| r.len()).sum());
+    for (_, resolved) in chunks {
+        read.resolved.extend(resolved);
+    }
     (reading, read)
 }
 
