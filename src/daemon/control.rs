@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tracing::info;
 
+use super::slot::Notes;
 use super::{Daemon, Msg};
 use crate::control::{self, Reply, Request, TargetResult, Verb};
 use crate::text::human;
@@ -122,8 +123,8 @@ impl Daemon {
             Some(d) => slot.state.pause(crate::schedule::later(now, d)),
             None => slot.state.pause_until_resumed(now),
         }
-        slot.pause_reason = reason;
-        let reason = slot.pause_reason.clone().unwrap_or_default();
+        slot.set_note(Notes::PAUSE_REASON, reason);
+        let reason = slot.notes().pause_reason.clone().unwrap_or_default();
         let how = d.map_or("until resumed".into(), |d| {
             format!("for {}", human(d.as_secs_f64()))
         });
@@ -151,7 +152,7 @@ impl Daemon {
         let slot = &mut self.slots[i];
         slot.state.resume(&slot.rules, &obs, now);
         let now = now.mono;
-        slot.pause_reason = None;
+        slot.set_note(Notes::PAUSE_REASON, None);
         info!(target = %slot.target.name, event = "pause_ended", by = "operator", "resumed by an operator: watched again");
         let slot = self.rescheduled(i);
         if slot.is_running() {

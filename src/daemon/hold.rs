@@ -8,6 +8,7 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 use super::effects::Probe;
+use super::slot::Notes;
 use super::{Daemon, Msg, secs};
 use crate::depends::Verdict;
 use crate::schedule::Checked;
@@ -82,7 +83,7 @@ impl Daemon {
                 self.spawn(i, cmd);
             }
             Checked::HoldEnded => {
-                slot.dependency = None;
+                slot.set_note(Notes::DEPENDENCY, None);
                 info!(
                     target = %name,
                     event = "dependency_up",
@@ -128,7 +129,7 @@ impl Daemon {
         } else {
             debug!(target = %slot.target.name, event = "dependency_still_down", reason = %why, recheck_in_secs = secs(recheck), "the dependency is still down; still held");
         }
-        slot.dependency = Some(why);
+        slot.set_note(Notes::DEPENDENCY, Some(why));
         self.mark_dirty(first);
     }
 
@@ -137,7 +138,7 @@ impl Daemon {
     pub(super) fn heartbeat_ended_wait(&mut self, i: usize, hold_ended: bool) {
         let slot = &mut self.slots[i];
         if hold_ended {
-            slot.dependency = None;
+            slot.set_note(Notes::DEPENDENCY, None);
             info!(target = %slot.target.name, event = "dependency_up", via = "heartbeat", "the heartbeat is back while held; watching as usual");
         } else {
             info!(target = %slot.target.name, event = "restart_called_off", reason = "heartbeat", "the heartbeat is back before the restart began; not restarting");

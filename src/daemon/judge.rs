@@ -9,6 +9,7 @@ use tracing::{debug, error, info, warn};
 
 use super::effects::{Look, Place};
 use super::panic_message;
+use super::slot::Notes;
 use super::{Daemon, secs};
 use crate::config::Target;
 use crate::config::duration::format as fmt_dur;
@@ -161,12 +162,16 @@ impl Daemon {
         inject_panic(&slot.target.name);
         let name = slot.target.name.clone();
         if out.pause_ended {
-            slot.pause_reason = None;
+            slot.set_note(Notes::PAUSE_REASON, None);
             info!(target = %name, event = "pause_ended", by = "expired", "the pause has ended: watched again");
             self.mark_dirty(true);
         }
         if out.still_paused {
-            let reason = self.slots[i].pause_reason.clone().unwrap_or_default();
+            let reason = self.slots[i]
+                .notes()
+                .pause_reason
+                .clone()
+                .unwrap_or_default();
             warn!(target = %name, event = "still_paused", reason = %reason, "still paused until an operator resumes it: not judged, never restarted (protector resume NAME)");
         }
         let slot = &mut self.slots[i];

@@ -22,8 +22,8 @@ pub(super) struct Slot {
     /// Shared, as the target's policy, with every target whose rules are the same.
     pub rules: Arc<Rules>,
     pub state: TargetState,
-    /// Last reason the heartbeat could not be read, to log each new one once.
-    pub last_error: Option<String>,
+    /// What few targets have to say (boxed, as the three below: a slot is kept per target).
+    notes: Option<Box<Notes>>,
     pub failures: u64,
     pub timeouts: u64,
     pub failed_restarts: u64,
@@ -37,14 +37,37 @@ pub(super) struct Slot {
     pub leftover: Option<Box<RunningCommand>>,
     /// The heartbeat was seen on a filesystem with whole-second file times (said once).
     pub coarse_said: bool,
-    /// Why an operator paused it (the end of the pause is `state.paused_until`).
-    pub pause_reason: Option<String>,
     /// Seeds its random waits (kept when it starts over).
     seed: u64,
     /// Counts its dependency checks: a verdict is taken only from the latest.
     pub check_seq: u64,
+}
+
+/// What a slot says of itself while it is so, each `None` most of the time.
+#[derive(Debug, Default)]
+pub(super) struct Notes {
+    /// Last reason the heartbeat could not be read, to log each new one once.
+    pub last_error: Option<String>,
+    /// Why an operator paused it (the end of the pause is `state.paused_until`).
+    pub pause_reason: Option<String>,
     /// While held: what the dependency check that found it down said.
     pub dependency: Option<String>,
+}
+
+/// A slot's notes when it has none.
+static NO_NOTES: Notes = Notes {
+    last_error: None,
+    pause_reason: None,
+    dependency: None,
+};
+
+/// Which of a slot's notes.
+pub(super) type Note = fn(&mut Notes) -> &mut Option<String>;
+
+impl Notes {
+    pub const LAST_ERROR: Note = |n| &mut n.last_error;
+    pub const PAUSE_REASON: Note = |n| &mut n.pause_reason;
+    pub const DEPENDENCY: Note = |n| &mut n.dependency;
 }
 
 impl Slot {
@@ -67,7 +90,7 @@ impl Slot {
             state,
             target,
             rules,
-            last_error: None,
+            notes: None,
             failures: 0,
             timeouts: 0,
             failed_restarts: 0,
@@ -76,10 +99,8 @@ impl Slot {
             running: None,
             leftover: None,
             coarse_said: false,
-            pause_reason: None,
             seed,
             check_seq: 0,
-            dependency: None,
         };
         slot.note_look(&obs, err);
         slot
@@ -106,7 +127,7 @@ impl Slot {
         self.state = TargetState::start(&self.rules, obs, now);
         self.seed = self.seed.wrapping_add(1);
         self.state.seed(self.seed);
-        self.dependency = None;
+        self.set_note(Notes::DEPENDENCY, None);
         self.state
             .restore(&self.rules, consecutive, total, None, now.mono);
         if let Some(until) = paused {
@@ -136,7 +157,7 @@ impl Slot {
     }
 
     fn note_error(&mut self, err: Option<String>) {
-        if err.is_some() && err != self.last_error {
+        if err.is_some() && err != self.notes().last_error {
             warn!(
                 target = %self.target.name,
                 event = "heartbeat_unreadable",
@@ -145,7 +166,25 @@ impl Slot {
                 "cannot read the heartbeat file; counting it as no heartbeat"
             );
         }
-        self.last_error = err;
+        self.set_note(Notes::LAST_ERROR, err);
+    }
+
+    /// What it says of itself now.
+    pub fn notes(&self) -> &Notes {
+        self.notes.as_deref().unwrap_or(&NO_NOTES)
+    }
+
+    /// Sets one of its notes (nothing is allocated to say that there is none).
+    pub fn set_note(&mut self, which: Note, value: Option<String>) {
+        if value.is_none() && self.notes.is_none() {
+            return;
+        }
+        let notes = self.notes.get_or_insert_with(Box::default);
+        *which(notes) = value;
+        if notes.last_error.is_none() && notes.pause_reason.is_none() && notes.dependency.is_none()
+        {
+            self.notes = None;
+        }
     }
 
     /// Books a finished stop or start command.
@@ -236,16 +275,15 @@ impl Slot {
                 None
             };
             if let Some(left) = restored {
-                self.pause_reason = rec
-                    .pause_reason
-                    .as_deref()
-                    .map(|r| r.chars().take(crate::control::MAX_REASON).collect());
+                let reason = rec.pause_reason.as_deref();
+                let reason = reason.map(|r| r.chars().take(crate::control::MAX_REASON).collect());
+                self.set_note(Notes::PAUSE_REASON, reason);
                 info!(
                     target = %self.target.name,
                     event = "pause_restored",
                     left_secs = left.map(super::secs),
                     until_resumed = left.is_none(),
-                    reason = self.pause_reason.as_deref().unwrap_or_default(),
+                    reason = self.notes().pause_reason.as_deref().unwrap_or_default(),
                     "still paused (restored from the state file)"
                 );
             }
@@ -320,10 +358,12 @@ impl Slot {
             last_restart: self.last_restart.clone(),
             running_command: self.running.as_ref().or(self.leftover.as_ref()).cloned(),
             paused_until: st.paused_until.map(&wall_at),
-            pause_reason: st.paused_until.and_then(|_| self.pause_reason.clone()),
+            pause_reason: st
+                .paused_until
+                .and_then(|_| self.notes().pause_reason.clone()),
             pause_until_resumed: st.paused_until.is_some() && st.pause_open,
             held_since: st.held_since.map(&wall_at),
-            dependency: st.held_since.and(self.dependency.clone()),
+            dependency: st.held_since.and(self.notes().dependency.clone()),
             pid_file: self
                 .target
                 .pid_file
@@ -338,11 +378,12 @@ impl Slot {
 mod tests {
     /// The daemon keeps a slot per target for its whole life (10,000 targets, 10,000 slots):
     /// its policy and rules are shared with the targets alike, its rare parts boxed. 904
-    /// bytes before policies and rules were shared.
+    /// bytes before policies and rules were shared, 408 before its three notes were boxed
+    /// together (344 now: 0.64 MB less at 10,000 targets).
     #[test]
     fn a_slot_is_a_few_hundred_bytes() {
         let size = std::mem::size_of::<super::Slot>();
-        assert!(size <= 512, "a slot is {size} bytes");
+        assert!(size <= 344, "a slot is {size} bytes");
         // A reload holds the old slots as optional slots in their own list's memory.
         assert_eq!(std::mem::size_of::<Option<super::Slot>>(), size);
     }

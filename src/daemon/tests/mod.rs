@@ -141,7 +141,10 @@ fn an_unreadable_heartbeat_counts_as_none() {
         .insert(path, "Permission denied".into());
     h.advance(secs(10.5));
     assert_eq!(h.stops("a"), [secs(10.0)]);
-    assert_eq!(h.slot("a").last_error.as_deref(), Some("Permission denied"));
+    assert_eq!(
+        h.slot("a").notes().last_error.as_deref(),
+        Some("Permission denied")
+    );
 }
 
 #[test]
@@ -199,7 +202,10 @@ fn a_pause_restored_from_the_state_file_lasts_at_most_what_can_be_asked_for() {
     let left = slot.state.paused_until.unwrap() - h.d.now().mono;
     assert_eq!(left, crate::control::MAX_PAUSE);
     assert_eq!(
-        slot.pause_reason.as_deref().map(|r| r.chars().count()),
+        slot.notes()
+            .pause_reason
+            .as_deref()
+            .map(|r| r.chars().count()),
         Some(crate::control::MAX_REASON)
     );
 }
