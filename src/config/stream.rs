@@ -82,22 +82,21 @@ fn read_resolving(
     let chunks = Mutex::new(chunks);
     let (reading, mut read) = std::thread::scope(|s| {
         let mut read = Read::default();
-        let mut to_resolve = Some(to_resolve);
         let mut keep = |target: Value, top: &Map<String, Value>| {
             let (valid, target) = schema.target_is_valid(target);
             if read.first.is_none() && valid {
                 read.early = early_defaults(schema, top, &target).and_then(|(written, d)| {
                     let spawn = || {
                         std::thread::Builder::new()
-                            .name("protector-config".into())
-                            .stack_size(256 * 1024)
+                            .name(resolve::THREAD_NAME.into())
+                            .stack_size(resolve::THREAD_STACK)
                             .spawn_scoped(s, || resolve_chunks(&chunks, &resolver, &resolved))
                             .is_ok()
                     };
                     let resolving = resolver
                         .set(Resolver::new(Some(d), os, env, anchor))
                         .is_ok()
-                        && (0..workers()).filter(|_| spawn()).count() > 0;
+                        && (0..resolve::threads()).filter(|_| spawn()).count() > 0;
                     resolving.then_some(written)
                 });
             }
@@ -116,7 +115,7 @@ fn read_resolving(
             read.hand_over(&to_resolve);
         }
         // The resolving threads end once every chunk is taken; the scope waits for them.
-        to_resolve.take();
+        drop(to_resolve);
         (reading, read)
     });
     let mut chunks = resolved
@@ -147,13 +146,11 @@ struct Read {
 
 impl Read {
     /// The targets read since the last chunk go to the resolving threads.
-    fn hand_over(&mut self, to: &Option<mpsc::Sender<Chunk>>) {
+    fn hand_over(&mut self, to: &mpsc::Sender<Chunk>) {
         let chunk = std::mem::take(&mut self.texts);
         let start = self.handed;
         self.handed += chunk.len();
-        if let Some(to) = to {
-            let _ = to.send((start, chunk));
-        }
+        let _ = to.send((start, chunk));
     }
 }
 
@@ -173,11 +170,6 @@ fn early_defaults(
     }
     let defaults = RawDefaults::deserialize(written).ok()?;
     Some((written.clone(), defaults))
-}
-
-/// Threads resolving chunks as they are read: as many as there are cores (up to 8).
-fn workers() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get().min(8))
 }
 
 /// Resolves each chunk taken from `chunks` with `resolver`, into `resolved`, until none is left.

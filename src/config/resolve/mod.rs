@@ -173,15 +173,25 @@ pub fn assemble(
 /// Configs with at least this many targets are resolved in parallel.
 const PARALLEL_FROM: usize = 256;
 
+/// Threads that resolve a large config's targets: one a core, at most 8.
+pub fn threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().min(8))
+}
+
+/// The name and stack of each of them (resolving is shallow: the document's nesting is
+/// bounded when it is read).
+pub const THREAD_NAME: &str = "protector-config";
+pub const THREAD_STACK: usize = 256 * 1024;
+
 /// `f` over `items` in order: in parallel for a large config (10,000 targets are checked in
 /// a fraction of the time), on a pool made for the occasion. Where no threads can be made (a
 /// tasks limit: TasksMax, pids.max), one by one: never a panic, as rayon's global pool gives.
 fn map_targets<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &T) -> R + Sync) -> Vec<R> {
     if items.len() >= PARALLEL_FROM {
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(std::thread::available_parallelism().map_or(2, |n| n.get().min(8)))
-            .thread_name(|i| format!("protector-config-{i}"))
-            .stack_size(256 * 1024)
+            .num_threads(threads())
+            .thread_name(|i| format!("{THREAD_NAME}-{i}"))
+            .stack_size(THREAD_STACK)
             .build();
         if let Ok(pool) = pool {
             return pool.install(|| items.par_iter().enumerate().map(|(i, t)| f(i, t)).collect());
